@@ -1,0 +1,3 @@
+export * from './archived-postgres';
+export * from './archive-storage';
+export * from './termination-policy';

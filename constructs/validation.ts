@@ -1,0 +1,167 @@
+/**
+ * Pure checks of user input. Each returns `undefined` when the value is fine, or a sentence that
+ * says what is wrong and what is expected. The constructs prefix the field name and collect every
+ * problem through `node.addValidation`, so one synth reports them all.
+ */
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * A StatefulSet's pods carry the label `controller-revision-hash: <name>-<10 characters>`, and a
+ * label value is at most 63 characters: a StatefulSet name longer than 52 characters creates
+ * a StatefulSet whose pods can never be created.
+ */
+export const MAX_STATEFUL_SET_NAME = 52;
+
+/** Renders a value for a message, quoted and shortened; never used for suspected credentials. */
+export function show(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** The database name: names the StatefulSet, its Services (DNS-1035 labels) and the archive path. */
+export function checkDatabaseName(name: string): string | undefined {
+  if (!DNS1035_LABEL.test(name)) {
+    return `${show(name)} is not a valid name: use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (a DNS-1035 label, as Service names require), e.g. "wal-postgres"`;
+  }
+  if (name.length > MAX_STATEFUL_SET_NAME) {
+    return `${show(name)} is ${name.length} characters long; at most ${MAX_STATEFUL_SET_NAME} are allowed because a StatefulSet's pods are labelled "<name>-<10-character revision hash>" and labels hold 63 characters`;
+  }
+  return undefined;
+}
+
+export function checkNamespace(namespace: string): string | undefined {
+  if (!DNS1123_LABEL.test(namespace) || namespace.length > 63) {
+    return `${show(namespace)} is not a valid namespace: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label), e.g. "demo"`;
+  }
+  return undefined;
+}
+
+/**
+ * Values that look like a credential pasted where the *name* of a Secret belongs. The message
+ * never repeats the value: it may be a real key.
+ */
+export function looksLikeCredential(value: string): boolean {
+  if (/^(AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}$/i.test(value)) return true; // AWS access key id
+  if (/-----BEGIN|"private_key"|"type"\s*:\s*"service_account"|^\s*\{/.test(value)) return true; // PEM / GCP JSON key
+  if (/[+/=]/.test(value) && value.length >= 20) return true; // base64 material, e.g. an AWS secret key
+  // A long run of letters and digits with no separator is a token, not a human-chosen name.
+  const longestRun = Math.max(0, ...value.split(/[-.]/).map((part) => part.length));
+  if (longestRun >= 32) return true;
+  if (/^[A-Za-z0-9]{16,}$/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /[0-9]/.test(value)) return true;
+  return false;
+}
+
+/** The name of a Secret (a DNS-1123 subdomain) that holds credentials. */
+export function checkSecretName(name: string): string | undefined {
+  if (name.trim().length === 0) {
+    return 'is empty: give the name of an existing Secret in the same namespace, e.g. "s3-secret"';
+  }
+  if (looksLikeCredential(name)) {
+    return `looks like a credential, not the name of a Secret (value not shown). Put the credential into a Secret (e.g. "kubectl create secret generic s3-secret --from-literal=...", or a SealedSecret/ExternalSecret) and give its name here; no secret value may ever be synthesized into dist/`;
+  }
+  if (!DNS1123_SUBDOMAIN.test(name) || name.length > 253) {
+    return `${show(name)} is not a valid Secret name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, e.g. "s3-secret"`;
+  }
+  return undefined;
+}
+
+/** S3 bucket naming rules (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html). */
+export function checkS3BucketName(bucket: string): string | undefined {
+  const expected = 'S3 bucket names are 3-63 characters of lowercase letters, digits, \'.\' and \'-\', start and end with a letter or digit, e.g. "kubedb"';
+  if (bucket.length === 0) return `is empty: ${expected}`;
+  if (bucket.length < 3 || bucket.length > 63) return `${show(bucket)} has ${bucket.length} characters: ${expected}`;
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket)) return `${show(bucket)} is not a valid bucket name: ${expected}`;
+  if (bucket.includes('..')) return `${show(bucket)} has two adjacent periods: ${expected}`;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(bucket)) return `${show(bucket)} is formatted as an IP address, which S3 forbids: ${expected}`;
+  for (const prefix of ['xn--', 'sthree-', 'amzn-s3-demo-']) {
+    if (bucket.startsWith(prefix)) return `${show(bucket)} starts with the reserved prefix "${prefix}": ${expected}`;
+  }
+  for (const suffix of ['-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3']) {
+    if (bucket.endsWith(suffix)) return `${show(bucket)} ends with the reserved suffix "${suffix}": ${expected}`;
+  }
+  return undefined;
+}
+
+/** GCS bucket naming rules (https://cloud.google.com/storage/docs/buckets#naming). */
+export function checkGcsBucketName(bucket: string): string | undefined {
+  const expected = 'GCS bucket names are 3-63 characters of lowercase letters, digits, \'-\', \'_\' and \'.\', start and end with a letter or digit, e.g. "kubedb"';
+  if (bucket.length === 0) return `is empty: ${expected}`;
+  const dotted = bucket.includes('.');
+  const max = dotted ? 222 : 63;
+  if (bucket.length < 3 || bucket.length > max) return `${show(bucket)} has ${bucket.length} characters: ${expected}`;
+  if (!/^[a-z0-9][a-z0-9._-]*[a-z0-9]$/.test(bucket)) return `${show(bucket)} is not a valid bucket name: ${expected}`;
+  if (dotted && bucket.split('.').some((part) => part.length === 0 || part.length > 63)) {
+    return `${show(bucket)} has an empty or over-long dot-separated part: ${expected}`;
+  }
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(bucket)) return `${show(bucket)} is formatted as an IP address: ${expected}`;
+  if (bucket.startsWith('goog') || /g(o|0)(o|0)gle/.test(bucket)) return `${show(bucket)} contains "goog"/"google", which GCS reserves: ${expected}`;
+  return undefined;
+}
+
+/** The optional prefix inside the bucket: relative, no empty or parent segments. */
+export function checkPrefix(prefix: string): string | undefined {
+  const expected = 'use a relative path such as "team-a/prod" (no leading \'/\', no \'..\' or empty segments)';
+  if (prefix.startsWith('/')) return `${show(prefix)} starts with '/': ${expected}`;
+  if (prefix.includes('//')) return `${show(prefix)} contains '//': ${expected}`;
+  if (prefix.split('/').some((segment) => segment === '..' || segment === '.')) return `${show(prefix)} contains a '..' or '.' segment: ${expected}`;
+  if (/[\\\s]|[\u0000-\u001f]/.test(prefix)) return `${show(prefix)} contains whitespace, '\\' or control characters: ${expected}`;
+  return undefined;
+}
+
+/** An S3-compatible endpoint: an absolute http(s) URL without path, query or credentials. */
+export function checkEndpoint(endpoint: string): string | undefined {
+  const expected = 'give an absolute URL such as "https://s3.amazonaws.com" or "http://minio.storage.svc:9000"';
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return `${show(endpoint)} is not a URL: ${expected}`;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${show(endpoint)} uses ${url.protocol}: ${expected}`;
+  if (url.username || url.password) return 'contains credentials (value not shown): keep credentials in the storage Secret';
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    return `${show(endpoint)} has a path or query: ${expected}; the bucket and prefix are separate fields`;
+  }
+  return undefined;
+}
+
+const QUANTITY = /^(\+)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+const BINARY_SUFFIX: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+const DECIMAL_SUFFIX: Record<string, number> = { n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+
+/** Parses a Kubernetes quantity to bytes (or cores), or undefined when it is not one. */
+export function parseQuantity(value: string): number | undefined {
+  if (!QUANTITY.test(value)) return undefined;
+  const match = /^\+?([0-9.]+)(.*)$/.exec(value)!;
+  const number = Number(match[1]);
+  const suffix = match[2];
+  if (suffix in BINARY_SUFFIX) return number * BINARY_SUFFIX[suffix];
+  if (suffix in DECIMAL_SUFFIX) return number * DECIMAL_SUFFIX[suffix];
+  return number * 10 ** Number(suffix.slice(1));
+}
+
+/** A volume size: a positive Kubernetes quantity of at least 1 MiB. */
+export function checkStorageSize(size: string): string | undefined {
+  const bytes = parseQuantity(size);
+  if (bytes === undefined) return `${show(size)} is not a Kubernetes quantity: write e.g. "1Gi", "500Mi" or "10G"`;
+  if (bytes < 2 ** 20) return `${show(size)} is smaller than 1Mi: PostgreSQL needs room for at least a few 16 MiB WAL segments; write e.g. "1Gi"`;
+  return undefined;
+}
+
+/** A resource request or limit (CPU or memory). */
+export function checkResourceQuantity(value: string): string | undefined {
+  if (parseQuantity(value) === undefined || parseQuantity(value) === 0) {
+    return `${show(value)} is not a positive Kubernetes quantity: write e.g. "500m" (CPU) or "1Gi" (memory)`;
+  }
+  return undefined;
+}
+
+export function checkImage(image: string): string | undefined {
+  if (image.trim() !== image || image.length === 0 || /\s/.test(image)) {
+    return `${show(image)} is not an image reference: write e.g. "postgres:15" or "registry.example.com/pg-wal-archiver:0.1.0"`;
+  }
+  return undefined;
+}

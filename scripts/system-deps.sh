@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and benchmarks need, when they are missing.
+# CI runs as root on a clean Debian 12 machine; elsewhere this only says what is missing.
+set -euo pipefail
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+command -v openssl >/dev/null || need+=(openssl)
+
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "system-deps: missing ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,44 @@
+import { App, Chart, Testing } from 'cdk8s';
+import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage } from '../../constructs';
+
+/** The seed example's props: 2 members, 1Gi `standard` volumes, archive to the `kubedb` bucket. */
+export function seedProps(overrides: Partial<ArchivedPostgresProps> = {}): ArchivedPostgresProps {
+  return {
+    version: 15,
+    replicas: 2,
+    storage: { storageClassName: 'standard', accessModes: ['ReadWriteOnce'], size: '1Gi' },
+    archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.amazonaws.com', bucket: 'kubedb' }) },
+    ...overrides,
+  };
+}
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec?: any;
+  data?: Record<string, string>;
+  [key: string]: any;
+}
+
+/** A chart in namespace `demo` holding one database built from `props`. */
+export function synthDatabase(props: ArchivedPostgresProps, id = 'wal-postgres'): { app: App; chart: Chart; db: ArchivedPostgres; objects: KubeObject[] } {
+  const app = Testing.app();
+  const chart = new Chart(app, 'test', { namespace: 'demo', disableResourceNameHashes: true });
+  const db = new ArchivedPostgres(chart, id, props);
+  return { app, chart, db, objects: Testing.synth(chart) as KubeObject[] };
+}
+
+export function find(objects: KubeObject[], kind: string, name: string): KubeObject {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`no ${kind}/${name} among ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  return found;
+}
+
+export function postgresContainer(statefulSet: KubeObject): any {
+  return statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'postgres');
+}
+
+export function envOf(container: any): Record<string, any> {
+  return Object.fromEntries(container.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+}

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { Testing } from 'cdk8s';
+import { buildApp } from '../../main';
+import { ArchiveStorage, TerminationPolicy } from '../../constructs';
+import { KubernetesSchema } from '../support/kubernetes-schema';
+import { KubeObject, seedProps, synthDatabase } from './fixtures';
+
+const schema = new KubernetesSchema();
+
+function appObjects(): KubeObject[] {
+  const app = buildApp(Testing.app().outdir);
+  return app.charts.flatMap((chart) => Testing.synth(chart) as KubeObject[]);
+}
+
+describe('Every synthesized object validates against the Kubernetes 1.27 schemas (unknown fields are errors)', () => {
+  it('the app in main.ts', () => {
+    const objects = appObjects();
+    expect(objects.length).toBeGreaterThan(0);
+    expect(objects.flatMap((o) => schema.validate(o))).toStrictEqual([]);
+  });
+
+  it.each([
+    ['S3, defaults', seedProps()],
+    ['GCS, DoNotTerminate, custom resources', seedProps({
+      archiver: { storage: ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' }) },
+      terminationPolicy: TerminationPolicy.DO_NOT_TERMINATE,
+      resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '2', memory: '2Gi' } },
+    })],
+  ])('a database with %s', (_name, props) => {
+    expect(synthDatabase(props).objects.flatMap((o) => schema.validate(o))).toStrictEqual([]);
+  });
+});
+
+describe('The schema validator catches injected errors', () => {
+  const statefulSet = () => structuredClone(synthDatabase(seedProps()).objects.find((o) => o.kind === 'StatefulSet')!);
+
+  it('fails a misspelt field', () => {
+    const object = statefulSet();
+    object.spec.replcias = 2;
+    expect(schema.validate(object)).toStrictEqual(['StatefulSet/wal-postgres: /spec must NOT have additional properties (replcias)']);
+  });
+
+  it('fails a wrong type', () => {
+    const object = statefulSet();
+    object.spec.replicas = 'two';
+    expect(schema.validate(object)).toContain('StatefulSet/wal-postgres: /spec/replicas must be integer');
+  });
+
+  it('fails a missing required field', () => {
+    const object = statefulSet();
+    delete object.spec.template.spec.containers[0].name;
+    expect(schema.validate(object)).toContain("StatefulSet/wal-postgres: /spec/template/spec/containers/0 must have required property 'name'");
+  });
+
+  it('fails an unknown kind', () => {
+    expect(schema.validate({ apiVersion: 'apps/v1', kind: 'StatefulSets', metadata: { name: 'x' } })).toStrictEqual([
+      'StatefulSets/x: no schema for apiVersion apps/v1 kind StatefulSets',
+    ]);
+  });
+});

@@ -1,0 +1,178 @@
+import { Chart, Duration, Testing } from 'cdk8s';
+import { describe, expect, it } from 'vitest';
+import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage, TerminationPolicy } from '../../constructs';
+import { collectValidationErrors } from '../../scripts/synthesize';
+import { seedProps } from './fixtures';
+
+/** The validation errors of one database `id` in namespace demo. */
+function errorsOf(props: ArchivedPostgresProps, id = 'wal-postgres', namespace = 'demo'): string[] {
+  const app = Testing.app();
+  const chart = new Chart(app, 'test', { namespace, disableResourceNameHashes: true });
+  new ArchivedPostgres(chart, id, props);
+  return collectValidationErrors(app);
+}
+
+const s3 = (options: Partial<Parameters<typeof ArchiveStorage.s3>[0]>) =>
+  ({ storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', bucket: 'kubedb', ...options }) });
+
+describe('ArchivedPostgres validation', () => {
+  it('accepts the seed example', () => {
+    expect(errorsOf(seedProps())).toStrictEqual([]);
+  });
+
+  it('fails when both s3 and gcs are set', () => {
+    const storage = ArchiveStorage.fromSpec({ storageSecretName: 's3-secret', s3: { bucket: 'kubedb' }, gcs: { bucket: 'kubedb' } });
+    expect(errorsOf(seedProps({ archiver: { storage } }))).toStrictEqual([
+      '[test/wal-postgres] archiver.storage.s3/gcs: both are set: choose exactly one storage backend, ArchiveStorage.s3({...}) or ArchiveStorage.gcs({...})',
+    ]);
+  });
+
+  it('fails when neither s3 nor gcs is set', () => {
+    const storage = ArchiveStorage.fromSpec({ storageSecretName: 's3-secret' });
+    expect(errorsOf(seedProps({ archiver: { storage } }))).toStrictEqual([
+      '[test/wal-postgres] archiver.storage.s3/gcs: neither is set: choose exactly one storage backend, ArchiveStorage.s3({...}) or ArchiveStorage.gcs({...})',
+    ]);
+  });
+
+  it.each([
+    ['', 'archiver.storage.s3.bucket: is empty: S3 bucket names are 3-63 characters'],
+    ['ab', 'archiver.storage.s3.bucket: "ab" has 2 characters'],
+    ['My_Bucket', 'archiver.storage.s3.bucket: "My_Bucket" is not a valid bucket name'],
+    ['kube..db', 'archiver.storage.s3.bucket: "kube..db" has two adjacent periods'],
+    ['192.168.1.10', 'archiver.storage.s3.bucket: "192.168.1.10" is formatted as an IP address'],
+    ['xn--kubedb', 'archiver.storage.s3.bucket: "xn--kubedb" starts with the reserved prefix "xn--"'],
+    ['kubedb-s3alias', 'archiver.storage.s3.bucket: "kubedb-s3alias" ends with the reserved suffix "-s3alias"'],
+  ])('fails on the S3 bucket name %j', (bucket, message) => {
+    const errors = errorsOf(seedProps({ archiver: s3({ bucket }) }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(`[test/wal-postgres] ${message}`);
+  });
+
+  it('fails on an invalid GCS bucket name', () => {
+    const errors = errorsOf(seedProps({ archiver: { storage: ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'google-backups' }) } }));
+    expect(errors).toStrictEqual([expect.stringContaining('archiver.storage.gcs.bucket: "google-backups" contains "goog"/"google", which GCS reserves')]);
+  });
+
+  it.each([
+    ['/backups', 'starts with \'/\''],
+    ['backups/../other', 'contains a \'..\' or \'.\' segment'],
+    ['..', 'contains a \'..\' or \'.\' segment'],
+    ['team//prod', 'contains \'//\''],
+  ])('fails on the prefix %j', (prefix, problem) => {
+    expect(errorsOf(seedProps({ archiver: s3({ prefix }) }))).toStrictEqual([
+      `[test/wal-postgres] archiver.storage.s3.prefix: ${JSON.stringify(prefix)} ${problem}: use a relative path such as "team-a/prod" (no leading '/', no '..' or empty segments)`,
+    ]);
+  });
+
+  it('fails on an archiveTimeout that is not a whole number of seconds', () => {
+    expect(errorsOf(seedProps({ archiver: { ...s3({}), archiveTimeout: Duration.millis(1500) } }))).toStrictEqual([
+      '[test/wal-postgres] archiver.archiveTimeout: 1500 ms is not a whole number of seconds: PostgreSQL\'s archive_timeout counts seconds; use Duration.seconds(60)',
+    ]);
+  });
+
+  it.each([Duration.seconds(1), Duration.seconds(14), Duration.days(2)])('fails on an archiveTimeout outside 15 s to 24 h, explaining the archive growth (%#)', (archiveTimeout) => {
+    const errors = errorsOf(seedProps({ archiver: { ...s3({}), archiveTimeout } }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/archiver\.archiveTimeout: \d+ s is outside 15 s to 86400 s: every timeout archives a whole 16 MiB segment even on an idle database/);
+  });
+
+  it.each([0, -1, 1.5, Number.NaN])('fails on replicas %j', (replicas) => {
+    expect(errorsOf(seedProps({ replicas }))).toStrictEqual([
+      `[test/wal-postgres] replicas: ${replicas} is not a whole number of at least 1: pod 0 is the primary and every further replica a standby`,
+    ]);
+  });
+
+  it.each(['1GB', 'ten', '-1Gi', '1 Gi', '', '100'])('fails on the storage size %j', (size) => {
+    const errors = errorsOf(seedProps({ storage: { size } }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^\[test\/wal-postgres\] storage\.size: ".*" (is not a Kubernetes quantity: write e\.g\. "1Gi"|is smaller than 1Mi)/);
+  });
+
+  it.each([12, 19, 15.2])('fails on the unsupported version %j', (version) => {
+    expect(errorsOf(seedProps({ version }))).toStrictEqual([
+      `[test/wal-postgres] version: ${version} is not a supported PostgreSQL major version: use one of 13, 14, 15, 16, 17, 18`,
+    ]);
+  });
+
+  it.each([
+    ['Wal_Postgres', 'is not a valid name'],
+    ['1postgres', 'is not a valid name'],
+    ['postgres-', 'is not a valid name'],
+    ['a'.repeat(53), 'is 53 characters long; at most 52 are allowed because a StatefulSet\'s pods are labelled'],
+  ])('fails on the database name %j', (name, problem) => {
+    const errors = errorsOf(seedProps({ name }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(`[test/wal-postgres] name: ${JSON.stringify(name)} ${problem}`);
+  });
+
+  it('names the construct id when the id is the (invalid) name', () => {
+    expect(errorsOf(seedProps(), 'WalPostgres')[0]).toContain('[test/WalPostgres] name (the construct id): "WalPostgres" is not a valid name');
+  });
+
+  it.each(['Demo', 'demo_ns', 'a'.repeat(64)])('fails on the namespace %j', (namespace) => {
+    const errors = errorsOf(seedProps({ namespace }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(`namespace: ${JSON.stringify(namespace).slice(0, 60)}`);
+    expect(errors[0]).toContain('is not a valid namespace');
+  });
+
+  it('fails on an empty storageSecretName', () => {
+    expect(errorsOf(seedProps({ archiver: { storage: ArchiveStorage.s3({ storageSecretName: '', bucket: 'kubedb' }) } }))).toStrictEqual([
+      '[test/wal-postgres] archiver.storage.storageSecretName: is empty: give the name of an existing Secret in the same namespace, e.g. "s3-secret"',
+    ]);
+  });
+
+  it.each([
+    ['an AWS access key id', 'AKIAIOSFODNN7EXAMPLE'],
+    ['an AWS secret access key', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
+    ['a GCP service-account key', '{"type": "service_account", "private_key": "..."}'],
+    ['a long token', 'ghp0123456789abcdefghijklmnopqrstuvwxyz'],
+  ])('fails, without echoing it, on %s where a Secret name is expected', (_what, value) => {
+    for (const errors of [
+      errorsOf(seedProps({ archiver: { storage: ArchiveStorage.s3({ storageSecretName: value, bucket: 'kubedb' }) } })),
+      errorsOf(seedProps({ authSecretName: value })),
+    ]) {
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName): looks like a credential, not the name of a Secret \(value not shown\)/);
+      expect(errors[0]).not.toContain(value);
+    }
+  });
+
+  it('fails on an S3 endpoint that is not an http(s) URL, without echoing embedded credentials', () => {
+    expect(errorsOf(seedProps({ archiver: s3({ endpoint: 's3.amazonaws.com' }) }))[0]).toContain('archiver.storage.s3.endpoint: "s3.amazonaws.com" is not a URL');
+    const withCredentials = errorsOf(seedProps({ archiver: s3({ endpoint: 'https://minio:s3cr3tpassw0rd@minio.local' }) }));
+    expect(withCredentials).toStrictEqual(['[test/wal-postgres] archiver.storage.s3.endpoint: contains credentials (value not shown): keep credentials in the storage Secret']);
+  });
+
+  it('fails on two databases with the same namespace and name, naming the first', () => {
+    const app = Testing.app();
+    const a = new Chart(app, 'team-a', { namespace: 'demo' });
+    const b = new Chart(app, 'team-b', { namespace: 'demo' });
+    new ArchivedPostgres(a, 'wal-postgres', seedProps());
+    new ArchivedPostgres(b, 'wal-postgres', seedProps());
+    new ArchivedPostgres(b, 'other', seedProps({ name: 'wal-postgres', namespace: 'elsewhere' }));
+    expect(collectValidationErrors(app)).toStrictEqual([
+      '[team-b/wal-postgres] name: "wal-postgres" in namespace "demo" is already used by team-a/wal-postgres: two databases would share their objects and their WAL archive; choose another name or namespace',
+    ]);
+  });
+
+  it('fails on an unknown terminationPolicy (e.g. from plain JavaScript)', () => {
+    expect(errorsOf(seedProps({ terminationPolicy: 'Destroy' as TerminationPolicy }))).toStrictEqual([
+      '[test/wal-postgres] terminationPolicy: "Destroy" is not a termination policy: use one of DoNotTerminate, Halt, Delete, WipeOut',
+    ]);
+  });
+
+  it('reports every problem of the app together, each with its construct path', () => {
+    const app = Testing.app();
+    const chart = new Chart(app, 'demo', { namespace: 'demo' });
+    new ArchivedPostgres(chart, 'one', seedProps({ replicas: 0, storage: { size: 'big' } }));
+    new ArchivedPostgres(chart, 'two', seedProps({ version: 11, archiver: s3({ bucket: 'A' }) }));
+    const errors = collectValidationErrors(app);
+    expect(errors.map((e) => e.replace(/:.*/s, ''))).toStrictEqual([
+      '[demo/one] replicas',
+      '[demo/one] storage.size',
+      '[demo/two] version',
+      '[demo/two] archiver.storage.s3.bucket',
+    ]);
+  });
+});

@@ -143,6 +143,20 @@ export interface ArchivedPostgresProps {
   readonly terminationPolicy?: TerminationPolicy;
 }
 
+/** The first database of each `namespace/name`, per app (construct tree root). */
+const databasesByApp = new WeakMap<IConstruct, Map<string, ArchivedPostgres>>();
+
+/** Records `db` under its namespace and name; returns the database that already holds them. */
+function registerName(db: ArchivedPostgres): ArchivedPostgres | undefined {
+  const root = db.node.root;
+  let names = databasesByApp.get(root);
+  if (!names) databasesByApp.set(root, (names = new Map()));
+  const key = `${db.namespace}/${db.name}`;
+  const first = names.get(key);
+  if (!first) names.set(key, db);
+  return first;
+}
+
 /** Labels every object of one database carries; the first two are the (immutable) selector. */
 function selectorLabels(name: string): Record<string, string> {
   return { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': name };
@@ -155,11 +169,6 @@ function selectorLabels(name: string): Record<string, string> {
  * runs as archive_command and restore_command. Credentials are referenced, never rendered.
  */
 export class ArchivedPostgres extends Construct {
-  /** Finds every ArchivedPostgres in the app that contains `scope`. */
-  public static all(scope: IConstruct): ArchivedPostgres[] {
-    return scope.node.root.node.findAll().filter((c): c is ArchivedPostgres => c instanceof ArchivedPostgres);
-  }
-
   public readonly name: string;
   public readonly namespace: string;
   public readonly version: number;
@@ -177,6 +186,8 @@ export class ArchivedPostgres extends Construct {
   public readonly archivePath: string;
 
   private readonly props: ArchivedPostgresProps;
+  /** The database constructed earlier in the same app with the same namespace and name, if any. */
+  private readonly sameNameAs?: ArchivedPostgres;
 
   constructor(scope: Construct, id: string, props: ArchivedPostgresProps) {
     super(scope, id);
@@ -192,6 +203,7 @@ export class ArchivedPostgres extends Construct {
     this.standbyServiceName = `${this.name}-standby`;
     this.governingServiceName = `${this.name}-pods`;
     this.archivePath = archivePath(this.storage?.prefix, this.namespace, this.name);
+    this.sameNameAs = registerName(this);
 
     this.node.addValidation({ validate: () => this.validateProps() });
 
@@ -258,10 +270,9 @@ export class ArchivedPostgres extends Construct {
     }
 
     // Two databases with the same namespace and name would render the same objects and write
-    // into the same archive. Report it on every database after the first.
-    const twins = ArchivedPostgres.all(this).filter((db) => db.namespace === this.namespace && db.name === this.name);
-    if (twins.length > 1 && twins[0] !== this) {
-      add('name', `${show(this.name)} in namespace ${show(this.namespace)} is already used by ${twins[0].node.path}: two databases would share their objects and their WAL archive; choose another name or namespace`);
+    // into the same archive. Reported on every database after the first.
+    if (this.sameNameAs) {
+      add('name', `${show(this.name)} in namespace ${show(this.namespace)} is already used by ${this.sameNameAs.node.path}: two databases would share their objects and their WAL archive; choose another name or namespace`);
     }
     return errors;
   }

@@ -1,0 +1,268 @@
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import {
+  compareKeys,
+  forEachLimited,
+  InvalidKeyError,
+  LocalStorageOptions,
+  ObjectExistsError,
+  ObjectInfo,
+  ObjectNotFoundError,
+  PutOptions,
+  Storage,
+  StorageError,
+  StorageOperation,
+  validateKey,
+  validatePrefix,
+} from './storage';
+
+/**
+ * Objects in a local directory (a mounted volume, NFS, tests): key 'a/b/c' is file 'ROOT/a/b/c'.
+ *
+ * Durability of a put: the data goes to a temp file in the object's directory, is fsynced, then
+ * renamed to the object's name (or hard-linked for `ifAbsent`: link() never replaces), and the
+ * directory is fsynced, as are the parents of directories the put created. A crash at any point
+ * leaves either no object or the whole object under the key, plus at worst a stray temp file.
+ *
+ * Temp files are named '.tmp-<random>'; list() skips them and keys whose last segment starts with
+ * '.tmp-' are refused. Stray temp files of crashed puts are left in place (harmless, not listed).
+ *
+ * Files are created with mode 0600 and directories with 0700 (WAL holds the database's data).
+ */
+export class LocalStorage implements Storage {
+  public readonly location: string;
+  private readonly root: string;
+
+  constructor(options: LocalStorageOptions) {
+    if (typeof options.root !== 'string' || options.root === '') {
+      throw new Error(`local storage: root must be a directory path, got ${JSON.stringify(options.root)}`);
+    }
+    this.root = path.resolve(options.root);
+    this.location = `file://${this.root}`;
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const file = this.pathOf(key);
+    try {
+      return await fsp.readFile(file);
+    } catch (error) {
+      throw this.mapError('get', key, error);
+    }
+  }
+
+  async getStream(key: string): Promise<NodeJS.ReadableStream> {
+    const file = this.pathOf(key);
+    let handle: fsp.FileHandle | undefined;
+    try {
+      handle = await fsp.open(file, 'r');
+      if (!(await handle.stat()).isFile()) {
+        throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+      }
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      throw this.mapError('getStream', key, error);
+    }
+    return handle.createReadStream({ autoClose: true });
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    const file = this.pathOf(key);
+    try {
+      const stats = await fsp.stat(file);
+      return stats.isFile() ? { key, size: stats.size, lastModified: stats.mtime } : undefined;
+    } catch (error) {
+      if (isNotFound(error)) {
+        return undefined;
+      }
+      throw new StorageError({ operation: 'stat', location: this.location, key, cause: error });
+    }
+  }
+
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<void> {
+    await this.writeAtomically('put', key, options, (handle) => writeAll(handle, body));
+  }
+
+  async putStream(key: string, body: NodeJS.ReadableStream, options: PutOptions = {}): Promise<void> {
+    await this.writeAtomically('putStream', key, options, async (handle) => {
+      for await (const chunk of body) {
+        await writeAll(handle, typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      }
+    });
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    validatePrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    const found: ObjectInfo[] = [];
+    try {
+      await this.walk(slash === -1 ? '' : prefix.slice(0, slash), prefix, found);
+    } catch (error) {
+      throw new StorageError({ operation: 'list', location: this.location, key: prefix, cause: error });
+    }
+    return found.sort((a, b) => compareKeys(a.key, b.key));
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    const files = keys.map((key) => this.pathOf(key));
+    await forEachLimited(files, 16, async (file, index) => {
+      try {
+        await fsp.unlink(file);
+      } catch (error) {
+        // A directory is not an object (EISDIR): absent, like a missing file.
+        if (!isNotFound(error)) {
+          throw new StorageError({ operation: 'delete', location: this.location, key: keys[index], cause: error });
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    // No handles are kept between calls.
+  }
+
+  private pathOf(key: string): string {
+    validateKey(key);
+    const segments = key.split('/');
+    if (segments[segments.length - 1].startsWith(TEMP_PREFIX)) {
+      throw new InvalidKeyError(key, `names starting with '${TEMP_PREFIX}' are reserved for the local backend's temp files`);
+    }
+    return path.join(this.root, ...segments);
+  }
+
+  private mapError(operation: StorageOperation, key: string, error: unknown): Error {
+    if (isNotFound(error)) {
+      return new ObjectNotFoundError(key, this.location);
+    }
+    return new StorageError({ operation, location: this.location, key, cause: error });
+  }
+
+  /**
+   * 1. Create the object's directory (fsyncing the parents of the directories created).
+   * 2. Write the data to a new temp file beside the object, fsync it, close it.
+   * 3. Publish it: rename() over the key, or for ifAbsent link() (EEXIST: the object exists) and
+   *    unlink the temp.
+   * 4. fsync the directory so that the new name survives a crash.
+   * On failure the temp file is removed; the key is untouched.
+   */
+  private async writeAtomically(
+    operation: 'put' | 'putStream',
+    key: string,
+    options: PutOptions,
+    write: (handle: fsp.FileHandle) => Promise<void>,
+  ): Promise<void> {
+    const file = this.pathOf(key);
+    const directory = path.dirname(file);
+    const temp = path.join(directory, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let tempExists = false;
+    try {
+      await makeDirectory(directory);
+      const handle = await fsp.open(temp, 'wx', 0o600);
+      tempExists = true;
+      try {
+        await write(handle);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      if (options.ifAbsent === true) {
+        try {
+          await fsp.link(temp, file);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+            throw new ObjectExistsError(key, this.location);
+          }
+          throw error;
+        }
+        await fsp.unlink(temp);
+      } else {
+        await fsp.rename(temp, file);
+      }
+      tempExists = false;
+      await fsyncDirectory(directory);
+    } catch (error) {
+      if (tempExists) {
+        await fsp.rm(temp, { force: true }).catch(() => undefined);
+      }
+      if (error instanceof ObjectExistsError) {
+        throw error;
+      }
+      throw new StorageError({ operation, location: this.location, key, cause: error });
+    }
+  }
+
+  /** Adds to `found` the files under directory `directoryKey` whose keys start with `prefix`. */
+  private async walk(directoryKey: string, prefix: string, found: ObjectInfo[]): Promise<void> {
+    const directory = directoryKey === '' ? this.root : path.join(this.root, ...directoryKey.split('/'));
+    let entries;
+    try {
+      entries = await fsp.readdir(directory, { withFileTypes: true });
+    } catch (error) {
+      if (isNotFound(error)) {
+        return;
+      }
+      throw error;
+    }
+    const files: string[] = [];
+    for (const entry of entries) {
+      const key = directoryKey === '' ? entry.name : `${directoryKey}/${entry.name}`;
+      if (entry.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) {
+          await this.walk(key, prefix, found);
+        }
+      } else if (entry.isFile() && !entry.name.startsWith(TEMP_PREFIX) && key.startsWith(prefix)) {
+        files.push(key);
+      }
+    }
+    await forEachLimited(files, 64, async (key) => {
+      try {
+        const stats = await fsp.stat(path.join(directory, key.slice(key.lastIndexOf('/') + 1)));
+        found.push({ key, size: stats.size, lastModified: stats.mtime });
+      } catch (error) {
+        // Deleted in the meantime: not listed.
+        if (!isNotFound(error)) {
+          throw error;
+        }
+      }
+    });
+  }
+}
+
+/** Prefix of temp file names; list() skips such files. */
+const TEMP_PREFIX = '.tmp-';
+
+function isNotFound(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
+async function writeAll(handle: fsp.FileHandle, data: Buffer | Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** mkdir -p, then fsync the parent of every directory it created, deepest first. */
+async function makeDirectory(directory: string): Promise<void> {
+  const firstCreated = await fsp.mkdir(directory, { recursive: true, mode: 0o700 });
+  if (firstCreated === undefined) {
+    return;
+  }
+  for (let created = directory; ; created = path.dirname(created)) {
+    await fsyncDirectory(path.dirname(created));
+    if (created === firstCreated || path.dirname(created) === created) {
+      return;
+    }
+  }
+}
+
+async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await fsp.open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

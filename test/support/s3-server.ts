@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
  *   verbatim (corrupt object). Clients must use `WHEN_REQUIRED`.
  * - AbortMultipartUpload (`DELETE ?uploadId=`) answers 405: aborted uploads leave their parts behind.
  * - Regions other than us-east-1 in ListObjectsV2 continuation tokens.
+ * - (Not a gap but a trap: its continuation tokens use DES, hence --openssl-legacy-provider below.)
  */
 export interface S3ServerOptions {
   /** Serve HTTPS with a fresh self-signed certificate for IP 127.0.0.1 (pgBackRest speaks only TLS).
@@ -195,7 +196,9 @@ class S3ServerProcess implements S3Server {
   private async spawn(config: ChildConfig): Promise<void> {
     const child = fork(CHILD_SCRIPT, [JSON.stringify(config)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      execArgv: [],
+      // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in
+      // its legacy provider: without it every paginated listing fails with InternalError.
+      execArgv: ['--openssl-legacy-provider'],
     });
     this.child = child;
     let stderr = '';

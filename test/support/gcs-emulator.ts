@@ -28,6 +28,10 @@ export interface GcsEmulator {
   readonly pid: number;
   /** Kill the child and remove its directory. Idempotent. */
   stop(): Promise<void>;
+  /** SIGSTOP: the port still accepts TCP connections (kernel backlog) but nothing answers. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface GcsEmulatorOptions {
@@ -121,6 +125,14 @@ class GcsEmulatorProcess implements GcsEmulator {
         reject(new Error(`GCS emulator exited while starting (code ${code}, signal ${signal}): ${this.stderr}`));
       });
     });
+  }
+
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
   }
 
   async stop(): Promise<void> {

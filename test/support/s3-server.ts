@@ -46,7 +46,10 @@ export interface S3Server {
   pause(): void;
   /** SIGCONT after pause(). */
   resume(): void;
-  /** Kill the child (SIGKILL, like a crash) and start a new one on the same port with the same data. */
+  /** SIGKILL the child, as a crash would, keeping its data and port for restart(). */
+  crash(): Promise<void>;
+  /** Start the server again on the same port with the same data, killing (SIGKILL) the running
+   * child first if there is one: for "server went away mid-push, then came back" tests. */
   restart(): Promise<void>;
 }
 
@@ -142,6 +145,10 @@ class S3ServerProcess implements S3Server {
 
   resume(): void {
     this.signal('SIGCONT');
+  }
+
+  async crash(): Promise<void> {
+    await this.kill();
   }
 
   async restart(): Promise<void> {

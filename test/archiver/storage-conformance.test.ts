@@ -386,6 +386,50 @@ afterAll(async () => {
   }
 });
 
+describe('s3 storage over TLS (s3rver with a self-signed certificate)', () => {
+  let tlsServer: S3Server | undefined;
+
+  beforeAll(async () => {
+    tlsServer = await startS3Server({ tls: true });
+  });
+
+  afterAll(async () => {
+    await tlsServer?.stop();
+  });
+
+  const openTls = (tlsRejectUnauthorized?: boolean): Promise<Storage> =>
+    openStorage({
+      kind: 's3',
+      bucket: 'test',
+      endpoint: started(tlsServer).endpoint,
+      accessKeyId: started(tlsServer).accessKeyId,
+      secretAccessKey: started(tlsServer).secretAccessKey,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      tlsRejectUnauthorized,
+      maxAttempts: 1,
+    });
+
+  it('serves https on 127.0.0.1 with a certificate for that IP', () => {
+    expect(started(tlsServer).endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(fs.readFileSync(started(tlsServer).certificateFile ?? '', 'utf8')).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('stores and reads back when certificate verification is off (tlsRejectUnauthorized: false)', async () => {
+    const storage = await openTls(false);
+    await storage.put('tls/object', Buffer.from('over TLS'));
+    expect((await storage.get('tls/object')).toString()).toBe('over TLS');
+    await storage.close();
+  });
+
+  it('fails with a StorageError by default: the self-signed certificate is not trusted', async () => {
+    const storage = await openTls();
+    const failure = await storage.put('tls/refused', Buffer.from('x')).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(StorageError);
+    expect((failure as StorageError).message).toMatch(/self[- ]signed certificate/i);
+    await storage.close();
+  });
+});
+
 describe('local storage specifics', () => {
   it('never lists its temp files and refuses keys that look like them', async () => {
     const root = path.join(localBase, `specifics-${++rootCounter}`);

@@ -32,8 +32,29 @@ export const ARCHIVER_ENV = {
    * is handed to PostgreSQL by rename, not by copy.
    */
   spool: 'ARCHIVER_SPOOL',
-  /** `zstd`, `lz4`, `gzip`, `brotli` or `none`. */
+  /** `zstd`, `lz4`, `gzip`, `brotli` or `none`. Default: zstd. */
   compression: 'ARCHIVER_COMPRESSION',
+  /** The codec's level. Default: its fast level (zstd 1). */
+  compressionLevel: 'ARCHIVER_COMPRESSION_LEVEL',
+  /**
+   * `when_supported` (default: the SDK's request checksums, for real S3) or `when_required`
+   * (S3 clones that mishandle them, such as s3rver).
+   */
+  s3Checksums: 'ARCHIVER_S3_CHECKSUMS',
+  /** Segments pushed at once (the requested one plus those pushed ahead). Default 4. */
+  pushConcurrency: 'ARCHIVER_PUSH_CONCURRENCY',
+  /** Segments `wal-fetch` downloads ahead of PostgreSQL's requests. Default 8; 0 disables. */
+  prefetch: 'ARCHIVER_PREFETCH',
+  /** `on` (default): a background archiver process serves the calls; `off`: each call works alone. */
+  daemon: 'ARCHIVER_DAEMON',
+  /** The background process exits after this many idle seconds. Default 300. */
+  daemonIdleSeconds: 'ARCHIVER_DAEMON_IDLE_SECONDS',
+  /** Deadline of one storage request in seconds (each is retried). Default 60. */
+  timeoutSeconds: 'ARCHIVER_TIMEOUT_SECONDS',
+  /** Attempts per storage request, the first included. Default 3. */
+  maxAttempts: 'ARCHIVER_MAX_ATTEMPTS',
+  /** `debug`, `info` (default) or `warn`. */
+  logLevel: 'ARCHIVER_LOG_LEVEL',
 } as const;
 
 /** Keys the archiver reads from the storage Secret named by `storageSecretName` (KubeDB's names). */

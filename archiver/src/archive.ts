@@ -1,0 +1,216 @@
+/**
+ * The archive: WAL files as self-describing objects (envelope.ts) under `wal/`, and the identity
+ * of the database cluster that owns the archive in `archive.json`. This is where the
+ * archive_command contract is kept:
+ *
+ * - `push` resolves only once the object is durably stored (the storage's put resolves then);
+ * - pushing a file whose identical content is already archived succeeds (a retry after a crash);
+ * - pushing a different file under an archived name fails with ArchiveConflictError, checked here
+ *   by comparing checksums — never left to the server, since S3 clones ignore If-None-Match;
+ * - pushing into an archive that another cluster (system identifier) started fails with
+ *   ForeignArchiveError;
+ * - `fetch` verifies the checksum and size of the original bytes before anything is handed to
+ *   PostgreSQL, and a missing file is WalNotFoundError.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { Codec, CompressionName, loadCodec } from './compression/codec';
+import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from './envelope';
+import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
+import { ObjectExistsError, ObjectNotFoundError, Storage } from './storage/storage';
+import { DEFAULT_WAL_SEGMENT_SIZE, readControlFileIdentifier, readSegmentHeader, walFileKind } from './wal-names';
+
+export const IDENTITY_KEY = 'archive.json';
+export const WAL_PREFIX = 'wal/';
+
+export function walKey(name: string): string {
+  return `${WAL_PREFIX}${name}`;
+}
+
+/** What `archive.json` records. */
+export interface ArchiveIdentity {
+  readonly systemIdentifier: string;
+  readonly walSegmentSize: number;
+  readonly createdAt?: string;
+}
+
+export interface PushResult {
+  readonly name: string;
+  /** `stored`: written now; `already-archived`: identical content was there. */
+  readonly status: 'stored' | 'already-archived';
+  readonly bytes: number;
+  readonly storedBytes: number;
+}
+
+export interface FetchResult {
+  readonly name: string;
+  readonly bytes: number;
+  readonly storedBytes: number;
+}
+
+export interface ArchiveOptions {
+  readonly storage: Storage;
+  readonly compression: CompressionName;
+  readonly compressionLevel?: number;
+}
+
+export class Archive {
+  public readonly storage: Storage;
+  private readonly codec: Codec;
+  private readonly codecs = new Map<CompressionName, Codec>();
+  /** The identity once read or written; the archive's identity never changes. */
+  private identity: Promise<ArchiveIdentity | undefined> | undefined;
+
+  constructor(options: ArchiveOptions) {
+    this.storage = options.storage;
+    this.codec = loadCodec(options.compression, options.compressionLevel === undefined ? {} : { level: options.compressionLevel });
+    this.codecs.set(options.compression, this.codec);
+  }
+
+  get location(): string {
+    return this.storage.location;
+  }
+
+  /** Archives the WAL file at `file` (absolute, or relative to the working directory). */
+  async push(file: string): Promise<PushResult> {
+    const name = path.basename(file);
+    if (!walFileKind(name)) {
+      throw new UsageError(`wal-push: ${JSON.stringify(name)} is not a WAL file name (segment, .history, .backup or .partial); archive_command passes %p`);
+    }
+    const data = await fs.readFile(file);
+    await this.checkIdentity(name, data, file);
+    const digest = sha256(data);
+    const key = walKey(name);
+
+    // Already there? Compare instead of overwriting.
+    if (await this.storage.stat(key)) return this.compareExisting(name, data.length, digest);
+
+    const compressed = await this.codec.compress(data);
+    const body = Buffer.concat([encodeHeader({ compression: this.codec.name, size: data.length, sha256: digest }), compressed]);
+    try {
+      await this.storage.put(key, body, { ifAbsent: true });
+    } catch (error) {
+      if (error instanceof ObjectExistsError) return this.compareExisting(name, data.length, digest);
+      throw error;
+    }
+    return { name, status: 'stored', bytes: data.length, storedBytes: body.length };
+  }
+
+  private async compareExisting(name: string, size: number, digest: string): Promise<PushResult> {
+    const object = await this.storage.get(walKey(name));
+    const header = decodeHeader(object, `${walKey(name)} at ${this.location}`);
+    if (header.sha256 !== digest || header.size !== size) {
+      throw new ArchiveConflictError(
+        `${name} is already archived at ${this.location} with different contents (archived: ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; this file: ${size} bytes, sha256 ${digest.slice(0, 12)}); refusing to overwrite. ` +
+          'Another cluster may be archiving into the same location, or this cluster was restored without a new timeline.',
+      );
+    }
+    return { name, status: 'already-archived', bytes: size, storedBytes: object.length };
+  }
+
+  /** Restores `name` from the archive, verified, as a Buffer. */
+  async fetchData(name: string): Promise<{ data: Buffer; storedBytes: number }> {
+    let object: Buffer;
+    try {
+      object = await this.storage.get(walKey(name));
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) throw new WalNotFoundError(name, this.location);
+      throw error;
+    }
+    return { data: await this.decode(object, `${walKey(name)} at ${this.location}`), storedBytes: object.length };
+  }
+
+  /** Restores `name` to `destination`, written under a temporary name and renamed when complete. */
+  async fetch(name: string, destination: string): Promise<FetchResult> {
+    const { data, storedBytes } = await this.fetchData(name);
+    await writeFileAtomically(destination, data, false);
+    return { name, bytes: data.length, storedBytes };
+  }
+
+  /** Decodes an archived object and verifies the original's size and checksum. */
+  async decode(object: Buffer, what: string): Promise<Buffer> {
+    const header = decodeHeader(object, what);
+    let codec = this.codecs.get(header.compression);
+    if (!codec) {
+      codec = loadCodec(header.compression);
+      this.codecs.set(header.compression, codec);
+    }
+    let data: Buffer;
+    try {
+      data = await codec.decompress(object.subarray(HEADER_SIZE));
+    } catch (error) {
+      throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
+    }
+    if (data.length !== header.size || sha256(data) !== header.sha256) {
+      throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; got ${data.length} bytes, sha256 ${sha256(data).slice(0, 12)})`);
+    }
+    return data;
+  }
+
+  /** The archive's identity, or undefined for an archive nobody has pushed to yet. */
+  readIdentity(): Promise<ArchiveIdentity | undefined> {
+    this.identity ??= this.storage.get(IDENTITY_KEY).then(
+      (buffer) => JSON.parse(buffer.toString('utf8')) as ArchiveIdentity,
+      (error) => {
+        this.identity = undefined; // not cached: the first push creates it
+        if (error instanceof ObjectNotFoundError) return undefined;
+        throw error;
+      },
+    );
+    return this.identity;
+  }
+
+  /** The WAL segment size of the archived cluster (for prefetch), or PostgreSQL's default. */
+  async segmentSize(): Promise<number> {
+    return (await this.readIdentity())?.walSegmentSize ?? DEFAULT_WAL_SEGMENT_SIZE;
+  }
+
+  /**
+   * Records the cluster's system identifier on the first push; afterwards refuses files of
+   * another cluster. The identifier comes from the segment's page header, or for other files
+   * from pg_control next to pg_wal.
+   */
+  private async checkIdentity(name: string, data: Buffer, file: string): Promise<void> {
+    const header = walFileKind(name) === 'segment' || walFileKind(name) === 'partial' ? readSegmentHeader(data) : undefined;
+    let systemIdentifier = header?.systemIdentifier;
+    if (!systemIdentifier) {
+      const control = await fs.readFile(path.join(path.dirname(path.resolve(file)), '..', 'global', 'pg_control')).catch(() => undefined);
+      systemIdentifier = control && readControlFileIdentifier(control);
+    }
+    if (!systemIdentifier) return; // not a cluster's file (e.g. a hand-made history file): nothing to compare
+    let identity = await this.readIdentity();
+    if (!identity) {
+      const created: ArchiveIdentity = { systemIdentifier, walSegmentSize: header?.segmentSize ?? DEFAULT_WAL_SEGMENT_SIZE, createdAt: new Date().toISOString() };
+      try {
+        await this.storage.put(IDENTITY_KEY, Buffer.from(`${JSON.stringify(created, null, 2)}\n`), { ifAbsent: true });
+        this.identity = Promise.resolve(created);
+        return;
+      } catch (error) {
+        if (!(error instanceof ObjectExistsError)) throw error;
+        identity = await this.readIdentity();
+      }
+    }
+    if (identity && identity.systemIdentifier !== systemIdentifier) {
+      throw new ForeignArchiveError(
+        `the archive at ${this.location} belongs to another database cluster (system identifier ${identity.systemIdentifier}); this cluster is ${systemIdentifier}. ` +
+          'This happens when a database name, prefix or bucket is reused, or a database was re-initialised on an empty volume. Archive it elsewhere (another prefix) or, if the old archive is no longer needed, remove it.',
+      );
+    }
+  }
+}
+
+/** Writes `data` to `file` through a temporary file in the same directory and a rename. */
+export async function writeFileAtomically(file: string, data: Buffer, durable: boolean): Promise<void> {
+  const temporary = `${file}.archiver-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
+  const handle = await fs.open(temporary, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    if (durable) await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await fs.rm(temporary, { force: true });
+    throw error;
+  }
+  await handle.close();
+  await fs.rename(temporary, file);
+}

@@ -1,0 +1,121 @@
+/**
+ * The per-call side: asks the background archiver to do the work, starting it when it is not
+ * running. When it cannot be reached, the caller falls back to doing the work itself; a request
+ * that was sent but not answered (the background archiver died) is a failure, never a success.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { ArchiverConfig } from './config';
+import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
+import { Request, Response } from './protocol';
+import { Spool } from './spool';
+
+/** The background archiver could not be reached: nothing was sent. */
+export class DaemonUnavailableError extends Error {
+  public override readonly name = 'DaemonUnavailableError';
+}
+
+const ERRORS: Record<string, new (message: string) => Error> = {
+  ArchiveConflictError,
+  CorruptObjectError,
+  ForeignArchiveError,
+  UsageError,
+};
+
+/** Rebuilds the named error the background archiver reported, so that exit codes match. */
+function reviveError(error: { name: string; message: string }): Error {
+  if (error.name === 'WalNotFoundError') {
+    const revived = new WalNotFoundError('', '');
+    revived.message = error.message;
+    return revived;
+  }
+  const Type = ERRORS[error.name];
+  const revived = Type ? new Type(error.message) : new Error(error.message);
+  if (!Type) revived.name = error.name;
+  return revived;
+}
+
+/** Sends one request and waits for its answer. */
+export function send(socketPath: string, request: Request, timeoutMs: number): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    let connected = false;
+    let buffer = '';
+    const socket = net.createConnection(socketPath);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the background archiver did not answer ${request.op} within ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => {
+      connected = true;
+      socket.write(`${JSON.stringify(request)}\n`);
+    });
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      const newline = buffer.indexOf('\n');
+      if (newline >= 0) {
+        clearTimeout(timer);
+        socket.end();
+        try {
+          resolve(JSON.parse(buffer.slice(0, newline)) as Response);
+        } catch (error) {
+          reject(new Error(`unreadable answer from the background archiver: ${(error as Error).message}`));
+        }
+      }
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(connected ? new Error(`the background archiver failed during ${request.op}: ${error.message}`) : new DaemonUnavailableError(error.message));
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`the background archiver closed the connection before answering ${request.op}`));
+    });
+  });
+}
+
+/** Starts the background archiver, detached, with this process's environment. */
+function startDaemon(config: ArchiverConfig): void {
+  const logFile = process.env.ARCHIVER_DAEMON_LOG;
+  const stderr = logFile ? fs.openSync(logFile, 'a') : 'inherit';
+  const child = spawn(process.execPath, [process.argv[1], 'daemon'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', stderr],
+    cwd: process.cwd(),
+    env: process.env,
+  });
+  child.unref();
+  if (typeof stderr === 'number') fs.closeSync(stderr);
+  void config;
+}
+
+/**
+ * Sends `request` to the background archiver for `config`, starting it if needed. Throws
+ * DaemonUnavailableError when it cannot be reached (the caller then works alone), the reported
+ * named error when the work failed.
+ */
+export async function requestDaemon(config: ArchiverConfig, request: Request, timeoutMs: number): Promise<Response & { ok: true }> {
+  const spool = new Spool(config.spool);
+  const socketPath = spool.socketPath(config.fingerprint);
+  let response: Response | undefined;
+  try {
+    response = await send(socketPath, request, timeoutMs);
+  } catch (error) {
+    if (!(error instanceof DaemonUnavailableError)) throw error;
+    await spool.ensure();
+    startDaemon(config);
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 15));
+      try {
+        response = await send(socketPath, request, timeoutMs);
+        break;
+      } catch (retry) {
+        if (!(retry instanceof DaemonUnavailableError) || Date.now() > deadline) throw retry;
+      }
+    }
+  }
+  if (!response.ok) throw reviveError(response.error);
+  return response;
+}

@@ -1,0 +1,162 @@
+/**
+ * The archiver's configuration, read from the environment the constructs render (the variable
+ * names live in contract.ts). Every problem names its variable; values of credentials never
+ * appear in messages.
+ */
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { CompressionName, parseCompressionName } from './compression/codec';
+import { ARCHIVER_ENV } from './contract';
+import { ConfigError } from './errors';
+import type { StorageOptions } from './storage/storage';
+
+export interface ArchiverConfig {
+  /** ARCHIVER_REPOSITORY as given, for messages. */
+  readonly repository: string;
+  readonly storage: StorageOptions;
+  readonly compression: CompressionName;
+  readonly compressionLevel: number | undefined;
+  readonly spool: string;
+  readonly pushConcurrency: number;
+  readonly prefetch: number;
+  readonly daemon: boolean;
+  readonly daemonIdleSeconds: number;
+  readonly logLevel: 'debug' | 'info' | 'warn';
+  /**
+   * A digest of everything that decides where and how objects are written (credentials
+   * included, hashed): a background process serves only clients with the same configuration.
+   */
+  readonly fingerprint: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, variable: string, fallback: number, min: number, max: number): number {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(variable, `${JSON.stringify(raw)} is not a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function choice<T extends string>(env: Env, variable: string, choices: readonly T[], fallback: T): T {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return fallback;
+  const found = choices.find((c) => c === raw.toLowerCase());
+  if (!found) throw new ConfigError(variable, `${JSON.stringify(raw)} is not one of ${choices.join(', ')}`);
+  return found;
+}
+
+/** Splits `s3://bucket/some/prefix` into bucket and prefix. */
+function bucketAndPrefix(url: string, scheme: string): { bucket: string; prefix: string | undefined } {
+  const rest = url.slice(scheme.length + 3);
+  const slash = rest.indexOf('/');
+  const bucket = slash < 0 ? rest : rest.slice(0, slash);
+  const prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
+  if (!bucket) throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)} has no bucket: write ${scheme}://BUCKET/PATH`);
+  if (prefix.split('/').some((s) => s === '..' || s === '.') || prefix.includes('//') || prefix.startsWith('/')) {
+    throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)} has an empty, '.' or '..' path segment`);
+  }
+  return { bucket, prefix: prefix || undefined };
+}
+
+function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: number }, maxAttempts: number): StorageOptions {
+  const repository = env[ARCHIVER_ENV.repository];
+  if (!repository) {
+    throw new ConfigError(ARCHIVER_ENV.repository, 'is not set: give the archive location, e.g. s3://bucket/prefix/kubedb/demo/wal-postgres/archive, gs://bucket/path or file:///var/lib/archive');
+  }
+  if (repository.startsWith('s3://')) {
+    const { bucket, prefix } = bucketAndPrefix(repository, 's3');
+    const accessKeyId = env[ARCHIVER_ENV.awsAccessKeyId] || undefined;
+    const secretAccessKey = env[ARCHIVER_ENV.awsSecretAccessKey] || undefined;
+    if (!!accessKeyId !== !!secretAccessKey) {
+      const missing = accessKeyId ? ARCHIVER_ENV.awsSecretAccessKey : ARCHIVER_ENV.awsAccessKeyId;
+      throw new ConfigError(missing, `is not set but ${accessKeyId ? ARCHIVER_ENV.awsAccessKeyId : ARCHIVER_ENV.awsSecretAccessKey} is: set both (the storage Secret's keys) or neither (the SDK's default credentials)`);
+    }
+    const endpoint = env[ARCHIVER_ENV.s3Endpoint] || undefined;
+    if (endpoint !== undefined) {
+      let url: URL | undefined;
+      try {
+        url = new URL(endpoint);
+      } catch {
+        url = undefined;
+      }
+      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+        throw new ConfigError(ARCHIVER_ENV.s3Endpoint, `${JSON.stringify(endpoint)} is not an http(s) URL, e.g. http://minio.storage.svc:9000`);
+      }
+    }
+    const pathStyle = choice(env, ARCHIVER_ENV.s3ForcePathStyle, ['true', 'false'] as const, endpoint && !/\.amazonaws\.com(:\d+)?\/?$/.test(endpoint) ? 'true' : 'false');
+    const checksums = choice(env, ARCHIVER_ENV.s3Checksums, ['when_supported', 'when_required'] as const, 'when_supported');
+    return {
+      kind: 's3',
+      bucket,
+      prefix,
+      endpoint,
+      region: env[ARCHIVER_ENV.awsRegion] || 'us-east-1',
+      forcePathStyle: pathStyle === 'true',
+      accessKeyId,
+      secretAccessKey,
+      requestChecksumCalculation: checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+      timeouts,
+      maxAttempts,
+    };
+  }
+  if (repository.startsWith('gs://')) {
+    const { bucket, prefix } = bucketAndPrefix(repository, 'gs');
+    const emulator = env.STORAGE_EMULATOR_HOST;
+    return {
+      kind: 'gcs',
+      bucket,
+      prefix,
+      projectId: env[ARCHIVER_ENV.gcsProjectId] || undefined,
+      keyFilename: env[ARCHIVER_ENV.gcsCredentialsFile] || undefined,
+      apiEndpoint: emulator ? (emulator.startsWith('http') ? emulator : `http://${emulator}`) : undefined,
+      timeouts,
+      maxAttempts,
+    };
+  }
+  if (repository.startsWith('file://') || repository.startsWith('/')) {
+    const root = repository.startsWith('file://') ? decodeURIComponent(new URL(repository).pathname) : repository;
+    return { kind: 'local', root: path.resolve(root) };
+  }
+  throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(repository)} is not a supported location: use s3://BUCKET/PATH, gs://BUCKET/PATH, file:///PATH or an absolute path`);
+}
+
+/**
+ * Reads the configuration. `dataDirectory` is PostgreSQL's data directory (the working directory
+ * of archive_command), used for the default spool.
+ */
+export function readConfig(env: Env = process.env, dataDirectory: string = process.cwd()): ArchiverConfig {
+  const timeoutSeconds = integer(env, ARCHIVER_ENV.timeoutSeconds, 60, 1, 3600);
+  const maxAttempts = integer(env, ARCHIVER_ENV.maxAttempts, 3, 1, 20);
+  const storage = storageOptions(env, { connectMs: Math.min(5000, timeoutSeconds * 1000), requestMs: timeoutSeconds * 1000 }, maxAttempts);
+  const compression = parseCompressionName(env[ARCHIVER_ENV.compression], ARCHIVER_ENV.compression);
+  const levelRaw = env[ARCHIVER_ENV.compressionLevel];
+  const compressionLevel = levelRaw === undefined || levelRaw === '' ? undefined : integer(env, ARCHIVER_ENV.compressionLevel, 0, -7, 22);
+  const spool = path.resolve(dataDirectory, env[ARCHIVER_ENV.spool] || '../archiver-spool');
+  const config = {
+    repository: env[ARCHIVER_ENV.repository]!,
+    storage,
+    compression,
+    compressionLevel,
+    spool,
+    pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 4, 1, 64),
+    prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
+    daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'off'] as const, 'on') === 'on',
+    daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 1, 7 * 24 * 3600),
+    logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),
+  };
+  const fingerprint = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+  return { ...config, fingerprint };
+}
+
+/** The configuration as safe to print: credentials replaced by whether they are set. */
+export function describeConfig(config: ArchiverConfig): Record<string, unknown> {
+  const storage: Record<string, unknown> = { ...config.storage };
+  for (const secret of ['accessKeyId', 'secretAccessKey', 'sessionToken']) {
+    if (secret in storage) storage[secret] = storage[secret] ? '(set)' : '(not set)';
+  }
+  return { ...config, storage };
+}

@@ -1,0 +1,57 @@
+/**
+ * The archiver's named errors. Only the entry point (cli.ts) turns them into exit codes
+ * (`exitCodeOf`); everything else throws.
+ */
+import { EXIT_CODES } from './contract';
+
+/** The command line is wrong. The message names the command and the fix. */
+export class UsageError extends Error {
+  public override readonly name = 'UsageError';
+}
+
+/** The configuration (environment) is missing or malformed. The message names the variable. */
+export class ConfigError extends Error {
+  public override readonly name = 'ConfigError';
+
+  constructor(
+    public readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+/** `wal-fetch`: the file is not in the archive. A normal event, with its own exit code. */
+export class WalNotFoundError extends Error {
+  public override readonly name = 'WalNotFoundError';
+
+  constructor(
+    public readonly walName: string,
+    location: string,
+  ) {
+    super(`${walName} is not in the archive at ${location}`);
+  }
+}
+
+/** `wal-push`: a different file is already archived under this name. Never overwritten. */
+export class ArchiveConflictError extends Error {
+  public override readonly name = 'ArchiveConflictError';
+}
+
+/** The archive was started by another database cluster (another system identifier). */
+export class ForeignArchiveError extends Error {
+  public override readonly name = 'ForeignArchiveError';
+}
+
+/** An archived object fails its checksum or cannot be decoded. */
+export class CorruptObjectError extends Error {
+  public override readonly name = 'CorruptObjectError';
+}
+
+/** The exit code for an error thrown by a command. */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof WalNotFoundError) return EXIT_CODES.notFound;
+  if (error instanceof UsageError || error instanceof ConfigError) return EXIT_CODES.usage;
+  if (error instanceof Error && error.name === 'CompressionConfigError') return EXIT_CODES.usage;
+  return EXIT_CODES.error;
+}

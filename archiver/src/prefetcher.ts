@@ -1,0 +1,112 @@
+/**
+ * Restore prefetch. PostgreSQL calls restore_command for one file at a time and replays it before
+ * asking for the next, so every millisecond of a call adds to recovery time. After serving a
+ * segment, the background archiver downloads the next segments of the same timeline into the
+ * spool (verified, fsync'd, renamed into place); the launcher then hands the next one to
+ * PostgreSQL with a rename, without starting Node.
+ *
+ * The window moves with PostgreSQL: when a prefetched file is taken (the launcher renames it
+ * away), the files after it are fetched. A segment not (yet) in the archive ends the window; it
+ * is asked for again when PostgreSQL asks for it.
+ */
+import * as fs from 'node:fs';
+import { Archive, writeFileAtomically } from './archive';
+import { WalNotFoundError } from './errors';
+import { Limiter } from './limiter';
+import { Logger } from './logger';
+import { Spool } from './spool';
+import { followingSegments, walFileKind } from './wal-names';
+
+export class Prefetcher {
+  private readonly inFlight = new Map<string, Promise<boolean>>();
+  private readonly limiter: Limiter;
+  /** Names written to the spool and not yet seen taken. */
+  private readonly offered = new Set<string>();
+  private watcher: fs.FSWatcher | undefined;
+
+  constructor(
+    private readonly archive: Archive,
+    private readonly spool: Spool,
+    private readonly window: number,
+    concurrency: number,
+    private readonly log: Logger,
+  ) {
+    this.limiter = new Limiter(concurrency);
+  }
+
+  /** Serves `name` to `destination`: from the spool, from a download in flight, or from the archive. */
+  async fetch(name: string, destination: string): Promise<{ source: 'prefetch' | 'archive'; bytes?: number }> {
+    let source: 'prefetch' | 'archive' = 'prefetch';
+    const pending = this.inFlight.get(name);
+    if (pending) await pending.catch(() => false);
+    if (!(await this.spool.takePrefetched(name, destination))) {
+      source = 'archive';
+      await this.archive.fetch(name, destination);
+    }
+    this.offered.delete(name);
+    if (walFileKind(name) === 'segment') {
+      await this.forgetOtherThan(name);
+      this.fill(name);
+    }
+    return { source };
+  }
+
+  /** Watches the spool so that a file taken by the launcher moves the window. */
+  watch(): void {
+    if (this.watcher || this.window === 0) return;
+    this.watcher = fs.watch(this.spool.prefetchDir, (_event, file) => {
+      if (!file || file.endsWith('.tmp') || !this.offered.has(file)) return;
+      if (!fs.existsSync(this.spool.prefetchPath(file))) {
+        this.offered.delete(file);
+        this.fill(file);
+      }
+    });
+    this.watcher.on('error', () => undefined);
+  }
+
+  close(): void {
+    this.watcher?.close();
+  }
+
+  /** Starts downloading the segments after `name` that are neither in the spool nor in flight. */
+  private fill(name: string): void {
+    if (this.window === 0) return;
+    void this.archive.segmentSize().then((segmentSize) => {
+      for (const next of followingSegments(name, this.window, segmentSize)) {
+        if (this.inFlight.has(next) || this.offered.has(next)) continue;
+        const download = this.limiter.run(() => this.download(next));
+        this.inFlight.set(next, download);
+        download.finally(() => this.inFlight.delete(next)).catch(() => undefined);
+      }
+    }, () => undefined);
+  }
+
+  private async download(name: string): Promise<boolean> {
+    try {
+      const { data } = await this.archive.fetchData(name);
+      // Durable before it is visible: after a crash the launcher may hand it to PostgreSQL
+      // before any background archiver runs again.
+      await writeFileAtomically(this.spool.prefetchPath(name), data, true);
+      this.offered.add(name);
+      this.log.debug('prefetched', { wal: name, bytes: data.length });
+      return true;
+    } catch (error) {
+      if (!(error instanceof WalNotFoundError)) this.log.warn('prefetch failed', { wal: name, error: (error as Error).message });
+      return false;
+    }
+  }
+
+  /**
+   * Drops prefetched files PostgreSQL will not ask for: earlier names of the timeline, and
+   * other timelines (after a timeline switch).
+   */
+  private async forgetOtherThan(current: string): Promise<void> {
+    const timeline = current.slice(0, 8);
+    for (const name of await this.spool.prefetchedNames()) {
+      if (name.slice(0, 8) !== timeline || name <= current) {
+        await fs.promises.rm(this.spool.prefetchPath(name), { force: true });
+        this.offered.delete(name);
+      }
+    }
+  }
+}

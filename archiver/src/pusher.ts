@@ -1,0 +1,122 @@
+/**
+ * Push-ahead (the model is CloudNativePG's archiver and pgBackRest's asynchronous archive-push):
+ *
+ * 1. PostgreSQL asks for one file (`push`); if that file is already being pushed ahead, wait
+ *    for that push instead of starting another.
+ * 2. Gather the other `.ready` files in pg_wal/archive_status, in PostgreSQL's own order.
+ * 3. Push them in parallel, bounded, the requested file first.
+ * 4. Record each success of a file pushed ahead as an empty marker in the spool, only after the
+ *    storage confirmed it durable; the requested file's result is returned, never recorded.
+ *
+ * A later archive_command for a marked file returns at once (the launcher consumes the marker).
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { Archive, PushResult } from './archive';
+import { Limiter } from './limiter';
+import { Logger } from './logger';
+import { Spool } from './spool';
+import { archiveOrder, walFileKind } from './wal-names';
+
+interface InFlight {
+  readonly promise: Promise<PushResult>;
+  /** PostgreSQL asked for this file: report to it, leave no marker. */
+  requested: boolean;
+}
+
+export class Pusher {
+  private readonly inFlight = new Map<string, InFlight>();
+  /**
+   * Files pushed lately. PostgreSQL renames X.ready to X.done only after archive_command returns,
+   * so a scan in between still sees X ready: without this, X would be compared again.
+   */
+  private readonly recent = new Set<string>();
+  private readonly limiter: Limiter;
+
+  constructor(
+    private readonly archive: Archive,
+    private readonly spool: Spool,
+    concurrency: number,
+    private readonly log: Logger,
+  ) {
+    this.limiter = new Limiter(concurrency);
+  }
+
+  /** Pushes the file PostgreSQL asked for, and starts pushing the next ready files. */
+  async push(file: string): Promise<PushResult> {
+    const name = path.basename(file);
+    // Pushed ahead already (the launcher checks this too; a push may have finished since).
+    if (await this.spool.takePushed(name)) return { name, status: 'already-archived', bytes: 0, storedBytes: 0 };
+    let entry = this.inFlight.get(name);
+    if (entry) entry.requested = true;
+    else entry = this.start(file, true);
+    void this.pushAhead(path.dirname(path.resolve(file)));
+    return entry.promise;
+  }
+
+  /** Starts pushing every ready file of `walDirectory` not yet pushed or in flight. */
+  async pushAhead(walDirectory: string): Promise<void> {
+    let ready: string[];
+    try {
+      ready = (await fs.readdir(path.join(walDirectory, 'archive_status')))
+        .filter((f) => f.endsWith('.ready'))
+        .map((f) => f.slice(0, -'.ready'.length))
+        .filter((name) => walFileKind(name) !== undefined)
+        .sort(archiveOrder);
+    } catch {
+      return; // not a data directory's pg_wal (a file pushed by hand): nothing to push ahead
+    }
+    const marked = new Set(await this.spool.pushedNames());
+    for (const name of ready) {
+      if (!this.inFlight.has(name) && !marked.has(name) && !this.recent.has(name)) this.start(path.join(walDirectory, name), false).promise.catch(() => undefined);
+    }
+    // Markers whose file is no longer ready are of no use to anyone.
+    const readySet = new Set(ready);
+    for (const name of marked) if (!readySet.has(name) && !this.inFlight.has(name)) await this.spool.removePushed(name);
+  }
+
+  /** Files being pushed, and waiting to be. */
+  get pending(): number {
+    return this.inFlight.size;
+  }
+
+  /** Resolves when nothing is in flight. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()].map((e) => e.promise));
+  }
+
+  private remember(name: string): void {
+    this.recent.add(name);
+    if (this.recent.size > 4096) this.recent.delete(this.recent.values().next().value as string);
+  }
+
+  private start(file: string, requested: boolean): InFlight {
+    const name = path.basename(file);
+    const started = Date.now();
+    const entry: InFlight = {
+      requested,
+      promise: this.limiter.run(async () => {
+        try {
+          const result = await this.archive.push(file);
+          this.remember(name);
+          if (!entry.requested) await this.spool.markPushed(name);
+          this.log.info(result.status === 'stored' ? 'pushed' : 'already archived', {
+            wal: name,
+            bytes: result.bytes,
+            stored_bytes: result.storedBytes,
+            ms: Date.now() - started,
+            ahead: !entry.requested,
+          });
+          return result;
+        } catch (error) {
+          this.log.log(entry.requested ? 'error' : 'warn', 'push failed', { wal: name, error: (error as Error).message, ahead: !entry.requested });
+          throw error;
+        } finally {
+          this.inFlight.delete(name);
+        }
+      }, requested),
+    };
+    this.inFlight.set(name, entry);
+    return entry;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Real PostgreSQL 15 clusters for tests and benchmarks. CI runs as root and PostgreSQL refuses to,
+ * so every cluster runs as the `postgres` user in a temporary directory it owns, on a free port of
+ * 127.0.0.1 with its socket in that directory. `remove()` stops it and deletes the directory; a
+ * process exit handler does the same for clusters a failing test left behind.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePort } from './ports';
+
+export const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+const live = new Set<PostgresCluster>();
+process.on('exit', () => {
+  for (const cluster of live) cluster.removeSync();
+});
+
+function asPostgres(command: string, args: string[], env: Record<string, string> = {}, input?: string): string {
+  const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const runAs = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', 'env', ...envArgs, command, ...args] : ['env', ...envArgs, command, ...args];
+  const result = spawnSync(runAs[0], runAs.slice(1), { encoding: 'utf8', input, maxBuffer: 64 << 20 });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}${result.stdout}`);
+  return result.stdout;
+}
+
+/** Makes `dir` (and its parents up to the temp dir) usable by the postgres user. */
+export function giveToPostgres(dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  execFileSync('chown', ['-R', 'postgres:postgres', dir]);
+}
+
+export interface ClusterOptions {
+  /** Settings appended to postgresql.conf. */
+  readonly settings?: Record<string, string | number>;
+  /** Environment of the postmaster (archive_command and restore_command inherit it). */
+  readonly env?: Record<string, string>;
+  /** Use this data directory (e.g. a base backup) instead of running initdb. */
+  readonly fromDataDirectory?: string;
+}
+
+export class PostgresCluster {
+  public readonly dataDir: string;
+  public readonly logFile: string;
+  private running = false;
+
+  private constructor(
+    public readonly baseDir: string,
+    public readonly port: number,
+    private readonly env: Record<string, string>,
+  ) {
+    this.dataDir = path.join(baseDir, 'data');
+    this.logFile = path.join(baseDir, 'postgres.log');
+  }
+
+  /** A new cluster (initdb, or a copy of `fromDataDirectory`), configured but not started. */
+  static async create(options: ClusterOptions = {}): Promise<PostgresCluster> {
+    const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-'));
+    fs.chmodSync(baseDir, 0o755);
+    const cluster = new PostgresCluster(baseDir, await freePort(), options.env ?? {});
+    live.add(cluster);
+    giveToPostgres(baseDir);
+    if (options.fromDataDirectory) {
+      execFileSync('cp', ['-a', options.fromDataDirectory, cluster.dataDir]);
+      giveToPostgres(cluster.dataDir);
+      fs.rmSync(path.join(cluster.dataDir, 'postmaster.pid'), { force: true });
+    } else {
+      asPostgres(`${PG_BIN}/initdb`, ['-D', cluster.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+    }
+    cluster.configure({
+      port: cluster.port,
+      listen_addresses: "'127.0.0.1'",
+      unix_socket_directories: `'${baseDir}'`,
+      fsync: 'off',
+      shared_buffers: '128MB',
+      max_wal_size: '4GB',
+      checkpoint_timeout: '1h',
+      ...options.settings,
+    });
+    return cluster;
+  }
+
+  /** Appends settings to postgresql.conf (later lines win). */
+  configure(settings: Record<string, string | number>): void {
+    const lines = Object.entries(settings).map(([k, v]) => `${k} = ${v}`);
+    fs.appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `\n${lines.join('\n')}\n`);
+  }
+
+  /** pg_ctl start; waits until it accepts connections (or, for recovery, until it is up). */
+  start(wait = true): void {
+    asPostgres(`${PG_BIN}/pg_ctl`, ['-D', this.dataDir, '-l', this.logFile, ...(wait ? ['-w', '-t', '300'] : ['-W']), 'start'], this.env);
+    this.running = true;
+  }
+
+  stop(mode: 'fast' | 'immediate' = 'fast'): void {
+    if (!this.running) return;
+    asPostgres(`${PG_BIN}/pg_ctl`, ['-D', this.dataDir, '-m', mode, '-w', 'stop']);
+    this.running = false;
+  }
+
+  reload(): void {
+    asPostgres(`${PG_BIN}/pg_ctl`, ['-D', this.dataDir, 'reload']);
+  }
+
+  /** Runs SQL, returns unaligned tuples-only output. */
+  sql(query: string): string {
+    return asPostgres(`${PG_BIN}/psql`, ['-h', this.baseDir, '-p', String(this.port), '-U', 'postgres', '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', query]).trim();
+  }
+
+  /** A base backup (tar-free, plain directory) into a new directory owned by postgres. */
+  baseBackup(): string {
+    const target = path.join(this.baseDir, `basebackup-${Date.now()}`);
+    asPostgres(`${PG_BIN}/pg_basebackup`, ['-h', this.baseDir, '-p', String(this.port), '-U', 'postgres', '-D', target, '-X', 'none', '-c', 'fast', '--no-sync']);
+    return target;
+  }
+
+  log(): string {
+    return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  /**
+   * Waits for the end of recovery: the log's plain "ready to accept connections" (pg_ctl -w
+   * returns before it with hot_standby off, and "read-only connections" comes before redo ends).
+   */
+  async waitForRecoveryEnd(timeoutMs = 300_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!/database system is ready to accept connections/.test(this.log())) {
+      if (Date.now() > deadline || /FATAL|PANIC/.test(this.log()) && /startup process .* exited|aborting startup/.test(this.log())) {
+        throw new Error(`recovery did not end:\n${this.log().slice(-3000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Files waiting for archive_command. */
+  readyFiles(): string[] {
+    const dir = path.join(this.dataDir, 'pg_wal/archive_status');
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6)).sort() : [];
+  }
+
+  /** Waits until nothing is left to archive, or fails with PostgreSQL's log tail. */
+  async waitForArchiving(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.readyFiles().length > 0) {
+      if (Date.now() > deadline) throw new Error(`archiving did not finish: ${this.readyFiles().length} files ready\n${this.log().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  removeSync(): void {
+    try {
+      if (this.running) asPostgres(`${PG_BIN}/pg_ctl`, ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
+    } catch {
+      // already stopped
+    }
+    this.running = false;
+    fs.rmSync(this.baseDir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  async remove(): Promise<void> {
+    this.removeSync();
+  }
+}

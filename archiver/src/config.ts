@@ -31,6 +31,15 @@ export interface ArchiverConfig {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** The levels each codec accepts (compression/*.ts). */
+const LEVELS: Readonly<Record<CompressionName, readonly [number, number] | undefined>> = {
+  zstd: [-7, 22],
+  gzip: [1, 9],
+  brotli: [0, 11],
+  lz4: undefined,
+  none: undefined,
+};
+
 function integer(env: Env, variable: string, fallback: number, min: number, max: number): number {
   const raw = env[variable];
   if (raw === undefined || raw === '') return fallback;
@@ -134,7 +143,12 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
   const storage = storageOptions(env, { connectMs: Math.min(5000, timeoutSeconds * 1000), requestMs: timeoutSeconds * 1000 }, maxAttempts);
   const compression = parseCompressionName(env[ARCHIVER_ENV.compression], ARCHIVER_ENV.compression);
   const levelRaw = env[ARCHIVER_ENV.compressionLevel];
-  const compressionLevel = levelRaw === undefined || levelRaw === '' ? undefined : integer(env, ARCHIVER_ENV.compressionLevel, 0, -7, 22);
+  let compressionLevel: number | undefined;
+  if (levelRaw !== undefined && levelRaw !== '') {
+    const range = LEVELS[compression];
+    if (!range) throw new ConfigError(ARCHIVER_ENV.compressionLevel, `${compression} compression has no levels: unset it or choose zstd, gzip or brotli`);
+    compressionLevel = integer(env, ARCHIVER_ENV.compressionLevel, 0, range[0], range[1]);
+  }
   const spool = path.resolve(dataDirectory, env[ARCHIVER_ENV.spool] || '../archiver-spool');
   const config = {
     repository: env[ARCHIVER_ENV.repository]!,

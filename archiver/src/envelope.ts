@@ -1,25 +1,29 @@
 /**
- * The format of an archived object: a fixed 48-byte header, then the compressed bytes.
+ * The format of an archived object: a fixed 56-byte header, then the compressed bytes.
  *
  *   offset  size  field
- *   0       4     magic "PGWA"
- *   4       1     format version (1)
- *   5       1     compression (see CODEC_IDS)
- *   6       2     reserved, zero
- *   8       8     size of the original file, big-endian
- *   16      32    SHA-256 of the original file
- *   48      ...   the compressed file, in the codec's standard format
+ *   0       4     0x184D2A50, little-endian: a zstd/lz4 "skippable frame"
+ *   4       4     48, little-endian: the skippable frame's length
+ *   8       4     magic "PGWA"
+ *   12      1     format version (1)
+ *   13      1     compression (see CODEC_IDS)
+ *   14      2     reserved, zero
+ *   16      8     size of the original file, big-endian
+ *   24      32    SHA-256 of the original file
+ *   56      ...   the compressed file, in the codec's standard format
  *
  * The header makes every object self-describing (the compression can change between pushes) and
  * carries the checksum of the original bytes that `wal-fetch` verifies and that `wal-push`
- * compares when the name is already taken. An operator can still decode by hand:
- * `tail -c +49 OBJECT | zstd -d > SEGMENT`.
+ * compares when the name is already taken. Because it is a skippable frame, the zstd and lz4
+ * command-line tools decode an object as it is (`zstd -d < OBJECT > SEGMENT`); for the other
+ * codecs, `tail -c +57 OBJECT | gzip -d`.
  */
 import { createHash } from 'node:crypto';
 import { CompressionName } from './compression/codec';
 import { CorruptObjectError } from './errors';
 
-export const HEADER_SIZE = 48;
+export const HEADER_SIZE = 56;
+const SKIPPABLE_FRAME_MAGIC = 0x184d2a50;
 const MAGIC = Buffer.from('PGWA', 'latin1');
 const VERSION = 1;
 
@@ -39,26 +43,28 @@ export function sha256(data: Buffer): string {
 
 export function encodeHeader(header: EnvelopeHeader): Buffer {
   const out = Buffer.alloc(HEADER_SIZE);
-  MAGIC.copy(out, 0);
-  out.writeUInt8(VERSION, 4);
-  out.writeUInt8(CODEC_IDS[header.compression], 5);
-  out.writeBigUInt64BE(BigInt(header.size), 8);
-  Buffer.from(header.sha256, 'hex').copy(out, 16);
+  out.writeUInt32LE(SKIPPABLE_FRAME_MAGIC, 0);
+  out.writeUInt32LE(HEADER_SIZE - 8, 4);
+  MAGIC.copy(out, 8);
+  out.writeUInt8(VERSION, 12);
+  out.writeUInt8(CODEC_IDS[header.compression], 13);
+  out.writeBigUInt64BE(BigInt(header.size), 16);
+  Buffer.from(header.sha256, 'hex').copy(out, 24);
   return out;
 }
 
 /** Reads the header of an archived object; `what` names it in errors. */
 export function decodeHeader(object: Buffer, what: string): EnvelopeHeader {
-  if (object.length < HEADER_SIZE || !object.subarray(0, 4).equals(MAGIC)) {
+  if (object.length < HEADER_SIZE || object.readUInt32LE(0) !== SKIPPABLE_FRAME_MAGIC || !object.subarray(8, 12).equals(MAGIC)) {
     throw new CorruptObjectError(`${what} is not an archiver object (no PGWA header): it is truncated or was not written by this archiver`);
   }
-  const version = object.readUInt8(4);
+  const version = object.readUInt8(12);
   if (version !== VERSION) throw new CorruptObjectError(`${what} has format version ${version}; this archiver reads version ${VERSION}: upgrade the archiver`);
-  const compression = CODEC_BY_ID.get(object.readUInt8(5));
-  if (!compression) throw new CorruptObjectError(`${what} names an unknown compression (id ${object.readUInt8(5)})`);
+  const compression = CODEC_BY_ID.get(object.readUInt8(13));
+  if (!compression) throw new CorruptObjectError(`${what} names an unknown compression (id ${object.readUInt8(13)})`);
   return {
     compression,
-    size: Number(object.readBigUInt64BE(8)),
-    sha256: object.subarray(16, 48).toString('hex'),
+    size: Number(object.readBigUInt64BE(16)),
+    sha256: object.subarray(24, 56).toString('hex'),
   };
 }

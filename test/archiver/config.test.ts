@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { describeConfig, readConfig } from '../../archiver/src/config';
+import { ConfigError } from '../../archiver/src/errors';
+
+const s3 = { ARCHIVER_REPOSITORY: 's3://kubedb/kubedb/demo/wal-postgres/archive', AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret/value+1' };
+
+describe('archiver configuration from the environment', () => {
+  it('reads the location the constructs render: bucket and prefix from ARCHIVER_REPOSITORY', () => {
+    const config = readConfig({ ...s3, ARCHIVER_S3_ENDPOINT: 'http://minio.storage.svc:9000' }, '/var/lib/postgresql/data/pgdata');
+    expect(config.storage).toMatchObject({
+      kind: 's3',
+      bucket: 'kubedb',
+      prefix: 'kubedb/demo/wal-postgres/archive',
+      endpoint: 'http://minio.storage.svc:9000',
+      region: 'us-east-1',
+      forcePathStyle: true,
+      accessKeyId: 'AKIAEXAMPLE',
+      requestChecksumCalculation: 'WHEN_SUPPORTED',
+    });
+    expect(config.spool).toBe('/var/lib/postgresql/data/archiver-spool');
+    expect(config.compression).toBe('zstd');
+  });
+
+  it('uses virtual-hosted style for AWS endpoints and path style for others, unless told', () => {
+    expect(readConfig({ ...s3, ARCHIVER_S3_ENDPOINT: 'https://s3.amazonaws.com' }).storage).toMatchObject({ forcePathStyle: false });
+    expect(readConfig(s3).storage).toMatchObject({ forcePathStyle: false });
+    expect(readConfig({ ...s3, ARCHIVER_S3_ENDPOINT: 'http://127.0.0.1:9000', ARCHIVER_S3_FORCE_PATH_STYLE: 'false' }).storage).toMatchObject({ forcePathStyle: false });
+  });
+
+  it('reads GCS and local locations', () => {
+    expect(readConfig({ ARCHIVER_REPOSITORY: 'gs://kubedb/team/kubedb/demo/db/archive', GOOGLE_APPLICATION_CREDENTIALS: '/var/run/secrets/archiver/gcs/service-account.json', GOOGLE_PROJECT_ID: 'p' }).storage).toStrictEqual({
+      kind: 'gcs',
+      bucket: 'kubedb',
+      prefix: 'team/kubedb/demo/db/archive',
+      projectId: 'p',
+      keyFilename: '/var/run/secrets/archiver/gcs/service-account.json',
+      apiEndpoint: undefined,
+      timeouts: { connectMs: 5000, requestMs: 60000 },
+      maxAttempts: 3,
+    });
+    expect(readConfig({ ARCHIVER_REPOSITORY: 'file:///var/lib/archive' }).storage).toStrictEqual({ kind: 'local', root: '/var/lib/archive' });
+    expect(readConfig({ ARCHIVER_REPOSITORY: '/var/lib/archive/' }).storage).toStrictEqual({ kind: 'local', root: '/var/lib/archive' });
+  });
+
+  it.each([
+    [{}, 'ARCHIVER_REPOSITORY: is not set: give the archive location'],
+    [{ ARCHIVER_REPOSITORY: 'ftp://host/x' }, 'ARCHIVER_REPOSITORY: "ftp://host/x" is not a supported location'],
+    [{ ARCHIVER_REPOSITORY: 's3:///prefix' }, 'ARCHIVER_REPOSITORY: "s3:///prefix" has no bucket'],
+    [{ ARCHIVER_REPOSITORY: 's3://b/a/../c' }, "ARCHIVER_REPOSITORY: \"s3://b/a/../c\" has an empty, '.' or '..' path segment"],
+    [{ ...s3, AWS_SECRET_ACCESS_KEY: '' }, 'AWS_SECRET_ACCESS_KEY: is not set but AWS_ACCESS_KEY_ID is'],
+    [{ ...s3, ARCHIVER_S3_ENDPOINT: 'minio:9000' }, 'ARCHIVER_S3_ENDPOINT: "minio:9000" is not an http(s) URL'],
+    [{ ...s3, ARCHIVER_PUSH_CONCURRENCY: '0' }, 'ARCHIVER_PUSH_CONCURRENCY: "0" is not a whole number from 1 to 64'],
+    [{ ...s3, ARCHIVER_DAEMON: 'maybe' }, 'ARCHIVER_DAEMON: "maybe" is not one of on, off'],
+    [{ ...s3, ARCHIVER_COMPRESSION: 'lz4', ARCHIVER_COMPRESSION_LEVEL: '3' }, 'ARCHIVER_COMPRESSION_LEVEL: lz4 compression has no levels'],
+    [{ ...s3, ARCHIVER_COMPRESSION: 'gzip', ARCHIVER_COMPRESSION_LEVEL: '12' }, 'ARCHIVER_COMPRESSION_LEVEL: "12" is not a whole number from 1 to 9'],
+  ])('fails, naming the variable, on %j', (env, message) => {
+    expect(() => readConfig(env)).toThrow(ConfigError);
+    expect(() => readConfig(env)).toThrow(message);
+  });
+
+  it('names the variable of a bad compression', () => {
+    expect(() => readConfig({ ...s3, ARCHIVER_COMPRESSION: 'xz' })).toThrow('ARCHIVER_COMPRESSION="xz" is not a compression');
+  });
+
+  it('never prints credentials', () => {
+    const printed = JSON.stringify(describeConfig(readConfig(s3)));
+    expect(printed).not.toContain('AKIAEXAMPLE');
+    expect(printed).not.toContain('secret/value+1');
+    expect(printed).toContain('"secretAccessKey":"(set)"');
+  });
+
+  it('gives different configurations different fingerprints (a background archiver serves one)', () => {
+    expect(readConfig(s3).fingerprint).toBe(readConfig(s3).fingerprint);
+    expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, AWS_SECRET_ACCESS_KEY: 'other' }).fingerprint);
+    expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, ARCHIVER_COMPRESSION: 'lz4' }).fingerprint);
+  });
+});

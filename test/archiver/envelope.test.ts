@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from '../../archiver/src/envelope';
+import { CorruptObjectError } from '../../archiver/src/errors';
+
+describe('the archived object header', () => {
+  const header = { compression: 'zstd' as const, size: 16 * 1024 * 1024, sha256: sha256(Buffer.from('segment')) };
+
+  it('round-trips compression, size and checksum in a 56-byte zstd/lz4 skippable frame', () => {
+    const encoded = encodeHeader(header);
+    expect(encoded.length).toBe(HEADER_SIZE);
+    expect(HEADER_SIZE).toBe(56);
+    expect(encoded.readUInt32LE(0)).toBe(0x184d2a50);
+    expect(encoded.readUInt32LE(4)).toBe(48);
+    expect(encoded.subarray(8, 12).toString('latin1')).toBe('PGWA');
+    expect(decodeHeader(Buffer.concat([encoded, Buffer.from('payload')]), 'x')).toStrictEqual(header);
+  });
+
+  it('fails on an object without the header, naming it', () => {
+    expect(() => decodeHeader(Buffer.from('not an archived object at all, no magic here......'), 'wal/X at s3://b')).toThrow(
+      new CorruptObjectError('wal/X at s3://b is not an archiver object (no PGWA header): it is truncated or was not written by this archiver'),
+    );
+    expect(() => decodeHeader(Buffer.alloc(10), 'short')).toThrow(CorruptObjectError);
+  });
+
+  it('fails on a newer format version and an unknown compression', () => {
+    const newer = encodeHeader(header);
+    newer.writeUInt8(2, 12);
+    expect(() => decodeHeader(newer, 'x')).toThrow('x has format version 2; this archiver reads version 1: upgrade the archiver');
+    const unknown = encodeHeader(header);
+    unknown.writeUInt8(9, 13);
+    expect(() => decodeHeader(unknown, 'x')).toThrow('x names an unknown compression (id 9)');
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * Runs the built archiver (archiver/dist, built once per test run by global-setup.ts) the way
+ * PostgreSQL does: the launcher, with configuration in the environment.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const LAUNCHER = path.join(ROOT, 'archiver/dist/bin/archiver');
+
+export interface RunResult {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * The background archiver inherits stderr; a test capturing stderr through a pipe would wait for
+ * it to exit. ARCHIVER_DAEMON_LOG sends its log to a file instead.
+ */
+function withDaemonLog(env: Record<string, string>): Record<string, string> {
+  return { ARCHIVER_DAEMON_LOG: path.join(env.ARCHIVER_SPOOL ?? os.tmpdir(), '..', 'daemon.log'), ...env };
+}
+
+export function runArchiver(args: string[], env: Record<string, string>, cwd?: string): RunResult {
+  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...withDaemonLog(env) }, cwd, encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+export function runArchiverAsync(args: string[], env: Record<string, string>, cwd?: string): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...withDaemonLog(env) }, cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+  });
+}
+
+/** Stops the background archiver of this configuration, if one runs. */
+export function stopArchiver(env: Record<string, string>): void {
+  runArchiver(['stop'], env);
+}
+
+/**
+ * A file shaped like a WAL segment: the long page header PostgreSQL 15 writes (magic 0xD110, long
+ * header flag, timeline, page address, system identifier, segment size, block size), then bytes
+ * from `seed`.
+ */
+export function makeSegment(systemIdentifier: bigint, seed: number, size = 16 * 1024 * 1024): Buffer {
+  const segment = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 40; i < size; i += 4) {
+    // xorshift, with runs of zeros like a half-filled segment: compressible but not trivially
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    segment.writeUInt32LE(i % 8192 < 4096 ? x >>> 0 : 0, i);
+  }
+  segment.writeUInt16LE(0xd110, 0);
+  segment.writeUInt16LE(0x0002, 2);
+  segment.writeUInt32LE(1, 4);
+  segment.writeBigUInt64LE(systemIdentifier, 24);
+  segment.writeUInt32LE(size, 32);
+  segment.writeUInt32LE(8192, 36);
+  return segment;
+}
+
+/** A data directory stand-in: pg_wal with archive_status, owned by the test. */
+export function fakeDataDirectory(base: string): { dataDir: string; walDir: string; addReady(name: string, data: Buffer): string } {
+  const dataDir = path.join(base, 'data');
+  const walDir = path.join(dataDir, 'pg_wal');
+  fs.mkdirSync(path.join(walDir, 'archive_status'), { recursive: true });
+  return {
+    dataDir,
+    walDir,
+    addReady(name: string, data: Buffer): string {
+      const file = path.join(walDir, name);
+      fs.writeFileSync(file, data);
+      fs.writeFileSync(path.join(walDir, 'archive_status', `${name}.ready`), '');
+      return file;
+    },
+  };
+}

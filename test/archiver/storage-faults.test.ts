@@ -263,7 +263,8 @@ describe('local storage when the archiver is killed', () => {
         for (let i = 0; i < 200; i++) {
           if (i === 20) process.stdout.write('writing\\n');
           yield chunk;
-          await new Promise((resolve) => setImmediate(resolve));
+          // From then on slowly (~1 s to go): the kill lands mid-put even on a loaded machine.
+          await new Promise((resolve) => (i >= 20 ? setTimeout(resolve, 5) : setImmediate(resolve)));
         }
       }
       openStorage({ kind: 'local', root: ${JSON.stringify(root)} })

@@ -29,6 +29,9 @@ import {
  * '.tmp-' are refused. Stray temp files of crashed puts are left in place (harmless, not listed).
  *
  * Files are created with mode 0600 and directories with 0700 (WAL holds the database's data).
+ *
+ * Unlike a bucket, a directory tree cannot hold both 'a' and 'a/b': the second put fails with a
+ * StorageError. The archiver's key layout never does this.
  */
 export class LocalStorage implements Storage {
   public readonly location: string;

@@ -11,6 +11,10 @@
  *
  * Keys are '/'-separated and relative to the root: 'wal_005/000000010000000000000001.lz4'.
  * See `validateKey` for the keys that are refused.
+ *
+ * Errors: `InvalidKeyError` for a refused key (before any I/O), `ObjectNotFoundError` and
+ * `ObjectExistsError` where documented below, `StorageError` for everything else. Network
+ * backends give every operation a deadline (see `Timeouts`): nothing waits forever on a hung server.
  */
 
 export interface ObjectInfo {
@@ -62,7 +66,8 @@ export interface Storage {
   /**
    * Store a stream with bounded memory (S3: multipart upload; GCS: one streamed request; local:
    * temp file). Same visibility and durability as `put`. If `body` fails, the put fails and no
-   * object appears under `key`.
+   * object appears under `key`. The caller owns `body`: after a failure, destroy it if it is still
+   * open (backends destroy it when they stop reading it mid-way, as stream.pipeline does).
    */
   putStream(key: string, body: NodeJS.ReadableStream, options?: PutOptions): Promise<void>;
 
@@ -156,7 +161,8 @@ function describeCause(cause: unknown): string {
 /** Deadlines of network operations. */
 export interface Timeouts {
   /**
-   * Time to establish a TCP (+TLS) connection.
+   * Time to establish a TCP (+TLS) connection. S3 only: @google-cloud/storage has no connect
+   * timeout, requestMs covers connecting there.
    * @default 5000
    */
   readonly connectMs?: number;

@@ -1,0 +1,211 @@
+/**
+ * The archive_command / restore_command contract, through the launcher PostgreSQL runs, against a
+ * real directory. Every spec runs twice: with the background archiver (the default) and with each
+ * call working alone (ARCHIVER_DAEMON=off, what happens when the background archiver is down).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EXIT_CODES } from '../../archiver/src/contract';
+import { fakeDataDirectory, makeSegment, runArchiver, runArchiverAsync, stopArchiver } from '../support/archiver';
+
+const SYSID = 7311676708303809017n;
+const SEGMENT_SIZE = 1 << 20; // small segments keep the suite fast; the format is the same
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wal-contract-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+const name = (n: number) => `0000000100000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
+
+describe.each([
+  ['with the background archiver', 'on'],
+  ['with each call working alone', 'off'],
+])('wal-push and wal-fetch %s', (_mode, daemon) => {
+  let base: string;
+  let env: Record<string, string>;
+  let repo: string;
+  let pg: ReturnType<typeof fakeDataDirectory>;
+  const push = (file: string) => runArchiver(['wal-push', path.relative(pg.dataDir, file)], env, pg.dataDir);
+  const fetch = (walName: string, destination: string) => runArchiver(['wal-fetch', walName, destination], env, pg.dataDir);
+
+  beforeEach(() => {
+    base = fs.mkdtempSync(path.join(scratch, 'case-'));
+    repo = path.join(base, 'repo');
+    pg = fakeDataDirectory(base);
+    env = { ARCHIVER_REPOSITORY: `file://${repo}`, ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON: daemon, ARCHIVER_PREFETCH: '3' };
+  });
+  afterEach(() => stopArchiver(env));
+
+  it('exits 0 once the segment is stored, and wal-fetch restores the same bytes', () => {
+    const segment = makeSegment(SYSID, 1, SEGMENT_SIZE);
+    const file = pg.addReady(name(1), segment);
+    const pushed = push(file);
+    expect(pushed.stderr).not.toMatch(/level=(warn|error)/);
+    expect(pushed.status).toBe(0);
+    expect(fs.existsSync(path.join(repo, 'wal', name(1)))).toBe(true);
+    const restored = fetch(name(1), 'pg_wal/RECOVERYXLOG');
+    expect(restored.status).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segment)).toBe(true);
+  });
+
+  it('records the system identifier and segment size on the first push', () => {
+    expect(push(pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE))).status).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(repo, 'archive.json'), 'utf8'))).toMatchObject({ systemIdentifier: SYSID.toString(), walSegmentSize: SEGMENT_SIZE });
+  });
+
+  it('succeeds when the same content is pushed again (a retry after a crash)', () => {
+    const file = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
+    expect(push(file).status).toBe(0);
+    const stored = fs.readFileSync(path.join(repo, 'wal', name(1)));
+    expect(push(file).status).toBe(0);
+    expect(fs.readFileSync(path.join(repo, 'wal', name(1))).equals(stored)).toBe(true);
+  });
+
+  it('refuses, non-zero, a different file under an archived name and keeps the archived one', () => {
+    const original = makeSegment(SYSID, 1, SEGMENT_SIZE);
+    expect(push(pg.addReady(name(1), original)).status).toBe(0);
+    const different = push(pg.addReady(name(1), makeSegment(SYSID, 2, SEGMENT_SIZE)));
+    expect(different.status).toBe(EXIT_CODES.error);
+    expect(different.stderr).toContain(`ArchiveConflictError: ${name(1)} is already archived at file://${repo} with different contents`);
+    expect(fetch(name(1), 'pg_wal/RECOVERYXLOG').status).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(original)).toBe(true);
+  });
+
+  it('refuses to push into an archive another cluster started', () => {
+    expect(push(pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE))).status).toBe(0);
+    const foreign = push(pg.addReady(name(2), makeSegment(SYSID + 1n, 2, SEGMENT_SIZE)));
+    expect(foreign.status).toBe(EXIT_CODES.error);
+    expect(foreign.stderr).toContain(`ForeignArchiveError: the archive at file://${repo} belongs to another database cluster (system identifier ${SYSID}); this cluster is ${SYSID + 1n}`);
+    expect(fs.existsSync(path.join(repo, 'wal', name(2)))).toBe(false);
+  });
+
+  it('exits with the distinct not-found code for a file the archive does not have', () => {
+    expect(push(pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE))).status).toBe(0);
+    const missing = fetch(name(9), 'pg_wal/RECOVERYXLOG');
+    expect(missing.signal).toBeNull();
+    expect(missing.status).toBe(EXIT_CODES.notFound);
+    expect(missing.stderr).toContain(`not found: ${name(9)} is not in the archive at file://${repo}`);
+    expect(fs.existsSync(path.join(pg.walDir, 'RECOVERYXLOG'))).toBe(false);
+    expect(fetch('00000002.history', 'pg_wal/RECOVERYHISTORY').status).toBe(EXIT_CODES.notFound);
+  });
+
+  it('detects a corrupted object on fetch: non-zero, not "not found", nothing written', () => {
+    expect(push(pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE))).status).toBe(0);
+    const object = path.join(repo, 'wal', name(1));
+    const bytes = fs.readFileSync(object);
+    bytes[bytes.length - 100] ^= 0xff;
+    fs.writeFileSync(object, bytes);
+    const corrupted = fetch(name(1), 'pg_wal/RECOVERYXLOG');
+    expect(corrupted.status).toBe(EXIT_CODES.error);
+    expect(corrupted.stderr).toMatch(/CorruptObjectError: wal\/0+10+1 at file:\/\/.* (is corrupted|cannot be decompressed)/);
+    expect(fs.existsSync(path.join(pg.walDir, 'RECOVERYXLOG'))).toBe(false);
+  });
+
+  it('lets two concurrent pushes of one segment both succeed, storing it once', async () => {
+    const segment = makeSegment(SYSID, 1, SEGMENT_SIZE);
+    const file = path.relative(pg.dataDir, pg.addReady(name(1), segment));
+    const results = await Promise.all([1, 2, 3].map(() => runArchiverAsync(['wal-push', file], env, pg.dataDir)));
+    expect(results.map((r) => r.status)).toStrictEqual([0, 0, 0]);
+    expect(fs.readdirSync(path.join(repo, 'wal'))).toStrictEqual([name(1)]);
+    expect(fetch(name(1), 'pg_wal/RECOVERYXLOG').status).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segment)).toBe(true);
+  });
+
+  it('pushes the other ready files ahead; their later calls are answered by the launcher alone', async () => {
+    const files = [1, 2, 3, 4, 5].map((n) => pg.addReady(name(n), makeSegment(SYSID, n, SEGMENT_SIZE)));
+    expect(push(files[0]).status).toBe(0);
+    const pushedAhead = () => [2, 3, 4, 5].every((n) => fs.existsSync(path.join(env.ARCHIVER_SPOOL, 'pushed', name(n))));
+    for (let i = 0; i < 200 && !pushedAhead(); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(fs.readdirSync(path.join(repo, 'wal')).sort()).toStrictEqual([1, 2, 3, 4, 5].map(name));
+    // With a configuration Node would reject, only the launcher's fast path can succeed.
+    const broken = { ...env, ARCHIVER_REPOSITORY: 'nowhere://' };
+    for (const file of files.slice(1)) {
+      expect(runArchiver(['wal-push', path.relative(pg.dataDir, file)], broken, pg.dataDir).status).toBe(0);
+    }
+    expect(fs.readdirSync(path.join(env.ARCHIVER_SPOOL, 'pushed'))).toStrictEqual([]);
+    // Without a marker the launcher runs Node, which names the bad variable.
+    const unmarked = runArchiver(['wal-push', path.relative(pg.dataDir, files[1])], broken, pg.dataDir);
+    expect(unmarked.status).toBe(EXIT_CODES.usage);
+    expect(unmarked.stderr).toContain('ARCHIVER_REPOSITORY: "nowhere://" is not a supported location');
+  });
+
+  it('archives .history, .backup and .partial files', () => {
+    const history = pg.addReady('00000002.history', Buffer.from('1\t0/3000000\tno recovery target specified\n'));
+    const backup = pg.addReady(`${name(2)}.00000028.backup`, Buffer.from('START WAL LOCATION: 0/2000028\n'));
+    const partial = pg.addReady(`${name(3)}.partial`, makeSegment(SYSID, 3, SEGMENT_SIZE));
+    for (const file of [history, backup, partial]) expect(push(file).status).toBe(0);
+    expect(fetch('00000002.history', 'pg_wal/RECOVERYHISTORY').status).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYHISTORY'), 'utf8')).toBe('1\t0/3000000\tno recovery target specified\n');
+  });
+
+  it('writes objects the zstd tool reads as they are', () => {
+    const zstd = spawnSync('sh', ['-c', 'command -v zstd']).status === 0;
+    if (!zstd) return expect.soft(zstd, 'the zstd tool is not installed (apt-get install zstd); interoperability not checked').toBe(false);
+    const segment = makeSegment(SYSID, 1, SEGMENT_SIZE);
+    expect(push(pg.addReady(name(1), segment)).status).toBe(0);
+    const decoded = spawnSync('zstd', ['-d', '-c', path.join(repo, 'wal', name(1))]);
+    expect(decoded.status).toBe(0);
+    expect(decoded.stdout.equals(segment)).toBe(true);
+  });
+});
+
+describe('wal-fetch prefetch (background archiver)', () => {
+  it('downloads the next segments into the spool; the launcher hands them over without Node', async () => {
+    const base = fs.mkdtempSync(path.join(scratch, 'prefetch-'));
+    const pg = fakeDataDirectory(base);
+    const env = { ARCHIVER_REPOSITORY: `file://${path.join(base, 'repo')}`, ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_PREFETCH: '3', ARCHIVER_DAEMON: 'off' };
+    const segments = [1, 2, 3, 4, 5].map((n) => makeSegment(SYSID, n, SEGMENT_SIZE));
+    segments.forEach((s, i) => expect(runArchiver(['wal-push', pg.addReady(name(i + 1), s)], env, pg.dataDir).status).toBe(0));
+
+    const restoreEnv = { ...env, ARCHIVER_DAEMON: 'on', ARCHIVER_SPOOL: path.join(base, 'restore-spool') };
+    try {
+      expect(runArchiver(['wal-fetch', name(1), 'pg_wal/RECOVERYXLOG'], restoreEnv, pg.dataDir).status).toBe(0);
+      const prefetched = () => fs.existsSync(path.join(restoreEnv.ARCHIVER_SPOOL, 'prefetch')) ? fs.readdirSync(path.join(restoreEnv.ARCHIVER_SPOOL, 'prefetch')).filter((f) => !f.endsWith('.tmp')).sort() : [];
+      for (let i = 0; i < 200 && prefetched().length < 3; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(prefetched()).toStrictEqual([name(2), name(3), name(4)]);
+
+      const broken = { ...restoreEnv, ARCHIVER_REPOSITORY: 'nowhere://' };
+      expect(runArchiver(['wal-fetch', name(2), 'pg_wal/RECOVERYXLOG'], broken, pg.dataDir).status).toBe(0);
+      expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segments[1])).toBe(true);
+      // Taking one moves the window: segment 5 follows.
+      for (let i = 0; i < 200 && !prefetched().includes(name(5)); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(prefetched()).toStrictEqual([name(3), name(4), name(5)]);
+    } finally {
+      stopArchiver(restoreEnv);
+    }
+  });
+});
+
+describe('the archiver command line', () => {
+  const env = { ARCHIVER_REPOSITORY: `file://${scratch}/cli-repo`, ARCHIVER_SPOOL: `${scratch}/cli-spool` };
+
+  it('prints its version and help', () => {
+    expect(runArchiver(['--version'], env).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    const help = runArchiver(['--help'], env);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('wal-push <path>');
+    expect(help.stdout).toContain('74 wal-fetch: the file is not in the archive');
+    const commandHelp = runArchiver(['wal-fetch', '--help'], env);
+    expect(commandHelp.status).toBe(0);
+    expect(commandHelp.stdout).toContain('Usage: archiver wal-fetch <name> <destination>');
+  });
+
+  it.each([
+    [['wal-push'], "wal-push takes one argument, the WAL file's path"],
+    [['wal-fetch', '000000010000000000000001'], 'wal-fetch takes two arguments'],
+    [['wal-fetch', 'passwd', '/tmp/x'], 'wal-fetch: "passwd" is not a WAL file name'],
+    [['wal-push', '/etc/passwd'], 'wal-push: "passwd" is not a WAL file name'],
+    [['frobnicate'], 'unknown command "frobnicate"'],
+  ])('fails with the usage exit code on %j', (args, message) => {
+    const result = runArchiver(args, env);
+    expect(result.status).toBe(EXIT_CODES.usage);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('names the missing variable', () => {
+    const result = runArchiver(['wal-fetch', '000000010000000000000001', '/tmp/x'], { ARCHIVER_SPOOL: env.ARCHIVER_SPOOL });
+    expect(result.status).toBe(EXIT_CODES.usage);
+    expect(result.stderr).toContain('ConfigError: ARCHIVER_REPOSITORY: is not set');
+  });
+});

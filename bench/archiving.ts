@@ -1,0 +1,546 @@
+/**
+ * WAL archiving benchmark: our archiver against pgBackRest (asynchronous archive-push),
+ * barman-cloud-wal-archive and cp, in one run on this machine.
+ *
+ *   npx tsx bench/archiving.ts [--segments N] [--quick] [--samples N] [--no-build] [--skip-backlog] [--skip-per-call]
+ *
+ * 1. Backlog catch-up (../shared/bench/archive-bench.sh, pgbackrest.sh): SEGMENTS × 16 MiB of
+ *    WAL wait with archiving off, then archive_command is switched on and timed until none is
+ *    left ready. Once against one S3-compatible server (s3rver over TLS on 127.0.0.1, shared by
+ *    every tool: pgBackRest speaks only TLS), once against the local filesystem, cp as the floor.
+ * 2. Per-call cost when nothing is waiting: one archive_command call (sh -c, as the postgres
+ *    user, in the data directory, as PostgreSQL runs it) for a fresh segment that is the only one
+ *    ready; for a segment the tool's background process already pushed ahead; and for a segment
+ *    already in the archive (a retry).
+ *
+ * Rates are only comparable within one run: the machine is shared and noisy.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { freePort } from '../test/support/ports';
+import { PostgresCluster } from '../test/support/postgres';
+import { S3Server, startS3Server } from '../test/support/s3-server';
+import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, stopArchiverDaemon } from './lib/archiver';
+import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, targetLine, times } from './lib/report';
+import { giveToPostgres, postgresUser, Scratch } from './lib/scratch';
+import { bytesUnder, ensureTool, pgenv, progress, run, s3rverBytes, SHARED_BENCH, shAsPostgres, timeAsPostgres } from './lib/tools';
+
+export interface ArchivingBenchmarkOptions {
+  /** WAL segments waiting in the backlog runs.
+   * @default 64 (1 GiB), 16 with `quick` */
+  readonly segments?: number;
+  /** Fewer segments and samples, for development. @default false */
+  readonly quick?: boolean;
+  /** Timed calls per column of the per-call table.
+   * @default 10, 5 with `quick` */
+  readonly samples?: number;
+  /** Build archiver/dist first (scripts/build-archiver.ts). @default true */
+  readonly build?: boolean;
+  /** Run the backlog catch-up part. @default true */
+  readonly backlog?: boolean;
+  /** Run the per-call part. @default true */
+  readonly perCall?: boolean;
+  /** Where the tables go. @default console.log */
+  readonly write?: (text: string) => void;
+}
+
+export type Storage = 's3' | 'local';
+
+export interface BacklogRow {
+  readonly storage: Storage;
+  readonly tool: string;
+  readonly ours: boolean;
+  /** Set when the tool could not run; the other fields are then absent. */
+  readonly error?: string;
+  readonly segments?: number;
+  readonly seconds?: number;
+  readonly segmentsPerSecond?: number;
+  readonly mibPerSecond?: number;
+  /** Bytes stored / bytes of WAL. */
+  readonly sizeRatio?: number;
+}
+
+export interface PerCallRow {
+  readonly tool: string;
+  readonly error?: string;
+  /** The first call, nothing running yet (our daemon starts here). */
+  readonly firstMs?: number;
+  /** Median and 90th percentile of calls for a fresh segment, the only one ready. */
+  readonly freshMs?: number;
+  readonly freshP90Ms?: number;
+  /** Median of calls for a segment the tool's background process already pushed. */
+  readonly aheadMs?: number;
+  /** Median of calls for a segment already archived (a retry). */
+  readonly againMs?: number;
+}
+
+export interface Target {
+  readonly description: string;
+  readonly met: boolean | undefined;
+  readonly detail: string;
+}
+
+export interface ArchivingBenchmarkResult {
+  readonly backlog: readonly BacklogRow[];
+  readonly perCall: readonly PerCallRow[];
+  readonly targets: readonly Target[];
+}
+
+const BUCKET = 'bench';
+
+interface Context {
+  readonly scratch: Scratch;
+  readonly archiver: PreparedArchiver;
+  readonly s3: S3Server;
+  readonly caFile: string | undefined;
+  readonly write: (text: string) => void;
+}
+
+/**
+ * The pgBackRest options for the shared s3rver. pgbackrest.sh always writes repo1-path (its
+ * scratch directory) and pgBackRest refuses a second one: there the repository path inside the
+ * bucket is that directory's path.
+ */
+function pgbackrestS3Options(s3: S3Server, repoPath?: string): string[] {
+  return [
+    'repo1-type=s3',
+    `repo1-s3-bucket=${BUCKET}`,
+    'repo1-s3-endpoint=127.0.0.1',
+    `repo1-storage-port=${s3.port}`,
+    'repo1-s3-region=us-east-1',
+    `repo1-s3-key=${s3.accessKeyId}`,
+    `repo1-s3-key-secret=${s3.secretAccessKey}`,
+    'repo1-s3-uri-style=path',
+    'repo1-storage-verify-tls=n',
+    ...(repoPath ? [`repo1-path=${repoPath}`] : []),
+  ];
+}
+
+function barmanEnv(s3: S3Server, caFile: string | undefined): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    AWS_DEFAULT_REGION: 'us-east-1',
+    ...(caFile ? { AWS_CA_BUNDLE: caFile } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Backlog catch-up
+
+interface BacklogRun {
+  readonly name: string;
+  readonly tool: string;
+  readonly storage: Storage;
+  readonly ours?: boolean;
+  /** A missing tool: [command, Debian package]. */
+  readonly needs?: readonly [string, string];
+  /** pgBackRest [global] options: runs pgbackrest.sh instead of archive-bench.sh. */
+  readonly pgbackrest?: readonly string[];
+  readonly command?: string;
+  readonly env?: Record<string, string>;
+  /** Bytes stored, once the run is over. `base` is archive-bench.sh's BASE. */
+  readonly storedBytes: (base: string) => number;
+  /** After the run (stop daemons). */
+  readonly after?: () => void;
+  /** Extra text for a failure report. */
+  readonly diagnose?: () => string;
+}
+
+async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Promise<BacklogRow> {
+  const row = { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false };
+  if (spec.needs) {
+    const tool = ensureTool(spec.needs[0], spec.needs[1]);
+    if (!tool.ok) return { ...row, error: tool.reason };
+  }
+  const base = ctx.scratch.mkdir(`backlog-${spec.name}`);
+  const env = { ...process.env, BASE: base, PORT: String(await freePort()), PGENV: pgenv(spec.env ?? {}) };
+  const args = spec.pgbackrest
+    ? [path.join(SHARED_BENCH, 'pgbackrest.sh'), spec.name, String(segments), ...spec.pgbackrest]
+    : [path.join(SHARED_BENCH, 'archive-bench.sh'), spec.name, String(segments), spec.command!];
+  progress(`backlog ${spec.storage}: ${spec.tool} (${segments} segments)`);
+  try {
+    const out = await run('bash', args, { env });
+    const match = /segments=(\d+) seconds=([\d.]+)/.exec(out.stdout);
+    if (out.status !== 0 || !match) {
+      const extra = spec.diagnose?.() ?? '';
+      return { ...row, error: `failed (exit ${out.status}): ${(out.stdout + out.stderr).trim().split('\n').slice(-4).join(' / ')}${extra ? ` / ${extra}` : ''}`.slice(0, 600) };
+    }
+    const count = Number(match[1]);
+    const seconds = Number(match[2]);
+    const result: BacklogRow = {
+      ...row,
+      segments: count,
+      seconds,
+      segmentsPerSecond: count / seconds,
+      mibPerSecond: (count * SEGMENT_BYTES) / MiB / seconds,
+      sizeRatio: spec.storedBytes(base) / (count * SEGMENT_BYTES),
+    };
+    progress(`  ${count} segments in ${seconds.toFixed(2)} s: ${(count / seconds).toFixed(1)} seg/s, size ratio ${result.sizeRatio!.toFixed(3)}`);
+    return result;
+  } finally {
+    spec.after?.();
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+}
+
+function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
+  const { archiver, s3, caFile, scratch } = ctx;
+  const runs: BacklogRun[] = [];
+  const oursState = scratch.mkdir(`ours-${storage}`);
+  const oursRepo = storage === 'local' ? scratch.mkdir('ours-local-repo') : undefined;
+  const oursEnv = archiverEnv({
+    repository: storage === 'local' ? `file://${oursRepo}` : `s3://${BUCKET}/ours`,
+    s3: storage === 's3' ? s3 : undefined,
+    caFile,
+    stateDir: oursState,
+  });
+  runs.push({
+    name: `ours-${storage}`,
+    tool: 'our archiver (zstd, daemon, push-ahead 4)',
+    storage,
+    ours: true,
+    command: archiver.archiveCommand,
+    env: oursEnv,
+    storedBytes: () => (oursRepo ? bytesUnder(oursRepo) : s3rverBytes(s3.directory, BUCKET, 'ours')),
+    after: () => stopArchiverDaemon(archiver, oursEnv),
+    diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
+  });
+  for (const compress of ['lz4', 'zst']) {
+    const name = `pgbr-${compress}-${storage}`;
+    runs.push({
+      name,
+      tool: `pgBackRest async, 4 processes, ${compress}`,
+      storage,
+      needs: ['pgbackrest', 'pgbackrest'],
+      pgbackrest: ['archive-async=y', 'process-max=4', `compress-type=${compress}`, ...(storage === 's3' ? pgbackrestS3Options(s3) : [])],
+      storedBytes: (base) => {
+        const archive = path.join(base, `pgbr-${name}`, 'repo', 'archive');
+        return storage === 's3' ? s3rverBytes(s3.directory, BUCKET, archive.slice(1)) : bytesUnder(archive);
+      },
+    });
+  }
+  if (storage === 's3') {
+    runs.push({
+      name: 'barman',
+      tool: 'barman-cloud-wal-archive (no compression)',
+      storage,
+      needs: ['barman-cloud-wal-archive', 'barman-cli-cloud'],
+      command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/barman demo %p`,
+      env: barmanEnv(s3, caFile),
+      storedBytes: () => s3rverBytes(s3.directory, BUCKET, 'barman'),
+    });
+  } else {
+    const cpDir = scratch.mkdir('cp-archive');
+    runs.push({
+      name: 'cp',
+      tool: 'cp (floor)',
+      storage,
+      command: `cp %p ${cpDir}/%f`,
+      storedBytes: () => bytesUnder(cpDir),
+      after: () => fs.rmSync(cpDir, { recursive: true, force: true }),
+    });
+  }
+  return runs;
+}
+
+function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: number): string {
+  const ours = rows.find((r) => r.ours && r.segmentsPerSecond !== undefined);
+  const title = storage === 's3' ? 'S3-compatible server (one s3rver over TLS on 127.0.0.1, shared by every tool)' : "local filesystem (pgBackRest: posix repository; ours: file://)";
+  const body = rows.map((r) =>
+    r.error !== undefined
+      ? [r.tool, '—', '—', '—', '—', '—', r.error]
+      : [
+          r.tool,
+          fixed(r.seconds, 2),
+          fixed(r.segmentsPerSecond, 1),
+          fixed(r.mibPerSecond, 0),
+          fixed(r.sizeRatio, 3),
+          r.ours ? '1.00× (ours)' : times(ours?.segmentsPerSecond !== undefined && r.segmentsPerSecond ? ours.segmentsPerSecond / r.segmentsPerSecond : undefined),
+          '',
+        ],
+  );
+  return `\n### WAL archiving, backlog catch-up of ${segments} segments (${(segments * 16) / 1024} GiB): ${title}\n\n${table(['tool', 'seconds', 'seg/s', 'MiB/s', 'size ratio', 'ours ÷ this (speed)', 'note'], body)}`;
+}
+
+function backlogTargets(rows: readonly BacklogRow[]): Target[] {
+  const targets: Target[] = [];
+  const rate = (storage: Storage, pick: (r: BacklogRow) => boolean) => {
+    const rates = rows.filter((r) => r.storage === storage && pick(r) && r.segmentsPerSecond !== undefined).map((r) => r.segmentsPerSecond!);
+    return rates.length ? Math.max(...rates) : undefined;
+  };
+  const ratioTarget = (description: string, ours: number | undefined, other: number | undefined, needed: number, otherName: string) => {
+    const ratio = ours !== undefined && other !== undefined ? ours / other : undefined;
+    targets.push({
+      description,
+      met: ratio === undefined ? undefined : ratio >= needed,
+      detail: ratio === undefined ? `not measured (ours ${fixed(ours)} seg/s, ${otherName} ${fixed(other)} seg/s)` : `ours ${fixed(ours)} seg/s vs ${otherName} ${fixed(other)} seg/s = ${times(ratio)}`,
+    });
+  };
+  for (const storage of ['s3', 'local'] as const) {
+    const ours = rate(storage, (r) => r.ours);
+    ratioTarget(`archiving, ${storage}: ≥ 1.5× pgBackRest asynchronous (its faster compression)`, ours, rate(storage, (r) => r.tool.startsWith('pgBackRest')), 1.5, 'pgBackRest');
+    if (storage === 's3') ratioTarget('archiving, s3: ≥ 10× barman-cloud-wal-archive', ours, rate(storage, (r) => r.tool.startsWith('barman')), 10, 'barman-cloud');
+    else ratioTarget('archiving, local: ≥ 0.5× cp', ours, rate(storage, (r) => r.tool.startsWith('cp')), 0.5, 'cp');
+  }
+  return targets;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Per-call cost
+
+interface PerCallTool {
+  readonly tool: string;
+  readonly command: string;
+  readonly env: Record<string, string>;
+  readonly needs?: readonly [string, string];
+  /** The file that shows the tool's background process pushed `name` ahead (none: no push-ahead). */
+  readonly aheadMarker?: (name: string) => string;
+  readonly after?: () => void;
+}
+
+/** A WAL file name on timeline 1: log `log`, segment `seg` (hex, 8 digits each). */
+function walName(log: number, seg: number): string {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `00000001${hex(log)}${hex(seg)}`;
+}
+
+function substitute(command: string, name: string): string {
+  return command.replace(/%p/g, `pg_wal/${name}`).replace(/%f/g, name);
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+async function measurePerCall(cluster: PostgresCluster, segment: Buffer, tool: PerCallTool, log: number, samples: number): Promise<PerCallRow> {
+  if (tool.needs) {
+    const available = ensureTool(tool.needs[0], tool.needs[1]);
+    if (!available.ok) return { tool: tool.tool, error: available.reason };
+  }
+  progress(`per call: ${tool.tool}`);
+  const { uid, gid } = postgresUser();
+  const walDir = path.join(cluster.dataDir, 'pg_wal');
+  const status = path.join(walDir, 'archive_status');
+  const placed: string[] = [];
+  let next = 1;
+  /** A new segment in pg_wal, marked ready as PostgreSQL does once it is complete. */
+  const place = (): string => {
+    const name = walName(log, next++);
+    const file = path.join(walDir, name);
+    fs.writeFileSync(file, segment);
+    fs.chownSync(file, uid, gid);
+    placed.push(file);
+    const ready = path.join(status, `${name}.ready`);
+    fs.writeFileSync(ready, '');
+    fs.chownSync(ready, uid, gid);
+    return name;
+  };
+  /** What PostgreSQL does after a successful call. */
+  const done = (name: string) => fs.renameSync(path.join(status, `${name}.ready`), path.join(status, `${name}.done`));
+  const call = (name: string): number => {
+    const result = timeAsPostgres(substitute(tool.command, name), tool.env, cluster.dataDir);
+    if (result.status !== 0) throw new Error(`exit ${result.status}: ${result.stderr.trim().split('\n').slice(-3).join(' / ')}`);
+    return result.ms;
+  };
+  try {
+    const firstName = place();
+    const firstMs = call(firstName);
+    done(firstName);
+    const fresh: number[] = [];
+    const freshNames: string[] = [];
+    for (let i = 0; i < samples; i++) {
+      const name = place();
+      await sleep(100); // untimed: let the previous call's background work settle
+      fresh.push(call(name));
+      done(name);
+      freshNames.push(name);
+    }
+    const again: number[] = [];
+    for (const name of freshNames) {
+      // A retry: the file is in the archive; PostgreSQL calls again for it (e.g. after a crash).
+      fs.renameSync(path.join(status, `${name}.done`), path.join(status, `${name}.ready`));
+      again.push(call(name));
+      done(name);
+    }
+    const ahead: number[] = [];
+    if (tool.aheadMarker) {
+      for (let i = 0; i < samples; i++) {
+        const a = place();
+        const b = place();
+        call(a);
+        done(a);
+        const marker = tool.aheadMarker(b);
+        const deadline = Date.now() + 10_000;
+        while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(10);
+        if (!fs.existsSync(marker)) throw new Error(`${b} was not pushed ahead within 10 s (no ${marker})`);
+        ahead.push(call(b));
+        done(b);
+      }
+    }
+    return {
+      tool: tool.tool,
+      firstMs,
+      freshMs: median(fresh),
+      freshP90Ms: percentile(fresh, 0.9),
+      aheadMs: tool.aheadMarker ? median(ahead) : undefined,
+      againMs: median(again),
+    };
+  } catch (error) {
+    return { tool: tool.tool, error: `failed: ${(error as Error).message}`.slice(0, 500) };
+  } finally {
+    tool.after?.();
+    for (const file of placed) fs.rmSync(file, { force: true });
+  }
+}
+
+async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> {
+  const { scratch, archiver, s3, caFile } = ctx;
+  const cluster = await PostgresCluster.create({ settings: { archive_mode: 'on', archive_command: "''", wal_level: 'replica' } });
+  const rows: PerCallRow[] = [];
+  try {
+    cluster.start();
+    // pgBackRest stanzas need the running cluster.
+    const pgbackrestConfigs: Record<string, string> = {};
+    const hasPgbackrest = ensureTool('pgbackrest', 'pgbackrest').ok;
+    for (const repo of ['posix', 's3'] as const) {
+      const dir = scratch.mkdir(`percall-pgbr-${repo}`);
+      const config = path.join(dir, 'pgbackrest.conf');
+      const repoOptions = repo === 's3' ? pgbackrestS3Options(s3, '/percall-pgbr') : [`repo1-path=${dir}/repo`];
+      const lines = ['[global]', ...repoOptions, `log-path=${dir}/log`, `lock-path=${dir}/lock`, `spool-path=${dir}/spool`, 'archive-async=y', 'process-max=4', 'compress-type=lz4', '', '[demo]', `pg1-path=${cluster.dataDir}`, `pg1-port=${cluster.port}`, `pg1-socket-path=${cluster.baseDir}`];
+      fs.writeFileSync(config, `${lines.join('\n')}\n`);
+      giveToPostgres(dir);
+      if (hasPgbackrest) shAsPostgres(`pgbackrest --config=${config} --stanza=demo stanza-create`);
+      pgbackrestConfigs[repo] = config;
+    }
+    // A few real segments of the benchmark's kind of rows; one full one is the template.
+    cluster.sql('create table t(id bigint, a text, b text)');
+    cluster.sql("insert into t select g, md5(g::text), repeat(md5((g%1000)::text), 4) from generate_series(1,200000) g");
+    cluster.sql('select pg_switch_wal()');
+    const ready = cluster.readyFiles().filter((n) => /^[0-9A-F]{24}$/.test(n));
+    if (ready.length < 2) throw new Error(`expected full WAL segments, got ${ready.join(', ')}`);
+    const segment = fs.readFileSync(path.join(cluster.dataDir, 'pg_wal', ready[ready.length - 2]));
+    cluster.stop();
+    // Nothing waiting: PostgreSQL would have archived these.
+    const status = path.join(cluster.dataDir, 'pg_wal/archive_status');
+    for (const f of fs.readdirSync(status)) if (f.endsWith('.ready')) fs.renameSync(path.join(status, f), path.join(status, f.replace(/\.ready$/, '.done')));
+
+    const oursTool = (label: string, storage: Storage): PerCallTool => {
+      const state = scratch.mkdir(`percall-ours-${storage}`);
+      const env = archiverEnv({
+        repository: storage === 'local' ? `file://${scratch.mkdir('percall-ours-local-repo')}` : `s3://${BUCKET}/percall-ours`,
+        s3: storage === 's3' ? s3 : undefined,
+        caFile,
+        stateDir: state,
+      });
+      return { tool: label, command: archiver.archiveCommand, env, aheadMarker: (name) => path.join(env.ARCHIVER_SPOOL, 'pushed', name), after: () => stopArchiverDaemon(archiver, env) };
+    };
+    const pgbrTool = (label: string, repo: 'posix' | 's3'): PerCallTool => ({
+      tool: label,
+      command: `pgbackrest --config=${pgbackrestConfigs[repo]} --stanza=demo archive-push %p`,
+      env: {},
+      needs: ['pgbackrest', 'pgbackrest'],
+      aheadMarker: (name) => path.join(path.dirname(pgbackrestConfigs[repo]), 'spool/archive/demo/out', `${name}.ok`),
+    });
+    const cpDir = scratch.mkdir('percall-cp');
+    const tools: PerCallTool[] = [
+      { tool: 'cp (floor)', command: `cp %p ${cpDir}/%f`, env: {} },
+      oursTool('our archiver, local', 'local'),
+      pgbrTool('pgBackRest async lz4, posix', 'posix'),
+      oursTool('our archiver, s3rver', 's3'),
+      pgbrTool('pgBackRest async lz4, s3rver', 's3'),
+      {
+        tool: 'barman-cloud-wal-archive, s3rver',
+        command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/percall-barman demo %p`,
+        env: barmanEnv(s3, caFile),
+        needs: ['barman-cloud-wal-archive', 'barman-cli-cloud'],
+      },
+    ];
+    for (const [i, tool] of tools.entries()) rows.push(await measurePerCall(cluster, segment, tool, 0x40 + i, samples));
+  } finally {
+    await cluster.remove();
+  }
+  return rows;
+}
+
+function perCallTable(rows: readonly PerCallRow[], samples: number): string {
+  const ms = (v: number | undefined) => (v === undefined ? '—' : v.toFixed(0));
+  const body = rows.map((r) =>
+    r.error !== undefined
+      ? [r.tool, '—', '—', '—', '—', '—', r.error]
+      : [r.tool, ms(r.firstMs), `${ms(r.freshMs)} (${ms(r.freshP90Ms)})`, fixed(r.freshMs ? 1000 / r.freshMs : undefined, 1), r.aheadMs === undefined ? 'n/a' : ms(r.aheadMs), ms(r.againMs), ''],
+  );
+  return (
+    `\n### WAL archiving, cost of one archive_command call when nothing else is waiting (ms, median of ${samples}; sh -c as postgres, as PostgreSQL runs it)\n\n` +
+    table(['tool', 'first call (cold)', 'fresh segment: median (p90)', 'seg/s at that rate', 'already pushed ahead', 'already archived (retry)', 'note'], body)
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions = {}): Promise<ArchivingBenchmarkResult> {
+  const quick = options.quick ?? false;
+  const segments = options.segments ?? (quick ? 16 : 64);
+  const samples = options.samples ?? (quick ? 5 : 10);
+  const write = options.write ?? ((text: string) => console.log(text));
+  const scratch = new Scratch('bench-archiving-');
+  let s3: S3Server | undefined;
+  const backlog: BacklogRow[] = [];
+  let perCall: PerCallRow[] = [];
+  const targets: Target[] = [];
+  try {
+    const archiver = await prepareArchiver(scratch, { build: options.build });
+    s3 = await startS3Server({ tls: true, buckets: [BUCKET] });
+    const ctx: Context = { scratch, archiver, s3, caFile: readableCertificate(s3, scratch), write };
+    if (options.backlog ?? true) {
+      for (const storage of ['s3', 'local'] as const) {
+        const rows: BacklogRow[] = [];
+        for (const spec of backlogRuns(ctx, storage)) rows.push(await runBacklog(ctx, spec, segments));
+        backlog.push(...rows);
+        write(backlogTable(rows, storage, segments));
+      }
+      targets.push(...backlogTargets(backlog));
+      write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
+    }
+    if (options.perCall ?? true) {
+      perCall = await runPerCall(ctx, samples);
+      write(perCallTable(perCall, samples));
+    }
+  } finally {
+    const left = scratch.leftovers().filter((p) => /archiver\.cjs/.test(p.cmdline));
+    if (left.length) progress(`archiver processes left running (killed): ${left.map((p) => p.pid).join(', ')}`);
+    await s3?.stop();
+    scratch.cleanupSync();
+  }
+  return { backlog, perCall, targets };
+}
+
+function parseArgs(argv: readonly string[]): ArchivingBenchmarkOptions {
+  const options: { -readonly [K in keyof ArchivingBenchmarkOptions]: ArchivingBenchmarkOptions[K] } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${arg} needs a positive whole number, got ${JSON.stringify(argv[i])}`);
+      return v;
+    };
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--segments') options.segments = value();
+    else if (arg === '--samples') options.samples = value();
+    else if (arg === '--no-build') options.build = false;
+    else if (arg === '--skip-backlog') options.backlog = false;
+    else if (arg === '--skip-per-call') options.perCall = false;
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --samples N, --no-build, --skip-backlog, --skip-per-call`);
+  }
+  return options;
+}
+
+if (require.main === module) {
+  runArchivingBenchmark(parseArgs(process.argv.slice(2))).then(
+    () => process.exit(0),
+    (error) => {
+      process.stderr.write(`${(error as Error).stack ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}

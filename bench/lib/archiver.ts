@@ -1,0 +1,113 @@
+/**
+ * Our archiver as PostgreSQL runs it in the benchmarks: built with scripts/build-archiver.ts, then
+ * copied into the benchmark's scratch directory so that a rebuild of archiver/dist by someone else
+ * during a run cannot pull the files from under PostgreSQL (and so that every process it starts
+ * names the scratch directory, which is how leftovers are found).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { buildArchiver } from '../../scripts/build-archiver';
+import type { S3Server } from '../../test/support/s3-server';
+import { giveToPostgres, Scratch } from './scratch';
+import { progress, ROOT, shAsPostgres } from './tools';
+
+export interface PreparedArchiver {
+  /** Absolute path of the launcher (bin/archiver) PostgreSQL runs. */
+  readonly launcher: string;
+  /** archive_command */
+  readonly archiveCommand: string;
+  /** restore_command */
+  readonly restoreCommand: string;
+}
+
+export interface PrepareArchiverOptions {
+  /** Run scripts/build-archiver.ts first.
+   * @default true */
+  readonly build?: boolean;
+}
+
+export async function prepareArchiver(scratch: Scratch, options: PrepareArchiverOptions = {}): Promise<PreparedArchiver> {
+  const dist = path.join(ROOT, 'archiver/dist');
+  if (options.build ?? true) {
+    progress('building the archiver (scripts/build-archiver.ts)');
+    await buildArchiver();
+  }
+  if (!fs.existsSync(path.join(dist, 'bin/archiver'))) throw new Error(`${dist} has no bin/archiver: run npx tsx scripts/build-archiver.ts`);
+  const copy = path.join(scratch.dir, 'archiver');
+  execFileSync('cp', ['-a', dist, copy]);
+  giveToPostgres(copy);
+  const launcher = path.join(copy, 'bin/archiver');
+  return { launcher, archiveCommand: `${launcher} wal-push %p`, restoreCommand: `${launcher} wal-fetch %f %p` };
+}
+
+export interface ArchiverEnvOptions {
+  /** `file:///dir` or `s3://bucket/prefix` */
+  readonly repository: string;
+  /** For s3:// repositories. */
+  readonly s3?: S3Server;
+  /** Readable by the postgres user: the S3 server's certificate. */
+  readonly caFile?: string;
+  /** A directory for this configuration's spool (created, owned by postgres) and daemon log. */
+  readonly stateDir: string;
+  readonly prefetch?: number;
+  readonly pushConcurrency?: number;
+  readonly compression?: string;
+}
+
+/**
+ * The environment the postmaster gets for our archiver. Over TLS the S3 server's self-signed
+ * certificate is trusted through NODE_EXTRA_CA_CERTS (Node reads it at start-up, so the daemon
+ * and every call verify the server): config.ts has no variable for tlsRejectUnauthorized.
+ */
+export function archiverEnv(options: ArchiverEnvOptions): Record<string, string> {
+  fs.mkdirSync(path.join(options.stateDir, 'spool'), { recursive: true });
+  giveToPostgres(options.stateDir);
+  const env: Record<string, string> = {
+    ARCHIVER_REPOSITORY: options.repository,
+    ARCHIVER_SPOOL: path.join(options.stateDir, 'spool'),
+    ARCHIVER_DAEMON_LOG: path.join(options.stateDir, 'daemon.log'),
+    // A safety net should a stop be missed; `stop` is sent after every measurement.
+    ARCHIVER_DAEMON_IDLE_SECONDS: '120',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  if (options.s3) {
+    env.ARCHIVER_S3_ENDPOINT = options.s3.endpoint;
+    env.AWS_ACCESS_KEY_ID = options.s3.accessKeyId;
+    env.AWS_SECRET_ACCESS_KEY = options.s3.secretAccessKey;
+    env.AWS_REGION = 'us-east-1';
+    env.ARCHIVER_S3_CHECKSUMS = 'when_required';
+    if (options.caFile) env.NODE_EXTRA_CA_CERTS = options.caFile;
+  }
+  if (options.prefetch !== undefined) env.ARCHIVER_PREFETCH = String(options.prefetch);
+  if (options.pushConcurrency !== undefined) env.ARCHIVER_PUSH_CONCURRENCY = String(options.pushConcurrency);
+  if (options.compression !== undefined) env.ARCHIVER_COMPRESSION = options.compression;
+  return env;
+}
+
+/** Stops the daemon of this configuration (as postgres: its socket is postgres's). */
+export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<string, string>): void {
+  try {
+    shAsPostgres(`${archiver.launcher} stop`, env, path.dirname(env.ARCHIVER_SPOOL));
+  } catch (error) {
+    progress(`archiver stop failed: ${(error as Error).message.slice(0, 300)}`);
+  }
+}
+
+/** The daemon's log (its stderr), for reports of failures and oddities. */
+export function daemonLog(env: Record<string, string>): string {
+  try {
+    return fs.readFileSync(env.ARCHIVER_DAEMON_LOG, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Copies the S3 server's certificate where the postgres user can read it. */
+export function readableCertificate(server: S3Server, scratch: Scratch): string | undefined {
+  if (!server.certificateFile) return undefined;
+  const copy = path.join(scratch.dir, 's3-cert.pem');
+  fs.copyFileSync(server.certificateFile, copy);
+  fs.chmodSync(copy, 0o644);
+  return copy;
+}

@@ -1,0 +1,139 @@
+/**
+ * A benchmark's scratch directory and everything started inside it. The directory is a fresh
+ * mkdtemp owned by the postgres user (PostgreSQL and the tools PostgreSQL runs write there);
+ * `cleanup()` — also run on process exit, SIGINT and SIGTERM — runs the registered cleanups, then
+ * ends every process whose command line or environment names the directory (PostgreSQL servers
+ * with SIGQUIT, anything else with SIGKILL: only processes this benchmark started can name a
+ * fresh temporary directory), then removes the directory.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const live = new Set<Scratch>();
+let hooksInstalled = false;
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.once('exit', () => {
+    for (const scratch of live) scratch.cleanupSync();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const scratch of live) scratch.cleanupSync();
+      process.exit(130);
+    });
+  }
+}
+
+/** Processes (pid, command line) whose command line or environment contains `needle`. */
+export function processesMentioning(needle: string): { pid: number; cmdline: string }[] {
+  const found: { pid: number; cmdline: string }[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      let environ = '';
+      try {
+        environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+      } catch {
+        // a process of another user we may not read (we run as root: rare)
+      }
+      if (cmdline.includes(needle) || environ.includes(needle)) found.push({ pid, cmdline });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+export class Scratch {
+  public readonly dir: string;
+  private readonly cleanups: (() => void)[] = [];
+  private cleaned = false;
+
+  constructor(prefix: string) {
+    installHooks();
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    fs.chmodSync(this.dir, 0o755);
+    giveToPostgres(this.dir);
+    live.add(this);
+  }
+
+  /** A new directory under the scratch directory, owned by postgres. */
+  mkdir(name: string): string {
+    const dir = path.join(this.dir, name);
+    fs.mkdirSync(dir, { recursive: true });
+    giveToPostgres(dir);
+    return dir;
+  }
+
+  /** Runs `fn` at cleanup (last registered, first run). Errors are ignored. */
+  onCleanup(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** Processes still running that were started for this scratch directory. */
+  leftovers(): { pid: number; cmdline: string }[] {
+    return processesMentioning(this.dir);
+  }
+
+  /** Ends leftover processes by pid: postmasters with SIGQUIT (immediate shutdown), the rest with SIGKILL. */
+  killLeftovers(): string[] {
+    const killed: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const left = this.leftovers();
+      if (left.length === 0) break;
+      for (const { pid, cmdline } of left) {
+        const postmaster = /\bpostgres\b.*-D /.test(cmdline);
+        try {
+          process.kill(pid, postmaster ? 'SIGQUIT' : 'SIGKILL');
+          killed.push(`${pid} ${cmdline.slice(0, 120)}`);
+        } catch {
+          // gone
+        }
+      }
+      execFileSync('sleep', ['0.5']);
+    }
+    return killed;
+  }
+
+  cleanupSync(): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    live.delete(this);
+    for (const fn of this.cleanups.reverse()) {
+      try {
+        fn();
+      } catch {
+        // best effort
+      }
+    }
+    try {
+      this.killLeftovers();
+    } catch {
+      // best effort
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** chown -R postgres: PostgreSQL (and the commands it runs) work as the postgres user. */
+export function giveToPostgres(target: string): void {
+  if (process.getuid?.() !== 0) return;
+  execFileSync('chown', ['-R', 'postgres:postgres', target]);
+}
+
+let postgresIds: { uid: number; gid: number } | undefined;
+
+/** The postgres user's uid and gid, for spawning commands as PostgreSQL would run them. */
+export function postgresUser(): { uid: number; gid: number } {
+  postgresIds ??= {
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+  };
+  return postgresIds;
+}

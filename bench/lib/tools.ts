@@ -1,0 +1,113 @@
+/**
+ * Running the reference tools and shell commands for the benchmarks: apt installs of missing
+ * tools (root only, once per package), commands run as PostgreSQL runs them (`sh -c` as the
+ * postgres user, in the data directory), and the shared harness scripts in ../shared/bench.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { postgresUser } from './scratch';
+
+export const ROOT = path.resolve(__dirname, '../..');
+/** The shared harness (archive-bench.sh, pgbackrest.sh), beside the repository. */
+export const SHARED_BENCH = path.resolve(ROOT, '../shared/bench');
+export const PG_BIN = '/usr/lib/postgresql/15/bin';
+/** The postgres user's environment for commands PostgreSQL would run. */
+export const POSTGRES_BASE_ENV: Record<string, string> = {
+  PATH: `${PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+  HOME: '/var/lib/postgresql',
+  LANG: 'C.UTF-8',
+};
+
+/** Progress output (stderr): the tables go to stdout. */
+export function progress(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+export function hasCommand(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+const aptTried = new Map<string, boolean>();
+
+/**
+ * Whether `command` is available, installing Debian package `pkg` first when it is not and we are
+ * root. Returns a reason when it stays unavailable.
+ */
+export function ensureTool(command: string, pkg: string): { ok: true } | { ok: false; reason: string } {
+  if (hasCommand(command)) return { ok: true };
+  if (process.getuid?.() !== 0) return { ok: false, reason: `${command} not installed (apt-get install ${pkg} as root)` };
+  if (!aptTried.has(pkg)) {
+    progress(`installing ${pkg} (apt-get)`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let result = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', pkg], { env, encoding: 'utf8' });
+    if (result.status !== 0) {
+      spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore' });
+      result = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', pkg], { env, encoding: 'utf8' });
+    }
+    aptTried.set(pkg, result.status === 0);
+  }
+  return hasCommand(command) ? { ok: true } : { ok: false, reason: `${command} not installable (apt-get install ${pkg} failed)` };
+}
+
+export interface RunOutput {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command asynchronously (the event loop stays free), collecting its output. */
+export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunOutput> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+/** Runs a shell command as the postgres user (synchronously) and fails with its output. */
+export function shAsPostgres(command: string, env: Record<string, string> = {}, cwd?: string): string {
+  const { uid, gid } = postgresUser();
+  const result = spawnSync('sh', ['-c', command], { env: { ...POSTGRES_BASE_ENV, ...env }, cwd, uid, gid, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (result.status !== 0) throw new Error(`${command} failed (${result.status}): ${result.stderr}${result.stdout}`.slice(0, 4000));
+  return result.stdout;
+}
+
+/**
+ * Runs `command` as PostgreSQL runs archive_command / restore_command (`sh -c`, postgres user,
+ * data directory as working directory) and returns its wall time in milliseconds.
+ */
+export function timeAsPostgres(command: string, env: Record<string, string>, cwd: string): { ms: number; status: number | null; stderr: string } {
+  const { uid, gid } = postgresUser();
+  const start = process.hrtime.bigint();
+  const result = spawnSync('sh', ['-c', command], { env: { ...POSTGRES_BASE_ENV, ...env }, cwd, uid, gid, encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  return { ms, status: result.status, stderr: result.stderr ?? '' };
+}
+
+/** `VAR=value VAR=value` for archive-bench.sh's PGENV (values must not contain spaces). */
+export function pgenv(env: Record<string, string>): string {
+  for (const [k, v] of Object.entries(env)) if (/\s|'|"/.test(v)) throw new Error(`PGENV value of ${k} must not contain spaces or quotes: ${v}`);
+  return Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+/** Sum of the sizes of the regular files under `dir` that `accept` (by path). */
+export function bytesUnder(dir: string, accept: (file: string) => boolean = () => true): number {
+  let total = 0;
+  if (!fs.existsSync(dir)) return 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += bytesUnder(full, accept);
+    else if (entry.isFile() && accept(full)) total += fs.statSync(full).size;
+  }
+  return total;
+}
+
+/** Bytes of the objects s3rver stores under `bucket/prefix` (its .md5 and metadata files excluded). */
+export function s3rverBytes(directory: string, bucket: string, prefix: string): number {
+  return bytesUnder(path.join(directory, bucket, prefix), (f) => f.endsWith('._S3rver_object'));
+}

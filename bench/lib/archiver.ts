@@ -111,3 +111,61 @@ export function readableCertificate(server: S3Server, scratch: Scratch): string 
   fs.chmodSync(copy, 0o644);
   return copy;
 }
+
+/**
+ * Whether the built archiver can start an empty S3 archive. `archiver check --storage` reads the
+ * identity (archive.json) of a never-used prefix: it must answer "no identity yet". A build where
+ * it fails with ObjectNotFoundError cannot push either (the error class of the S3 bundle is not
+ * the one archive.ts tests with instanceof): the benchmark then writes archive.json first, as the
+ * first push would, and says so in its output.
+ */
+export function s3IdentityBroken(archiver: PreparedArchiver, env: Record<string, string>): boolean {
+  const probeEnv = { ...env, ARCHIVER_REPOSITORY: `${env.ARCHIVER_REPOSITORY.replace(/\/+$/, '')}-probe-${process.pid}` };
+  try {
+    shAsPostgres(`${archiver.launcher} check --storage`, probeEnv, path.dirname(env.ARCHIVER_SPOOL));
+    return false;
+  } catch (error) {
+    return /ObjectNotFoundError/.test((error as Error).message);
+  }
+}
+
+/**
+ * Writes a script that records a cluster's identity in an S3 archive the way the archiver's first
+ * push does (archive.json: system identifier from pg_control, segment size), with the archiver's
+ * own S3 backend. Returns the command to run: append the data directory.
+ */
+export function identitySeeder(archiver: PreparedArchiver, env: Record<string, string>, scriptFile: string): string {
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(env.ARCHIVER_REPOSITORY);
+  if (!match) throw new Error(`not an s3:// repository: ${env.ARCHIVER_REPOSITORY}`);
+  const options = {
+    kind: 's3',
+    bucket: match[1],
+    prefix: match[2] || undefined,
+    endpoint: env.ARCHIVER_S3_ENDPOINT,
+    region: env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    accessKeyId: env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    tlsRejectUnauthorized: false,
+  };
+  const lib = path.join(path.dirname(archiver.launcher), '..', 'lib', 'storage-s3.cjs');
+  fs.writeFileSync(
+    scriptFile,
+    `'use strict';
+const { execFileSync } = require('node:child_process');
+const { S3Storage } = require(${JSON.stringify(lib)});
+const control = execFileSync(${JSON.stringify('/usr/lib/postgresql/15/bin/pg_controldata')}, [process.argv[2]], { encoding: 'utf8' });
+const systemIdentifier = /Database system identifier:\\s+(\\d+)/.exec(control)[1];
+const walSegmentSize = Number(/Bytes per WAL segment:\\s+(\\d+)/.exec(control)[1]);
+const identity = { systemIdentifier, walSegmentSize, createdAt: new Date().toISOString() };
+const storage = new S3Storage(${JSON.stringify(options)});
+storage.put('archive.json', Buffer.from(JSON.stringify(identity, null, 2) + '\\n')).then(() => storage.close()).then(
+  () => process.exit(0),
+  (error) => { console.error(error); process.exit(1); },
+);
+`,
+  );
+  fs.chmodSync(scriptFile, 0o644);
+  return `${process.execPath} ${scriptFile}`;
+}

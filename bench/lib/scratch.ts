@@ -50,6 +50,30 @@ export function processesMentioning(needle: string): { pid: number; cmdline: str
   return found;
 }
 
+/**
+ * Ends, by pid, the processes whose command line or environment contains `needle` (a fresh
+ * temporary directory: only processes a benchmark started can name it): postmasters with SIGQUIT
+ * (immediate shutdown), the rest with SIGKILL. Returns what it ended.
+ */
+export function killMentioning(needle: string): string[] {
+  const killed: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const left = processesMentioning(needle);
+    if (left.length === 0) break;
+    for (const { pid, cmdline } of left) {
+      const postmaster = /\bpostgres\b.*-D /.test(cmdline);
+      try {
+        process.kill(pid, postmaster ? 'SIGQUIT' : 'SIGKILL');
+        killed.push(`${pid} ${cmdline.slice(0, 120)}`);
+      } catch {
+        // gone
+      }
+    }
+    execFileSync('sleep', ['0.5']);
+  }
+  return killed;
+}
+
 export class Scratch {
   public readonly dir: string;
   private readonly cleanups: (() => void)[] = [];
@@ -81,24 +105,9 @@ export class Scratch {
     return processesMentioning(this.dir);
   }
 
-  /** Ends leftover processes by pid: postmasters with SIGQUIT (immediate shutdown), the rest with SIGKILL. */
+  /** Ends leftover processes by pid (see killMentioning). */
   killLeftovers(): string[] {
-    const killed: string[] = [];
-    for (let round = 0; round < 3; round++) {
-      const left = this.leftovers();
-      if (left.length === 0) break;
-      for (const { pid, cmdline } of left) {
-        const postmaster = /\bpostgres\b.*-D /.test(cmdline);
-        try {
-          process.kill(pid, postmaster ? 'SIGQUIT' : 'SIGKILL');
-          killed.push(`${pid} ${cmdline.slice(0, 120)}`);
-        } catch {
-          // gone
-        }
-      }
-      execFileSync('sleep', ['0.5']);
-    }
-    return killed;
+    return killMentioning(this.dir);
   }
 
   cleanupSync(): void {

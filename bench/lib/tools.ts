@@ -56,16 +56,31 @@ export interface RunOutput {
   readonly stderr: string;
 }
 
-/** Runs a command asynchronously (the event loop stays free), collecting its output. */
-export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunOutput> {
+/**
+ * Runs a command asynchronously (the event loop stays free), collecting its output. After
+ * `timeoutMs` it is sent SIGTERM (bash scripts then run their EXIT traps), SIGKILL 10 s later.
+ */
+export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer = options.timeoutMs
+      ? setTimeout(() => {
+          stderr += `\n(timed out after ${Math.round(options.timeoutMs! / 1000)} s)`;
+          child.kill('SIGTERM');
+          killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        }, options.timeoutMs)
+      : undefined;
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
     child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      resolve({ status, stdout, stderr });
+    });
   });
 }
 

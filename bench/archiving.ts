@@ -2,7 +2,7 @@
  * WAL archiving benchmark: our archiver against pgBackRest (asynchronous archive-push),
  * barman-cloud-wal-archive and cp, in one run on this machine.
  *
- *   npx tsx bench/archiving.ts [--segments N] [--quick] [--samples N] [--no-build] [--skip-backlog] [--skip-per-call]
+ *   npx tsx bench/archiving.ts [--segments N] [--quick] [--samples N] [--no-build] [--skip-backlog] [--skip-per-call] [--only s3|local]
  *
  * 1. Backlog catch-up (../shared/bench/archive-bench.sh, pgbackrest.sh): SEGMENTS × 16 MiB of
  *    WAL wait with archiving off, then archive_command is switched on and timed until none is
@@ -22,8 +22,9 @@ import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, targetLine, times } from './lib/report';
-import { giveToPostgres, killMentioning, postgresUser, Scratch } from './lib/scratch';
-import { bytesUnder, ensureTool, pgenv, progress, run, s3rverBytes, SHARED_BENCH, shAsPostgres, timeAsPostgres } from './lib/tools';
+import { barmanEnv, pgbackrestS3Options as s3Options, writePgbackrestConfig } from './lib/reference-tools';
+import { killMentioning, postgresUser, Scratch } from './lib/scratch';
+import { ensureTool, pgenv, progress, run, SHARED_BENCH, shAsPostgres, storedSegments, timeAsPostgres } from './lib/tools';
 
 export interface ArchivingBenchmarkOptions {
   /** WAL segments waiting in the backlog runs.
@@ -40,6 +41,8 @@ export interface ArchivingBenchmarkOptions {
   readonly backlog?: boolean;
   /** Run the per-call part. @default true */
   readonly perCall?: boolean;
+  /** The backlog's storages. @default ['s3', 'local'] */
+  readonly storages?: readonly Storage[];
   /** Where the tables go. @default console.log */
   readonly write?: (text: string) => void;
 }
@@ -88,6 +91,7 @@ export interface ArchivingBenchmarkResult {
 }
 
 const BUCKET = 'bench';
+const pgbackrestS3Options = (s3: S3Server, repoPath?: string) => s3Options(s3, BUCKET, repoPath);
 
 interface Context {
   readonly scratch: Scratch;
@@ -100,35 +104,6 @@ interface Context {
 
 export const IDENTITY_WORKAROUND_NOTE =
   'archive.json written before the run: this build of the archiver cannot start an empty S3 archive (ObjectNotFoundError from storage-s3.cjs fails `instanceof` in archiver.cjs)';
-
-/**
- * The pgBackRest options for the shared s3rver. pgbackrest.sh always writes repo1-path (its
- * scratch directory) and pgBackRest refuses a second one: there the repository path inside the
- * bucket is that directory's path.
- */
-function pgbackrestS3Options(s3: S3Server, repoPath?: string): string[] {
-  return [
-    'repo1-type=s3',
-    `repo1-s3-bucket=${BUCKET}`,
-    'repo1-s3-endpoint=127.0.0.1',
-    `repo1-storage-port=${s3.port}`,
-    'repo1-s3-region=us-east-1',
-    `repo1-s3-key=${s3.accessKeyId}`,
-    `repo1-s3-key-secret=${s3.secretAccessKey}`,
-    'repo1-s3-uri-style=path',
-    'repo1-storage-verify-tls=n',
-    ...(repoPath ? [`repo1-path=${repoPath}`] : []),
-  ];
-}
-
-function barmanEnv(s3: S3Server, caFile: string | undefined): Record<string, string> {
-  return {
-    AWS_ACCESS_KEY_ID: s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    AWS_DEFAULT_REGION: 'us-east-1',
-    ...(caFile ? { AWS_CA_BUNDLE: caFile } : {}),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Backlog catch-up
@@ -148,12 +123,14 @@ interface BacklogRun {
   readonly setup?: string;
   /** Shown beside the result. */
   readonly note?: string;
-  /** Bytes stored, once the run is over. `base` is archive-bench.sh's BASE. */
-  readonly storedBytes: (base: string) => number;
+  /** Segments stored and their bytes, once the run is over. `base` is archive-bench.sh's BASE. */
+  readonly stored: (base: string) => { count: number; bytes: number };
   /** After the run (stop daemons). */
   readonly after?: () => void;
   /** Extra text for a failure report. */
   readonly diagnose?: () => string;
+  /** Extra text for the note column after a successful run (read before `after`). */
+  readonly summary?: () => string;
 }
 
 async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Promise<BacklogRow> {
@@ -163,7 +140,8 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
     if (!tool.ok) return { ...row, error: tool.reason };
   }
   const base = ctx.scratch.mkdir(`backlog-${spec.name}`);
-  const env = { ...process.env, BASE: base, PORT: String(await freePort()), PGENV: pgenv(spec.env ?? {}), ...(spec.setup ? { SETUP: spec.setup } : {}) };
+  // KEEP=1: the cluster directory stays (stopped) for the failure report; `base` goes after the run.
+  const env = { ...process.env, BASE: base, PORT: String(await freePort()), KEEP: '1', PGENV: pgenv(spec.env ?? {}), ...(spec.setup ? { SETUP: spec.setup } : {}) };
   const args = spec.pgbackrest
     ? [path.join(SHARED_BENCH, 'pgbackrest.sh'), spec.name, String(segments), ...spec.pgbackrest]
     : [path.join(SHARED_BENCH, 'archive-bench.sh'), spec.name, String(segments), spec.command!];
@@ -174,19 +152,32 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
     const match = /segments=(\d+) seconds=([\d.]+)/.exec(out.stdout);
     if (out.status !== 0 || !match) {
       const extra = spec.diagnose?.() ?? '';
-      return { ...row, error: `failed (exit ${out.status}): ${(out.stdout + out.stderr).trim().split('\n').slice(-4).join(' / ')}${extra ? ` / ${extra}` : ''}`.slice(0, 600) };
+      // What the command itself printed: PostgreSQL logs the archive command's stderr.
+      let pgLog = '';
+      try {
+        pgLog = fs.readFileSync(path.join(base, spec.name, 'pg.log'), 'utf8').split('\n').filter((l) => l && !/^\S+ \S+ UTC \[\d+\] (LOG|DETAIL|WARNING|HINT):/.test(l)).slice(-4).join(' / ');
+      } catch {
+        // no log
+      }
+      progress(`  FAILED: ${out.stderr.trim().split('\n').slice(-2).join(' / ')} / ${pgLog}`.slice(0, 2000));
+      return { ...row, error: `failed (exit ${out.status}): ${pgLog || (out.stdout + out.stderr).trim().split('\n').slice(-3).join(' / ')}${extra ? ` / ${extra}` : ''}`.slice(0, 600) };
     }
     const count = Number(match[1]);
     const seconds = Number(match[2]);
+    const summary = spec.summary?.();
     const result: BacklogRow = {
       ...row,
+      note: [row.note, summary].filter(Boolean).join('; ') || undefined,
       segments: count,
       seconds,
       segmentsPerSecond: count / seconds,
       mibPerSecond: (count * SEGMENT_BYTES) / MiB / seconds,
-      sizeRatio: spec.storedBytes(base) / (count * SEGMENT_BYTES),
+      sizeRatio: (() => {
+        const stored = spec.stored(base);
+        return stored.count ? stored.bytes / (stored.count * SEGMENT_BYTES) : undefined;
+      })(),
     };
-    progress(`  ${count} segments in ${seconds.toFixed(2)} s: ${(count / seconds).toFixed(1)} seg/s, size ratio ${result.sizeRatio!.toFixed(3)}`);
+    progress(`  ${count} segments in ${seconds.toFixed(2)} s: ${(count / seconds).toFixed(1)} seg/s, size ratio ${result.sizeRatio?.toFixed(3)}${result.note ? ` (${result.note})` : ''}`);
     return result;
   } finally {
     spec.after?.();
@@ -214,12 +205,13 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
     ours: true,
     command: archiver.archiveCommand,
     env: oursEnv,
-    storedBytes: () => (oursRepo ? bytesUnder(oursRepo) : s3rverBytes(s3.directory, BUCKET, 'ours')),
+    stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(path.join(s3.directory, BUCKET, 'ours'), true)),
     ...(storage === 's3' && ctx.seedS3Identity
       ? { setup: `${identitySeeder(archiver, oursEnv, path.join(oursState, 'seed-identity.cjs'))} $D/data`, note: 'archive.json pre-written (see below)' }
       : {}),
     after: () => stopArchiverDaemon(archiver, oursEnv),
     diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
+    summary: () => pushSummary(daemonLog(oursEnv)),
   });
   for (const compress of ['lz4', 'zst']) {
     const name = `pgbr-${compress}-${storage}`;
@@ -229,9 +221,9 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
       storage,
       needs: ['pgbackrest', 'pgbackrest'],
       pgbackrest: ['archive-async=y', 'process-max=4', `compress-type=${compress}`, ...(storage === 's3' ? pgbackrestS3Options(s3) : [])],
-      storedBytes: (base) => {
+      stored: (base) => {
         const archive = path.join(base, `pgbr-${name}`, 'repo', 'archive');
-        return storage === 's3' ? s3rverBytes(s3.directory, BUCKET, archive.slice(1)) : bytesUnder(archive);
+        return storage === 's3' ? storedSegments(path.join(s3.directory, BUCKET, archive), true) : storedSegments(archive);
       },
     });
   }
@@ -243,7 +235,7 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
       needs: ['barman-cloud-wal-archive', 'barman-cli-cloud'],
       command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/barman demo %p`,
       env: barmanEnv(s3, caFile),
-      storedBytes: () => s3rverBytes(s3.directory, BUCKET, 'barman'),
+      stored: () => storedSegments(path.join(s3.directory, BUCKET, 'barman'), true),
     });
   } else {
     const cpDir = scratch.mkdir('cp-archive');
@@ -252,11 +244,22 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
       tool: 'cp (floor)',
       storage,
       command: `cp %p ${cpDir}/%f`,
-      storedBytes: () => bytesUnder(cpDir),
+      stored: () => storedSegments(cpDir),
       after: () => fs.rmSync(cpDir, { recursive: true, force: true }),
     });
   }
   return runs;
+}
+
+/**
+ * From the daemon's log: how many of PostgreSQL's calls found their segment not yet pushed (the
+ * launcher then starts Node and waits on the daemon: `ahead=false`) and how many pushes failed.
+ */
+function pushSummary(log: string): string {
+  const pushed = log.split('\n').filter((l) => /msg="?(pushed|already archived)/.test(l));
+  const requested = pushed.filter((l) => /ahead=false/.test(l)).length;
+  const failed = log.split('\n').filter((l) => /push failed/.test(l)).length;
+  return `${requested} of ${pushed.length} segments waited for by a call (launcher → Node)${failed ? `, ${failed} failed pushes` : ''}`;
 }
 
 function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: number): string {
@@ -422,11 +425,8 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
     const hasPgbackrest = ensureTool('pgbackrest', 'pgbackrest').ok;
     for (const repo of ['posix', 's3'] as const) {
       const dir = scratch.mkdir(`percall-pgbr-${repo}`);
-      const config = path.join(dir, 'pgbackrest.conf');
       const repoOptions = repo === 's3' ? pgbackrestS3Options(s3, '/percall-pgbr') : [`repo1-path=${dir}/repo`];
-      const lines = ['[global]', ...repoOptions, `log-path=${dir}/log`, `lock-path=${dir}/lock`, `spool-path=${dir}/spool`, 'archive-async=y', 'process-max=4', 'compress-type=lz4', '', '[demo]', `pg1-path=${cluster.dataDir}`, `pg1-port=${cluster.port}`, `pg1-socket-path=${cluster.baseDir}`];
-      fs.writeFileSync(config, `${lines.join('\n')}\n`);
-      giveToPostgres(dir);
+      const config = writePgbackrestConfig(dir, [...repoOptions, 'archive-async=y', 'process-max=4', 'compress-type=lz4'], { dataDir: cluster.dataDir, port: cluster.port, socketDir: cluster.baseDir });
       if (hasPgbackrest) shAsPostgres(`pgbackrest --config=${config} --stanza=demo stanza-create`);
       pgbackrestConfigs[repo] = config;
     }
@@ -514,7 +514,7 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
     if (seedS3Identity) progress(`WORKAROUND: ${IDENTITY_WORKAROUND_NOTE}`);
     const ctx: Context = { scratch, archiver, s3, caFile, seedS3Identity };
     if (options.backlog ?? true) {
-      for (const storage of ['s3', 'local'] as const) {
+      for (const storage of options.storages ?? (['s3', 'local'] as const)) {
         const rows: BacklogRow[] = [];
         for (const spec of backlogRuns(ctx, storage)) rows.push(await runBacklog(ctx, spec, segments));
         backlog.push(...rows);
@@ -553,7 +553,12 @@ function parseArgs(argv: readonly string[]): ArchivingBenchmarkOptions {
     else if (arg === '--no-build') options.build = false;
     else if (arg === '--skip-backlog') options.backlog = false;
     else if (arg === '--skip-per-call') options.perCall = false;
-    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --samples N, --no-build, --skip-backlog, --skip-per-call`);
+    else if (arg === '--only') {
+      const storage = argv[++i];
+      if (storage !== 's3' && storage !== 'local') throw new Error(`--only takes s3 or local, got ${JSON.stringify(storage)}`);
+      options.storages = [storage];
+    }
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --samples N, --no-build, --skip-backlog, --skip-per-call, --only s3|local`);
   }
   return options;
 }

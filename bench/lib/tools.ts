@@ -126,3 +126,26 @@ export function bytesUnder(dir: string, accept: (file: string) => boolean = () =
 export function s3rverBytes(directory: string, bucket: string, prefix: string): number {
   return bytesUnder(path.join(directory, bucket, prefix), (f) => f.endsWith('._S3rver_object'));
 }
+
+/**
+ * The archived WAL segments under `dir` (files whose name starts with a segment name, as every
+ * tool's layout has it: ours `wal/NAME`, pgBackRest `NAME-sha1.lz4`, barman `NAME`; s3rver's
+ * `._S3rver_object` files only when `s3rver`): their count and bytes. Counting stored segments
+ * rather than the ones measured keeps the size ratio right when PostgreSQL archived one more
+ * segment at shutdown.
+ */
+export function storedSegments(dir: string, s3rver = false): { count: number; bytes: number } {
+  let count = 0;
+  const bytes = bytesUnder(dir, (f) => {
+    let base = path.basename(f);
+    if (s3rver) {
+      if (!base.endsWith('._S3rver_object')) return false;
+      base = base.slice(0, -'._S3rver_object'.length);
+    }
+    // A segment (not .history, .backup, .partial), optionally with pgBackRest's checksum and a compression suffix.
+    const ok = /^[0-9A-F]{24}(-[0-9a-f]{40})?(\.(lz4|zst|gz|bz2|snappy))?$/.test(base);
+    if (ok) count++;
+    return ok;
+  });
+  return { count, bytes };
+}

@@ -1,0 +1,436 @@
+/**
+ * Restore benchmark: PostgreSQL's archive recovery through restore_command, our archiver against
+ * cp, pgBackRest archive-get and PostgreSQL's own replay (the floor), in one run on this machine.
+ *
+ *   npx tsx bench/restore.ts [--segments N] [--quick] [--prefetch 0,4,8,16] [--no-build] [--skip-s3]
+ *
+ * Setup (untimed): a cluster archives every segment at once with cp, pgBackRest (posix repository,
+ * lz4) and our archiver (a directory, and s3rver over TLS); a base backup is taken before the WAL
+ * (SEGMENTS × 16 MiB of the md5 rows archive-bench.sh writes).
+ *
+ * 1. Recovery (../shared/bench/README.md, "Restore side"): a fresh copy of the base backup with
+ *    recovery.signal and hot_standby=off recovers to the end of the archive, timed from `pg_ctl
+ *    start` to the log line "database system is ready to accept connections". The floor: the same
+ *    with all WAL already in pg_wal and no restore_command. Every run must end its redo at the same
+ *    place as the floor ("redo done at"): a restore_command that fails early would look fast.
+ *    PostgreSQL calls restore_command serially and replays between calls; prefetch workers
+ *    compete with replay for the cores, hence our archiver with several ARCHIVER_PREFETCH values.
+ * 2. restore_command alone: the same segments fetched by serial calls without replay between them
+ *    (wal-fetch throughput; prefetch has less time to work ahead than during recovery).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PostgresCluster } from '../test/support/postgres';
+import { S3Server, startS3Server } from '../test/support/s3-server';
+import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
+import { writePgbackrestConfig } from './lib/reference-tools';
+import { fixed, MiB, SEGMENT_BYTES, table, targetLine } from './lib/report';
+import { killMentioning, postgresUser, Scratch } from './lib/scratch';
+import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
+
+export interface RestoreBenchmarkOptions {
+  /** WAL segments after the base backup.
+   * @default 64 (1 GiB), 16 with `quick` */
+  readonly segments?: number;
+  /** Fewer segments, for development. @default false */
+  readonly quick?: boolean;
+  /** ARCHIVER_PREFETCH values to run our archiver with.
+   * @default [0, 4, 8, 16] */
+  readonly prefetch?: readonly number[];
+  /** Also restore from s3rver. @default true */
+  readonly s3?: boolean;
+  /** Build archiver/dist first (scripts/build-archiver.ts). @default true */
+  readonly build?: boolean;
+  /** Where the tables go. @default console.log */
+  readonly write?: (text: string) => void;
+}
+
+export interface RecoveryRow {
+  readonly restoreCommand: string;
+  /** Our archiver's rows. */
+  readonly ours?: { readonly storage: 'local' | 's3'; readonly prefetch: number };
+  readonly floor?: boolean;
+  readonly error?: string;
+  readonly segments?: number;
+  readonly seconds?: number;
+  readonly segmentsPerSecond?: number;
+  readonly mibPerSecond?: number;
+  /** This row's rate / the floor's rate. */
+  readonly ofFloor?: number;
+  /** (seconds - floor seconds) / segments, in ms. */
+  readonly msPerCallOverFloor?: number;
+  readonly note?: string;
+}
+
+export interface FetchRow {
+  readonly restoreCommand: string;
+  readonly error?: string;
+  readonly calls?: number;
+  readonly seconds?: number;
+  readonly segmentsPerSecond?: number;
+  readonly mibPerSecond?: number;
+  readonly msPerCall?: number;
+}
+
+export interface RestoreTarget {
+  readonly description: string;
+  readonly met: boolean | undefined;
+  readonly detail: string;
+}
+
+export interface RestoreBenchmarkResult {
+  readonly recovery: readonly RecoveryRow[];
+  readonly fetch: readonly FetchRow[];
+  readonly targets: readonly RestoreTarget[];
+}
+
+const BUCKET = 'bench';
+const DEFAULT_PREFETCH = 8;
+
+/** One way of getting WAL back: a restore_command and its environment. */
+interface Source {
+  readonly label: string;
+  readonly ours?: { readonly storage: 'local' | 's3'; readonly prefetch: number };
+  /** Unavailable tool: the reason. */
+  readonly unavailable?: string;
+  /** restore_command for a cluster whose data directory is `dataDir`. */
+  readonly restoreCommand: (dataDir: string, port: number, socketDir: string) => string;
+  /** Environment of the postmaster (and so of restore_command). */
+  readonly env: () => Record<string, string>;
+  /** After each use (stop daemons). */
+  readonly after?: (env: Record<string, string>) => void;
+}
+
+interface Archives {
+  readonly backup: string;
+  /** Segments to replay, in order (from the backup's start segment on). */
+  readonly segments: readonly string[];
+  /** The cp archive: a directory of plain segments. */
+  readonly cpDir: string;
+  readonly sources: readonly Source[];
+  readonly notes: readonly string[];
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** The WAL insert loop of archive-bench.sh, until `segments` × 16 MiB of WAL are written. */
+function generateWal(cluster: PostgresCluster, segments: number): void {
+  cluster.sql('create table if not exists t(id bigint, a text, b text)');
+  const start = cluster.sql('select pg_current_wal_lsn()');
+  for (;;) {
+    cluster.sql("insert into t select g, md5(g::text), repeat(md5((g%1000)::text), 4) from generate_series(1,200000) g");
+    const written = Number(cluster.sql(`select (pg_current_wal_lsn() - '${start}'::pg_lsn) / (16*1024*1024)`));
+    if (written >= segments) break;
+  }
+  cluster.sql('select pg_switch_wal()');
+}
+
+/**
+ * Builds the archives: one cluster, archive_command = cp && pgBackRest && ours (local) && ours
+ * (s3), a base backup before the WAL.
+ */
+async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S3Server | undefined, caFile: string | undefined, segments: number, prefetch: readonly number[]): Promise<Archives> {
+  const notes: string[] = [];
+  const cpDir = scratch.mkdir('cp-archive');
+  const hasPgbackrest = ensureTool('pgbackrest', 'pgbackrest');
+  const pgbrDir = scratch.mkdir('pgbr');
+  const pgbrRepo = path.join(pgbrDir, 'repo');
+  const oursLocalRepo = scratch.mkdir('ours-local-repo');
+  const oursRepo = (storage: 'local' | 's3') => (storage === 'local' ? `file://${oursLocalRepo}` : `s3://${BUCKET}/ours`);
+  const pushEnv = (storage: 'local' | 's3') => archiverEnv({ repository: oursRepo(storage), s3: storage === 's3' ? s3 : undefined, caFile, stateDir: scratch.mkdir(`push-ours-${storage}`) });
+  const storages = s3 ? (['local', 's3'] as const) : (['local'] as const);
+
+  const source = await PostgresCluster.create({ settings: { archive_mode: 'on', archive_command: "''", wal_level: 'replica', max_wal_size: '64GB', shared_buffers: '256MB' } });
+  scratch.onCleanup(() => source.removeSync());
+  source.start();
+  // One script, not one long archive_command: PostgreSQL cuts archive_command at 1024 bytes.
+  const commands = [`cp "$1" ${cpDir}/"$2"`];
+  let pgbrPushConfig: string | undefined;
+  if (hasPgbackrest.ok) {
+    pgbrPushConfig = writePgbackrestConfig(path.join(pgbrDir, 'push'), [`repo1-path=${pgbrRepo}`, 'compress-type=lz4'], { dataDir: source.dataDir, port: source.port, socketDir: source.baseDir });
+    shAsPostgres(`pgbackrest --config=${pgbrPushConfig} --stanza=demo stanza-create`);
+    commands.push(`pgbackrest --config=${pgbrPushConfig} --stanza=demo archive-push "$1"`);
+  }
+  const pushEnvs: Record<string, string>[] = [];
+  let seeded = false;
+  for (const storage of storages) {
+    const env = pushEnv(storage);
+    pushEnvs.push(env);
+    if (storage === 's3' && s3IdentityBroken(archiver, env)) {
+      shAsPostgres(`${identitySeeder(archiver, env, path.join(path.dirname(env.ARCHIVER_SPOOL), 'seed-identity.cjs'))} ${source.dataDir}`);
+      seeded = true;
+    }
+    commands.push(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} ${archiver.launcher} wal-push "$1"`);
+  }
+  if (seeded) notes.push('archive.json of the S3 archive written before archiving: this build of the archiver cannot start an empty S3 archive (ObjectNotFoundError from storage-s3.cjs fails `instanceof` in archiver.cjs)');
+  const script = path.join(scratch.dir, 'archive-all.sh');
+  fs.writeFileSync(script, `#!/bin/sh\n# archive_command = 'sh ${script} %p %f': every archive of the restore benchmark at once\nset -e\n${commands.join('\n')}\n`);
+  fs.chmodSync(script, 0o755);
+  source.configure({ archive_command: `'sh ${script} %p %f'` });
+  source.reload();
+  try {
+    source.sql('create table t(id bigint, a text, b text)');
+    const backup = source.baseBackup();
+    const label = fs.readFileSync(path.join(backup, 'backup_label'), 'utf8');
+    const startSegment = /START WAL LOCATION: .* \(file ([0-9A-F]{24})\)/.exec(label)?.[1];
+    if (!startSegment) throw new Error(`no start segment in backup_label:\n${label}`);
+    progress(`restore setup: writing ${segments} segments of WAL, archived by ${commands.length} commands`);
+    generateWal(source, segments);
+    await source.waitForArchiving(900_000);
+    source.stop();
+    const archived = fs.readdirSync(cpDir).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startSegment).sort();
+    const sources: Source[] = [
+      { label: 'cp DIR/%f %p', restoreCommand: () => `cp ${cpDir}/%f %p`, env: () => ({}) },
+      {
+        label: 'pgBackRest archive-get async, 2 processes, posix lz4',
+        unavailable: hasPgbackrest.ok ? undefined : hasPgbackrest.reason,
+        restoreCommand: (dataDir, port, socketDir) => {
+          // Its own spool and pg1-path per cluster: archive-get reads the cluster's pg_control.
+          const config = writePgbackrestConfig(scratch.mkdir(`pgbr-get-${port}-${Date.now()}`), [`repo1-path=${pgbrRepo}`, 'archive-async=y', 'process-max=2'], { dataDir, port, socketDir });
+          return `pgbackrest --config=${config} --stanza=demo archive-get %f %p`;
+        },
+        env: () => ({}),
+      },
+    ];
+    for (const storage of storages) {
+      for (const p of prefetch) {
+        sources.push({
+          label: `our archiver, ${storage === 'local' ? 'local' : 's3rver'}, ARCHIVER_PREFETCH=${p}`,
+          ours: { storage, prefetch: p },
+          restoreCommand: () => archiver.restoreCommand,
+          env: () => archiverEnv({ repository: oursRepo(storage), s3: storage === 's3' ? s3 : undefined, caFile, stateDir: scratch.mkdir(`restore-ours-${storage}-p${p}-${Date.now()}`), prefetch: p }),
+          after: (env) => stopArchiverDaemon(archiver, env),
+        });
+      }
+    }
+    return { backup, segments: archived, cpDir, sources, notes };
+  } finally {
+    for (const env of pushEnvs) stopArchiverDaemon(archiver, env);
+  }
+}
+
+/** "redo done at 0/4A000028": where replay ended. */
+function redoEnd(log: string): string | undefined {
+  return /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
+}
+
+async function recover(archives: Archives, source: Source | 'floor'): Promise<{ seconds: number; redoEnd: string | undefined; log: string } | { error: string }> {
+  const floor = source === 'floor';
+  const env = floor ? {} : source.env();
+  const cluster = await PostgresCluster.create({
+    fromDataDirectory: archives.backup,
+    env,
+    settings: { hot_standby: 'off', archive_mode: 'off', archive_command: "''", shared_buffers: '256MB', max_wal_size: '64GB' },
+  });
+  try {
+    const { uid, gid } = postgresUser();
+    if (floor) {
+      // PostgreSQL's own replay: every segment already in pg_wal, crash recovery from the backup's checkpoint.
+      for (const name of archives.segments) {
+        const target = path.join(cluster.dataDir, 'pg_wal', name);
+        fs.copyFileSync(path.join(archives.cpDir, name), target);
+        fs.chownSync(target, uid, gid);
+      }
+    } else {
+      cluster.configure({ restore_command: `'${source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir)}'` });
+      const signal = path.join(cluster.dataDir, 'recovery.signal');
+      fs.writeFileSync(signal, '');
+      fs.chownSync(signal, uid, gid);
+    }
+    // Let the copies settle (page cache, writeback) before the clock starts.
+    shAsPostgres('sync');
+    await sleep(500);
+    const start = process.hrtime.bigint();
+    cluster.start(false);
+    await cluster.waitForRecoveryEnd(900_000);
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const log = cluster.log();
+    return { seconds, redoEnd: redoEnd(log), log };
+  } catch (error) {
+    return { error: `${(error as Error).message.split('\n').slice(0, 1).join(' ')} / ${cluster.log().trim().split('\n').slice(-3).join(' / ')}`.slice(0, 600) };
+  } finally {
+    await cluster.remove();
+    if (!floor) source.after?.(env);
+    if (!floor && source.ours) {
+      const log = daemonLog(env);
+      if (/level=(error|warn)/.test(log)) progress(`  daemon warnings: ${log.trim().split('\n').filter((l) => /level=(error|warn)/.test(l)).slice(-3).join(' / ').slice(0, 600)}`);
+    }
+  }
+}
+
+async function runRecoveries(archives: Archives): Promise<RecoveryRow[]> {
+  const n = archives.segments.length;
+  const rows: RecoveryRow[] = [];
+  progress(`recovery: the floor (${n} segments in pg_wal, no restore_command)`);
+  const floorRun = await recover(archives, 'floor');
+  if ('error' in floorRun) {
+    rows.push({ restoreCommand: 'none: all WAL already in pg_wal (floor)', floor: true, error: floorRun.error });
+    return rows;
+  }
+  const floorRate = n / floorRun.seconds;
+  rows.push({ restoreCommand: 'none: all WAL already in pg_wal (PostgreSQL replay, the floor)', floor: true, segments: n, seconds: floorRun.seconds, segmentsPerSecond: floorRate, mibPerSecond: (floorRate * SEGMENT_BYTES) / MiB, ofFloor: 1, note: `redo done at ${floorRun.redoEnd}` });
+  progress(`  ${floorRun.seconds.toFixed(2)} s, ${floorRate.toFixed(1)} seg/s`);
+  for (const source of archives.sources) {
+    if (source.unavailable) {
+      rows.push({ restoreCommand: source.label, error: source.unavailable });
+      continue;
+    }
+    progress(`recovery: ${source.label}`);
+    const result = await recover(archives, source);
+    if ('error' in result) {
+      rows.push({ restoreCommand: source.label, ours: source.ours, error: result.error });
+      continue;
+    }
+    const rate = n / result.seconds;
+    const complete = result.redoEnd === floorRun.redoEnd;
+    rows.push({
+      restoreCommand: source.label,
+      ours: source.ours,
+      segments: n,
+      seconds: result.seconds,
+      segmentsPerSecond: rate,
+      mibPerSecond: (rate * SEGMENT_BYTES) / MiB,
+      ofFloor: rate / floorRate,
+      msPerCallOverFloor: ((result.seconds - floorRun.seconds) / n) * 1000,
+      note: complete ? '' : `INCOMPLETE: redo done at ${result.redoEnd ?? '(none)'}, floor at ${floorRun.redoEnd}`,
+    });
+    progress(`  ${result.seconds.toFixed(2)} s, ${rate.toFixed(1)} seg/s${complete ? '' : ' INCOMPLETE'}`);
+  }
+  return rows;
+}
+
+/** restore_command alone: serial calls for every segment, into pg_wal/RECOVERYXLOG as PostgreSQL does. */
+async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
+  const rows: FetchRow[] = [];
+  const picks = archives.sources.filter((s) => !s.ours || s.ours.prefetch === 0 || s.ours.prefetch === DEFAULT_PREFETCH);
+  for (const source of picks) {
+    if (source.unavailable) {
+      rows.push({ restoreCommand: source.label, error: source.unavailable });
+      continue;
+    }
+    progress(`restore_command alone: ${source.label}`);
+    // A stopped copy of the base backup: pgBackRest reads its pg_control; the files land in its pg_wal.
+    const cluster = await PostgresCluster.create({ fromDataDirectory: archives.backup });
+    const env = source.env();
+    try {
+      const command = source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir);
+      const target = path.join(cluster.dataDir, 'pg_wal', 'RECOVERYXLOG');
+      let total = 0;
+      for (const name of archives.segments) {
+        const result = timeAsPostgres(command.replace(/%f/g, name).replace(/%p/g, 'pg_wal/RECOVERYXLOG'), env, cluster.dataDir);
+        if (result.status !== 0) throw new Error(`${name}: exit ${result.status}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}`);
+        total += result.ms;
+        const size = fs.statSync(target).size;
+        if (size !== SEGMENT_BYTES) throw new Error(`${name}: restored ${size} bytes`);
+        fs.rmSync(target);
+      }
+      const seconds = total / 1000;
+      const n = archives.segments.length;
+      rows.push({ restoreCommand: source.label, calls: n, seconds, segmentsPerSecond: n / seconds, mibPerSecond: (n * SEGMENT_BYTES) / MiB / seconds, msPerCall: total / n });
+    } catch (error) {
+      rows.push({ restoreCommand: source.label, error: `failed: ${(error as Error).message}`.slice(0, 500) });
+    } finally {
+      await cluster.remove();
+      source.after?.(env);
+    }
+  }
+  return rows;
+}
+
+function recoveryTable(rows: readonly RecoveryRow[], n: number): string {
+  const body = rows.map((r) =>
+    r.error !== undefined
+      ? [r.restoreCommand, '—', '—', '—', '—', '—', r.error]
+      : [r.restoreCommand, fixed(r.seconds, 2), fixed(r.segmentsPerSecond, 1), fixed(r.mibPerSecond, 0), r.ofFloor === undefined ? '—' : `${(r.ofFloor * 100).toFixed(0)}%`, r.floor ? '—' : fixed(r.msPerCallOverFloor, 0), r.note ?? ''],
+  );
+  return `\n### Restore: archive recovery of ${n} segments from a base backup (hot_standby=off; pg_ctl start → "ready to accept connections")\n\n${table(['restore_command', 'seconds', 'seg/s', 'MiB/s', 'of floor rate', 'ms per call over the floor', 'note'], body)}`;
+}
+
+function fetchTable(rows: readonly FetchRow[], n: number): string {
+  const body = rows.map((r) =>
+    r.error !== undefined
+      ? [r.restoreCommand, '—', '—', '—', '—', r.error]
+      : [r.restoreCommand, fixed(r.seconds, 2), fixed(r.segmentsPerSecond, 1), fixed(r.mibPerSecond, 0), fixed(r.msPerCall, 1), ''],
+  );
+  return `\n### Restore: restore_command alone, ${n} serial calls (${((n * 16) / 1024).toFixed(2)} GiB) without replay between them (wal-fetch throughput)\n\n${table(['restore_command', 'seconds', 'seg/s', 'MiB/s', 'ms per call', 'note'], body)}`;
+}
+
+function restoreTargets(rows: readonly RecoveryRow[]): RestoreTarget[] {
+  const targets: RestoreTarget[] = [];
+  for (const storage of ['local', 's3'] as const) {
+    const ours = rows.filter((r) => r.ours?.storage === storage && r.ofFloor !== undefined && !r.note);
+    if (rows.every((r) => r.ours?.storage !== storage)) continue;
+    const byDefault = ours.find((r) => r.ours!.prefetch === DEFAULT_PREFETCH);
+    const best = ours.reduce<RecoveryRow | undefined>((a, r) => (!a || r.ofFloor! > a.ofFloor! ? r : a), undefined);
+    const pct = (r: RecoveryRow | undefined) => (r ? `${(r.ofFloor! * 100).toFixed(0)}% (ARCHIVER_PREFETCH=${r.ours!.prefetch})` : '—');
+    targets.push({
+      description: `restore, ${storage}: our recovery ≥ 90% of the floor's rate`,
+      met: best === undefined ? undefined : best.ofFloor! >= 0.9,
+      detail: `best ${pct(best)}; default prefetch ${pct(byDefault)}${byDefault && byDefault.ofFloor! < 0.9 && best && best.ofFloor! >= 0.9 ? ' (the default misses it)' : ''}`,
+    });
+  }
+  return targets;
+}
+
+export async function runRestoreBenchmark(options: RestoreBenchmarkOptions = {}): Promise<RestoreBenchmarkResult> {
+  const quick = options.quick ?? false;
+  const segments = options.segments ?? (quick ? 16 : 64);
+  const prefetch = options.prefetch ?? [0, 4, 8, 16];
+  const write = options.write ?? ((text: string) => console.log(text));
+  const scratch = new Scratch('bench-restore-');
+  let s3: S3Server | undefined;
+  let recovery: RecoveryRow[] = [];
+  let fetch: FetchRow[] = [];
+  let targets: RestoreTarget[] = [];
+  try {
+    const archiver = await prepareArchiver(scratch, { build: options.build });
+    if (options.s3 ?? true) s3 = await startS3Server({ tls: true, buckets: [BUCKET] });
+    const caFile = s3 ? readableCertificate(s3, scratch) : undefined;
+    const archives = await buildArchives(scratch, archiver, s3, caFile, segments, prefetch);
+    recovery = await runRecoveries(archives);
+    write(recoveryTable(recovery, archives.segments.length));
+    targets = restoreTargets(recovery);
+    write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
+    fetch = await runFetchLoops(archives);
+    write(fetchTable(fetch, archives.segments.length));
+    for (const note of archives.notes) write(`\nNote: ${note}.`);
+  } finally {
+    const left = scratch.leftovers().filter((p) => /archiver\.cjs/.test(p.cmdline));
+    if (left.length) progress(`archiver processes left running (ended): ${killMentioning(scratch.dir).join('; ')}`);
+    await s3?.stop();
+    scratch.cleanupSync();
+  }
+  return { recovery, fetch, targets };
+}
+
+function parseArgs(argv: readonly string[]): RestoreBenchmarkOptions {
+  const options: { -readonly [K in keyof RestoreBenchmarkOptions]: RestoreBenchmarkOptions[K] } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--quick') options.quick = true;
+    else if (arg === '--segments') {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`--segments needs a positive whole number, got ${JSON.stringify(argv[i])}`);
+      options.segments = v;
+    } else if (arg === '--prefetch') {
+      const values = (argv[++i] ?? '').split(',').map(Number);
+      if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0)) throw new Error(`--prefetch needs whole numbers like 0,4,8,16, got ${JSON.stringify(argv[i])}`);
+      options.prefetch = values;
+    } else if (arg === '--no-build') options.build = false;
+    else if (arg === '--skip-s3') options.s3 = false;
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --prefetch 0,4,8,16, --no-build, --skip-s3`);
+  }
+  return options;
+}
+
+if (require.main === module) {
+  runRestoreBenchmark(parseArgs(process.argv.slice(2))).then(
+    () => process.exit(0),
+    (error) => {
+      process.stderr.write(`${(error as Error).stack ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -2,7 +2,7 @@
  * WAL archiving benchmark: our archiver against pgBackRest (asynchronous archive-push),
  * barman-cloud-wal-archive and cp, in one run on this machine.
  *
- *   npx tsx bench/archiving.ts [--segments N] [--quick] [--samples N] [--no-build] [--skip-backlog] [--skip-per-call] [--only s3|local]
+ *   npx tsx bench/archiving.ts [--segments N] [--quick] [--samples N] [--repeats N] [--no-build] [--skip-backlog] [--skip-per-call] [--only s3|local]
  *
  * 1. Backlog catch-up (../shared/bench/archive-bench.sh, pgbackrest.sh): SEGMENTS × 16 MiB of
  *    WAL wait with archiving off, then archive_command is switched on and timed until none is
@@ -43,6 +43,9 @@ export interface ArchivingBenchmarkOptions {
   readonly perCall?: boolean;
   /** The backlog's storages. @default ['s3', 'local'] */
   readonly storages?: readonly Storage[];
+  /** Backlog runs per tool, in interleaved rounds; the table shows the median run and the range.
+   * @default 1 */
+  readonly repeats?: number;
   /** Where the tables go. @default console.log */
   readonly write?: (text: string) => void;
 }
@@ -62,6 +65,26 @@ export interface BacklogRow {
   /** Bytes stored / bytes of WAL. */
   readonly sizeRatio?: number;
   readonly note?: string;
+  /** With repeats: the runs that succeeded, and their slowest and fastest rates. */
+  readonly runs?: number;
+  readonly minSegmentsPerSecond?: number;
+  readonly maxSegmentsPerSecond?: number;
+}
+
+/** The median run of a tool (by time), with the range of the successful ones; the first error when none succeeded. */
+function combineRuns(runs: readonly BacklogRow[]): BacklogRow {
+  const ok = runs.filter((r) => r.error === undefined).sort((a, b) => a.seconds! - b.seconds!);
+  if (ok.length === 0) return runs[0];
+  const rates = ok.map((r) => r.segmentsPerSecond!);
+  const failures = runs.length - ok.length;
+  const median = ok[Math.floor((ok.length - 1) / 2)];
+  return {
+    ...median,
+    runs: ok.length,
+    minSegmentsPerSecond: Math.min(...rates),
+    maxSegmentsPerSecond: Math.max(...rates),
+    note: [median.note, failures ? `${failures} of ${runs.length} runs failed: ${runs.find((r) => r.error)!.error}` : ''].filter(Boolean).join('; ') || undefined,
+  };
 }
 
 export interface PerCallRow {
@@ -187,13 +210,16 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
   }
 }
 
-function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
+/** The runs of one round: fresh repositories (every run's cluster is a new one: another system identifier). */
+function backlogRuns(ctx: Context, storage: Storage, round: number): BacklogRun[] {
   const { archiver, s3, caFile, scratch } = ctx;
   const runs: BacklogRun[] = [];
-  const oursState = scratch.mkdir(`ours-${storage}`);
-  const oursRepo = storage === 'local' ? scratch.mkdir('ours-local-repo') : undefined;
+  const r = `r${round}`;
+  const s3Dir = (prefix: string) => path.join(s3.directory, BUCKET, prefix);
+  const oursState = scratch.mkdir(`ours-${storage}-${r}`);
+  const oursRepo = storage === 'local' ? scratch.mkdir(`ours-local-repo-${r}`) : undefined;
   const oursEnv = archiverEnv({
-    repository: storage === 'local' ? `file://${oursRepo}` : `s3://${BUCKET}/ours`,
+    repository: storage === 'local' ? `file://${oursRepo}` : `s3://${BUCKET}/ours-${r}`,
     s3: storage === 's3' ? s3 : undefined,
     caFile,
     stateDir: oursState,
@@ -205,11 +231,14 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
     ours: true,
     command: archiver.archiveCommand,
     env: oursEnv,
-    stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(path.join(s3.directory, BUCKET, 'ours'), true)),
+    stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(s3Dir(`ours-${r}`), true)),
     ...(storage === 's3' && ctx.seedS3Identity
       ? { setup: `${identitySeeder(archiver, oursEnv, path.join(oursState, 'seed-identity.cjs'))} $D/data`, note: 'archive.json pre-written (see below)' }
       : {}),
-    after: () => stopArchiverDaemon(archiver, oursEnv),
+    after: () => {
+      stopArchiverDaemon(archiver, oursEnv);
+      fs.rmSync(oursRepo ?? s3Dir(`ours-${r}`), { recursive: true, force: true });
+    },
     diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
     summary: () => pushSummary(daemonLog(oursEnv)),
   });
@@ -223,8 +252,10 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
       pgbackrest: ['archive-async=y', 'process-max=4', `compress-type=${compress}`, ...(storage === 's3' ? pgbackrestS3Options(s3) : [])],
       stored: (base) => {
         const archive = path.join(base, `pgbr-${name}`, 'repo', 'archive');
-        return storage === 's3' ? storedSegments(path.join(s3.directory, BUCKET, archive), true) : storedSegments(archive);
+        return storage === 's3' ? storedSegments(s3Dir(archive), true) : storedSegments(archive);
       },
+      // On s3rver the repository path is the scratch directory's (see pgbackrestS3Options).
+      after: () => fs.rmSync(s3Dir(ctx.scratch.dir), { recursive: true, force: true }),
     });
   }
   if (storage === 's3') {
@@ -233,12 +264,13 @@ function backlogRuns(ctx: Context, storage: Storage): BacklogRun[] {
       tool: 'barman-cloud-wal-archive (no compression)',
       storage,
       needs: ['barman-cloud-wal-archive', 'barman-cli-cloud'],
-      command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/barman demo %p`,
+      command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/barman-${r} demo %p`,
       env: barmanEnv(s3, caFile),
-      stored: () => storedSegments(path.join(s3.directory, BUCKET, 'barman'), true),
+      stored: () => storedSegments(s3Dir(`barman-${r}`), true),
+      after: () => fs.rmSync(s3Dir(`barman-${r}`), { recursive: true, force: true }),
     });
   } else {
-    const cpDir = scratch.mkdir('cp-archive');
+    const cpDir = scratch.mkdir(`cp-archive-${r}`);
     runs.push({
       name: 'cp',
       tool: 'cp (floor)',
@@ -262,7 +294,7 @@ function pushSummary(log: string): string {
   return `${requested} of ${pushed.length} segments waited for by a call (launcher → Node)${failed ? `, ${failed} failed pushes` : ''}`;
 }
 
-function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: number): string {
+function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: number, repeats: number): string {
   const ours = rows.find((r) => r.ours && r.segmentsPerSecond !== undefined);
   const title = storage === 's3' ? 'S3-compatible server (one s3rver over TLS on 127.0.0.1, shared by every tool)' : "local filesystem (pgBackRest: posix repository; ours: file://)";
   const body = rows.map((r) =>
@@ -271,14 +303,15 @@ function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: n
       : [
           r.tool,
           fixed(r.seconds, 2),
-          fixed(r.segmentsPerSecond, 1),
+          fixed(r.segmentsPerSecond, 1) + (repeats > 1 && r.minSegmentsPerSecond !== undefined ? ` (${fixed(r.minSegmentsPerSecond, 1)}–${fixed(r.maxSegmentsPerSecond, 1)})` : ''),
           fixed(r.mibPerSecond, 0),
           fixed(r.sizeRatio, 3),
           r.ours ? '1.00× (ours)' : times(ours?.segmentsPerSecond !== undefined && r.segmentsPerSecond ? ours.segmentsPerSecond / r.segmentsPerSecond : undefined),
           r.note ?? '',
         ],
   );
-  return `\n### WAL archiving, backlog catch-up of ${segments} segments (${(segments * 16) / 1024} GiB): ${title}\n\n${table(['tool', 'seconds', 'seg/s', 'MiB/s', 'size ratio', 'ours ÷ this (speed)', 'note'], body)}`;
+  const runs = repeats > 1 ? `, median of ${repeats} interleaved runs (range)` : '';
+  return `\n### WAL archiving, backlog catch-up of ${segments} segments (${(segments * 16) / 1024} GiB)${runs}: ${title}\n\n${table(['tool', 'seconds', repeats > 1 ? 'seg/s (range)' : 'seg/s', 'MiB/s', 'size ratio', 'ours ÷ this (speed)', 'note'], body)}`;
 }
 
 function backlogTargets(rows: readonly BacklogRow[]): Target[] {
@@ -500,6 +533,7 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
   const quick = options.quick ?? false;
   const segments = options.segments ?? (quick ? 16 : 64);
   const samples = options.samples ?? (quick ? 5 : 10);
+  const repeats = options.repeats ?? 1;
   const write = options.write ?? ((text: string) => console.log(text));
   const scratch = new Scratch('bench-archiving-');
   let s3: S3Server | undefined;
@@ -515,10 +549,17 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
     const ctx: Context = { scratch, archiver, s3, caFile, seedS3Identity };
     if (options.backlog ?? true) {
       for (const storage of options.storages ?? (['s3', 'local'] as const)) {
-        const rows: BacklogRow[] = [];
-        for (const spec of backlogRuns(ctx, storage)) rows.push(await runBacklog(ctx, spec, segments));
+        const byTool = new Map<string, BacklogRow[]>();
+        for (let round = 0; round < repeats; round++) {
+          if (repeats > 1) progress(`backlog ${storage}: round ${round + 1} of ${repeats}`);
+          for (const spec of backlogRuns(ctx, storage, round)) {
+            const row = await runBacklog(ctx, spec, segments);
+            byTool.set(row.tool, [...(byTool.get(row.tool) ?? []), row]);
+          }
+        }
+        const rows = [...byTool.values()].map(combineRuns);
         backlog.push(...rows);
-        write(backlogTable(rows, storage, segments));
+        write(backlogTable(rows, storage, segments, repeats));
       }
       if (seedS3Identity) write(`\nNote: ${IDENTITY_WORKAROUND_NOTE}.`);
       targets.push(...backlogTargets(backlog));
@@ -550,6 +591,7 @@ function parseArgs(argv: readonly string[]): ArchivingBenchmarkOptions {
     if (arg === '--quick') options.quick = true;
     else if (arg === '--segments') options.segments = value();
     else if (arg === '--samples') options.samples = value();
+    else if (arg === '--repeats') options.repeats = value();
     else if (arg === '--no-build') options.build = false;
     else if (arg === '--skip-backlog') options.backlog = false;
     else if (arg === '--skip-per-call') options.perCall = false;
@@ -558,7 +600,7 @@ function parseArgs(argv: readonly string[]): ArchivingBenchmarkOptions {
       if (storage !== 's3' && storage !== 'local') throw new Error(`--only takes s3 or local, got ${JSON.stringify(storage)}`);
       options.storages = [storage];
     }
-    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --samples N, --no-build, --skip-backlog, --skip-per-call, --only s3|local`);
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --samples N, --repeats N, --no-build, --skip-backlog, --skip-per-call, --only s3|local`);
   }
   return options;
 }

@@ -2,7 +2,7 @@
  * Restore benchmark: PostgreSQL's archive recovery through restore_command, our archiver against
  * cp, pgBackRest archive-get and PostgreSQL's own replay (the floor), in one run on this machine.
  *
- *   npx tsx bench/restore.ts [--segments N] [--quick] [--prefetch 0,4,8,16] [--no-build] [--skip-s3]
+ *   npx tsx bench/restore.ts [--segments N] [--quick] [--repeats N] [--prefetch 0,4,8,16] [--no-build] [--skip-s3]
  *
  * Setup (untimed): a cluster archives every segment at once with cp, pgBackRest (posix repository,
  * lz4) and our archiver (a directory, and s3rver over TLS); a base backup is taken before the WAL
@@ -24,7 +24,7 @@ import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
 import { writePgbackrestConfig } from './lib/reference-tools';
-import { fixed, MiB, SEGMENT_BYTES, table, targetLine } from './lib/report';
+import { fixed, median, MiB, SEGMENT_BYTES, table, targetLine } from './lib/report';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
 
@@ -37,6 +37,9 @@ export interface RestoreBenchmarkOptions {
   /** ARCHIVER_PREFETCH values to run our archiver with.
    * @default [0, 4, 8, 16] */
   readonly prefetch?: readonly number[];
+  /** Recoveries per row, in interleaved rounds; the table shows the median and the range.
+   * @default 3, 1 with `quick` */
+  readonly repeats?: number;
   /** Also restore from s3rver. @default true */
   readonly s3?: boolean;
   /** Build archiver/dist first (scripts/build-archiver.ts). @default true */
@@ -59,6 +62,9 @@ export interface RecoveryRow {
   readonly ofFloor?: number;
   /** (seconds - floor seconds) / segments, in ms. */
   readonly msPerCallOverFloor?: number;
+  /** Over the repeated runs. */
+  readonly minSegmentsPerSecond?: number;
+  readonly maxSegmentsPerSecond?: number;
   readonly note?: string;
 }
 
@@ -260,43 +266,71 @@ async function recover(archives: Archives, source: Source | 'floor'): Promise<{ 
   }
 }
 
-async function runRecoveries(archives: Archives): Promise<RecoveryRow[]> {
+/**
+ * Every row `repeats` times, in interleaved rounds (floor, then each source, then again), so that
+ * the machine's drift touches every row alike; each row shows its median time and the range.
+ */
+async function runRecoveries(archives: Archives, repeats: number): Promise<RecoveryRow[]> {
   const n = archives.segments.length;
-  const rows: RecoveryRow[] = [];
-  progress(`recovery: the floor (${n} segments in pg_wal, no restore_command)`);
-  const floorRun = await recover(archives, 'floor');
-  if ('error' in floorRun) {
-    rows.push({ restoreCommand: 'none: all WAL already in pg_wal (floor)', floor: true, error: floorRun.error });
-    return rows;
+  const rowsOf: (Source | 'floor')[] = ['floor', ...archives.sources.filter((s) => !s.unavailable)];
+  const times = new Map<Source | 'floor', number[]>();
+  const errors = new Map<Source | 'floor', string>();
+  const ends = new Map<Source | 'floor', Set<string>>();
+  for (let round = 0; round < repeats; round++) {
+    for (const source of rowsOf) {
+      if (errors.has(source)) continue;
+      const label = source === 'floor' ? `the floor (${n} segments in pg_wal, no restore_command)` : source.label;
+      progress(`recovery${repeats > 1 ? ` (round ${round + 1} of ${repeats})` : ''}: ${label}`);
+      const result = await recover(archives, source);
+      if ('error' in result) {
+        errors.set(source, result.error);
+        progress(`  FAILED: ${result.error}`);
+        continue;
+      }
+      times.set(source, [...(times.get(source) ?? []), result.seconds]);
+      ends.set(source, (ends.get(source) ?? new Set()).add(result.redoEnd ?? '(none)'));
+      progress(`  ${result.seconds.toFixed(2)} s, ${(n / result.seconds).toFixed(1)} seg/s, redo done at ${result.redoEnd}`);
+    }
   }
-  const floorRate = n / floorRun.seconds;
-  rows.push({ restoreCommand: 'none: all WAL already in pg_wal (PostgreSQL replay, the floor)', floor: true, segments: n, seconds: floorRun.seconds, segmentsPerSecond: floorRate, mibPerSecond: (floorRate * SEGMENT_BYTES) / MiB, ofFloor: 1, note: `redo done at ${floorRun.redoEnd}` });
-  progress(`  ${floorRun.seconds.toFixed(2)} s, ${floorRate.toFixed(1)} seg/s`);
-  for (const source of archives.sources) {
-    if (source.unavailable) {
-      rows.push({ restoreCommand: source.label, error: source.unavailable });
+  const medianOf = (source: Source | 'floor') => median(times.get(source) ?? []);
+  const floorSeconds = medianOf('floor');
+  const floorEnd = [...(ends.get('floor') ?? [])][0];
+  const rows: RecoveryRow[] = [];
+  for (const source of ['floor' as const, ...archives.sources]) {
+    const label = source === 'floor' ? 'none: all WAL already in pg_wal (PostgreSQL replay, the floor)' : source.label;
+    const ours = source === 'floor' ? undefined : source.ours;
+    if (source !== 'floor' && source.unavailable) {
+      rows.push({ restoreCommand: label, error: source.unavailable });
       continue;
     }
-    progress(`recovery: ${source.label}`);
-    const result = await recover(archives, source);
-    if ('error' in result) {
-      rows.push({ restoreCommand: source.label, ours: source.ours, error: result.error });
+    const error = errors.get(source);
+    const samples = times.get(source) ?? [];
+    if (samples.length === 0) {
+      rows.push({ restoreCommand: label, ours, floor: source === 'floor', error: error ?? 'no run' });
       continue;
     }
-    const rate = n / result.seconds;
-    const complete = result.redoEnd === floorRun.redoEnd;
+    const seconds = median(samples);
+    const rate = n / seconds;
+    const endsHere = [...(ends.get(source) ?? [])];
+    const incomplete = source !== 'floor' && endsHere.some((e) => e !== floorEnd);
     rows.push({
-      restoreCommand: source.label,
-      ours: source.ours,
+      restoreCommand: label,
+      ours,
+      floor: source === 'floor',
       segments: n,
-      seconds: result.seconds,
+      seconds,
       segmentsPerSecond: rate,
+      minSegmentsPerSecond: n / Math.max(...samples),
+      maxSegmentsPerSecond: n / Math.min(...samples),
       mibPerSecond: (rate * SEGMENT_BYTES) / MiB,
-      ofFloor: rate / floorRate,
-      msPerCallOverFloor: ((result.seconds - floorRun.seconds) / n) * 1000,
-      note: complete ? '' : `INCOMPLETE: redo done at ${result.redoEnd ?? '(none)'}, floor at ${floorRun.redoEnd}`,
+      ofFloor: floorSeconds / seconds,
+      msPerCallOverFloor: source === 'floor' ? undefined : ((seconds - floorSeconds) / n) * 1000,
+      note: [
+        source === 'floor' ? `redo done at ${floorEnd}` : '',
+        incomplete ? `INCOMPLETE: redo done at ${endsHere.join(', ')}, the floor at ${floorEnd}` : '',
+        error ? `a run failed: ${error}` : '',
+      ].filter(Boolean).join('; '),
     });
-    progress(`  ${result.seconds.toFixed(2)} s, ${rate.toFixed(1)} seg/s${complete ? '' : ' INCOMPLETE'}`);
   }
   return rows;
 }
@@ -339,13 +373,15 @@ async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
   return rows;
 }
 
-function recoveryTable(rows: readonly RecoveryRow[], n: number): string {
+function recoveryTable(rows: readonly RecoveryRow[], n: number, repeats: number): string {
+  const range = (r: RecoveryRow) => (repeats > 1 ? ` (${fixed(r.minSegmentsPerSecond, 1)}–${fixed(r.maxSegmentsPerSecond, 1)})` : '');
   const body = rows.map((r) =>
     r.error !== undefined
       ? [r.restoreCommand, '—', '—', '—', '—', '—', r.error]
-      : [r.restoreCommand, fixed(r.seconds, 2), fixed(r.segmentsPerSecond, 1), fixed(r.mibPerSecond, 0), r.ofFloor === undefined ? '—' : `${(r.ofFloor * 100).toFixed(0)}%`, r.floor ? '—' : fixed(r.msPerCallOverFloor, 0), r.note ?? ''],
+      : [r.restoreCommand, fixed(r.seconds, 2), fixed(r.segmentsPerSecond, 1) + range(r), fixed(r.mibPerSecond, 0), r.ofFloor === undefined ? '—' : `${(r.ofFloor * 100).toFixed(0)}%`, r.floor ? '—' : fixed(r.msPerCallOverFloor, 0), r.note ?? ''],
   );
-  return `\n### Restore: archive recovery of ${n} segments from a base backup (hot_standby=off; pg_ctl start → "ready to accept connections")\n\n${table(['restore_command', 'seconds', 'seg/s', 'MiB/s', 'of floor rate', 'ms per call over the floor', 'note'], body)}`;
+  const runs = repeats > 1 ? `, median of ${repeats} interleaved runs (range)` : '';
+  return `\n### Restore: archive recovery of ${n} segments from a base backup (hot_standby=off; pg_ctl start → "ready to accept connections")${runs}\n\n${table(['restore_command', 'seconds', repeats > 1 ? 'seg/s (range)' : 'seg/s', 'MiB/s', 'of floor rate', 'ms per call over the floor', 'note'], body)}`;
 }
 
 function fetchTable(rows: readonly FetchRow[], n: number): string {
@@ -360,7 +396,7 @@ function fetchTable(rows: readonly FetchRow[], n: number): string {
 function restoreTargets(rows: readonly RecoveryRow[]): RestoreTarget[] {
   const targets: RestoreTarget[] = [];
   for (const storage of ['local', 's3'] as const) {
-    const ours = rows.filter((r) => r.ours?.storage === storage && r.ofFloor !== undefined && !r.note);
+    const ours = rows.filter((r) => r.ours?.storage === storage && r.ofFloor !== undefined && !r.note?.includes('INCOMPLETE'));
     if (rows.every((r) => r.ours?.storage !== storage)) continue;
     const byDefault = ours.find((r) => r.ours!.prefetch === DEFAULT_PREFETCH);
     const best = ours.reduce<RecoveryRow | undefined>((a, r) => (!a || r.ofFloor! > a.ofFloor! ? r : a), undefined);
@@ -378,6 +414,7 @@ export async function runRestoreBenchmark(options: RestoreBenchmarkOptions = {})
   const quick = options.quick ?? false;
   const segments = options.segments ?? (quick ? 16 : 64);
   const prefetch = options.prefetch ?? [0, 4, 8, 16];
+  const repeats = options.repeats ?? (quick ? 1 : 3);
   const write = options.write ?? ((text: string) => console.log(text));
   const scratch = new Scratch('bench-restore-');
   let s3: S3Server | undefined;
@@ -389,8 +426,8 @@ export async function runRestoreBenchmark(options: RestoreBenchmarkOptions = {})
     if (options.s3 ?? true) s3 = await startS3Server({ tls: true, buckets: [BUCKET] });
     const caFile = s3 ? readableCertificate(s3, scratch) : undefined;
     const archives = await buildArchives(scratch, archiver, s3, caFile, segments, prefetch);
-    recovery = await runRecoveries(archives);
-    write(recoveryTable(recovery, archives.segments.length));
+    recovery = await runRecoveries(archives, repeats);
+    write(recoveryTable(recovery, archives.segments.length, repeats));
     targets = restoreTargets(recovery);
     write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
     fetch = await runFetchLoops(archives);
@@ -418,9 +455,13 @@ function parseArgs(argv: readonly string[]): RestoreBenchmarkOptions {
       const values = (argv[++i] ?? '').split(',').map(Number);
       if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0)) throw new Error(`--prefetch needs whole numbers like 0,4,8,16, got ${JSON.stringify(argv[i])}`);
       options.prefetch = values;
+    } else if (arg === '--repeats') {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`--repeats needs a positive whole number, got ${JSON.stringify(argv[i])}`);
+      options.repeats = v;
     } else if (arg === '--no-build') options.build = false;
     else if (arg === '--skip-s3') options.s3 = false;
-    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --prefetch 0,4,8,16, --no-build, --skip-s3`);
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --segments N, --quick, --repeats N, --prefetch 0,4,8,16, --no-build, --skip-s3`);
   }
   return options;
 }

@@ -21,7 +21,7 @@ import { freePort } from '../test/support/ports';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
-import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, targetLine, times } from './lib/report';
+import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, writePgbackrestConfig } from './lib/reference-tools';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, pgenv, progress, run, SHARED_BENCH, shAsPostgres, storedSegments, timeAsPostgres } from './lib/tools';
@@ -42,7 +42,7 @@ export interface ArchivingBenchmarkOptions {
   /** Run the per-call part. @default true */
   readonly perCall?: boolean;
   /** The backlog's storages. @default ['s3', 'local'] */
-  readonly storages?: readonly Storage[];
+  readonly storages?: readonly StorageKind[];
   /** Backlog runs per tool, in interleaved rounds; the table shows the median run and the range.
    * @default 1 */
   readonly repeats?: number;
@@ -50,10 +50,10 @@ export interface ArchivingBenchmarkOptions {
   readonly write?: (text: string) => void;
 }
 
-export type Storage = 's3' | 'local';
+export type StorageKind = 's3' | 'local';
 
 export interface BacklogRow {
-  readonly storage: Storage;
+  readonly storage: StorageKind;
   readonly tool: string;
   readonly ours: boolean;
   /** Set when the tool could not run; the other fields are then absent. */
@@ -77,13 +77,13 @@ function combineRuns(runs: readonly BacklogRow[]): BacklogRow {
   if (ok.length === 0) return runs[0];
   const rates = ok.map((r) => r.segmentsPerSecond!);
   const failures = runs.length - ok.length;
-  const median = ok[Math.floor((ok.length - 1) / 2)];
+  const middle = ok[Math.floor((ok.length - 1) / 2)];
   return {
-    ...median,
+    ...middle,
     runs: ok.length,
     minSegmentsPerSecond: Math.min(...rates),
     maxSegmentsPerSecond: Math.max(...rates),
-    note: [median.note, failures ? `${failures} of ${runs.length} runs failed: ${runs.find((r) => r.error)!.error}` : ''].filter(Boolean).join('; ') || undefined,
+    note: [middle.note, failures ? `${failures} of ${runs.length} runs failed: ${runs.find((r) => r.error)!.error}` : ''].filter(Boolean).join('; ') || undefined,
   };
 }
 
@@ -101,11 +101,7 @@ export interface PerCallRow {
   readonly againMs?: number;
 }
 
-export interface Target {
-  readonly description: string;
-  readonly met: boolean | undefined;
-  readonly detail: string;
-}
+export type { Target };
 
 export interface ArchivingBenchmarkResult {
   readonly backlog: readonly BacklogRow[];
@@ -134,7 +130,7 @@ export const IDENTITY_WORKAROUND_NOTE =
 interface BacklogRun {
   readonly name: string;
   readonly tool: string;
-  readonly storage: Storage;
+  readonly storage: StorageKind;
   readonly ours?: boolean;
   /** A missing tool: [command, Debian package]. */
   readonly needs?: readonly [string, string];
@@ -211,7 +207,7 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
 }
 
 /** The runs of one round: fresh repositories (every run's cluster is a new one: another system identifier). */
-function backlogRuns(ctx: Context, storage: Storage, round: number): BacklogRun[] {
+function backlogRuns(ctx: Context, storage: StorageKind, round: number): BacklogRun[] {
   const { archiver, s3, caFile, scratch } = ctx;
   const runs: BacklogRun[] = [];
   const r = `r${round}`;
@@ -294,7 +290,7 @@ function pushSummary(log: string): string {
   return `${requested} of ${pushed.length} segments waited for by a call (launcher → Node)${failed ? `, ${failed} failed pushes` : ''}`;
 }
 
-function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: number, repeats: number): string {
+function backlogTable(rows: readonly BacklogRow[], storage: StorageKind, segments: number, repeats: number): string {
   const ours = rows.find((r) => r.ours && r.segmentsPerSecond !== undefined);
   const title = storage === 's3' ? 'S3-compatible server (one s3rver over TLS on 127.0.0.1, shared by every tool)' : "local filesystem (pgBackRest: posix repository; ours: file://)";
   const body = rows.map((r) =>
@@ -316,7 +312,7 @@ function backlogTable(rows: readonly BacklogRow[], storage: Storage, segments: n
 
 function backlogTargets(rows: readonly BacklogRow[]): Target[] {
   const targets: Target[] = [];
-  const rate = (storage: Storage, pick: (r: BacklogRow) => boolean) => {
+  const rate = (storage: StorageKind, pick: (r: BacklogRow) => boolean) => {
     const rates = rows.filter((r) => r.storage === storage && pick(r) && r.segmentsPerSecond !== undefined).map((r) => r.segmentsPerSecond!);
     return rates.length ? Math.max(...rates) : undefined;
   };
@@ -475,7 +471,7 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
     const status = path.join(cluster.dataDir, 'pg_wal/archive_status');
     for (const f of fs.readdirSync(status)) if (f.endsWith('.ready')) fs.renameSync(path.join(status, f), path.join(status, f.replace(/\.ready$/, '.done')));
 
-    const oursTool = (label: string, storage: Storage): PerCallTool => {
+    const oursTool = (label: string, storage: StorageKind): PerCallTool => {
       const state = scratch.mkdir(`percall-ours-${storage}`);
       const env = archiverEnv({
         repository: storage === 'local' ? `file://${scratch.mkdir('percall-ours-local-repo')}` : `s3://${BUCKET}/percall-ours`,

@@ -24,7 +24,7 @@ import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
 import { writePgbackrestConfig } from './lib/reference-tools';
-import { fixed, median, MiB, SEGMENT_BYTES, table, targetLine } from './lib/report';
+import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
 
@@ -78,16 +78,12 @@ export interface FetchRow {
   readonly msPerCall?: number;
 }
 
-export interface RestoreTarget {
-  readonly description: string;
-  readonly met: boolean | undefined;
-  readonly detail: string;
-}
+export type { Target };
 
 export interface RestoreBenchmarkResult {
   readonly recovery: readonly RecoveryRow[];
   readonly fetch: readonly FetchRow[];
-  readonly targets: readonly RestoreTarget[];
+  readonly targets: readonly Target[];
 }
 
 const BUCKET = 'bench';
@@ -393,8 +389,8 @@ function fetchTable(rows: readonly FetchRow[], n: number): string {
   return `\n### Restore: restore_command alone, ${n} serial calls (${((n * 16) / 1024).toFixed(2)} GiB) without replay between them (wal-fetch throughput)\n\n${table(['restore_command', 'seconds', 'seg/s', 'MiB/s', 'ms per call', 'note'], body)}`;
 }
 
-function restoreTargets(rows: readonly RecoveryRow[]): RestoreTarget[] {
-  const targets: RestoreTarget[] = [];
+function restoreTargets(rows: readonly RecoveryRow[]): Target[] {
+  const targets: Target[] = [];
   for (const storage of ['local', 's3'] as const) {
     const ours = rows.filter((r) => r.ours?.storage === storage && r.ofFloor !== undefined && !r.note?.includes('INCOMPLETE'));
     if (rows.every((r) => r.ours?.storage !== storage)) continue;
@@ -420,7 +416,7 @@ export async function runRestoreBenchmark(options: RestoreBenchmarkOptions = {})
   let s3: S3Server | undefined;
   let recovery: RecoveryRow[] = [];
   let fetch: FetchRow[] = [];
-  let targets: RestoreTarget[] = [];
+  let targets: Target[] = [];
   try {
     const archiver = await prepareArchiver(scratch, { build: options.build });
     if (options.s3 ?? true) s3 = await startS3Server({ tls: true, buckets: [BUCKET] });

@@ -32,6 +32,13 @@ export function percentile(values: readonly number[], p: number): number {
 export const MiB = 1024 * 1024;
 export const SEGMENT_BYTES = 16 * MiB;
 
+/** A target of the issue and whether this run met it (undefined: not measured). */
+export interface Target {
+  readonly description: string;
+  readonly met: boolean | undefined;
+  readonly detail: string;
+}
+
 /** A target line: `target: ... — met` / `MISSED`. */
 export function targetLine(description: string, met: boolean | undefined, detail: string): string {
   const verdict = met === undefined ? 'not measured' : met ? 'met' : 'MISSED';

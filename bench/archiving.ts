@@ -452,10 +452,11 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
     // pgBackRest stanzas need the running cluster.
     const pgbackrestConfigs: Record<string, string> = {};
     const hasPgbackrest = ensureTool('pgbackrest', 'pgbackrest').ok;
-    for (const repo of ['posix', 's3'] as const) {
+    for (const repo of ['posix', 's3', 'posix-sync'] as const) {
       const dir = scratch.mkdir(`percall-pgbr-${repo}`);
       const repoOptions = repo === 's3' ? pgbackrestS3Options(s3, '/percall-pgbr') : [`repo1-path=${dir}/repo`];
-      const config = writePgbackrestConfig(dir, [...repoOptions, 'archive-async=y', 'process-max=4', 'compress-type=lz4'], { dataDir: cluster.dataDir, port: cluster.port, socketDir: cluster.baseDir });
+      const mode = repo === 'posix-sync' ? [] : ['archive-async=y', 'process-max=4'];
+      const config = writePgbackrestConfig(dir, [...repoOptions, ...mode, 'compress-type=lz4'], { dataDir: cluster.dataDir, port: cluster.port, socketDir: cluster.baseDir });
       if (hasPgbackrest) shAsPostgres(`pgbackrest --config=${config} --stanza=demo stanza-create`);
       pgbackrestConfigs[repo] = config;
     }
@@ -482,18 +483,19 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
       if (storage === 's3' && ctx.seedS3Identity) shAsPostgres(`${identitySeeder(archiver, env, path.join(state, 'seed-identity.cjs'))} ${cluster.dataDir}`);
       return { tool: label, command: archiver.archiveCommand, env, aheadMarker: (name) => path.join(env.ARCHIVER_SPOOL, 'pushed', name), after: () => stopArchiverDaemon(archiver, env) };
     };
-    const pgbrTool = (label: string, repo: 'posix' | 's3'): PerCallTool => ({
+    const pgbrTool = (label: string, repo: 'posix' | 's3' | 'posix-sync'): PerCallTool => ({
       tool: label,
       command: `pgbackrest --config=${pgbackrestConfigs[repo]} --stanza=demo archive-push %p`,
       env: {},
       needs: ['pgbackrest', 'pgbackrest'],
-      aheadMarker: (name) => path.join(path.dirname(pgbackrestConfigs[repo]), 'spool/archive/demo/out', `${name}.ok`),
+      aheadMarker: repo === 'posix-sync' ? undefined : (name) => path.join(path.dirname(pgbackrestConfigs[repo]), 'spool/archive/demo/out', `${name}.ok`),
     });
     const cpDir = scratch.mkdir('percall-cp');
     const tools: PerCallTool[] = [
       { tool: 'cp (floor)', command: `cp %p ${cpDir}/%f`, env: {} },
       oursTool('our archiver, local', 'local'),
       pgbrTool('pgBackRest async lz4, posix', 'posix'),
+      pgbrTool('pgBackRest sync lz4, posix', 'posix-sync'),
       oursTool('our archiver, s3rver', 's3'),
       pgbrTool('pgBackRest async lz4, s3rver', 's3'),
       {

@@ -114,14 +114,18 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
   }
   if (repository.startsWith('gs://')) {
     const { bucket, prefix } = bucketAndPrefix(repository, 'gs');
-    const emulator = env.STORAGE_EMULATOR_HOST;
+    // @google-cloud/storage reads this variable itself and needs the scheme.
+    const emulator = env.STORAGE_EMULATOR_HOST || undefined;
+    if (emulator !== undefined && !/^https?:\/\//.test(emulator)) {
+      throw new ConfigError('STORAGE_EMULATOR_HOST', `${JSON.stringify(emulator)} needs its scheme, e.g. http://127.0.0.1:9199`);
+    }
     return {
       kind: 'gcs',
       bucket,
       prefix,
       projectId: env[ARCHIVER_ENV.gcsProjectId] || undefined,
       keyFilename: env[ARCHIVER_ENV.gcsCredentialsFile] || undefined,
-      apiEndpoint: emulator ? (emulator.startsWith('http') ? emulator : `http://${emulator}`) : undefined,
+      apiEndpoint: emulator,
       timeouts,
       maxAttempts,
     };

@@ -58,6 +58,10 @@ describe('archiver configuration from the environment', () => {
     expect(() => readConfig(env)).toThrow(message);
   });
 
+  it('needs the scheme in STORAGE_EMULATOR_HOST, which the GCS library reads itself', () => {
+    expect(() => readConfig({ ARCHIVER_REPOSITORY: 'gs://b/p', STORAGE_EMULATOR_HOST: '127.0.0.1:9199' })).toThrow('STORAGE_EMULATOR_HOST: "127.0.0.1:9199" needs its scheme, e.g. http://127.0.0.1:9199');
+  });
+
   it('names the variable of a bad compression', () => {
     expect(() => readConfig({ ...s3, ARCHIVER_COMPRESSION: 'xz' })).toThrow('ARCHIVER_COMPRESSION="xz" is not a compression');
   });

@@ -33,7 +33,7 @@ describe.each([
     base = fs.mkdtempSync(path.join(scratch, 'case-'));
     repo = path.join(base, 'repo');
     pg = fakeDataDirectory(base);
-    env = { ARCHIVER_REPOSITORY: `file://${repo}`, ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON: daemon, ARCHIVER_PREFETCH: '3' };
+    env = { ARCHIVER_REPOSITORY: `file://${repo}`, ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON: daemon, ARCHIVER_PREFETCH: '3', ARCHIVER_DAEMON_IDLE_SECONDS: '30' };
   });
   afterEach(() => stopArchiver(env));
 

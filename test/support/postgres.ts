@@ -16,12 +16,21 @@ const live = new Set<PostgresCluster>();
 process.on('exit', () => {
   for (const cluster of live) cluster.removeSync();
 });
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    for (const cluster of live) cluster.removeSync();
+    process.kill(process.pid, signal);
+  });
+}
+
+/** No PostgreSQL tool may hang a test run (pg_basebackup waits for archiving, for one). */
+const COMMAND_TIMEOUT_MS = 180_000;
 
 function asPostgres(command: string, args: string[], env: Record<string, string> = {}, input?: string): string {
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const runAs = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', 'env', ...envArgs, command, ...args] : ['env', ...envArgs, command, ...args];
-  const result = spawnSync(runAs[0], runAs.slice(1), { encoding: 'utf8', input, maxBuffer: 64 << 20 });
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}${result.stdout}`);
+  const result = spawnSync(runAs[0], runAs.slice(1), { encoding: 'utf8', input, maxBuffer: 64 << 20, timeout: COMMAND_TIMEOUT_MS, killSignal: 'SIGKILL' });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.error ? result.error.message : `exit ${result.status}`}): ${result.stderr}${result.stdout}`);
   return result.stdout;
 }
 

@@ -1,0 +1,125 @@
+/**
+ * The contract between the YAML and the archiver: the environment, paths and commands the
+ * constructs render are the ones the archiver reads. The pod's environment is taken from the
+ * synthesized StatefulSet (Secret references resolved to test values, as the kubelet would), and
+ * the archive_command from the rendered postgresql.conf is run as PostgreSQL runs it.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
+import { openStorage } from '../../archiver/src/storage/open';
+import { ArchiveStorage } from '../../constructs';
+import { LAUNCHER, ROOT, fakeDataDirectory, makeSegment, stopArchiver } from '../support/archiver';
+import { S3Server, startS3Server } from '../support/s3-server';
+import { KubeObject, find, postgresContainer, seedProps, synthDatabase } from './fixtures';
+
+/** The container's environment as the kubelet builds it, with `secrets[name][key]` for secretKeyRefs. */
+function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of postgresContainer(statefulSet).env) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.secretKeyRef) {
+      const { name, key } = variable.valueFrom.secretKeyRef;
+      const value = secrets[name]?.[key];
+      if (value === undefined) throw new Error(`the pod references Secret ${name} key ${key}, which the test does not provide`);
+      env[variable.name] = value;
+    } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = `${statefulSet.metadata.name}-0`;
+  }
+  return env;
+}
+
+/** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
+function inInstallDir(command: string): string {
+  return command.replace(ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));
+}
+
+describe('the YAML and the archiver agree', () => {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'yaml-contract-'));
+  let server: S3Server;
+  beforeAll(async () => {
+    server = await startS3Server({ buckets: ['kubedb'] });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('the init container runs the archiver image\'s install command on files the build ships', () => {
+    const init = find(synthDatabase(seedProps()).objects, 'StatefulSet', 'wal-postgres').spec.template.spec.initContainers[0];
+    const [node, bundle, command, target] = init.command;
+    expect(command).toBe('install');
+    expect(target).toBe(ARCHIVER_INSTALL_DIR);
+    for (const file of [node, bundle]) {
+      expect(file.startsWith(`${ARCHIVER_IMAGE_HOME}/`)).toBe(true);
+      expect(fs.existsSync(path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length)))).toBe(true);
+    }
+    const installed = path.join(scratch, 'installed');
+    const result = spawnSync(path.join(ROOT, 'archiver/dist', node.slice(ARCHIVER_IMAGE_HOME.length)), [path.join(ROOT, 'archiver/dist', bundle.slice(ARCHIVER_IMAGE_HOME.length)), 'install', installed], { encoding: 'utf8' });
+    expect(result.stderr).toContain('installed');
+    expect(result.status).toBe(0);
+    const version = spawnSync(path.join(installed, 'bin/archiver'), ['--version'], { encoding: 'utf8' });
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+
+  it('PostgreSQL\'s archive_command, run with the pod\'s S3 environment, archives to {bucket}/{prefix}/kubedb/{namespace}/{name}/archive', async () => {
+    const { objects } = synthDatabase(seedProps({
+      archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: 'kubedb', prefix: 'team-a' }) },
+    }));
+    const env = podEnvironment(find(objects, 'StatefulSet', 'wal-postgres'), {
+      's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
+      'wal-postgres-auth': { password: 'test-password' },
+    });
+    // What differs from a cluster: the endpoint is the test's S3 server, which needs
+    // WHEN_REQUIRED checksums; the spool lives in the scratch directory.
+    expect(env.ARCHIVER_S3_ENDPOINT).toBe('https://s3.example.com');
+    const pg = fakeDataDirectory(path.join(scratch, 's3'));
+    const run = { ...env, PATH: process.env.PATH!, ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: path.join(scratch, 's3/spool'), ARCHIVER_DAEMON_LOG: path.join(scratch, 's3/daemon.log') };
+
+    const conf = find(objects, 'ConfigMap', 'wal-postgres-config').data!['postgresql.conf'];
+    const archiveCommand = /^archive_command = '(.*)'$/m.exec(conf)![1];
+    pg.addReady('000000010000000000000001', makeSegment(42n, 1, 1 << 20));
+    try {
+      const result = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000001')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
+      expect(result.stderr).not.toMatch(/level=error|Error/);
+      expect(result.status).toBe(0);
+    } finally {
+      stopArchiver(run);
+    }
+    const bucket = await openStorage({ kind: 's3', bucket: 'kubedb', endpoint: server.endpoint, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, requestChecksumCalculation: 'WHEN_REQUIRED' });
+    try {
+      expect((await bucket.list('')).map((o) => o.key).sort()).toStrictEqual([
+        'team-a/kubedb/demo/wal-postgres/archive/archive.json',
+        'team-a/kubedb/demo/wal-postgres/archive/wal/000000010000000000000001',
+      ]);
+    } finally {
+      await bucket.close();
+    }
+  });
+
+  it('the archiver reads the pod\'s GCS environment: bucket, prefix, project and the mounted key file', () => {
+    const statefulSet = find(synthDatabase(seedProps({
+      archiver: { storage: ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' }) },
+    })).objects, 'StatefulSet', 'wal-postgres');
+    const env = podEnvironment(statefulSet, { 'gcs-secret': { GOOGLE_PROJECT_ID: 'my-project' }, 'wal-postgres-auth': { password: 'x' } });
+    const mount = postgresContainer(statefulSet).volumeMounts.find((m: any) => m.name === 'gcs-key');
+    expect(env.GOOGLE_APPLICATION_CREDENTIALS.startsWith(`${mount.mountPath}/`)).toBe(true);
+    const result = spawnSync(LAUNCHER, ['check'], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout).config).toMatchObject({
+      storage: { kind: 'gcs', bucket: 'kubedb', prefix: 'kubedb/demo/wal-postgres/archive', projectId: 'my-project', keyFilename: env.GOOGLE_APPLICATION_CREDENTIALS },
+      spool: '/var/lib/postgresql/data/archiver-spool',
+    });
+  });
+
+  it('the restore_command names the same launcher', () => {
+    const conf = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgres-config').data!['postgresql.conf'];
+    const restoreCommand = /^restore_command = '(.*)'$/m.exec(conf)![1];
+    const help = spawnSync('sh', ['-c', `${inInstallDir(restoreCommand).replace(' %f %p', '')} --help`], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('Usage: archiver wal-fetch <name> <destination>');
+  });
+});

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and benchmarks need, when they are missing.
 # CI runs as root on a clean Debian 12 machine; elsewhere this only says what is missing.
+#   postgresql-15       real clusters for the archiving and recovery tests
+#   openssl             the self-signed certificate of the TLS S3 server
+#   buildah podman ...  building and running the archiver image (no Docker engine here)
+#   zstd lz4 brotli     the command-line tools that must read what the archiver writes
 set -euo pipefail
 
 need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
-command -v openssl >/dev/null || need+=(openssl)
+for tool in openssl buildah podman runc zstd lz4 brotli; do
+  command -v "$tool" >/dev/null || need+=("$tool")
+done
+command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then

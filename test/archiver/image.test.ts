@@ -1,0 +1,62 @@
+/**
+ * The archiver image, built with buildah from archiver/Containerfile and run with podman (no
+ * Docker engine here): its init-container job copies a working archiver into a volume, as the
+ * StatefulSet's init container does before PostgreSQL starts.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARCHIVER_INSTALL_DIR, archiverInstallCommand } from '../../archiver/src/contract';
+import { ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
+
+const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'image-'));
+let image: string;
+
+beforeAll(() => {
+  image = execFileSync(path.join(ROOT, 'scripts/build-archiver-image.sh'), { env: { ...env, ARCHIVER_IMAGE: 'localhost/pg-wal-archiver:test' }, encoding: 'utf8' }).trim().split('\n').pop()!;
+}, 180_000);
+afterAll(() => {
+  spawnSync('podman', ['rmi', '-f', image], { env });
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function podman(args: string[]) {
+  return spawnSync('podman', ['run', '--rm', '--network', 'none', '--pull=never', ...args], { env, encoding: 'utf8', timeout: 120_000 });
+}
+
+describe('the archiver image', () => {
+  it('runs the archiver as its entrypoint, as uid 999', () => {
+    expect(image).toBe('localhost/pg-wal-archiver:test');
+    const version = podman([image, '--version']);
+    expect(version.status).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    const user = spawnSync('podman', ['image', 'inspect', '--format', '{{.Config.User}}', image], { env, encoding: 'utf8' });
+    expect(user.stdout.trim()).toBe('999:999');
+  });
+
+  it('installs, with the init container\'s exact command, an archiver that works in another container\'s filesystem', () => {
+    const volume = path.join(scratch, 'volume');
+    fs.mkdirSync(volume, { mode: 0o777 });
+    fs.chmodSync(volume, 0o777);
+    const [entry, ...args] = archiverInstallCommand();
+    const installed = podman(['-v', `${volume}:${ARCHIVER_INSTALL_DIR}`, '--entrypoint', entry, image, ...args]);
+    expect(installed.stderr).toContain(`installed /archiver into ${ARCHIVER_INSTALL_DIR}`);
+    expect(installed.status).toBe(0);
+
+    // The installed tree runs outside the image (here: on this Debian 12 host, like the Debian-based postgres image).
+    const launcher = path.join(volume, 'bin/archiver');
+    const base = path.join(scratch, 'pg');
+    const pg = fakeDataDirectory(base);
+    const segment = makeSegment(99n, 3, 1 << 20);
+    pg.addReady('000000010000000000000001', segment);
+    const archiverEnv = { PATH: process.env.PATH!, ARCHIVER_REPOSITORY: `file://${base}/repo`, ARCHIVER_SPOOL: `${base}/spool`, ARCHIVER_DAEMON: 'off', ARCHIVER_COMPRESSION: 'zstd' };
+    const push = spawnSync(launcher, ['wal-push', 'pg_wal/000000010000000000000001'], { cwd: pg.dataDir, env: archiverEnv, encoding: 'utf8' });
+    expect(push.status).toBe(0);
+    const fetch = spawnSync(launcher, ['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], { cwd: pg.dataDir, env: archiverEnv, encoding: 'utf8' });
+    expect(fetch.status).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segment)).toBe(true);
+  });
+});

@@ -22,7 +22,7 @@ import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
-import { barmanEnv, pgbackrestS3Options as s3Options, writePgbackrestConfig } from './lib/reference-tools';
+import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, pgenv, progress, run, SHARED_BENCH, shAsPostgres, storedSegments, timeAsPostgres } from './lib/tools';
 
@@ -99,6 +99,7 @@ export interface PerCallRow {
   readonly aheadMs?: number;
   /** Median of calls for a segment already archived (a retry). */
   readonly againMs?: number;
+  readonly note?: string;
 }
 
 export type { Target };
@@ -119,6 +120,7 @@ interface Context {
   readonly caFile: string | undefined;
   /** The built archiver cannot start an empty S3 archive: archive.json is written for it first. */
   readonly seedS3Identity: boolean;
+  readonly s3Watch: S3Watch;
 }
 
 export const IDENTITY_WORKAROUND_NOTE =
@@ -152,12 +154,24 @@ interface BacklogRun {
   readonly summary?: () => string;
 }
 
+/** One run; on s3, a run during which s3rver died is repeated once after restarting it. */
 async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Promise<BacklogRow> {
-  const row = { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false, note: spec.note };
   if (spec.needs) {
     const tool = ensureTool(spec.needs[0], spec.needs[1]);
-    if (!tool.ok) return { ...row, error: tool.reason };
+    if (!tool.ok) return { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false, error: tool.reason };
   }
+  if (spec.storage !== 's3') return runBacklogOnce(ctx, spec, segments);
+  await ctx.s3Watch.revive();
+  const first = await runBacklogOnce(ctx, spec, segments);
+  if (!(await ctx.s3Watch.revive())) return first;
+  progress('  s3rver died during the run: running it again');
+  const again = await runBacklogOnce(ctx, spec, segments);
+  const note = `s3rver died during a first attempt${(await ctx.s3Watch.revive()) ? ' and again during the second' : ''}`;
+  return { ...again, note: [again.note, note].filter(Boolean).join('; ') };
+}
+
+async function runBacklogOnce(ctx: Context, spec: BacklogRun, segments: number): Promise<BacklogRow> {
+  const row = { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false, note: spec.note };
   const base = ctx.scratch.mkdir(`backlog-${spec.name}`);
   // KEEP=1: the cluster directory stays (stopped) for the failure report; `base` goes after the run.
   const env = { ...process.env, BASE: base, PORT: String(await freePort()), KEEP: '1', PGENV: pgenv(spec.env ?? {}), ...(spec.setup ? { SETUP: spec.setup } : {}) };
@@ -167,7 +181,7 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
   progress(`backlog ${spec.storage}: ${spec.tool} (${segments} segments)`);
   try {
     // Generous (barman-cloud manages ~1 segment/s), but a tool that keeps failing must not hold the run.
-    const out = await run('bash', args, { env, timeoutMs: (180 + segments * 6) * 1000 });
+    const out = await run('bash', args, { env, timeoutMs: (180 + segments * 6) * 1000, alive: spec.storage === 's3' ? () => ctx.s3Watch.dead() : undefined });
     const match = /segments=(\d+) seconds=([\d.]+)/.exec(out.stdout);
     if (out.status !== 0 || !match) {
       const extra = spec.diagnose?.() ?? '';
@@ -344,6 +358,8 @@ interface PerCallTool {
   /** The file that shows the tool's background process pushed `name` ahead (none: no push-ahead). */
   readonly aheadMarker?: (name: string) => string;
   readonly after?: () => void;
+  /** Talks to s3rver (watched: see S3Watch). */
+  readonly s3?: boolean;
 }
 
 /** A WAL file name on timeline 1: log `log`, segment `seg` (hex, 8 digits each). */
@@ -481,10 +497,11 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
         stateDir: state,
       });
       if (storage === 's3' && ctx.seedS3Identity) shAsPostgres(`${identitySeeder(archiver, env, path.join(state, 'seed-identity.cjs'))} ${cluster.dataDir}`);
-      return { tool: label, command: archiver.archiveCommand, env, aheadMarker: (name) => path.join(env.ARCHIVER_SPOOL, 'pushed', name), after: () => stopArchiverDaemon(archiver, env) };
+      return { tool: label, s3: storage === 's3', command: archiver.archiveCommand, env, aheadMarker: (name) => path.join(env.ARCHIVER_SPOOL, 'pushed', name), after: () => stopArchiverDaemon(archiver, env) };
     };
     const pgbrTool = (label: string, repo: 'posix' | 's3' | 'posix-sync'): PerCallTool => ({
       tool: label,
+      s3: repo === 's3',
       command: `pgbackrest --config=${pgbackrestConfigs[repo]} --stanza=demo archive-push %p`,
       env: {},
       needs: ['pgbackrest', 'pgbackrest'],
@@ -503,9 +520,18 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
         command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://${BUCKET}/percall-barman demo %p`,
         env: barmanEnv(s3, caFile),
         needs: ['barman-cloud-wal-archive', 'barman-cli-cloud'],
+        s3: true,
       },
     ];
-    for (const [i, tool] of tools.entries()) rows.push(await measurePerCall(cluster, segment, tool, 0x40 + i, samples));
+    for (const [i, tool] of tools.entries()) {
+      if (tool.s3) await ctx.s3Watch.revive();
+      let row = await measurePerCall(cluster, segment, tool, 0x40 + i, samples);
+      if (tool.s3 && (await ctx.s3Watch.revive())) {
+        progress('  s3rver died during the measurement: measuring again');
+        row = { ...(await measurePerCall(cluster, segment, tool, 0x80 + i, samples)), note: 's3rver died during a first attempt' };
+      }
+      rows.push(row);
+    }
   } finally {
     await cluster.remove();
   }
@@ -517,7 +543,7 @@ function perCallTable(rows: readonly PerCallRow[], samples: number): string {
   const body = rows.map((r) =>
     r.error !== undefined
       ? [r.tool, '—', '—', '—', '—', '—', r.error]
-      : [r.tool, ms(r.firstMs), `${ms(r.freshMs)} (${ms(r.freshP90Ms)})`, fixed(r.freshMs ? 1000 / r.freshMs : undefined, 1), r.aheadMs === undefined ? 'n/a' : ms(r.aheadMs), ms(r.againMs), ''],
+      : [r.tool, ms(r.firstMs), `${ms(r.freshMs)} (${ms(r.freshP90Ms)})`, fixed(r.freshMs ? 1000 / r.freshMs : undefined, 1), r.aheadMs === undefined ? 'n/a' : ms(r.aheadMs), ms(r.againMs), r.note ?? ''],
   );
   return (
     `\n### WAL archiving, cost of one archive_command call when nothing else is waiting (ms, median of ${samples}; sh -c as postgres, as PostgreSQL runs it)\n\n` +
@@ -544,7 +570,7 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
     const caFile = readableCertificate(s3, scratch);
     const seedS3Identity = s3IdentityBroken(archiver, archiverEnv({ repository: `s3://${BUCKET}/probe`, s3, caFile, stateDir: scratch.mkdir('probe') }));
     if (seedS3Identity) progress(`WORKAROUND: ${IDENTITY_WORKAROUND_NOTE}`);
-    const ctx: Context = { scratch, archiver, s3, caFile, seedS3Identity };
+    const ctx: Context = { scratch, archiver, s3, caFile, seedS3Identity, s3Watch: new S3Watch(s3) };
     if (options.backlog ?? true) {
       for (const storage of options.storages ?? (['s3', 'local'] as const)) {
         const byTool = new Map<string, BacklogRow[]>();
@@ -560,12 +586,15 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
         write(backlogTable(rows, storage, segments, repeats));
       }
       if (seedS3Identity) write(`\nNote: ${IDENTITY_WORKAROUND_NOTE}.`);
+      if (ctx.s3Watch.restarts) write(`\nNote: s3rver died ${ctx.s3Watch.restarts} time(s) during the backlog runs; it was restarted and the runs it broke were repeated.`);
       targets.push(...backlogTargets(backlog));
       write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
     }
     if (options.perCall ?? true) {
+      const restartsBefore = ctx.s3Watch.restarts;
       perCall = await runPerCall(ctx, samples);
       write(perCallTable(perCall, samples));
+      if (ctx.s3Watch.restarts > restartsBefore) write(`\nNote: s3rver died ${ctx.s3Watch.restarts - restartsBefore} time(s) during the per-call measurements; it was restarted and the measurement repeated.`);
       if (seedS3Identity) write(`\nNote: ${IDENTITY_WORKAROUND_NOTE}.`);
     }
   } finally {

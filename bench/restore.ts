@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
 import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
-import { writePgbackrestConfig } from './lib/reference-tools';
+import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
@@ -110,7 +110,8 @@ interface Archives {
   /** The cp archive: a directory of plain segments. */
   readonly cpDir: string;
   readonly sources: readonly Source[];
-  readonly notes: readonly string[];
+  readonly notes: string[];
+  readonly s3Watch: S3Watch | undefined;
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -134,6 +135,7 @@ function generateWal(cluster: PostgresCluster, segments: number): void {
  * (s3), a base backup before the WAL.
  */
 async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S3Server | undefined, caFile: string | undefined, segments: number, prefetch: readonly number[]): Promise<Archives> {
+  const s3Watch = s3 ? new S3Watch(s3) : undefined;
   const notes: string[] = [];
   const cpDir = scratch.mkdir('cp-archive');
   const hasPgbackrest = ensureTool('pgbackrest', 'pgbackrest');
@@ -180,7 +182,13 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
     if (!startSegment) throw new Error(`no start segment in backup_label:\n${label}`);
     progress(`restore setup: writing ${segments} segments of WAL, archived by ${commands.length} commands`);
     generateWal(source, segments);
-    await source.waitForArchiving(900_000);
+    // As source.waitForArchiving(), restarting s3rver should it die (see S3Watch).
+    const deadline = Date.now() + 900_000;
+    while (source.readyFiles().length > 0) {
+      if (Date.now() > deadline) throw new Error(`archiving did not finish: ${source.readyFiles().length} files ready\n${source.log().slice(-2000)}`);
+      if (s3Watch) await s3Watch.revive();
+      await sleep(200);
+    }
     source.stop();
     const archived = fs.readdirSync(cpDir).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startSegment).sort();
     const sources: Source[] = [
@@ -207,7 +215,7 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
         });
       }
     }
-    return { backup, segments: archived, cpDir, sources, notes };
+    return { backup, segments: archived, cpDir, sources, notes, s3Watch };
   } finally {
     for (const env of pushEnvs) stopArchiverDaemon(archiver, env);
   }
@@ -277,7 +285,13 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
       if (errors.has(source)) continue;
       const label = source === 'floor' ? `the floor (${n} segments in pg_wal, no restore_command)` : source.label;
       progress(`recovery${repeats > 1 ? ` (round ${round + 1} of ${repeats})` : ''}: ${label}`);
-      const result = await recover(archives, source);
+      const onS3 = source !== 'floor' && source.ours?.storage === 's3';
+      if (onS3) await archives.s3Watch?.revive();
+      let result = await recover(archives, source);
+      if (onS3 && (await archives.s3Watch?.revive())) {
+        progress('  s3rver died during the run: running it again');
+        result = await recover(archives, source);
+      }
       if ('error' in result) {
         errors.set(source, result.error);
         progress(`  FAILED: ${result.error}`);
@@ -332,6 +346,33 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
 }
 
 /** restore_command alone: serial calls for every segment, into pg_wal/RECOVERYXLOG as PostgreSQL does. */
+async function fetchLoop(archives: Archives, source: Source): Promise<FetchRow> {
+  // A stopped copy of the base backup: pgBackRest reads its pg_control; the files land in its pg_wal.
+  const cluster = await PostgresCluster.create({ fromDataDirectory: archives.backup });
+  const env = source.env();
+  try {
+    const command = source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir);
+    const target = path.join(cluster.dataDir, 'pg_wal', 'RECOVERYXLOG');
+    let total = 0;
+    for (const name of archives.segments) {
+      const result = timeAsPostgres(command.replace(/%f/g, name).replace(/%p/g, 'pg_wal/RECOVERYXLOG'), env, cluster.dataDir);
+      if (result.status !== 0) throw new Error(`${name}: exit ${result.status}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}`);
+      total += result.ms;
+      const size = fs.statSync(target).size;
+      if (size !== SEGMENT_BYTES) throw new Error(`${name}: restored ${size} bytes`);
+      fs.rmSync(target);
+    }
+    const seconds = total / 1000;
+    const n = archives.segments.length;
+    return { restoreCommand: source.label, calls: n, seconds, segmentsPerSecond: n / seconds, mibPerSecond: (n * SEGMENT_BYTES) / MiB / seconds, msPerCall: total / n };
+  } catch (error) {
+    return { restoreCommand: source.label, error: `failed: ${(error as Error).message}`.slice(0, 500) };
+  } finally {
+    await cluster.remove();
+    source.after?.(env);
+  }
+}
+
 async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
   const rows: FetchRow[] = [];
   const picks = archives.sources.filter((s) => !s.ours || s.ours.prefetch === 0 || s.ours.prefetch === DEFAULT_PREFETCH);
@@ -341,30 +382,14 @@ async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
       continue;
     }
     progress(`restore_command alone: ${source.label}`);
-    // A stopped copy of the base backup: pgBackRest reads its pg_control; the files land in its pg_wal.
-    const cluster = await PostgresCluster.create({ fromDataDirectory: archives.backup });
-    const env = source.env();
-    try {
-      const command = source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir);
-      const target = path.join(cluster.dataDir, 'pg_wal', 'RECOVERYXLOG');
-      let total = 0;
-      for (const name of archives.segments) {
-        const result = timeAsPostgres(command.replace(/%f/g, name).replace(/%p/g, 'pg_wal/RECOVERYXLOG'), env, cluster.dataDir);
-        if (result.status !== 0) throw new Error(`${name}: exit ${result.status}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}`);
-        total += result.ms;
-        const size = fs.statSync(target).size;
-        if (size !== SEGMENT_BYTES) throw new Error(`${name}: restored ${size} bytes`);
-        fs.rmSync(target);
-      }
-      const seconds = total / 1000;
-      const n = archives.segments.length;
-      rows.push({ restoreCommand: source.label, calls: n, seconds, segmentsPerSecond: n / seconds, mibPerSecond: (n * SEGMENT_BYTES) / MiB / seconds, msPerCall: total / n });
-    } catch (error) {
-      rows.push({ restoreCommand: source.label, error: `failed: ${(error as Error).message}`.slice(0, 500) });
-    } finally {
-      await cluster.remove();
-      source.after?.(env);
+    const onS3 = source.ours?.storage === 's3';
+    if (onS3) await archives.s3Watch?.revive();
+    let row = await fetchLoop(archives, source);
+    if (onS3 && (await archives.s3Watch?.revive())) {
+      progress('  s3rver died during the run: running it again');
+      row = await fetchLoop(archives, source);
     }
+    rows.push(row);
   }
   return rows;
 }
@@ -428,6 +453,7 @@ export async function runRestoreBenchmark(options: RestoreBenchmarkOptions = {})
     write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
     fetch = await runFetchLoops(archives);
     write(fetchTable(fetch, archives.segments.length));
+    if (archives.s3Watch?.restarts) archives.notes.push(`s3rver died ${archives.s3Watch.restarts} time(s) during this run; it was restarted and the runs it broke were repeated`);
     for (const note of archives.notes) write(`\nNote: ${note}.`);
   } finally {
     const left = scratch.leftovers().filter((p) => /archiver\.cjs/.test(p.cmdline));

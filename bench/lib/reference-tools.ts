@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { S3Server } from '../../test/support/s3-server';
 import { giveToPostgres } from './scratch';
+import { processAlive, progress } from './tools';
 
 /**
  * pgBackRest options for an s3rver over TLS (pgBackRest speaks only TLS to S3; the certificate is
@@ -63,4 +64,34 @@ export function barmanEnv(s3: S3Server, caFile: string | undefined): Record<stri
     AWS_DEFAULT_REGION: 'us-east-1',
     ...(caFile ? { AWS_CA_BUNDLE: caFile } : {}),
   };
+}
+
+/**
+ * Watches the benchmarks' s3rver: under pgBackRest's and barman-cloud's load it has died
+ * mid-run here (no OOM; its stderr stays inside test/support/s3-server.ts). A dead server is
+ * restarted on the same port with the same data, and the run that saw it die is repeated.
+ */
+export class S3Watch {
+  /** How many times the server was found dead and restarted. */
+  public restarts = 0;
+
+  constructor(private readonly server: S3Server) {}
+
+  /** A message when the server is not running, undefined while it is. */
+  dead(): string | undefined {
+    try {
+      return processAlive(this.server.pid) ? undefined : 's3rver died during the run';
+    } catch {
+      return 's3rver is not running';
+    }
+  }
+
+  /** Restarts the server when it died; true when it had to. */
+  async revive(): Promise<boolean> {
+    if (!this.dead()) return false;
+    this.restarts++;
+    progress('s3rver died: restarting it (same port, same data)');
+    await this.server.restart();
+    return true;
+  }
 }

@@ -60,18 +60,28 @@ export interface RunOutput {
  * Runs a command asynchronously (the event loop stays free), collecting its output. After
  * `timeoutMs` it is sent SIGTERM (bash scripts then run their EXIT traps), SIGKILL 10 s later.
  */
-export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunOutput> {
+export function run(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; /** Checked every second: false ends the command as a timeout does. */ alive?: () => string | undefined } = {},
+): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let killTimer: NodeJS.Timeout | undefined;
-    const timer = options.timeoutMs
-      ? setTimeout(() => {
-          stderr += `\n(timed out after ${Math.round(options.timeoutMs! / 1000)} s)`;
-          child.kill('SIGTERM');
-          killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        }, options.timeoutMs)
+    const end = (why: string) => {
+      if (killTimer) return;
+      stderr += `\n(${why})`;
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    };
+    const timer = options.timeoutMs ? setTimeout(() => end(`timed out after ${Math.round(options.timeoutMs! / 1000)} s`), options.timeoutMs) : undefined;
+    const watch = options.alive
+      ? setInterval(() => {
+          const dead = options.alive!();
+          if (dead) end(dead);
+        }, 1000)
       : undefined;
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
@@ -79,6 +89,7 @@ export function run(command: string, args: readonly string[], options: { env?: N
     child.on('close', (status) => {
       clearTimeout(timer);
       clearTimeout(killTimer);
+      clearInterval(watch);
       resolve({ status, stdout, stderr });
     });
   });
@@ -148,4 +159,14 @@ export function storedSegments(dir: string, s3rver = false): { count: number; by
     return ok;
   });
   return { count, bytes };
+}
+
+/** Whether a process runs (signal 0). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -181,7 +181,7 @@ async function runBacklogOnce(ctx: Context, spec: BacklogRun, segments: number):
   progress(`backlog ${spec.storage}: ${spec.tool} (${segments} segments)`);
   try {
     // Generous (barman-cloud manages ~1 segment/s), but a tool that keeps failing must not hold the run.
-    const out = await run('bash', args, { env, timeoutMs: (180 + segments * 6) * 1000, alive: spec.storage === 's3' ? () => ctx.s3Watch.dead() : undefined });
+    const out = await run('bash', args, { env, timeoutMs: (180 + segments * 6) * 1000, alive: spec.storage === 's3' ? () => ctx.s3Watch.dead() : undefined, forceKill: () => killMentioning(base) });
     const match = /segments=(\d+) seconds=([\d.]+)/.exec(out.stdout);
     if (out.status !== 0 || !match) {
       const extra = spec.diagnose?.() ?? '';

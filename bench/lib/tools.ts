@@ -57,24 +57,43 @@ export interface RunOutput {
 }
 
 /**
- * Runs a command asynchronously (the event loop stays free), collecting its output. After
- * `timeoutMs` it is sent SIGTERM (bash scripts then run their EXIT traps), SIGKILL 10 s later.
+ * Runs a command asynchronously (the event loop stays free), collecting its output. The command
+ * gets its own process group: after `timeoutMs`, or when `alive` reports a problem, the whole
+ * group is sent SIGTERM (bash scripts then run their EXIT traps), and 10 s later SIGKILL and
+ * `forceKill` (for what left the group, e.g. a postmaster, which pg_ctl starts in its own session).
  */
 export function run(
   command: string,
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; /** Checked every second: false ends the command as a timeout does. */ alive?: () => string | undefined } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    /** Checked every second: a message ends the command as a timeout does. */
+    alive?: () => string | undefined;
+    forceKill?: () => void;
+  } = {},
 ): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     let killTimer: NodeJS.Timeout | undefined;
+    const signalGroup = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // the group is gone
+      }
+    };
     const end = (why: string) => {
       if (killTimer) return;
       stderr += `\n(${why})`;
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      signalGroup('SIGTERM');
+      killTimer = setTimeout(() => {
+        signalGroup('SIGKILL');
+        options.forceKill?.();
+      }, 10_000);
     };
     const timer = options.timeoutMs ? setTimeout(() => end(`timed out after ${Math.round(options.timeoutMs! / 1000)} s`), options.timeoutMs) : undefined;
     const watch = options.alive

@@ -402,7 +402,7 @@ function recoveryTable(rows: readonly RecoveryRow[], n: number, repeats: number)
       : [r.restoreCommand, fixed(r.seconds, 2), fixed(r.segmentsPerSecond, 1) + range(r), fixed(r.mibPerSecond, 0), r.ofFloor === undefined ? '—' : `${(r.ofFloor * 100).toFixed(0)}%`, r.floor ? '—' : fixed(r.msPerCallOverFloor, 0), r.note ?? ''],
   );
   const runs = repeats > 1 ? `, median of ${repeats} interleaved runs (range)` : '';
-  return `\n### Restore: archive recovery of ${n} segments from a base backup (hot_standby=off; pg_ctl start → "ready to accept connections")${runs}\n\n${table(['restore_command', 'seconds', repeats > 1 ? 'seg/s (range)' : 'seg/s', 'MiB/s', 'of floor rate', 'ms per call over the floor', 'note'], body)}`;
+  return `\n### Restore: archive recovery of ${n} segments from a base backup (hot_standby=off, fsync=off; pg_ctl start → "ready to accept connections")${runs}\n\n${table(['restore_command', 'seconds', repeats > 1 ? 'seg/s (range)' : 'seg/s', 'MiB/s', 'of floor rate', 'ms per call over the floor', 'note'], body)}`;
 }
 
 function fetchTable(rows: readonly FetchRow[], n: number): string {

@@ -14,11 +14,13 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { Codec, CompressionName, loadCodec } from './compression/codec';
-import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from './envelope';
-import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
+import { CodecPool } from './codec-pool';
+import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './codec-task';
+import { CompressionName } from './compression/codec';
+import { decodeHeader } from './envelope';
+import { ArchiveConflictError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
 import { ObjectExistsError, ObjectNotFoundError, Storage } from './storage/storage';
-import { DEFAULT_WAL_SEGMENT_SIZE, readControlFileIdentifier, readSegmentHeader, walFileKind } from './wal-names';
+import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, walFileKind } from './wal-names';
 
 export const IDENTITY_KEY = 'archive.json';
 export const WAL_PREFIX = 'wal/';
@@ -52,19 +54,39 @@ export interface ArchiveOptions {
   readonly storage: Storage;
   readonly compression: CompressionName;
   readonly compressionLevel?: number;
+  /**
+   * Worker threads for hashing and (de)compression.
+   * @default - the work runs on the calling thread
+   */
+  readonly pool?: CodecPool;
 }
 
 export class Archive {
   public readonly storage: Storage;
-  private readonly codec: Codec;
-  private readonly codecs = new Map<CompressionName, Codec>();
+  private readonly compression: CompressionName;
+  private readonly compressionLevel: number | undefined;
+  private readonly codecs = new Codecs();
+  private readonly pool: CodecPool | undefined;
   /** The identity once read or written; the archive's identity never changes. */
   private identity: Promise<ArchiveIdentity | undefined> | undefined;
 
   constructor(options: ArchiveOptions) {
     this.storage = options.storage;
-    this.codec = loadCodec(options.compression, options.compressionLevel === undefined ? {} : { level: options.compressionLevel });
-    this.codecs.set(options.compression, this.codec);
+    this.compression = options.compression;
+    this.compressionLevel = options.compressionLevel;
+    this.pool = options.pool;
+    // Fail now on a codec that cannot load, not at the first push.
+    this.codecs.get(this.compression, this.compressionLevel);
+  }
+
+  private encode(file: string): Promise<EncodedFile> {
+    return this.pool ? this.pool.encode(file) : encodeWalFile(file, this.codecs.get(this.compression, this.compressionLevel));
+  }
+
+  /** Releases the storage client and the worker threads. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+    await this.storage.close();
   }
 
   get location(): string {
@@ -77,23 +99,19 @@ export class Archive {
     if (!walFileKind(name)) {
       throw new UsageError(`wal-push: ${JSON.stringify(name)} is not a WAL file name (segment, .history, .backup or .partial); archive_command passes %p`);
     }
-    const data = await fs.readFile(file);
-    await this.checkIdentity(name, data, file);
-    const digest = sha256(data);
+    const encoded = await this.encode(file);
+    await this.checkIdentity(encoded.segmentHeader, file);
     const key = walKey(name);
 
     // Already there? Compare instead of overwriting.
-    if (await this.storage.stat(key)) return this.compareExisting(name, data.length, digest);
-
-    const compressed = await this.codec.compress(data);
-    const body = Buffer.concat([encodeHeader({ compression: this.codec.name, size: data.length, sha256: digest }), compressed]);
+    if (await this.storage.stat(key)) return this.compareExisting(name, encoded.size, encoded.sha256);
     try {
-      await this.storage.put(key, body, { ifAbsent: true });
+      await this.storage.put(key, encoded.body, { ifAbsent: true });
     } catch (error) {
-      if (error instanceof ObjectExistsError) return this.compareExisting(name, data.length, digest);
+      if (error instanceof ObjectExistsError) return this.compareExisting(name, encoded.size, encoded.sha256);
       throw error;
     }
-    return { name, status: 'stored', bytes: data.length, storedBytes: body.length };
+    return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
   }
 
   private async compareExisting(name: string, size: number, digest: string): Promise<PushResult> {
@@ -128,23 +146,8 @@ export class Archive {
   }
 
   /** Decodes an archived object and verifies the original's size and checksum. */
-  async decode(object: Buffer, what: string): Promise<Buffer> {
-    const header = decodeHeader(object, what);
-    let codec = this.codecs.get(header.compression);
-    if (!codec) {
-      codec = loadCodec(header.compression);
-      this.codecs.set(header.compression, codec);
-    }
-    let data: Buffer;
-    try {
-      data = await codec.decompress(object.subarray(HEADER_SIZE));
-    } catch (error) {
-      throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
-    }
-    if (data.length !== header.size || sha256(data) !== header.sha256) {
-      throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; got ${data.length} bytes, sha256 ${sha256(data).slice(0, 12)})`);
-    }
-    return data;
+  decode(object: Buffer, what: string): Promise<Buffer> {
+    return this.pool ? this.pool.decode(object, what) : decodeObject(object, what, this.codecs);
   }
 
   /** The archive's identity, or undefined for an archive nobody has pushed to yet. */
@@ -170,8 +173,7 @@ export class Archive {
    * another cluster. The identifier comes from the segment's page header, or for other files
    * from pg_control next to pg_wal.
    */
-  private async checkIdentity(name: string, data: Buffer, file: string): Promise<void> {
-    const header = walFileKind(name) === 'segment' || walFileKind(name) === 'partial' ? readSegmentHeader(data) : undefined;
+  private async checkIdentity(header: SegmentHeader | undefined, file: string): Promise<void> {
     let systemIdentifier = header?.systemIdentifier;
     if (!systemIdentifier) {
       const control = await fs.readFile(path.join(path.dirname(path.resolve(file)), '..', 'global', 'pg_control')).catch(() => undefined);

@@ -4,6 +4,7 @@
  * appear in messages.
  */
 import { createHash } from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { CompressionName, parseCompressionName } from './compression/codec';
 import { ARCHIVER_ENV } from './contract';
@@ -18,6 +19,8 @@ export interface ArchiverConfig {
   readonly compressionLevel: number | undefined;
   readonly spool: string;
   readonly pushConcurrency: number;
+  /** Worker threads of the background archiver for hashing and (de)compression. */
+  readonly workers: number;
   readonly prefetch: number;
   readonly daemon: boolean;
   readonly daemonIdleSeconds: number;
@@ -161,6 +164,7 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     compressionLevel,
     spool,
     pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 4, 1, 64),
+    workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
     daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'off'] as const, 'on') === 'on',
     daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 1, 7 * 24 * 3600),

@@ -43,6 +43,8 @@ export const ARCHIVER_ENV = {
   s3Checksums: 'ARCHIVER_S3_CHECKSUMS',
   /** Segments pushed at once (the requested one plus those pushed ahead). Default 4. */
   pushConcurrency: 'ARCHIVER_PUSH_CONCURRENCY',
+  /** Worker threads of the background archiver for hashing and (de)compression. Default: the CPUs, at most 4; 0: the main thread. */
+  workers: 'ARCHIVER_WORKERS',
   /** Segments `wal-fetch` downloads ahead of PostgreSQL's requests. Default 8; 0 disables. */
   prefetch: 'ARCHIVER_PREFETCH',
   /** `on` (default): a background archiver process serves the calls; `off`: each call works alone. */

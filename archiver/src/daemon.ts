@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Archive } from './archive';
+import { CodecPool, bundledWorkerScript } from './codec-pool';
 import { ArchiverConfig } from './config';
 import { Logger } from './logger';
 import { Prefetcher } from './prefetcher';
@@ -27,9 +28,12 @@ export interface DaemonHandle {
   stop(): Promise<void>;
 }
 
-export async function openArchive(config: ArchiverConfig): Promise<Archive> {
+/** The archive of `config`; with `workers`, (de)compression runs on that many worker threads when the bundled worker script exists. */
+export async function openArchive(config: ArchiverConfig, workers = 0): Promise<Archive> {
   const storage = await openStorage(config.storage);
-  return new Archive({ storage, compression: config.compression, compressionLevel: config.compressionLevel });
+  const script = workers > 0 ? bundledWorkerScript() : undefined;
+  const pool = script ? new CodecPool(script, workers, config.compression, config.compressionLevel) : undefined;
+  return new Archive({ storage, compression: config.compression, compressionLevel: config.compressionLevel, pool });
 }
 
 /** Whether something answers on `socketPath`. */
@@ -51,7 +55,7 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   const socketPath = spool.socketPath(config.fingerprint);
   if (await alive(socketPath)) return undefined;
 
-  const archive = await openArchive(config);
+  const archive = await openArchive(config, config.workers);
   const pusher = new Pusher(archive, spool, config.pushConcurrency, log);
   const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(2, Math.max(1, config.prefetch)), log);
   // Markers and prefetched files of an earlier run may belong to another configuration.
@@ -148,7 +152,7 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
       for (const watcher of watchers.values()) watcher.close();
       prefetcher.close();
       await pusher.drain();
-      await archive.storage.close();
+      await archive.close();
       fs.rmSync(socketPath, { force: true });
       log.info('background archiver stopped', { pid: process.pid });
       resolveStopped();

@@ -14,7 +14,7 @@ export async function check(args: readonly string[]): Promise<void> {
       out.identity = (await archive.readIdentity()) ?? null;
       out.location = archive.location;
     } finally {
-      await archive.storage.close();
+      await archive.close();
     }
   }
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -35,6 +35,6 @@ export async function walFetch(args: readonly string[]): Promise<void> {
   try {
     await archive.fetch(name, destination);
   } finally {
-    await archive.storage.close();
+    await archive.close();
   }
 }

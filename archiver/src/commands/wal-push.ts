@@ -43,6 +43,6 @@ export async function walPush(args: readonly string[]): Promise<void> {
     // The files pushed ahead are recorded as they finish; wait for them so that their work counts.
     await pusher.drain();
   } finally {
-    await archive.storage.close();
+    await archive.close();
   }
 }

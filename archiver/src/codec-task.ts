@@ -1,0 +1,62 @@
+/**
+ * The CPU-heavy part of pushing and fetching, as pure functions of bytes: read a WAL file, hash
+ * and compress it into an archived object; decompress an object and verify it. They run on
+ * worker threads in the background archiver (codec-pool.ts) so that both cores compress while
+ * the main thread talks to storage, and inline elsewhere.
+ */
+import * as fs from 'node:fs/promises';
+import { Codec, CompressionName, loadCodec } from './compression/codec';
+import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from './envelope';
+import { CorruptObjectError } from './errors';
+import { SegmentHeader, readSegmentHeader, walFileKind } from './wal-names';
+import * as path from 'node:path';
+
+export interface EncodedFile {
+  readonly size: number;
+  readonly sha256: string;
+  /** The page header of a segment (system identifier, segment size); undefined for other files. */
+  readonly segmentHeader: SegmentHeader | undefined;
+  /** The archived object: envelope header, then the compressed file. */
+  readonly body: Buffer;
+}
+
+/** Caches one codec per compression (a codec keeps its library's context between calls). */
+export class Codecs {
+  private readonly codecs = new Map<CompressionName, Codec>();
+
+  get(name: CompressionName, level?: number): Codec {
+    let codec = this.codecs.get(name);
+    if (!codec) {
+      codec = loadCodec(name, level === undefined ? {} : { level });
+      this.codecs.set(name, codec);
+    }
+    return codec;
+  }
+}
+
+export async function encodeWalFile(file: string, codec: Codec): Promise<EncodedFile> {
+  const data = await fs.readFile(file);
+  const kind = walFileKind(path.basename(file));
+  const segmentHeader = kind === 'segment' || kind === 'partial' ? readSegmentHeader(data) : undefined;
+  const digest = sha256(data);
+  const compressed = await codec.compress(data);
+  const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
+  encodeHeader({ compression: codec.name, size: data.length, sha256: digest }).copy(body, 0);
+  compressed.copy(body, HEADER_SIZE);
+  return { size: data.length, sha256: digest, segmentHeader, body };
+}
+
+/** Decodes an archived object and verifies the original's size and checksum; `what` names it in errors. */
+export async function decodeObject(object: Buffer, what: string, codecs: Codecs): Promise<Buffer> {
+  const header = decodeHeader(object, what);
+  let data: Buffer;
+  try {
+    data = await codecs.get(header.compression).decompress(object.subarray(HEADER_SIZE));
+  } catch (error) {
+    throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
+  }
+  if (data.length !== header.size || sha256(data) !== header.sha256) {
+    throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; got ${data.length} bytes, sha256 ${sha256(data).slice(0, 12)})`);
+  }
+  return data;
+}

@@ -1,0 +1,59 @@
+/** The worker threads that hash and (de)compress for the background archiver, as bundled. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CodecPool } from '../../archiver/src/codec-pool';
+import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/codec-task';
+import { CorruptObjectError } from '../../archiver/src/errors';
+import { ROOT, makeSegment } from '../support/archiver';
+
+const WORKER = path.join(ROOT, 'archiver/dist/lib/codec-worker.cjs');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'codec-pool-'));
+const pool = new CodecPool(WORKER, 2, 'zstd', undefined);
+afterAll(async () => {
+  await pool.close();
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('the codec pool', () => {
+  it.each([
+    ['a 41-byte history file (a pooled Buffer)', '00000002.history', Buffer.from('1\t0/3000000\tno recovery target specified\n')],
+    ['an empty file', '000000010000000000000002.00000028.backup', Buffer.alloc(0)],
+    ['a 16 MiB segment', '000000010000000000000003', makeSegment(5n, 3)],
+  ])('encodes %s exactly as the main thread does, and decodes it back', async (_what, name, data) => {
+    const file = path.join(scratch, name);
+    fs.writeFileSync(file, data);
+    const inline = await encodeWalFile(file, new Codecs().get('zstd'));
+    const pooled = await pool.encode(file);
+    expect(pooled.sha256).toBe(inline.sha256);
+    expect(pooled.size).toBe(data.length);
+    expect(pooled.body.equals(inline.body)).toBe(true);
+    expect(pooled.segmentHeader).toStrictEqual(inline.segmentHeader);
+    expect((await pool.decode(pooled.body, name)).equals(data)).toBe(true);
+    expect((await decodeObject(pooled.body, name, new Codecs())).equals(data)).toBe(true);
+  });
+
+  it('runs many tasks at once and keeps each result with its task', async () => {
+    const files = Array.from({ length: 12 }, (_, i) => {
+      const file = path.join(scratch, `0000000100000000000000${(16 + i).toString(16).toUpperCase()}`);
+      fs.writeFileSync(file, makeSegment(5n, 100 + i, 1 << 20));
+      return file;
+    });
+    const encoded = await Promise.all(files.map((f) => pool.encode(f)));
+    const decoded = await Promise.all(encoded.map((e, i) => pool.decode(e.body, files[i])));
+    decoded.forEach((data, i) => expect(data.equals(fs.readFileSync(files[i]))).toBe(true));
+  });
+
+  it('reports a corrupted object as CorruptObjectError', async () => {
+    const file = path.join(scratch, '000000010000000000000009');
+    fs.writeFileSync(file, makeSegment(5n, 9, 1 << 20));
+    const body = (await pool.encode(file)).body;
+    body[body.length - 20] ^= 0xff;
+    await expect(pool.decode(body, 'wal/000000010000000000000009')).rejects.toThrow(CorruptObjectError);
+  });
+
+  it('fails a task whose file cannot be read, naming it', async () => {
+    await expect(pool.encode(path.join(scratch, 'missing'))).rejects.toThrow(/ENOENT.*missing/);
+  });
+});

@@ -54,8 +54,29 @@ export class Pusher {
     return entry.promise;
   }
 
-  /** Starts pushing every ready file of `walDirectory` not yet pushed or in flight. */
-  async pushAhead(walDirectory: string): Promise<void> {
+  /** Scans already scheduled or running, per directory: bursts of events make one scan. */
+  private readonly scans = new Map<string, Promise<void>>();
+  private readonly rescan = new Set<string>();
+
+  /**
+   * Starts pushing every ready file of `walDirectory` not yet pushed or in flight. Calls while a
+   * scan runs coalesce into one more scan after it.
+   */
+  pushAhead(walDirectory: string): Promise<void> {
+    const running = this.scans.get(walDirectory);
+    if (running) {
+      this.rescan.add(walDirectory);
+      return running;
+    }
+    const scan = this.scan(walDirectory).finally(() => {
+      this.scans.delete(walDirectory);
+      if (this.rescan.delete(walDirectory)) void this.pushAhead(walDirectory);
+    });
+    this.scans.set(walDirectory, scan);
+    return scan;
+  }
+
+  private async scan(walDirectory: string): Promise<void> {
     let ready: string[];
     try {
       ready = (await fs.readdir(path.join(walDirectory, 'archive_status')))

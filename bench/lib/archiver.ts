@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildArchiver } from '../../scripts/build-archiver';
 import type { S3Server } from '../../test/support/s3-server';
-import { giveToPostgres, Scratch } from './scratch';
+import { giveToPostgres, processesMentioning, Scratch } from './scratch';
 import { progress, ROOT, shAsPostgres } from './tools';
 
 export interface PreparedArchiver {
@@ -85,12 +85,30 @@ export function archiverEnv(options: ArchiverEnvOptions): Record<string, string>
   return env;
 }
 
-/** Stops the daemon of this configuration (as postgres: its socket is postgres's). */
-export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<string, string>): void {
+/**
+ * Stops the daemon of this configuration (as postgres: its socket is postgres's) and waits for
+ * its process to exit; one still running after `waitMs` is killed (by pid) and reported.
+ */
+export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<string, string>, waitMs = 15_000): void {
   try {
     shAsPostgres(`${archiver.launcher} stop`, env, path.dirname(env.ARCHIVER_SPOOL));
   } catch (error) {
     progress(`archiver stop failed: ${(error as Error).message.slice(0, 300)}`);
+  }
+  // The daemon's environment names its spool: only this configuration's daemon matches.
+  const daemons = () => processesMentioning(env.ARCHIVER_SPOOL).filter((p) => /archiver\.cjs daemon/.test(p.cmdline));
+  const deadline = Date.now() + waitMs;
+  while (daemons().length > 0 && Date.now() < deadline) execFileSync('sleep', ['0.1']);
+  const left = daemons();
+  if (left.length > 0) {
+    progress(`archiver daemon still running ${waitMs / 1000} s after 'archiver stop' (pid ${left.map((p) => p.pid).join(', ')}): killed`);
+    for (const { pid } of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
   }
 }
 

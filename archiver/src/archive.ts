@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { CodecPool } from './codec-pool';
 import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './codec-task';
 import { CompressionName } from './compression/codec';
-import { decodeHeader } from './envelope';
+import { checksum } from './envelope';
 import { ArchiveConflictError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
 import { ObjectExistsError, ObjectNotFoundError, Storage } from './storage/storage';
 import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, walFileKind } from './wal-names';
@@ -104,26 +104,29 @@ export class Archive {
     const key = walKey(name);
 
     // Already there? Compare instead of overwriting.
-    if (await this.storage.stat(key)) return this.compareExisting(name, encoded.size, encoded.sha256);
+    if (await this.storage.stat(key)) return this.compareExisting(name, file);
     try {
       await this.storage.put(key, encoded.body, { ifAbsent: true });
     } catch (error) {
-      if (error instanceof ObjectExistsError) return this.compareExisting(name, encoded.size, encoded.sha256);
+      if (error instanceof ObjectExistsError) return this.compareExisting(name, file);
       throw error;
     }
     return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
   }
 
-  private async compareExisting(name: string, size: number, digest: string): Promise<PushResult> {
-    const object = await this.storage.get(walKey(name));
-    const header = decodeHeader(object, `${walKey(name)} at ${this.location}`);
-    if (header.sha256 !== digest || header.size !== size) {
+  /**
+   * `name` is archived already: succeed when the archived file is byte for byte this one (a
+   * retry after a crash), refuse otherwise. Rare, so it pays for a download and a full compare.
+   */
+  private async compareExisting(name: string, file: string): Promise<PushResult> {
+    const [{ data: archived, storedBytes }, local] = await Promise.all([this.fetchData(name), fs.readFile(file)]);
+    if (!archived.equals(local)) {
       throw new ArchiveConflictError(
-        `${name} is already archived at ${this.location} with different contents (archived: ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; this file: ${size} bytes, sha256 ${digest.slice(0, 12)}); refusing to overwrite. ` +
+        `${name} is already archived at ${this.location} with different contents (archived: ${archived.length} bytes, CRC-32 ${checksum(archived)}; this file: ${local.length} bytes, CRC-32 ${checksum(local)}); refusing to overwrite. ` +
           'Another cluster may be archiving into the same location, or this cluster was restored without a new timeline.',
       );
     }
-    return { name, status: 'already-archived', bytes: size, storedBytes: object.length };
+    return { name, status: 'already-archived', bytes: local.length, storedBytes };
   }
 
   /** Restores `name` from the archive, verified, as a Buffer. */

@@ -6,14 +6,15 @@
  */
 import * as fs from 'node:fs/promises';
 import { Codec, CompressionName, loadCodec } from './compression/codec';
-import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from './envelope';
+import { HEADER_SIZE, checksum, decodeHeader, encodeHeader } from './envelope';
 import { CorruptObjectError } from './errors';
 import { SegmentHeader, readSegmentHeader, walFileKind } from './wal-names';
 import * as path from 'node:path';
 
 export interface EncodedFile {
   readonly size: number;
-  readonly sha256: string;
+  /** CRC-32 of the original bytes (envelope.ts). */
+  readonly checksum: string;
   /** The page header of a segment (system identifier, segment size); undefined for other files. */
   readonly segmentHeader: SegmentHeader | undefined;
   /** The archived object: envelope header, then the compressed file. */
@@ -38,12 +39,12 @@ export async function encodeWalFile(file: string, codec: Codec): Promise<Encoded
   const data = await fs.readFile(file);
   const kind = walFileKind(path.basename(file));
   const segmentHeader = kind === 'segment' || kind === 'partial' ? readSegmentHeader(data) : undefined;
-  const digest = sha256(data);
+  const digest = checksum(data);
   const compressed = await codec.compress(data);
   const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
-  encodeHeader({ compression: codec.name, size: data.length, sha256: digest }).copy(body, 0);
+  encodeHeader({ compression: codec.name, size: data.length, checksum: digest }).copy(body, 0);
   compressed.copy(body, HEADER_SIZE);
-  return { size: data.length, sha256: digest, segmentHeader, body };
+  return { size: data.length, checksum: digest, segmentHeader, body };
 }
 
 /** Decodes an archived object and verifies the original's size and checksum; `what` names it in errors. */
@@ -55,8 +56,9 @@ export async function decodeObject(object: Buffer, what: string, codecs: Codecs)
   } catch (error) {
     throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
   }
-  if (data.length !== header.size || sha256(data) !== header.sha256) {
-    throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, sha256 ${header.sha256.slice(0, 12)}; got ${data.length} bytes, sha256 ${sha256(data).slice(0, 12)})`);
+  const actual = checksum(data);
+  if (data.length !== header.size || actual !== header.checksum) {
+    throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, CRC-32 ${header.checksum}; got ${data.length} bytes, CRC-32 ${actual})`);
   }
   return data;
 }

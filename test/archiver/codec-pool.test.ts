@@ -26,7 +26,7 @@ describe('the codec pool', () => {
     fs.writeFileSync(file, data);
     const inline = await encodeWalFile(file, new Codecs().get('zstd'));
     const pooled = await pool.encode(file);
-    expect(pooled.sha256).toBe(inline.sha256);
+    expect(pooled.checksum).toBe(inline.checksum);
     expect(pooled.size).toBe(data.length);
     expect(pooled.body.equals(inline.body)).toBe(true);
     expect(pooled.segmentHeader).toStrictEqual(inline.segmentHeader);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { HEADER_SIZE, decodeHeader, encodeHeader, sha256 } from '../../archiver/src/envelope';
+import { HEADER_SIZE, checksum, decodeHeader, encodeHeader } from '../../archiver/src/envelope';
 import { CorruptObjectError } from '../../archiver/src/errors';
 
 describe('the archived object header', () => {
-  const header = { compression: 'zstd' as const, size: 16 * 1024 * 1024, sha256: sha256(Buffer.from('segment')) };
+  const header = { compression: 'zstd' as const, size: 16 * 1024 * 1024, checksum: checksum(Buffer.from('segment')) };
 
   it('round-trips compression, size and checksum in a 56-byte zstd/lz4 skippable frame', () => {
     const encoded = encodeHeader(header);
@@ -20,6 +20,11 @@ describe('the archived object header', () => {
       new CorruptObjectError('wal/X at s3://b is not an archiver object (no PGWA header): it is truncated or was not written by this archiver'),
     );
     expect(() => decodeHeader(Buffer.alloc(10), 'short')).toThrow(CorruptObjectError);
+  });
+
+  it('records CRC-32 of the original bytes', () => {
+    expect(checksum(Buffer.from('123456789'))).toBe('cbf43926'); // the CRC-32 check value
+    expect(encodeHeader(header).readUInt8(14)).toBe(1);
   });
 
   it('fails on a newer format version and an unknown compression', () => {

@@ -9,7 +9,8 @@
  */
 import type { Transform } from 'node:stream';
 import type * as ZstdNapi from 'zstd-napi';
-import type { Codec, CodecOptions, CompressionName } from './codec';
+import type * as ZstdBinding from 'zstd-napi/binding';
+import type { ChunkCompressor, Codec, CodecOptions, CompressionName } from './codec';
 import { CompressionConfigError, DecompressionError, guardDecompressStream, rejectEmpty, rejectOptions, resolveLevel } from './codec';
 
 /** zstd's fastest negative level offered here; zstd-napi accepts down to -131072, to no use. */
@@ -58,6 +59,29 @@ export class ZstdCodec implements Codec {
     }
   }
 
+  public chunkCompressor(maxInput: number): ChunkCompressor {
+    const binding = loadZstdBinding();
+    const context = new binding.CCtx();
+    context.setParameter(binding.CParameter.compressionLevel, this.level);
+    context.setParameter(binding.CParameter.checksumFlag, 1);
+    // compressBound plus room for the frame epilogue of a stream that ends with an empty chunk.
+    const out = Buffer.allocUnsafe(binding.compressBound(maxInput) + 64);
+    let written = 0;
+    return {
+      push(chunk: Buffer, last: boolean): void {
+        let consumed = 0;
+        for (;;) {
+          const [remaining, produced, read] = context.compressStream2(out.subarray(written), chunk.subarray(consumed), last ? binding.EndDirective.end : binding.EndDirective.continue);
+          written += produced;
+          consumed += read;
+          if (last ? remaining === 0 : consumed >= chunk.length) return;
+          if (written >= out.length) throw new Error(`zstd output exceeds its bound for ${maxInput} bytes of input`);
+        }
+      },
+      output: () => out.subarray(0, written),
+    };
+  }
+
   public compressStream(): Transform {
     return new this.zstd.CompressStream(this.parameters);
   }
@@ -75,6 +99,10 @@ function resolveWorkers(workers: number | undefined): number {
     throw new CompressionConfigError(`zstd workers ${workers} is out of range; expected an integer from 0 to ${MAX_WORKERS}`);
   }
   return workers;
+}
+
+function loadZstdBinding(): typeof ZstdBinding {
+  return require('zstd-napi/binding') as typeof ZstdBinding;
 }
 
 function loadZstdNapi(): typeof ZstdNapi {

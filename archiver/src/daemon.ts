@@ -33,6 +33,7 @@ export async function openArchive(config: ArchiverConfig, workers = 0): Promise<
   const storage = await openStorage(config.storage);
   const script = workers > 0 ? bundledWorkerScript() : undefined;
   const pool = script ? new CodecPool(script, workers, config.compression, config.compressionLevel) : undefined;
+  pool?.warm();
   return new Archive({ storage, compression: config.compression, compressionLevel: config.compressionLevel, pool });
 }
 

@@ -113,10 +113,12 @@ export class Pusher {
 
   private start(file: string, requested: boolean): InFlight {
     const name = path.basename(file);
-    const started = Date.now();
+    const queued = Date.now();
     const entry: InFlight = {
       requested,
       promise: this.limiter.run(async () => {
+        // `ms` is the push itself; `queued_ms` the wait for a slot before it.
+        const started = Date.now();
         try {
           const result = await this.archive.push(file);
           this.remember(name);
@@ -126,6 +128,7 @@ export class Pusher {
             bytes: result.bytes,
             stored_bytes: result.storedBytes,
             ms: Date.now() - started,
+            queued_ms: started - queued,
             ahead: !entry.requested,
           });
           return result;

@@ -163,7 +163,7 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     compression,
     compressionLevel,
     spool,
-    pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 4, 1, 64),
+    pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 8, 1, 64),
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
     daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'off'] as const, 'on') === 'on',

@@ -41,7 +41,7 @@ export const ARCHIVER_ENV = {
    * (S3 clones that mishandle them, such as s3rver).
    */
   s3Checksums: 'ARCHIVER_S3_CHECKSUMS',
-  /** Segments pushed at once (the requested one plus those pushed ahead). Default 4. */
+  /** Segments pushed at once (the requested one plus those pushed ahead). Default 8. */
   pushConcurrency: 'ARCHIVER_PUSH_CONCURRENCY',
   /** Worker threads of the background archiver for hashing and (de)compression. Default: the CPUs, at most 4; 0: the main thread. */
   workers: 'ARCHIVER_WORKERS',

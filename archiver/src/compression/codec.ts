@@ -88,7 +88,10 @@ export interface Codec {
 export interface ChunkCompressor {
   /** Compresses `chunk`; `last` ends the frame. */
   push(chunk: Buffer, last: boolean): void;
-  /** The whole compressed output so far (a view of the preallocated buffer: copy it to keep it). */
+  /**
+   * The whole compressed output so far: a view of a buffer the codec reuses, valid until its
+   * next `chunkCompressor()` call; copy it to keep it.
+   */
   output(): Buffer;
 }
 

@@ -26,6 +26,7 @@ export class ZstdCodec implements Codec {
   private readonly zstd: typeof ZstdNapi;
   private compressor: ZstdNapi.Compressor | undefined;
   private decompressor: ZstdNapi.Decompressor | undefined;
+  private scratch: Buffer | undefined;
 
   constructor(options: CodecOptions) {
     rejectOptions('zstd', options, ['level', 'workers']);
@@ -65,7 +66,11 @@ export class ZstdCodec implements Codec {
     context.setParameter(binding.CParameter.compressionLevel, this.level);
     context.setParameter(binding.CParameter.checksumFlag, 1);
     // compressBound plus room for the frame epilogue of a stream that ends with an empty chunk.
-    const out = Buffer.allocUnsafe(binding.compressBound(maxInput) + 64);
+    // The output buffer is reused between calls: a fresh 16 MiB each time costs page faults and
+    // zeroing on every segment. Callers copy the output before the next call (the interface says so).
+    const bound = binding.compressBound(maxInput) + 64;
+    if (!this.scratch || this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(bound);
+    const out = this.scratch;
     let written = 0;
     return {
       push(chunk: Buffer, last: boolean): void {

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { freePort } from '../test/support/ports';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
-import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
@@ -118,13 +118,8 @@ interface Context {
   readonly archiver: PreparedArchiver;
   readonly s3: S3Server;
   readonly caFile: string | undefined;
-  /** The built archiver cannot start an empty S3 archive: archive.json is written for it first. */
-  readonly seedS3Identity: boolean;
   readonly s3Watch: S3Watch;
 }
-
-export const IDENTITY_WORKAROUND_NOTE =
-  'archive.json written before the run: this build of the archiver cannot start an empty S3 archive (ObjectNotFoundError from storage-s3.cjs fails `instanceof` in archiver.cjs)';
 
 // ---------------------------------------------------------------------------------------------
 // 1. Backlog catch-up
@@ -242,9 +237,6 @@ function backlogRuns(ctx: Context, storage: StorageKind, round: number): Backlog
     command: archiver.archiveCommand,
     env: oursEnv,
     stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(s3Dir(`ours-${r}`), true)),
-    ...(storage === 's3' && ctx.seedS3Identity
-      ? { setup: `${identitySeeder(archiver, oursEnv, path.join(oursState, 'seed-identity.cjs'))} $D/data`, note: 'archive.json pre-written (see below)' }
-      : {}),
     after: () => {
       stopArchiverDaemon(archiver, oursEnv);
       fs.rmSync(oursRepo ?? s3Dir(`ours-${r}`), { recursive: true, force: true });
@@ -496,7 +488,6 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
         caFile,
         stateDir: state,
       });
-      if (storage === 's3' && ctx.seedS3Identity) shAsPostgres(`${identitySeeder(archiver, env, path.join(state, 'seed-identity.cjs'))} ${cluster.dataDir}`);
       return { tool: label, s3: storage === 's3', command: archiver.archiveCommand, env, aheadMarker: (name) => path.join(env.ARCHIVER_SPOOL, 'pushed', name), after: () => stopArchiverDaemon(archiver, env) };
     };
     const pgbrTool = (label: string, repo: 'posix' | 's3' | 'posix-sync'): PerCallTool => ({
@@ -568,9 +559,7 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
     const archiver = await prepareArchiver(scratch, { build: options.build });
     s3 = await startS3Server({ tls: true, buckets: [BUCKET] });
     const caFile = readableCertificate(s3, scratch);
-    const seedS3Identity = s3IdentityBroken(archiver, archiverEnv({ repository: `s3://${BUCKET}/probe`, s3, caFile, stateDir: scratch.mkdir('probe') }));
-    if (seedS3Identity) progress(`WORKAROUND: ${IDENTITY_WORKAROUND_NOTE}`);
-    const ctx: Context = { scratch, archiver, s3, caFile, seedS3Identity, s3Watch: new S3Watch(s3) };
+    const ctx: Context = { scratch, archiver, s3, caFile, s3Watch: new S3Watch(s3) };
     if (options.backlog ?? true) {
       for (const storage of options.storages ?? (['s3', 'local'] as const)) {
         const byTool = new Map<string, BacklogRow[]>();
@@ -585,7 +574,6 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
         backlog.push(...rows);
         write(backlogTable(rows, storage, segments, repeats));
       }
-      if (seedS3Identity) write(`\nNote: ${IDENTITY_WORKAROUND_NOTE}.`);
       if (ctx.s3Watch.restarts) write(`\nNote: s3rver died ${ctx.s3Watch.restarts} time(s) during the backlog runs; it was restarted and the runs it broke were repeated.`);
       targets.push(...backlogTargets(backlog));
       write(`\n${targets.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
@@ -595,7 +583,6 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
       perCall = await runPerCall(ctx, samples);
       write(perCallTable(perCall, samples));
       if (ctx.s3Watch.restarts > restartsBefore) write(`\nNote: s3rver died ${ctx.s3Watch.restarts - restartsBefore} time(s) during the per-call measurements; it was restarted and the measurement repeated.`);
-      if (seedS3Identity) write(`\nNote: ${IDENTITY_WORKAROUND_NOTE}.`);
     }
   } finally {
     const left = scratch.leftovers().filter((p) => /archiver\.cjs/.test(p.cmdline));

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
-import { archiverEnv, daemonLog, identitySeeder, PreparedArchiver, prepareArchiver, readableCertificate, s3IdentityBroken, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, stopArchiverDaemon } from './lib/archiver';
 import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
@@ -158,17 +158,11 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
     commands.push(`pgbackrest --config=${pgbrPushConfig} --stanza=demo archive-push "$1"`);
   }
   const pushEnvs: Record<string, string>[] = [];
-  let seeded = false;
   for (const storage of storages) {
     const env = pushEnv(storage);
     pushEnvs.push(env);
-    if (storage === 's3' && s3IdentityBroken(archiver, env)) {
-      shAsPostgres(`${identitySeeder(archiver, env, path.join(path.dirname(env.ARCHIVER_SPOOL), 'seed-identity.cjs'))} ${source.dataDir}`);
-      seeded = true;
-    }
     commands.push(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} ${archiver.launcher} wal-push "$1"`);
   }
-  if (seeded) notes.push('archive.json of the S3 archive written before archiving: this build of the archiver cannot start an empty S3 archive (ObjectNotFoundError from storage-s3.cjs fails `instanceof` in archiver.cjs)');
   const script = path.join(scratch.dir, 'archive-all.sh');
   fs.writeFileSync(script, `#!/bin/sh\n# archive_command = 'sh ${script} %p %f': every archive of the restore benchmark at once\nset -e\n${commands.join('\n')}\n`);
   fs.chmodSync(script, 0o755);

@@ -231,7 +231,7 @@ function backlogRuns(ctx: Context, storage: StorageKind, round: number): Backlog
   });
   runs.push({
     name: `ours-${storage}`,
-    tool: 'our archiver (zstd, daemon, push-ahead 4)',
+    tool: 'our archiver (zstd, background archiver, push-ahead 8)',
     storage,
     ours: true,
     command: archiver.archiveCommand,

@@ -163,7 +163,7 @@ function syntheticSegment(): Buffer {
     out.writeUInt32LE(page, page + 8);
     for (let offset = page + 24; offset + 200 <= page + 8192; offset += 200, id++) {
       out.writeUInt32LE(200, offset);
-      out.writeUInt32LE(id * 2654435761, offset + 4);
+      out.writeUInt32LE(Math.imul(id, 2654435761) >>> 0, offset + 4);
       out.writeBigUInt64LE(BigInt(id), offset + 24);
       out.write(createHash('md5').update(String(id)).digest('hex'), offset + 32, 'latin1');
       out.write(createHash('md5').update(String(id % 1000)).digest('hex').repeat(4), offset + 64, 'latin1');

@@ -96,7 +96,7 @@ function startDaemon(config: ArchiverConfig): void {
  * named error when the work failed.
  */
 export async function requestDaemon(config: ArchiverConfig, request: Request, timeoutMs: number): Promise<Response & { ok: true }> {
-  const spool = new Spool(config.spool);
+  const spool = new Spool(config.spool, config.spoolOwner);
   const socketPath = spool.socketPath(config.fingerprint);
   let response: Response | undefined;
   try {

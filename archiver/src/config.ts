@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CompressionName, parseCompressionName } from './compression/codec';
-import { ARCHIVER_ENV } from './contract';
+import { ARCHIVER_ENV, spoolOwner } from './contract';
 import { ConfigError } from './errors';
 import type { StorageOptions } from './storage/storage';
 
@@ -18,6 +18,8 @@ export interface ArchiverConfig {
   readonly compression: CompressionName;
   readonly compressionLevel: number | undefined;
   readonly spool: string;
+  /** The archive location, as the spool records its owner (contract.ts `spoolOwner`). */
+  readonly spoolOwner: string;
   readonly pushConcurrency: number;
   /** Worker threads of the background archiver for hashing and (de)compression. */
   readonly workers: number;
@@ -163,6 +165,7 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     compression,
     compressionLevel,
     spool,
+    spoolOwner: spoolOwner(env[ARCHIVER_ENV.repository]!, env[ARCHIVER_ENV.s3Endpoint] || undefined),
     pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 8, 1, 64),
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),

@@ -82,6 +82,17 @@ export const EXIT_CODES = {
   notFound: 74,
 } as const;
 
+/**
+ * Who owns the spool's markers and prefetched files: the archive location they were made for.
+ * The launcher (a POSIX sh script) builds the same string from its environment without forking,
+ * `"$ARCHIVER_REPOSITORY|${ARCHIVER_S3_ENDPOINT:-}"`, and trusts the spool only when it matches
+ * the spool's `.owner` file: after a configuration change, nothing done for the old location is
+ * taken as done for the new one.
+ */
+export function spoolOwner(repository: string, s3Endpoint: string | undefined): string {
+  return `${repository}|${s3Endpoint ?? ''}`;
+}
+
 /** Where the archiver is installed inside the PostgreSQL container (an emptyDir the init container fills). */
 export const ARCHIVER_INSTALL_DIR = '/opt/archiver';
 

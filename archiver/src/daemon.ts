@@ -51,7 +51,7 @@ function alive(socketPath: string): Promise<boolean> {
 
 /** Runs the background archiver until it is stopped or idle. Returns undefined when another one already serves this socket. */
 export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<DaemonHandle | undefined> {
-  const spool = new Spool(config.spool);
+  const spool = new Spool(config.spool, config.spoolOwner);
   await spool.ensure();
   const socketPath = spool.socketPath(config.fingerprint);
   if (await alive(socketPath)) return undefined;
@@ -61,6 +61,7 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(2, Math.max(1, config.prefetch)), log);
   // Markers and prefetched files of an earlier run may belong to another configuration.
   await spool.clear();
+  await spool.claim();
 
   const watchers = new Map<string, fs.FSWatcher>();
   /** Pushes ahead as soon as PostgreSQL marks a file ready, not only when it asks. */

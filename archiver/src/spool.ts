@@ -2,13 +2,16 @@
  * The spool: a directory beside pg_wal (same filesystem) where the background archiver leaves
  * work already done, for the launcher (archiver/bin/archiver) to pick up without starting Node:
  *
+ *   .owner          the archive location the rest was made for (contract.ts `spoolOwner`)
  *   pushed/NAME     empty file: NAME is durably archived (written only after the put resolved)
  *   prefetch/NAME   NAME restored from the archive, checksum verified, fsync'd; renamed into
  *                   pg_wal by the launcher
  *   daemon-FP.sock  the background archiver serving configuration fingerprint FP
  *
- * A marker is only ever trusted for the configuration that wrote it: the background archiver
- * empties the spool when it starts.
+ * Markers and prefetched files are trusted only when `.owner` names the caller's location: a
+ * writer first `claim()`s the spool (emptying it if it belonged to another location), and the
+ * launcher compares `.owner` before it takes anything. The background archiver also empties the
+ * spool when it starts.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -17,9 +20,32 @@ export class Spool {
   public readonly pushedDir: string;
   public readonly prefetchDir: string;
 
-  constructor(public readonly dir: string) {
+  private readonly ownerFile: string;
+
+  /** `owner`: the caller's archive location (contract.ts `spoolOwner`). */
+  constructor(
+    public readonly dir: string,
+    private readonly owner: string,
+  ) {
     this.pushedDir = path.join(dir, 'pushed');
     this.prefetchDir = path.join(dir, 'prefetch');
+    this.ownerFile = path.join(dir, '.owner');
+  }
+
+  /** Whether the spool's contents were made for this caller's location. */
+  async owned(): Promise<boolean> {
+    const recorded = await fs.readFile(this.ownerFile, 'utf8').catch(() => undefined);
+    return recorded === `${this.owner}\n`;
+  }
+
+  /** Makes the spool this location's before writing to it: another location's contents are dropped. */
+  async claim(): Promise<void> {
+    await this.ensure();
+    if (await this.owned()) return;
+    await this.clear();
+    const temporary = `${this.ownerFile}.${process.pid}.tmp`;
+    await fs.writeFile(temporary, `${this.owner}\n`);
+    await fs.rename(temporary, this.ownerFile);
   }
 
   socketPath(fingerprint: string): string {
@@ -44,8 +70,9 @@ export class Spool {
     await fs.writeFile(path.join(this.pushedDir, name), '');
   }
 
-  /** Consumes the marker of `name`; true when there was one. */
+  /** Consumes the marker of `name`; true when there was one, made for this location. */
   async takePushed(name: string): Promise<boolean> {
+    if (!(await this.owned())) return false;
     try {
       await fs.unlink(path.join(this.pushedDir, name));
       return true;
@@ -71,8 +98,9 @@ export class Spool {
     return (await fs.readdir(this.prefetchDir).catch(() => [] as string[])).filter((n) => !n.endsWith('.tmp'));
   }
 
-  /** Moves a prefetched `name` to `destination`; true when it was there. */
+  /** Moves a prefetched `name` to `destination`; true when it was there, made for this location. */
   async takePrefetched(name: string, destination: string): Promise<boolean> {
+    if (!(await this.owned())) return false;
     try {
       await fs.rename(this.prefetchPath(name), destination);
       return true;

@@ -118,8 +118,8 @@ describe.each([
     const pushedAhead = () => [2, 3, 4, 5].every((n) => fs.existsSync(path.join(env.ARCHIVER_SPOOL, 'pushed', name(n))));
     for (let i = 0; i < 200 && !pushedAhead(); i++) await new Promise((r) => setTimeout(r, 25));
     expect(fs.readdirSync(path.join(repo, 'wal')).sort()).toStrictEqual([1, 2, 3, 4, 5].map(name));
-    // With a configuration Node would reject, only the launcher's fast path can succeed.
-    const broken = { ...env, ARCHIVER_REPOSITORY: 'nowhere://' };
+    // With a setting Node would reject (the launcher does not read it), only the fast path can succeed.
+    const broken = { ...env, ARCHIVER_COMPRESSION: 'bogus' };
     for (const file of files.slice(1)) {
       expect(runArchiver(['wal-push', path.relative(pg.dataDir, file)], broken, pg.dataDir).status).toBe(0);
     }
@@ -127,7 +127,21 @@ describe.each([
     // Without a marker the launcher runs Node, which names the bad variable.
     const unmarked = runArchiver(['wal-push', path.relative(pg.dataDir, files[1])], broken, pg.dataDir);
     expect(unmarked.status).toBe(EXIT_CODES.usage);
-    expect(unmarked.stderr).toContain('ARCHIVER_REPOSITORY: "nowhere://" is not a supported location');
+    expect(unmarked.stderr).toContain('ARCHIVER_COMPRESSION="bogus" is not a compression');
+  });
+
+  it('does not take a segment pushed ahead to another location as archived after the configuration changes', async () => {
+    const files = [1, 2, 3].map((n) => pg.addReady(name(n), makeSegment(SYSID, n, SEGMENT_SIZE)));
+    expect(push(files[0]).status).toBe(0);
+    const marked = () => fs.existsSync(path.join(env.ARCHIVER_SPOOL, 'pushed', name(3)));
+    for (let i = 0; i < 200 && !marked(); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(marked()).toBe(true);
+    stopArchiver(env);
+    // The same data directory and spool, now archiving elsewhere (a new bucket, say).
+    const elsewhere = path.join(base, 'elsewhere');
+    env = { ...env, ARCHIVER_REPOSITORY: `file://${elsewhere}` };
+    for (const file of files.slice(1)) expect(push(file).status).toBe(0);
+    expect(fs.readdirSync(path.join(elsewhere, 'wal')).sort()).toEqual(expect.arrayContaining([name(2), name(3)]));
   });
 
   it('archives .history, .backup and .partial files', () => {
@@ -165,7 +179,7 @@ describe('wal-fetch prefetch (background archiver)', () => {
       for (let i = 0; i < 200 && prefetched().length < 3; i++) await new Promise((r) => setTimeout(r, 25));
       expect(prefetched()).toStrictEqual([name(2), name(3), name(4)]);
 
-      const broken = { ...restoreEnv, ARCHIVER_REPOSITORY: 'nowhere://' };
+      const broken = { ...restoreEnv, ARCHIVER_COMPRESSION: 'bogus' };
       expect(runArchiver(['wal-fetch', name(2), 'pg_wal/RECOVERYXLOG'], broken, pg.dataDir).status).toBe(0);
       expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segments[1])).toBe(true);
       // Taking one moves the window: segment 5 follows.

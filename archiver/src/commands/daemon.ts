@@ -17,7 +17,7 @@ export async function daemon(): Promise<void> {
 export async function stop(): Promise<void> {
   const config = readConfig();
   try {
-    await send(new Spool(config.spool).socketPath(config.fingerprint), { op: 'stop' }, 60_000);
+    await send(new Spool(config.spool, config.spoolOwner).socketPath(config.fingerprint), { op: 'stop' }, 60_000);
   } catch (error) {
     if (!(error instanceof DaemonUnavailableError)) throw error;
   }

@@ -20,7 +20,7 @@ export async function walFetch(args: readonly string[]): Promise<void> {
   const destination = path.resolve(target);
   const config = readConfig();
   const log = new Logger(config.logLevel);
-  if (await new Spool(config.spool).takePrefetched(name, destination)) return;
+  if (await new Spool(config.spool, config.spoolOwner).takePrefetched(name, destination)) return;
   if (config.daemon) {
     try {
       await requestDaemon(config, { op: 'fetch', name, destination }, REQUEST_TIMEOUT_MS);

@@ -22,7 +22,7 @@ export async function walPush(args: readonly string[]): Promise<void> {
   const file = path.resolve(args[0]);
   const config = readConfig();
   const log = new Logger(config.logLevel);
-  if (await new Spool(config.spool).takePushed(path.basename(file))) return;
+  if (await new Spool(config.spool, config.spoolOwner).takePushed(path.basename(file))) return;
   if (config.daemon) {
     try {
       await requestDaemon(config, { op: 'push', file }, REQUEST_TIMEOUT_MS);
@@ -35,8 +35,8 @@ export async function walPush(args: readonly string[]): Promise<void> {
   const { openArchive } = await import('../daemon');
   const { Pusher } = await import('../pusher');
   const archive = await openArchive(config);
-  const spool = new Spool(config.spool);
-  await spool.ensure();
+  const spool = new Spool(config.spool, config.spoolOwner);
+  await spool.claim();
   const pusher = new Pusher(archive, spool, config.pushConcurrency, log);
   try {
     await pusher.push(file);

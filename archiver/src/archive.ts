@@ -25,6 +25,14 @@ import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, wal
 export const IDENTITY_KEY = 'archive.json';
 export const WAL_PREFIX = 'wal/';
 
+/** How long a listing of WAL names stands in for HEAD requests. */
+export const LISTING_TTL_MS = 2000;
+
+/** Names sharing their first 16 characters (timeline, log) are listed together. */
+function listingGroup(name: string): string {
+  return name.slice(0, 16);
+}
+
 export function walKey(name: string): string {
   return `${WAL_PREFIX}${name}`;
 }
@@ -69,6 +77,8 @@ export class Archive {
   private readonly pool: CodecPool | undefined;
   /** The identity once read or written; the archive's identity never changes. */
   private identity: Promise<ArchiveIdentity | undefined> | undefined;
+  /** Recent listings of WAL names, per 16-character name prefix (timeline and log: 256 segments). */
+  private readonly listings = new Map<string, { readonly at: number; readonly names: Set<string> }>();
 
   constructor(options: ArchiveOptions) {
     this.storage = options.storage;
@@ -104,13 +114,14 @@ export class Archive {
     const key = walKey(name);
 
     // Already there? Compare instead of overwriting.
-    if (await this.storage.stat(key)) return this.compareExisting(name, file);
+    if (await this.exists(name)) return this.compareExisting(name, file);
     try {
       await this.storage.put(key, encoded.body, { ifAbsent: true });
     } catch (error) {
       if (error instanceof ObjectExistsError) return this.compareExisting(name, file);
       throw error;
     }
+    this.listings.get(listingGroup(name))?.names.add(name);
     return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
   }
 
@@ -127,6 +138,32 @@ export class Archive {
       );
     }
     return { name, status: 'already-archived', bytes: local.length, storedBytes };
+  }
+
+  /**
+   * Lists, in one request per 256 segments, which of `names` the archive holds, so that a
+   * backlog's pushes skip their HEAD request each (on a single-threaded S3 server such as
+   * s3rver, a tenth of the work). A listing is trusted for LISTING_TTL_MS; like HEAD-then-PUT,
+   * it cannot stop a writer that creates the same name in between, which servers that honour
+   * If-None-Match refuse anyway.
+   */
+  async preloadExistence(names: readonly string[]): Promise<void> {
+    const groups = new Set(names.filter((n) => walFileKind(n) !== 'history').map(listingGroup));
+    await Promise.all(
+      [...groups].map(async (group) => {
+        const listing = this.listings.get(group);
+        if (listing && Date.now() - listing.at < LISTING_TTL_MS) return;
+        const at = Date.now();
+        const objects = await this.storage.list(walKey(group));
+        this.listings.set(group, { at, names: new Set(objects.map((o) => o.key.slice(WAL_PREFIX.length))) });
+      }),
+    );
+  }
+
+  private async exists(name: string): Promise<boolean> {
+    const listing = this.listings.get(listingGroup(name));
+    if (listing && Date.now() - listing.at < LISTING_TTL_MS) return listing.names.has(name);
+    return (await this.storage.stat(walKey(name))) !== undefined;
   }
 
   /** Restores `name` from the archive, verified, as a Buffer. */

@@ -88,8 +88,11 @@ export class Pusher {
       return; // not a data directory's pg_wal (a file pushed by hand): nothing to push ahead
     }
     const marked = new Set(await this.spool.pushedNames());
-    for (const name of ready) {
-      if (!this.inFlight.has(name) && !marked.has(name) && !this.recent.has(name)) this.start(path.join(walDirectory, name), false).promise.catch(() => undefined);
+    const fresh = ready.filter((name) => !this.inFlight.has(name) && !marked.has(name) && !this.recent.has(name));
+    // A backlog: one listing instead of a HEAD request per file (a failed listing falls back to HEAD).
+    if (fresh.length >= 4) await this.archive.preloadExistence(fresh).catch(() => undefined);
+    for (const name of fresh) {
+      if (!this.inFlight.has(name)) this.start(path.join(walDirectory, name), false).promise.catch(() => undefined);
     }
     // Markers whose file is no longer ready are of no use to anyone.
     const readySet = new Set(ready);

@@ -3,6 +3,7 @@
  * copies into the PostgreSQL pod):
  *
  *   bin/archiver           the launcher (POSIX sh; answers fast paths without Node)
+ *   bin/archiver-call      its bash helper: one request to the background archiver over loopback TCP
  *   bin/node               the Node runtime (here: a symlink to this machine's node; the image
  *                          build replaces it with the binary)
  *   lib/archiver.cjs       the CLI, client, background archiver, local storage: no cloud SDK
@@ -101,8 +102,10 @@ async function buildInto(staging: string): Promise<void> {
       },
     });
   }
-  fs.copyFileSync(path.join(root, 'archiver/bin/archiver'), path.join(staging, 'bin/archiver'));
-  fs.chmodSync(path.join(staging, 'bin/archiver'), 0o755);
+  for (const script of ['archiver', 'archiver-call']) {
+    fs.copyFileSync(path.join(root, 'archiver/bin', script), path.join(staging, 'bin', script));
+    fs.chmodSync(path.join(staging, 'bin', script), 0o755);
+  }
   fs.symlinkSync(process.execPath, path.join(staging, 'bin/node'));
 }
 

@@ -8,6 +8,7 @@
  * request. When it is down, clients do the work themselves: it is a speed-up, never a
  * requirement.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -16,7 +17,7 @@ import { CodecPool, bundledWorkerScript } from './codec-pool';
 import { ArchiverConfig } from './config';
 import { Logger } from './logger';
 import { Prefetcher } from './prefetcher';
-import { Request, Response } from './protocol';
+import { Request, Response, parseShellRequest, shellResponse } from './protocol';
 import { Pusher } from './pusher';
 import { Spool } from './spool';
 import { openStorage } from './storage/open';
@@ -35,6 +36,12 @@ export async function openArchive(config: ArchiverConfig, workers = 0): Promise<
   const pool = script ? new CodecPool(script, workers, config.compression, config.compressionLevel) : undefined;
   pool?.warm();
   return new Archive({ storage, compression: config.compression, compressionLevel: config.compressionLevel, pool });
+}
+
+function timingSafeEqualStrings(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** Whether something answers on `socketPath`. */
@@ -57,8 +64,13 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   if (await alive(socketPath)) return undefined;
 
   const archive = await openArchive(config, config.workers);
-  const pusher = new Pusher(archive, spool, config.pushConcurrency, log);
-  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(2, Math.max(1, config.prefetch)), log);
+  // Another configuration claimed the spool: this background archiver is obsolete.
+  const disowned = () => {
+    log.warn('the spool now belongs to another archive location; stopping', { location: archive.location });
+    setImmediate(() => void stop());
+  };
+  const pusher = new Pusher(archive, spool, config.pushConcurrency, log, disowned);
+  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(2, Math.max(1, config.prefetch)), log, disowned);
   // Markers and prefetched files of an earlier run may belong to another configuration.
   await spool.clear();
   await spool.claim();
@@ -113,6 +125,36 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
     }
   };
 
+  // The shell path: the launcher's bash helper reaches this over loopback TCP with the token
+  // from the spool, so that a call the spool cannot answer costs milliseconds, not a Node start.
+  const token = randomBytes(16).toString('hex');
+  const shellServer = net.createServer((socket) => {
+    let buffer = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      const newline = buffer.indexOf('\n');
+      if (newline < 0) {
+        if (buffer.length > 8192) socket.destroy();
+        return;
+      }
+      const parsed = parseShellRequest(buffer.slice(0, newline));
+      if (parsed.kind === 'invalid') return void socket.end(`usage ${parsed.reason}\n`);
+      if (!timingSafeEqualStrings(parsed.token, token)) return void socket.destroy();
+      if (parsed.owner !== config.spoolOwner) return void socket.end('mismatch\n');
+      void handle(parsed.request).then((response) => socket.end(`${shellResponse(response)}\n`));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    shellServer.once('error', reject);
+    shellServer.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  const portLine = `${(shellServer.address() as net.AddressInfo).port} ${token}\n`;
+  const portTemporary = `${spool.portFile}.${process.pid}.tmp`;
+  fs.writeFileSync(portTemporary, portLine, { mode: 0o600 });
+  fs.renameSync(portTemporary, spool.portFile);
+
   const server = net.createServer((socket) => {
     let buffer = '';
     socket.setEncoding('utf8');
@@ -151,6 +193,9 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
     stopping ??= (async () => {
       clearInterval(idleTimer);
       server.close();
+      shellServer.close();
+      // Only our own port file: a newer background archiver may have replaced it.
+      if ((fs.existsSync(spool.portFile) ? fs.readFileSync(spool.portFile, 'utf8') : '') === portLine) fs.rmSync(spool.portFile, { force: true });
       for (const watcher of watchers.values()) watcher.close();
       prefetcher.close();
       await pusher.drain();

@@ -30,6 +30,8 @@ export class Prefetcher {
     private readonly window: number,
     concurrency: number,
     private readonly log: Logger,
+    /** Called when the spool turns out to belong to another archive location. */
+    private readonly onDisowned: () => void = () => undefined,
   ) {
     this.limiter = new Limiter(concurrency);
   }
@@ -86,7 +88,10 @@ export class Prefetcher {
       const { data } = await this.archive.fetchData(name);
       // Durable before it is visible: after a crash the launcher may hand it to PostgreSQL
       // before any background archiver runs again.
-      await writeFileAtomically(this.spool.prefetchPath(name), data, true);
+      if (!(await this.spool.offerPrefetched(name, (file) => writeFileAtomically(file, data, true)))) {
+        this.onDisowned();
+        return false;
+      }
       this.offered.add(name);
       this.log.debug('prefetched', { wal: name, bytes: data.length });
       return true;

@@ -38,6 +38,8 @@ export class Pusher {
     private readonly spool: Spool,
     concurrency: number,
     private readonly log: Logger,
+    /** Called when the spool turns out to belong to another archive location (the configuration changed). */
+    private readonly onDisowned: () => void = () => undefined,
   ) {
     this.limiter = new Limiter(concurrency);
   }
@@ -125,7 +127,7 @@ export class Pusher {
         try {
           const result = await this.archive.push(file);
           this.remember(name);
-          if (!entry.requested) await this.spool.markPushed(name);
+          if (!entry.requested && !(await this.spool.markPushed(name))) this.onDisowned();
           this.log.info(result.status === 'stored' ? 'pushed' : 'already archived', {
             wal: name,
             bytes: result.bytes,

@@ -7,6 +7,8 @@
  *   prefetch/NAME   NAME restored from the archive, checksum verified, fsync'd; renamed into
  *                   pg_wal by the launcher
  *   daemon-FP.sock  the background archiver serving configuration fingerprint FP
+ *   daemon.port     "PORT TOKEN": where the newest background archiver listens on loopback TCP
+ *                   for the launcher's bash helper, and the secret it must present (mode 0600)
  *
  * Markers and prefetched files are trusted only when `.owner` names the caller's location: a
  * writer first `claim()`s the spool (emptying it if it belonged to another location), and the
@@ -38,14 +40,23 @@ export class Spool {
     return recorded === `${this.owner}\n`;
   }
 
-  /** Makes the spool this location's before writing to it: another location's contents are dropped. */
+  /**
+   * Makes the spool this location's before writing to it: another location's contents are
+   * dropped. The owner is written first and the contents cleared after, so that a writer of the
+   * old location (a background archiver still running) either sees the new owner when it checks
+   * after writing (and removes what it wrote: `markPushed`), or wrote before the clear.
+   */
   async claim(): Promise<void> {
     await this.ensure();
     if (await this.owned()) return;
-    await this.clear();
     const temporary = `${this.ownerFile}.${process.pid}.tmp`;
     await fs.writeFile(temporary, `${this.owner}\n`);
     await fs.rename(temporary, this.ownerFile);
+    await this.clear();
+  }
+
+  get portFile(): string {
+    return path.join(this.dir, 'daemon.port');
   }
 
   socketPath(fingerprint: string): string {
@@ -66,8 +77,25 @@ export class Spool {
     }
   }
 
-  async markPushed(name: string): Promise<void> {
-    await fs.writeFile(path.join(this.pushedDir, name), '');
+  /**
+   * Records that `name` is archived. False (and nothing recorded) when the spool now belongs to
+   * another location: the caller's configuration is no longer the one in use.
+   */
+  async markPushed(name: string): Promise<boolean> {
+    const marker = path.join(this.pushedDir, name);
+    await fs.writeFile(marker, '');
+    if (await this.owned()) return true;
+    await fs.rm(marker, { force: true });
+    return false;
+  }
+
+  /** Places a prefetched file (written by `write` to a temporary path) under `name`, on the same terms as `markPushed`. */
+  async offerPrefetched(name: string, write: (file: string) => Promise<void>): Promise<boolean> {
+    const file = this.prefetchPath(name);
+    await write(file);
+    if (await this.owned()) return true;
+    await fs.rm(file, { force: true });
+    return false;
   }
 
   /** Consumes the marker of `name`; true when there was one, made for this location. */

@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -118,7 +119,9 @@ describe.each([
     const pushedAhead = () => [2, 3, 4, 5].every((n) => fs.existsSync(path.join(env.ARCHIVER_SPOOL, 'pushed', name(n))));
     for (let i = 0; i < 200 && !pushedAhead(); i++) await new Promise((r) => setTimeout(r, 25));
     expect(fs.readdirSync(path.join(repo, 'wal')).sort()).toStrictEqual([1, 2, 3, 4, 5].map(name));
-    // With a setting Node would reject (the launcher does not read it), only the fast path can succeed.
+    // With the background archiver stopped and a setting Node would reject (the launcher does
+    // not read it), only the launcher's own fast path can succeed.
+    stopArchiver(env);
     const broken = { ...env, ARCHIVER_COMPRESSION: 'bogus' };
     for (const file of files.slice(1)) {
       expect(runArchiver(['wal-push', path.relative(pg.dataDir, file)], broken, pg.dataDir).status).toBe(0);
@@ -187,6 +190,67 @@ describe('wal-fetch prefetch (background archiver)', () => {
       expect(prefetched()).toStrictEqual([name(3), name(4), name(5)]);
     } finally {
       stopArchiver(restoreEnv);
+    }
+  });
+});
+
+describe('the launcher and a running background archiver', () => {
+  let base: string;
+  let pg: ReturnType<typeof fakeDataDirectory>;
+  let env: Record<string, string>;
+  beforeEach(() => {
+    base = fs.mkdtempSync(path.join(scratch, 'shell-'));
+    pg = fakeDataDirectory(base);
+    env = { ARCHIVER_REPOSITORY: `file://${path.join(base, 'repo')}`, ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_IDLE_SECONDS: '30' };
+  });
+  afterEach(() => stopArchiver(env));
+
+  it('answers what the spool cannot without starting Node (loopback TCP from the bash helper)', () => {
+    expect(runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], env, pg.dataDir).status).toBe(0);
+    expect(fs.readFileSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port'), 'utf8')).toMatch(/^\d+ [0-9a-f]{32}\n$/);
+    expect(fs.statSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port')).mode & 0o777).toBe(0o600);
+    // A setting Node would reject: only the background archiver can answer these.
+    const viaDaemon = { ...env, ARCHIVER_COMPRESSION: 'bogus' };
+    const pushed = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(2), makeSegment(SYSID, 2, SEGMENT_SIZE)))], viaDaemon, pg.dataDir);
+    expect(pushed.stderr).toBe('');
+    expect(pushed.status).toBe(0);
+    const missing = runArchiver(['wal-fetch', name(9), 'pg_wal/RECOVERYXLOG'], viaDaemon, pg.dataDir);
+    expect(missing.status).toBe(EXIT_CODES.notFound);
+    expect(missing.stderr).toContain(`not found: ${name(9)} is not in the archive`);
+    const conflict = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(2), makeSegment(SYSID, 3, SEGMENT_SIZE)))], viaDaemon, pg.dataDir);
+    expect(conflict.status).toBe(EXIT_CODES.error);
+    expect(conflict.stderr).toContain('ArchiveConflictError');
+  });
+
+  it('refuses requests on its port without the spool\'s token', async () => {
+    expect(runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], env, pg.dataDir).status).toBe(0);
+    const [port] = fs.readFileSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port'), 'utf8').trim().split(' ');
+    const file = pg.addReady(name(2), makeSegment(SYSID, 2, SEGMENT_SIZE));
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) }, () => socket.write(`${'0'.repeat(32)} push ${env.ARCHIVER_REPOSITORY}| ${file}\n`));
+      let data = '';
+      socket.on('data', (d) => (data += d));
+      socket.on('close', () => resolve(data));
+      socket.on('error', () => resolve(data));
+    });
+    expect(answer).toBe('');
+    expect(fs.existsSync(path.join(base, 'repo/wal', name(2)))).toBe(false);
+  });
+
+  it('hands over to Node when the running background archiver serves another location', () => {
+    expect(runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], env, pg.dataDir).status).toBe(0);
+    const moved = { ...env, ARCHIVER_REPOSITORY: `file://${path.join(base, 'moved')}` };
+    try {
+      const pushed = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(2), makeSegment(SYSID, 2, SEGMENT_SIZE)))], moved, pg.dataDir);
+      expect(pushed.status).toBe(0);
+      expect(fs.existsSync(path.join(base, 'moved/wal', name(2)))).toBe(true);
+      // The old background archiver may still push ahead what it sees ready, to its own location;
+      // nothing it records counts for the new location.
+      const later = pg.addReady(name(3), makeSegment(SYSID, 3, SEGMENT_SIZE));
+      expect(runArchiver(['wal-push', path.relative(pg.dataDir, later)], moved, pg.dataDir).status).toBe(0);
+      expect(fs.existsSync(path.join(base, 'moved/wal', name(3)))).toBe(true);
+    } finally {
+      stopArchiver(moved);
     }
   });
 });

@@ -225,7 +225,9 @@ describe('the launcher and a running background archiver', () => {
   it('refuses requests on its port without the spool\'s token', async () => {
     expect(runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], env, pg.dataDir).status).toBe(0);
     const [port] = fs.readFileSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port'), 'utf8').trim().split(' ');
-    const file = pg.addReady(name(2), makeSegment(SYSID, 2, SEGMENT_SIZE));
+    // Outside pg_wal: nothing pushes it ahead, only a request could.
+    const file = path.join(base, name(2));
+    fs.writeFileSync(file, makeSegment(SYSID, 2, SEGMENT_SIZE));
     const answer = await new Promise<string>((resolve) => {
       const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) }, () => socket.write(`${'0'.repeat(32)} push ${env.ARCHIVER_REPOSITORY}| ${file}\n`));
       let data = '';
@@ -256,7 +258,8 @@ describe('the launcher and a running background archiver', () => {
 });
 
 describe('the archiver command line', () => {
-  const env = { ARCHIVER_REPOSITORY: `file://${scratch}/cli-repo`, ARCHIVER_SPOOL: `${scratch}/cli-spool` };
+  const env = { ARCHIVER_REPOSITORY: `file://${scratch}/cli-repo`, ARCHIVER_SPOOL: `${scratch}/cli-spool`, ARCHIVER_DAEMON_IDLE_SECONDS: '30' };
+  afterAll(() => stopArchiver(env));
 
   it('prints its version and help', () => {
     expect(runArchiver(['--version'], env).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);

@@ -74,6 +74,7 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   // Markers and prefetched files of an earlier run may belong to another configuration.
   await spool.clear();
   await spool.claim();
+  await spool.recordBoot();
 
   const watchers = new Map<string, fs.FSWatcher>();
   /** Pushes ahead as soon as PostgreSQL marks a file ready, not only when it asks. */

@@ -86,9 +86,8 @@ export class Prefetcher {
   private async download(name: string): Promise<boolean> {
     try {
       const { data } = await this.archive.fetchData(name);
-      // Durable before it is visible: after a crash the launcher may hand it to PostgreSQL
-      // before any background archiver runs again.
-      if (!(await this.spool.offerPrefetched(name, (file) => writeFileAtomically(file, data, true)))) {
+      // Not fsync'd: the spool's .boot keeps a file of an earlier boot from being taken (spool.ts).
+      if (!(await this.spool.offerPrefetched(name, (file) => writeFileAtomically(file, data, false)))) {
         this.onDisowned();
         return false;
       }

@@ -4,8 +4,9 @@
  *
  *   .owner          the archive location the rest was made for (contract.ts `spoolOwner`)
  *   pushed/NAME     empty file: NAME is durably archived (written only after the put resolved)
- *   prefetch/NAME   NAME restored from the archive, checksum verified, fsync'd; renamed into
- *                   pg_wal by the launcher
+ *   prefetch/NAME   NAME restored from the archive, checksum verified; renamed into pg_wal by
+ *                   the launcher
+ *   .boot           the kernel's boot id when the prefetched files were written
  *   daemon-FP.sock  the background archiver serving configuration fingerprint FP
  *   daemon.port     "PORT TOKEN": where the newest background archiver listens on loopback TCP
  *                   for the launcher's bash helper, and the secret it must present (mode 0600)
@@ -14,6 +15,11 @@
  * writer first `claim()`s the spool (emptying it if it belonged to another location), and the
  * launcher compares `.owner` before it takes anything. The background archiver also empties the
  * spool when it starts.
+ *
+ * Prefetched files are not fsync'd (16 MiB each, competing with replay for the disk): they are
+ * trusted only while `.boot` holds the running kernel's boot id. A file written and renamed
+ * before a crash of the machine may be torn; after the reboot the boot id differs and nothing in
+ * prefetch/ is taken. (Short of a crash, the page cache makes a renamed file whole.)
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -32,6 +38,18 @@ export class Spool {
     this.pushedDir = path.join(dir, 'pushed');
     this.prefetchDir = path.join(dir, 'prefetch');
     this.ownerFile = path.join(dir, '.owner');
+  }
+
+  /** Records the running kernel's boot id: prefetched files count until the next boot. */
+  async recordBoot(): Promise<void> {
+    const boot = await currentBootId();
+    if (boot !== undefined) await fs.writeFile(path.join(this.dir, '.boot'), `${boot}\n`);
+  }
+
+  /** Whether prefetched files were written since the last boot. */
+  async sameBoot(): Promise<boolean> {
+    const [recorded, boot] = await Promise.all([fs.readFile(path.join(this.dir, '.boot'), 'utf8').catch(() => undefined), currentBootId()]);
+    return boot !== undefined && recorded === `${boot}\n`;
   }
 
   /** Whether the spool's contents were made for this caller's location. */
@@ -126,9 +144,9 @@ export class Spool {
     return (await fs.readdir(this.prefetchDir).catch(() => [] as string[])).filter((n) => !n.endsWith('.tmp'));
   }
 
-  /** Moves a prefetched `name` to `destination`; true when it was there, made for this location. */
+  /** Moves a prefetched `name` to `destination`; true when it was there, made for this location since the last boot. */
   async takePrefetched(name: string, destination: string): Promise<boolean> {
-    if (!(await this.owned())) return false;
+    if (!(await this.owned()) || !(await this.sameBoot())) return false;
     try {
       await fs.rename(this.prefetchPath(name), destination);
       return true;
@@ -136,4 +154,9 @@ export class Spool {
       return false;
     }
   }
+}
+
+/** The kernel's boot id (Linux), or undefined where there is none. */
+async function currentBootId(): Promise<string | undefined> {
+  return (await fs.readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined))?.trim();
 }

@@ -188,6 +188,13 @@ describe('wal-fetch prefetch (background archiver)', () => {
       // Taking one moves the window: segment 5 follows.
       for (let i = 0; i < 200 && !prefetched().includes(name(5)); i++) await new Promise((r) => setTimeout(r, 25));
       expect(prefetched()).toStrictEqual([name(3), name(4), name(5)]);
+
+      // Prefetched files are not fsync'd: after a reboot (another boot id) none of them is taken.
+      stopArchiver(restoreEnv);
+      fs.writeFileSync(path.join(restoreEnv.ARCHIVER_SPOOL, '.boot'), 'a-boot-before-a-crash\n');
+      const afterReboot = runArchiver(['wal-fetch', name(3), 'pg_wal/RECOVERYXLOG'], broken, pg.dataDir);
+      expect(afterReboot.status).toBe(EXIT_CODES.usage);
+      expect(afterReboot.stderr).toContain('ARCHIVER_COMPRESSION="bogus" is not a compression');
     } finally {
       stopArchiver(restoreEnv);
     }

@@ -24,6 +24,7 @@ export interface ArchiverConfig {
   /** Worker threads of the background archiver for hashing and (de)compression. */
   readonly workers: number;
   readonly prefetch: number;
+  readonly prefetchConcurrency: number;
   readonly daemon: boolean;
   readonly daemonIdleSeconds: number;
   readonly logLevel: 'debug' | 'info' | 'warn';
@@ -169,6 +170,7 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 8, 1, 64),
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
+    prefetchConcurrency: integer(env, ARCHIVER_ENV.prefetchConcurrency, 2, 1, 64),
     daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'off'] as const, 'on') === 'on',
     daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 1, 7 * 24 * 3600),
     logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),

@@ -47,6 +47,8 @@ export const ARCHIVER_ENV = {
   workers: 'ARCHIVER_WORKERS',
   /** Segments `wal-fetch` downloads ahead of PostgreSQL's requests. Default 8; 0 disables. */
   prefetch: 'ARCHIVER_PREFETCH',
+  /** Prefetch downloads at once. Default 2: they compete with PostgreSQL's replay for the CPU. */
+  prefetchConcurrency: 'ARCHIVER_PREFETCH_CONCURRENCY',
   /** `on` (default): a background archiver process serves the calls; `off`: each call works alone. */
   daemon: 'ARCHIVER_DAEMON',
   /** The background process exits after this many idle seconds. Default 300. */

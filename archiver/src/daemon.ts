@@ -70,7 +70,7 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
     setImmediate(() => void stop());
   };
   const pusher = new Pusher(archive, spool, config.pushConcurrency, log, disowned);
-  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(2, Math.max(1, config.prefetch)), log, disowned);
+  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(config.prefetchConcurrency, Math.max(1, config.prefetch)), log, disowned);
   // Markers and prefetched files of an earlier run may belong to another configuration.
   await spool.clear();
   await spool.claim();

@@ -7,6 +7,7 @@ import {
   ARCHIVER_INSTALL_DIR,
   STORAGE_SECRET_KEYS,
   archivePath,
+  archiverDaemonCommand,
   archiverInstallCommand,
   repositoryUrl,
 } from '../archiver/src/contract';
@@ -94,10 +95,22 @@ export interface ArchiverOptions {
    */
   readonly archiveTimeout?: Duration;
   /**
-   * The archiver image; its init container copies the archiver into the PostgreSQL pod.
+   * The archiver image. It runs twice in each pod: as the init container that copies the
+   * archiver into the PostgreSQL container (PostgreSQL runs it as archive_command and
+   * restore_command), and as the `archiver` sidecar, the background archiver that pushes ready
+   * WAL ahead of PostgreSQL's calls and prefetches WAL for recovery.
    * @default DEFAULT_ARCHIVER_IMAGE
    */
   readonly image?: string;
+  /**
+   * The `archiver` sidecar's resources. It compresses and uploads up to 8 segments at once
+   * while catching up on a backlog, and idles otherwise.
+   * @default - requests { cpu: "100m", memory: "256Mi" }, limits { memory: "512Mi" }
+   */
+  readonly resources?: {
+    readonly requests?: ResourceQuantities;
+    readonly limits?: ResourceQuantities;
+  };
 }
 
 export interface ArchivedPostgresProps {
@@ -165,8 +178,9 @@ function selectorLabels(name: string): Record<string, string> {
 /**
  * PostgreSQL with continuous WAL archiving, as plain Kubernetes objects: a StatefulSet whose pod 0
  * is the primary and pods 1..N-1 streaming standbys, its Services, a ConfigMap with the server
- * configuration and start-up script, and an init container that installs the archiver PostgreSQL
- * runs as archive_command and restore_command. Credentials are referenced, never rendered.
+ * configuration and start-up script, an init container that installs the archiver PostgreSQL
+ * runs as archive_command and restore_command, and the `archiver` sidecar (the background
+ * archiver those commands hand their work to). Credentials are referenced, never rendered.
  */
 export class ArchivedPostgres extends Construct {
   public readonly name: string;
@@ -261,6 +275,12 @@ export class ArchivedPostgres extends Construct {
     } else {
       for (const problem of this.storage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
       if (props.archiver.image !== undefined) add('archiver.image', checkImage(props.archiver.image));
+      for (const kind of ['requests', 'limits'] as const) {
+        for (const resource of ['cpu', 'memory'] as const) {
+          const value = props.archiver.resources?.[kind]?.[resource];
+          if (value !== undefined) add(`archiver.resources.${kind}.${resource}`, checkResourceQuantity(value));
+        }
+      }
     }
     const timeoutMs = this.archiveTimeout.toMilliseconds();
     if (timeoutMs % 1000 !== 0) {
@@ -440,6 +460,10 @@ export class ArchivedPostgres extends Construct {
             // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
             { name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: authSecretName, key: 'password' } } },
             ...this.archiverEnv(),
+            // The sidecar below is the background archiver; a call never starts one of its own
+            // (it would be adopted by the postmaster, PID 1 here) and works alone while the
+            // sidecar is down.
+            ...(this.storage ? [{ name: ARCHIVER_ENV.daemon, value: 'external' }] : []),
           ],
           resources: { requests: quantities(requests), limits: quantities(limits) },
           securityContext: this.containerSecurityContext(),
@@ -462,6 +486,21 @@ export class ArchivedPostgres extends Construct {
             { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
             ...storageVolumes.mounts,
           ],
+        },
+        {
+          // The background archiver: warm before the first segment is ready, outside the
+          // postmaster's process tree, its log in `kubectl logs -c archiver`. It sees the data
+          // volume at the same path, so the paths PostgreSQL passes mean the same file here.
+          name: 'archiver',
+          image: this.props.archiver?.image ?? DEFAULT_ARCHIVER_IMAGE,
+          command: archiverDaemonCommand(),
+          env: [...this.archiverEnv(), { name: ARCHIVER_ENV.daemonIdleSeconds, value: '0' }],
+          resources: {
+            requests: quantities({ cpu: '100m', memory: '256Mi', ...this.props.archiver?.resources?.requests }),
+            limits: quantities({ memory: '512Mi', ...this.props.archiver?.resources?.limits }),
+          },
+          securityContext: this.containerSecurityContext(),
+          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, { name: 'tmp', mountPath: '/tmp' }, ...storageVolumes.mounts],
         },
       ],
       volumes: [

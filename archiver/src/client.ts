@@ -75,7 +75,12 @@ export function send(socketPath: string, request: Request, timeoutMs: number): P
   });
 }
 
-/** Starts the background archiver, detached, with this process's environment. */
+/**
+ * Starts the background archiver, detached, with this process's environment. Its parent exits
+ * at once, so it is adopted by PID 1: in a container where that is the postmaster, a crash of
+ * the adopted process would look like a crashed backend (a restart of every session) — which is
+ * why the pod runs it as a sidecar instead (ARCHIVER_DAEMON=external).
+ */
 function startDaemon(config: ArchiverConfig): void {
   const logFile = process.env.ARCHIVER_DAEMON_LOG;
   const stderr = logFile ? fs.openSync(logFile, 'a') : 'inherit';
@@ -102,7 +107,8 @@ export async function requestDaemon(config: ArchiverConfig, request: Request, ti
   try {
     response = await send(socketPath, request, timeoutMs);
   } catch (error) {
-    if (!(error instanceof DaemonUnavailableError)) throw error;
+    // An external background archiver (the sidecar) is never started here: the caller works alone.
+    if (!(error instanceof DaemonUnavailableError) || config.daemon !== 'on') throw error;
     await spool.ensure();
     startDaemon(config);
     const deadline = Date.now() + 5000;

@@ -25,15 +25,25 @@ export interface ArchiverConfig {
   readonly workers: number;
   readonly prefetch: number;
   readonly prefetchConcurrency: number;
-  readonly daemon: boolean;
+  /**
+   * `on`: a call starts the background archiver when none answers; `external`: one is run by
+   * someone else (the pod's archiver sidecar), used when it answers, never started by a call;
+   * `off`: every call works alone.
+   */
+  readonly daemon: DaemonMode;
+  /** 0: never exits when idle (the sidecar). */
   readonly daemonIdleSeconds: number;
   readonly logLevel: 'debug' | 'info' | 'warn';
   /**
    * A digest of everything that decides where and how objects are written (credentials
    * included, hashed): a background process serves only clients with the same configuration.
+   * Not in it: `daemon`, `daemonIdleSeconds` and `logLevel`, which differ between the sidecar
+   * and the calls it serves.
    */
   readonly fingerprint: string;
 }
+
+export type DaemonMode = 'on' | 'external' | 'off';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -171,11 +181,14 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
     prefetchConcurrency: integer(env, ARCHIVER_ENV.prefetchConcurrency, 2, 1, 64),
-    daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'off'] as const, 'on') === 'on',
-    daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 1, 7 * 24 * 3600),
+    daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'external', 'off'] as const, 'on'),
+    daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 0, 7 * 24 * 3600),
     logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),
   };
-  const fingerprint = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+  // Who starts the background archiver, when it stops and what it logs do not change the work:
+  // the sidecar (external, never idle) and the PostgreSQL container's calls must agree.
+  const { daemon: _daemon, daemonIdleSeconds: _idle, logLevel: _logLevel, ...work } = config;
+  const fingerprint = createHash('sha256').update(JSON.stringify(work)).digest('hex').slice(0, 16);
   return { ...config, fingerprint };
 }
 

@@ -49,9 +49,13 @@ export const ARCHIVER_ENV = {
   prefetch: 'ARCHIVER_PREFETCH',
   /** Prefetch downloads at once. Default 2: they compete with PostgreSQL's replay for the CPU. */
   prefetchConcurrency: 'ARCHIVER_PREFETCH_CONCURRENCY',
-  /** `on` (default): a background archiver process serves the calls; `off`: each call works alone. */
+  /**
+   * `on` (default): a background archiver process serves the calls, started by the first one;
+   * `external`: it is run by someone else (the pod's `archiver` sidecar) and used when it
+   * answers, never started by a call; `off`: each call works alone.
+   */
   daemon: 'ARCHIVER_DAEMON',
-  /** The background process exits after this many idle seconds. Default 300. */
+  /** The background process exits after this many idle seconds. Default 300; 0: never (the sidecar). */
   daemonIdleSeconds: 'ARCHIVER_DAEMON_IDLE_SECONDS',
   /** Deadline of one storage request in seconds (each is retried). Default 60. */
   timeoutSeconds: 'ARCHIVER_TIMEOUT_SECONDS',
@@ -109,6 +113,11 @@ export function archiverLauncher(installDir: string = ARCHIVER_INSTALL_DIR): str
 /** The command the init container runs to copy the archiver (launcher, Node runtime, bundle) into the shared volume. */
 export function archiverInstallCommand(installDir: string = ARCHIVER_INSTALL_DIR): string[] {
   return [`${ARCHIVER_IMAGE_HOME}/bin/node`, `${ARCHIVER_IMAGE_HOME}/lib/archiver.cjs`, 'install', installDir];
+}
+
+/** The `archiver` sidecar's command: the background archiver, in the foreground, from the image. */
+export function archiverDaemonCommand(): string[] {
+  return [`${ARCHIVER_IMAGE_HOME}/bin/node`, `${ARCHIVER_IMAGE_HOME}/lib/archiver.cjs`, 'daemon'];
 }
 
 /**

@@ -3,9 +3,11 @@
  * storage client (and its connections) warm, pushes ready WAL ahead of PostgreSQL's requests,
  * prefetches WAL for restore, and answers the per-call clients over a Unix socket.
  *
- * It is started on demand by the first client (and in Kubernetes lives as long as the
- * PostgreSQL container), exits after a configurable idle time, and can be stopped with a `stop`
- * request. When it is down, clients do the work themselves: it is a speed-up, never a
+ * In Kubernetes it runs as the pod's `archiver` sidecar container (ARCHIVER_DAEMON_IDLE_SECONDS=0:
+ * it never exits on its own), so that it is warm before the first segment is ready and is never
+ * a child of the postmaster; elsewhere the first client starts it on demand
+ * (ARCHIVER_DAEMON=on) and it exits after a configurable idle time. It can be stopped with a
+ * `stop` request. When it is down, clients do the work themselves: it is a speed-up, never a
  * requirement.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -186,9 +188,12 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   });
   fs.chmodSync(socketPath, 0o600);
 
-  const idleTimer = setInterval(() => {
-    if (Date.now() - lastActivity > config.daemonIdleSeconds * 1000 && pusher.pending === 0) void stop();
-  }, Math.min(1000, config.daemonIdleSeconds * 250));
+  const idleTimer =
+    config.daemonIdleSeconds > 0
+      ? setInterval(() => {
+          if (Date.now() - lastActivity > config.daemonIdleSeconds * 1000 && pusher.pending === 0) void stop();
+        }, Math.min(1000, config.daemonIdleSeconds * 250))
+      : undefined;
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {

@@ -50,7 +50,7 @@ describe('archiver configuration from the environment', () => {
     [{ ...s3, AWS_SECRET_ACCESS_KEY: '' }, 'AWS_SECRET_ACCESS_KEY: is not set but AWS_ACCESS_KEY_ID is'],
     [{ ...s3, ARCHIVER_S3_ENDPOINT: 'minio:9000' }, 'ARCHIVER_S3_ENDPOINT: "minio:9000" is not an http(s) URL'],
     [{ ...s3, ARCHIVER_PUSH_CONCURRENCY: '0' }, 'ARCHIVER_PUSH_CONCURRENCY: "0" is not a whole number from 1 to 64'],
-    [{ ...s3, ARCHIVER_DAEMON: 'maybe' }, 'ARCHIVER_DAEMON: "maybe" is not one of on, off'],
+    [{ ...s3, ARCHIVER_DAEMON: 'maybe' }, 'ARCHIVER_DAEMON: "maybe" is not one of on, external, off'],
     [{ ...s3, ARCHIVER_COMPRESSION: 'lz4', ARCHIVER_COMPRESSION_LEVEL: '3' }, 'ARCHIVER_COMPRESSION_LEVEL: lz4 compression has no levels'],
     [{ ...s3, ARCHIVER_COMPRESSION: 'gzip', ARCHIVER_COMPRESSION_LEVEL: '12' }, 'ARCHIVER_COMPRESSION_LEVEL: "12" is not a whole number from 1 to 9'],
   ])('fails, naming the variable, on %j', (env, message) => {
@@ -77,5 +77,20 @@ describe('archiver configuration from the environment', () => {
     expect(readConfig(s3).fingerprint).toBe(readConfig(s3).fingerprint);
     expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, AWS_SECRET_ACCESS_KEY: 'other' }).fingerprint);
     expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, ARCHIVER_COMPRESSION: 'lz4' }).fingerprint);
+  });
+
+  it('gives the sidecar and the calls it serves one fingerprint: who starts it, when it stops and what it logs are not the work', () => {
+    const sidecar = readConfig({ ...s3, ARCHIVER_DAEMON_IDLE_SECONDS: '0', ARCHIVER_LOG_LEVEL: 'debug' });
+    const call = readConfig({ ...s3, ARCHIVER_DAEMON: 'external' });
+    expect(sidecar.fingerprint).toBe(call.fingerprint);
+    expect(sidecar.daemonIdleSeconds).toBe(0);
+    expect(call.daemon).toBe('external');
+  });
+
+  it('knows three ways to run the background archiver and names the variable otherwise', () => {
+    expect(readConfig(s3).daemon).toBe('on');
+    expect(readConfig({ ...s3, ARCHIVER_DAEMON: 'off' }).daemon).toBe('off');
+    expect(() => readConfig({ ...s3, ARCHIVER_DAEMON: 'sidecar' })).toThrow('ARCHIVER_DAEMON: "sidecar" is not one of on, external, off');
+    expect(() => readConfig({ ...s3, ARCHIVER_DAEMON_IDLE_SECONDS: '-1' })).toThrow('ARCHIVER_DAEMON_IDLE_SECONDS: "-1" is not a whole number from 0 to 604800');
   });
 });

@@ -1,14 +1,15 @@
 /**
  * The archiver image, built with buildah from archiver/Containerfile and run with podman (no
  * Docker engine here): its init-container job copies a working archiver into a volume, as the
- * StatefulSet's init container does before PostgreSQL starts.
+ * StatefulSet's init container does before PostgreSQL starts; its sidecar job serves the calls
+ * PostgreSQL makes in the other container of the pod.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_INSTALL_DIR, archiverInstallCommand } from '../../archiver/src/contract';
+import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../archiver/src/contract';
 import { ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
 
 const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
@@ -59,4 +60,51 @@ describe('the archiver image', () => {
     expect(fetch.status).toBe(0);
     expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(segment)).toBe(true);
   });
+
+  it('runs the background archiver with the sidecar\'s exact command; the other container\'s calls reach it over the shared loopback', async () => {
+    const volume = path.join(scratch, 'sidecar-archiver');
+    fs.mkdirSync(volume, { mode: 0o777 });
+    fs.chmodSync(volume, 0o777);
+    const [installEntry, ...installArgs] = archiverInstallCommand();
+    expect(podman(['-v', `${volume}:${ARCHIVER_INSTALL_DIR}`, '--entrypoint', installEntry, image, ...installArgs]).status).toBe(0);
+
+    // The data volume, mounted at the same path in both containers (as the pod does).
+    const base = path.join(scratch, 'sidecar-data');
+    const pg = fakeDataDirectory(base);
+    fs.mkdirSync(path.join(base, 'repo'));
+    for (const dir of [base, pg.dataDir, pg.walDir, path.join(pg.walDir, 'archive_status'), path.join(base, 'repo')]) fs.chmodSync(dir, 0o777);
+    const shared = { ARCHIVER_REPOSITORY: `file://${base}/repo`, ARCHIVER_SPOOL: `${base}/spool` };
+    const [entry, ...args] = archiverDaemonCommand();
+    const sidecarName = `archiver-sidecar-test-${process.pid}`;
+    // A pod's containers share one network namespace: the host's stands in for it here.
+    const started = spawnSync(
+      'podman',
+      ['run', '-d', '--rm', '--network', 'host', '--pull=never', '--name', sidecarName, '-v', `${base}:${base}`,
+        ...Object.entries({ ...shared, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+        '--entrypoint', entry, image, ...args],
+      { env, encoding: 'utf8' },
+    );
+    expect(started.stderr).toBe('');
+    expect(started.status).toBe(0);
+    try {
+      const port = path.join(base, 'spool/daemon.port');
+      for (let i = 0; i < 200 && !fs.existsSync(port); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(fs.existsSync(port)).toBe(true);
+
+      const first = pg.addReady('000000010000000000000001', makeSegment(99n, 1, 1 << 20));
+      pg.addReady('000000010000000000000002', makeSegment(99n, 2, 1 << 20));
+      const callEnv = { PATH: process.env.PATH!, ...shared, ARCHIVER_DAEMON: 'external' };
+      const push = spawnSync(path.join(volume, 'bin/archiver'), ['wal-push', path.relative(pg.dataDir, first)], { cwd: pg.dataDir, env: callEnv, encoding: 'utf8' });
+      expect(push.stderr).toBe('');
+      expect(push.status).toBe(0);
+      // The sidecar pushed the next ready segment ahead: the launcher will answer for it alone.
+      const marker = path.join(base, 'spool/pushed/000000010000000000000002');
+      for (let i = 0; i < 200 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(fs.existsSync(marker)).toBe(true);
+      const logs = spawnSync('podman', ['logs', sidecarName], { env, encoding: 'utf8' });
+      expect(logs.stderr + logs.stdout).toMatch(/msg=pushed wal=000000010000000000000002 .*ahead=true/);
+    } finally {
+      spawnSync('podman', ['stop', '-t', '10', sidecarName], { env });
+    }
+  }, 120_000);
 });

@@ -85,8 +85,30 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
 
   it('renders no Secret object and no secret value', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toStrictEqual([]);
-    const envValues = postgres.env.filter((e: any) => /KEY|SECRET|PASSWORD|TOKEN/.test(e.name));
-    expect(envValues.every((e: any) => e.value === undefined && e.valueFrom?.secretKeyRef)).toBe(true);
+    for (const container of statefulSet.spec.template.spec.containers) {
+      const envValues = container.env.filter((e: any) => /KEY|SECRET|PASSWORD|TOKEN/.test(e.name));
+      expect(envValues.length).toBeGreaterThan(0);
+      expect(envValues.every((e: any) => e.value === undefined && e.valueFrom?.secretKeyRef)).toBe(true);
+    }
+  });
+
+  it('runs the background archiver as the `archiver` sidecar, with the same archive settings and data volume', () => {
+    const containers = statefulSet.spec.template.spec.containers;
+    expect(containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver']);
+    const sidecar = containers[1];
+    expect(sidecar.image).toBe('pg-wal-archiver:0.1.0');
+    expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
+    // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
+    expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
+    expect(ARCHIVER_DAEMON).toBe('external');
+    expect(sidecarEnv).toStrictEqual(archiverEnv);
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    // Nothing of the superuser's reaches the sidecar.
+    expect(sidecar.env.some((e: any) => e.name.includes('PASSWORD'))).toBe(false);
   });
 
   it('installs the archiver from its image into a volume the postgres container reads', () => {
@@ -218,12 +240,15 @@ describe('ArchivedPostgres options', () => {
       image: 'registry.example.com/postgres:15.8',
       authSecretName: 'pg-superuser',
       resources: { requests: { cpu: '2', memory: '4Gi' } },
-      archiver: { ...seedProps().archiver, image: 'registry.example.com/pg-wal-archiver:1.2.3' },
+      archiver: { ...seedProps().archiver, image: 'registry.example.com/pg-wal-archiver:1.2.3', resources: { requests: { cpu: '1' }, limits: { memory: '1Gi' } } },
     }));
     const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
     const postgres = postgresContainer(statefulSet);
     expect(postgres.image).toBe('registry.example.com/postgres:15.8');
     expect(statefulSet.spec.template.spec.initContainers[0].image).toBe('registry.example.com/pg-wal-archiver:1.2.3');
+    const sidecar = statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'archiver');
+    expect(sidecar.image).toBe('registry.example.com/pg-wal-archiver:1.2.3');
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '256Mi' }, limits: { memory: '1Gi' } });
     expect(envOf(postgres).PGPASSWORD).toStrictEqual({ secretKeyRef: { name: 'pg-superuser', key: 'password' } });
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } });
   });

@@ -4,7 +4,7 @@
  * synthesized StatefulSet (Secret references resolved to test values, as the kubelet would), and
  * the archive_command from the rendered postgresql.conf is run as PostgreSQL runs it.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,14 +12,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
-import { LAUNCHER, ROOT, fakeDataDirectory, makeSegment, stopArchiver } from '../support/archiver';
+import { LAUNCHER, ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
 import { S3Server, startS3Server } from '../support/s3-server';
 import { KubeObject, find, postgresContainer, seedProps, synthDatabase } from './fixtures';
 
+function container(statefulSet: KubeObject, name: string): any {
+  return statefulSet.spec.template.spec.containers.find((c: any) => c.name === name);
+}
+
 /** The container's environment as the kubelet builds it, with `secrets[name][key]` for secretKeyRefs. */
-function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>): Record<string, string> {
+function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>, containerName = 'postgres'): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const variable of postgresContainer(statefulSet).env) {
+  for (const variable of container(statefulSet, containerName).env) {
     if (variable.value !== undefined) env[variable.name] = variable.value;
     else if (variable.valueFrom?.secretKeyRef) {
       const { name, key } = variable.valueFrom.secretKeyRef;
@@ -29,6 +33,11 @@ function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<
     } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = `${statefulSet.metadata.name}-0`;
   }
   return env;
+}
+
+/** A command of the image (ARCHIVER_IMAGE_HOME) on the files the build ships. */
+function fromBuild(file: string): string {
+  return path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length));
 }
 
 /** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
@@ -64,39 +73,75 @@ describe('the YAML and the archiver agree', () => {
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   });
 
-  it('PostgreSQL\'s archive_command, run with the pod\'s S3 environment, archives to {bucket}/{prefix}/kubedb/{namespace}/{name}/archive', async () => {
+  it('PostgreSQL\'s archive_command, run with the pod\'s S3 environment, archives to {bucket}/{prefix}/kubedb/{namespace}/{name}/archive through the archiver sidecar', async () => {
     const { objects } = synthDatabase(seedProps({
       archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: 'kubedb', prefix: 'team-a' }) },
     }));
-    const env = podEnvironment(find(objects, 'StatefulSet', 'wal-postgres'), {
+    const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
+    const secrets = {
       's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
       'wal-postgres-auth': { password: 'test-password' },
-    });
+    };
+    const env = podEnvironment(statefulSet, secrets);
+    const sidecarEnv = podEnvironment(statefulSet, secrets, 'archiver');
     // What differs from a cluster: the endpoint is the test's S3 server, which needs
     // WHEN_REQUIRED checksums; the spool lives in the scratch directory.
     expect(env.ARCHIVER_S3_ENDPOINT).toBe('https://s3.example.com');
+    const local = { PATH: process.env.PATH!, ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: path.join(scratch, 's3/spool') };
+    const run = { ...env, ...local };
     const pg = fakeDataDirectory(path.join(scratch, 's3'));
-    const run = { ...env, PATH: process.env.PATH!, ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: path.join(scratch, 's3/spool'), ARCHIVER_DAEMON_LOG: path.join(scratch, 's3/daemon.log') };
 
+    // The sidecar, with its rendered command and environment.
+    const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
+    const log = fs.openSync(path.join(scratch, 's3/sidecar.log'), 'a');
+    const sidecar = spawn(fromBuild(node), [fromBuild(bundle), ...args], { env: { ...sidecarEnv, ...local }, stdio: ['ignore', 'ignore', log] });
+    fs.closeSync(log);
     const conf = find(objects, 'ConfigMap', 'wal-postgres-config').data!['postgresql.conf'];
     const archiveCommand = /^archive_command = '(.*)'$/m.exec(conf)![1];
     pg.addReady('000000010000000000000001', makeSegment(42n, 1, 1 << 20));
+    pg.addReady('000000010000000000000002', makeSegment(42n, 2, 1 << 20));
     try {
+      for (let i = 0; i < 400 && !fs.existsSync(path.join(local.ARCHIVER_SPOOL, 'daemon.port')); i++) await new Promise((r) => setTimeout(r, 25));
       const result = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000001')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
-      expect(result.stderr).not.toMatch(/level=error|Error/);
+      expect(result.stderr).toBe('');
       expect(result.status).toBe(0);
+      // The sidecar pushes the next ready segment ahead; the call for it is answered from the spool.
+      const marker = path.join(local.ARCHIVER_SPOOL, 'pushed/000000010000000000000002');
+      for (let i = 0; i < 400 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
+      const second = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000002')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
+      expect(second.status).toBe(0);
+      expect(fs.readFileSync(path.join(scratch, 's3/sidecar.log'), 'utf8')).toMatch(/msg=pushed wal=000000010000000000000002 .*ahead=true/);
     } finally {
-      stopArchiver(run);
+      sidecar.kill('SIGTERM');
+      await new Promise((r) => (sidecar.exitCode !== null ? r(null) : sidecar.on('exit', r)));
     }
     const bucket = await openStorage({ kind: 's3', bucket: 'kubedb', endpoint: server.endpoint, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, requestChecksumCalculation: 'WHEN_REQUIRED' });
     try {
       expect((await bucket.list('')).map((o) => o.key).sort()).toStrictEqual([
         'team-a/kubedb/demo/wal-postgres/archive/archive.json',
         'team-a/kubedb/demo/wal-postgres/archive/wal/000000010000000000000001',
+        'team-a/kubedb/demo/wal-postgres/archive/wal/000000010000000000000002',
       ]);
     } finally {
       await bucket.close();
     }
+  });
+
+  it('the sidecar and the PostgreSQL container give the archiver the same archive settings and data path', () => {
+    const statefulSet = find(synthDatabase(seedProps()).objects, 'StatefulSet', 'wal-postgres');
+    const secrets = { 's3-secret': { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b' }, 'wal-postgres-auth': { password: 'p' } };
+    const check = (containerName: string) => {
+      const result = spawnSync(LAUNCHER, ['check'], { env: { PATH: process.env.PATH!, ...podEnvironment(statefulSet, secrets, containerName) }, encoding: 'utf8' });
+      expect(result.status).toBe(0);
+      return JSON.parse(result.stdout).config;
+    };
+    const [postgres, sidecar] = [check('postgres'), check('archiver')];
+    expect(postgres.daemon).toBe('external');
+    expect(sidecar.daemonIdleSeconds).toBe(0);
+    // The sidecar serves only calls with its fingerprint.
+    expect(sidecar.fingerprint).toBe(postgres.fingerprint);
+    const dataMount = (name: string) => container(statefulSet, name).volumeMounts.find((m: any) => m.name === 'data').mountPath;
+    expect(dataMount('archiver')).toBe(dataMount('postgres'));
   });
 
   it('the archiver reads the pod\'s GCS environment: bucket, prefix, project and the mounted key file', () => {

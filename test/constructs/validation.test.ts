@@ -88,6 +88,17 @@ describe('ArchivedPostgres validation', () => {
     expect(errors[0]).toMatch(/^\[test\/wal-postgres\] storage\.size: ".*" (is not a Kubernetes quantity: write e\.g\. "1Gi"|is smaller than 1Mi)/);
   });
 
+  it('fails on resource quantities of the PostgreSQL container and of the archiver sidecar, naming each field', () => {
+    const errors = errorsOf(seedProps({
+      resources: { requests: { memory: '1 GB' } },
+      archiver: { ...seedProps().archiver, resources: { requests: { cpu: 'fast' }, limits: { memory: '512MB' } } },
+    }));
+    expect(errors).toHaveLength(3);
+    expect(errors[0]).toMatch(/^\[test\/wal-postgres\] resources\.requests\.memory: "1 GB" /);
+    expect(errors[1]).toMatch(/^\[test\/wal-postgres\] archiver\.resources\.requests\.cpu: "fast" /);
+    expect(errors[2]).toMatch(/^\[test\/wal-postgres\] archiver\.resources\.limits\.memory: "512MB" /);
+  });
+
   it.each([12, 19, 15.2])('fails on the unsupported version %j', (version) => {
     expect(errorsOf(seedProps({ version }))).toStrictEqual([
       `[test/wal-postgres] version: ${version} is not a supported PostgreSQL major version: use one of 13, 14, 15, 16, 17, 18`,

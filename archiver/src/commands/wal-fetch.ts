@@ -21,7 +21,7 @@ export async function walFetch(args: readonly string[]): Promise<void> {
   const config = readConfig();
   const log = new Logger(config.logLevel);
   if (await new Spool(config.spool, config.spoolOwner).takePrefetched(name, destination)) return;
-  if (config.daemon) {
+  if (config.daemon !== 'off') {
     try {
       await requestDaemon(config, { op: 'fetch', name, destination }, REQUEST_TIMEOUT_MS);
       return;

@@ -3,7 +3,8 @@
  * archived (or was already, with identical contents).
  *
  * 1. Pushed ahead already? The launcher answers that without Node; checked again here.
- * 2. Ask the background archiver (started if needed) to push it and the other ready files.
+ * 2. Ask the background archiver to push it and the other ready files (ARCHIVER_DAEMON=on starts
+ *    it when none answers; =external, in the pod, uses the sidecar's and never starts one).
  * 3. Background archiver unreachable: push it here, with the other ready files in parallel,
  *    and wait for all of them.
  */
@@ -27,7 +28,7 @@ export async function walPush(args: readonly string[]): Promise<void> {
   const config = readConfig();
   const log = new Logger(config.logLevel);
   if (await new Spool(config.spool, config.spoolOwner).takePushed(path.basename(file))) return;
-  if (config.daemon) {
+  if (config.daemon !== 'off') {
     try {
       await requestDaemon(config, { op: 'push', file }, REQUEST_TIMEOUT_MS);
       return;

@@ -8,6 +8,10 @@
  *    WAL wait with archiving off, then archive_command is switched on and timed until none is
  *    left ready. Once against one S3-compatible server (s3rver over TLS on 127.0.0.1, shared by
  *    every tool: pgBackRest speaks only TLS), once against the local filesystem, cp as the floor.
+ *    Ours runs as the pod runs it (the `archiver` sidecar already up, the calls with
+ *    ARCHIVER_DAEMON=external; the targets are judged on this row) and cold (the first call
+ *    starts the background archiver). Rounds rotate the order of the tools; writes are flushed
+ *    (sync) between runs.
  * 2. Per-call cost when nothing is waiting: one archive_command call (sh -c, as the postgres
  *    user, in the data directory, as PostgreSQL runs it) for a fresh segment that is the only one
  *    ready; for a segment the tool's background process already pushed ahead; and for a segment
@@ -15,12 +19,13 @@
  *
  * Rates are only comparable within one run: the machine is shared and noisy.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../test/support/ports';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
-import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
@@ -135,6 +140,8 @@ interface BacklogRun {
   readonly pgbackrest?: readonly string[];
   readonly command?: string;
   readonly env?: Record<string, string>;
+  /** Run before archive-bench.sh starts (the sidecar). */
+  readonly before?: () => Promise<void>;
   /** archive-bench.sh's SETUP: shell run as postgres after the cluster starts ($D: its directory). */
   readonly setup?: string;
   /** Shown beside the result. */
@@ -175,6 +182,9 @@ async function runBacklogOnce(ctx: Context, spec: BacklogRun, segments: number):
     : [path.join(SHARED_BENCH, 'archive-bench.sh'), spec.name, String(segments), spec.command!];
   progress(`backlog ${spec.storage}: ${spec.tool} (${segments} segments)`);
   try {
+    // The previous run's writes are flushed before this one starts, not during it.
+    execFileSync('sync');
+    await spec.before?.();
     // Generous (barman-cloud manages ~1 segment/s), but a tool that keeps failing must not hold the run.
     const out = await run('bash', args, { env, timeoutMs: (180 + segments * 6) * 1000, alive: spec.storage === 's3' ? () => ctx.s3Watch.dead() : undefined, forceKill: () => killMentioning(base) });
     const match = /segments=(\d+) seconds=([\d.]+)/.exec(out.stdout);
@@ -221,29 +231,36 @@ function backlogRuns(ctx: Context, storage: StorageKind, round: number): Backlog
   const runs: BacklogRun[] = [];
   const r = `r${round}`;
   const s3Dir = (prefix: string) => path.join(s3.directory, BUCKET, prefix);
-  const oursState = scratch.mkdir(`ours-${storage}-${r}`);
-  const oursRepo = storage === 'local' ? scratch.mkdir(`ours-local-repo-${r}`) : undefined;
-  const oursEnv = archiverEnv({
-    repository: storage === 'local' ? `file://${oursRepo}` : `s3://${BUCKET}/ours-${r}`,
-    s3: storage === 's3' ? s3 : undefined,
-    caFile,
-    stateDir: oursState,
-  });
-  runs.push({
-    name: `ours-${storage}`,
-    tool: 'our archiver (zstd, background archiver, push-ahead 8)',
-    storage,
-    ours: true,
-    command: archiver.archiveCommand,
-    env: oursEnv,
-    stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(s3Dir(`ours-${r}`), true)),
-    after: () => {
-      stopArchiverDaemon(archiver, oursEnv);
-      fs.rmSync(oursRepo ?? s3Dir(`ours-${r}`), { recursive: true, force: true });
-    },
-    diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
-    summary: () => pushSummary(daemonLog(oursEnv)),
-  });
+  // Ours twice: as the pod runs it (the sidecar already running when archiving starts, the calls
+  // with ARCHIVER_DAEMON=external) and cold (no sidecar: the first call starts the background
+  // archiver, as outside Kubernetes). The targets are judged on the first.
+  for (const mode of ['sidecar', 'cold'] as const) {
+    const id = `ours-${mode}-${storage}-${r}`;
+    const oursState = scratch.mkdir(id);
+    const oursRepo = storage === 'local' ? scratch.mkdir(`${id}-repo`) : undefined;
+    const oursEnv = archiverEnv({
+      repository: storage === 'local' ? `file://${oursRepo}` : `s3://${BUCKET}/${id}`,
+      s3: storage === 's3' ? s3 : undefined,
+      caFile,
+      stateDir: oursState,
+    });
+    runs.push({
+      name: `ours-${mode}-${storage}`,
+      tool: mode === 'sidecar' ? 'our archiver (zstd, push-ahead 8), sidecar running as in the pod' : 'our archiver, cold: no sidecar, the first call starts it',
+      storage,
+      ours: mode === 'sidecar',
+      command: archiver.archiveCommand,
+      env: mode === 'sidecar' ? { ...oursEnv, ARCHIVER_DAEMON: 'external' } : oursEnv,
+      before: mode === 'sidecar' ? async () => void (await startSidecar(archiver, oursEnv)) : undefined,
+      stored: () => (oursRepo ? storedSegments(oursRepo) : storedSegments(s3Dir(id), true)),
+      after: () => {
+        stopArchiverDaemon(archiver, oursEnv);
+        fs.rmSync(oursRepo ?? s3Dir(id), { recursive: true, force: true });
+      },
+      diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
+      summary: () => pushSummary(daemonLog(oursEnv)),
+    });
+  }
   for (const compress of ['lz4', 'zst']) {
     const name = `pgbr-${compress}-${storage}`;
     runs.push({
@@ -293,7 +310,7 @@ function pushSummary(log: string): string {
   const pushed = log.split('\n').filter((l) => /msg="?(pushed|already archived)/.test(l));
   const requested = pushed.filter((l) => /ahead=false/.test(l)).length;
   const failed = log.split('\n').filter((l) => /push failed/.test(l)).length;
-  return `${requested} of ${pushed.length} segments waited for by a call (launcher → Node)${failed ? `, ${failed} failed pushes` : ''}`;
+  return `${requested} of ${pushed.length} segments not pushed ahead in time (a call waited)${failed ? `, ${failed} failed pushes` : ''}`;
 }
 
 function backlogTable(rows: readonly BacklogRow[], storage: StorageKind, segments: number, repeats: number): string {
@@ -565,7 +582,10 @@ export async function runArchivingBenchmark(options: ArchivingBenchmarkOptions =
         const byTool = new Map<string, BacklogRow[]>();
         for (let round = 0; round < repeats; round++) {
           if (repeats > 1) progress(`backlog ${storage}: round ${round + 1} of ${repeats}`);
-          for (const spec of backlogRuns(ctx, storage, round)) {
+          // Each round starts with another tool, so that no tool always runs first (or after barman).
+          const specs = backlogRuns(ctx, storage, round);
+          const rotated = [...specs.slice(round % specs.length), ...specs.slice(0, round % specs.length)];
+          for (const spec of rotated) {
             const row = await runBacklog(ctx, spec, segments);
             byTool.set(row.tool, [...(byTool.get(row.tool) ?? []), row]);
           }

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PostgresCluster } from '../test/support/postgres';
 import { S3Server, startS3Server } from '../test/support/s3-server';
-import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
 import { killMentioning, postgresUser, Scratch } from './lib/scratch';
@@ -99,6 +99,8 @@ interface Source {
   readonly restoreCommand: (dataDir: string, port: number, socketDir: string) => string;
   /** Environment of the postmaster (and so of restore_command). */
   readonly env: () => Record<string, string>;
+  /** Before PostgreSQL starts (our sidecar); returns the postmaster's environment. */
+  readonly start?: (env: Record<string, string>) => Promise<Record<string, string>>;
   /** After each use (stop daemons). */
   readonly after?: (env: Record<string, string>) => void;
 }
@@ -204,7 +206,9 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
           label: `our archiver, ${storage === 'local' ? 'local' : 's3rver'}, ARCHIVER_PREFETCH=${p}`,
           ours: { storage, prefetch: p },
           restoreCommand: () => archiver.restoreCommand,
+          // As the pod runs it: the sidecar is up before PostgreSQL starts recovering.
           env: () => archiverEnv({ repository: oursRepo(storage), s3: storage === 's3' ? s3 : undefined, caFile, stateDir: scratch.mkdir(`restore-ours-${storage}-p${p}-${Date.now()}`), prefetch: p }),
+          start: (env) => startSidecar(archiver, env),
           after: (env) => stopArchiverDaemon(archiver, env),
         });
       }
@@ -223,9 +227,11 @@ function redoEnd(log: string): string | undefined {
 async function recover(archives: Archives, source: Source | 'floor'): Promise<{ seconds: number; redoEnd: string | undefined; log: string } | { error: string }> {
   const floor = source === 'floor';
   const env = floor ? {} : source.env();
+  // The postmaster's environment: with a sidecar, the calls use it and never start their own.
+  const pgEnv = !floor && source.start ? await source.start(env) : env;
   const cluster = await PostgresCluster.create({
     fromDataDirectory: archives.backup,
-    env,
+    env: pgEnv,
     settings: { hot_standby: 'off', archive_mode: 'off', archive_command: "''", shared_buffers: '256MB', max_wal_size: '64GB' },
   });
   try {
@@ -345,11 +351,12 @@ async function fetchLoop(archives: Archives, source: Source): Promise<FetchRow> 
   const cluster = await PostgresCluster.create({ fromDataDirectory: archives.backup });
   const env = source.env();
   try {
+    const callEnv = source.start ? await source.start(env) : env;
     const command = source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir);
     const target = path.join(cluster.dataDir, 'pg_wal', 'RECOVERYXLOG');
     let total = 0;
     for (const name of archives.segments) {
-      const result = timeAsPostgres(command.replace(/%f/g, name).replace(/%p/g, 'pg_wal/RECOVERYXLOG'), env, cluster.dataDir);
+      const result = timeAsPostgres(command.replace(/%f/g, name).replace(/%p/g, 'pg_wal/RECOVERYXLOG'), callEnv, cluster.dataDir);
       if (result.status !== 0) throw new Error(`${name}: exit ${result.status}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}`);
       total += result.ms;
       const size = fs.statSync(target).size;

@@ -93,6 +93,17 @@ set -euo pipefail
 config=(-c "config_file=${CONFIG_DIR}/postgresql.conf")
 ordinal="\${POD_NAME##*-}"
 
+# The archiver sidecar starts with this container. Give it a few seconds, so that the first
+# restore_command and archive_command calls already reach it (without it they work alone: slower,
+# still correct). Its port file may be a dead one's: only an answer on the port counts.
+for _ in {1..20}; do
+  if read -r port _ 2>/dev/null <"${ARCHIVER_SPOOL_DIR}/daemon.port" &&
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    break
+  fi
+  sleep 0.5
+done
+
 if [ "$ordinal" = "0" ]; then
   echo "start: $POD_NAME is the primary"
   # The official image's entrypoint runs initdb when the volume is empty, then starts postgres.

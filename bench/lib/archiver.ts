@@ -4,13 +4,13 @@
  * during a run cannot pull the files from under PostgreSQL (and so that every process it starts
  * names the scratch directory, which is how leftovers are found).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildArchiver } from '../../scripts/build-archiver';
 import type { S3Server } from '../../test/support/s3-server';
-import { giveToPostgres, processesMentioning, Scratch } from './scratch';
-import { progress, ROOT, shAsPostgres } from './tools';
+import { giveToPostgres, postgresUser, processesMentioning, Scratch } from './scratch';
+import { POSTGRES_BASE_ENV, progress, ROOT, shAsPostgres } from './tools';
 
 export interface PreparedArchiver {
   /** Absolute path of the launcher (bin/archiver) PostgreSQL runs. */
@@ -83,6 +83,36 @@ export function archiverEnv(options: ArchiverEnvOptions): Record<string, string>
   if (options.pushConcurrency !== undefined) env.ARCHIVER_PUSH_CONCURRENCY = String(options.pushConcurrency);
   if (options.compression !== undefined) env.ARCHIVER_COMPRESSION = options.compression;
   return env;
+}
+
+/**
+ * Starts the background archiver the way the pod's `archiver` sidecar runs it (the image's
+ * `daemon` command, never idling out), as postgres, before PostgreSQL needs it; waits until it
+ * listens. Returns the environment of PostgreSQL's calls in that pod: ARCHIVER_DAEMON=external.
+ * Stop it with stopArchiverDaemon(archiver, env).
+ */
+export async function startSidecar(archiver: PreparedArchiver, env: Record<string, string>): Promise<Record<string, string>> {
+  const { uid, gid } = postgresUser();
+  const bin = path.dirname(archiver.launcher);
+  const log = fs.openSync(env.ARCHIVER_DAEMON_LOG, 'a');
+  fs.fchownSync(log, uid, gid);
+  const child = spawn(path.join(bin, 'node'), [path.join(bin, '../lib/archiver.cjs'), 'daemon'], {
+    env: { ...POSTGRES_BASE_ENV, ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' },
+    cwd: path.dirname(env.ARCHIVER_SPOOL),
+    uid,
+    gid,
+    detached: true,
+    stdio: ['ignore', 'ignore', log],
+  });
+  child.unref();
+  fs.closeSync(log);
+  const port = path.join(env.ARCHIVER_SPOOL, 'daemon.port');
+  const deadline = Date.now() + 15_000;
+  while (!fs.existsSync(port)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the sidecar did not start: ${daemonLog(env).trim().split('\n').slice(-3).join(' / ')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { ...env, ARCHIVER_DAEMON: 'external' };
 }
 
 /**

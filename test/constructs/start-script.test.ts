@@ -1,0 +1,81 @@
+/**
+ * The start-up script of the ConfigMap, run by real bash: the role from the pod ordinal, and the
+ * bounded wait for the archiver sidecar. PostgreSQL itself is replaced by stubs on PATH that print
+ * how they were called (the official image's `docker-entrypoint.sh` and `postgres` cannot run
+ * here); the spool path is moved into a scratch directory.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
+import { find, seedProps, synthDatabase } from './fixtures';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'start-script-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
+
+/** Runs start.sh as pod `podName` with the spool at `spool`; resolves with its output and duration. */
+function runStartScript(podName: string, spool: string): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
+  const bin = path.join(scratch, 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  for (const stub of ['docker-entrypoint.sh', 'postgres']) {
+    fs.writeFileSync(path.join(bin, stub), `#!/bin/sh\necho "${stub} $*"\n`, { mode: 0o755 });
+  }
+  const file = path.join(scratch, `start-${podName}.sh`);
+  fs.writeFileSync(file, script.split(ARCHIVER_SPOOL_DIR).join(spool));
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn('bash', [file], { env: { PATH: `${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: path.join(scratch, 'pgdata') } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status) => resolve({ status, stdout, stderr, seconds: (Date.now() - started) / 1000 }));
+  });
+}
+
+describe('the start-up script', () => {
+  it('is valid bash', async () => {
+    const file = path.join(scratch, 'syntax.sh');
+    fs.writeFileSync(file, script);
+    const status = await new Promise<number | null>((resolve) => spawn('bash', ['-n', file]).on('close', resolve));
+    expect(status).toBe(0);
+  });
+
+  it('starts pod 0 as the primary through the image\'s entrypoint at once when the archiver sidecar answers', async () => {
+    const spool = path.join(scratch, 'spool-live');
+    fs.mkdirSync(spool);
+    const sidecar = net.createServer((socket) => socket.end());
+    await new Promise<void>((resolve) => sidecar.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    fs.writeFileSync(path.join(spool, 'daemon.port'), `${(sidecar.address() as net.AddressInfo).port} ${'0'.repeat(32)}\n`);
+    try {
+      const result = await runStartScript('wal-postgres-0', spool);
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(result.stdout).toBe('start: wal-postgres-0 is the primary\ndocker-entrypoint.sh postgres -c config_file=/etc/postgresql-archived/postgresql.conf\n');
+      expect(result.seconds).toBeLessThan(3);
+    } finally {
+      sidecar.close();
+    }
+  });
+
+  it('waits for the sidecar at most about ten seconds, then starts PostgreSQL anyway (a dead port file counts for nothing)', async () => {
+    const spool = path.join(scratch, 'spool-dead');
+    fs.mkdirSync(spool);
+    // A port nothing listens on: taken, then released.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    const deadPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    fs.writeFileSync(path.join(spool, 'daemon.port'), `${deadPort} ${'0'.repeat(32)}\n`);
+    const result = await runStartScript('wal-postgres-0', spool);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('docker-entrypoint.sh postgres');
+    expect(result.seconds).toBeGreaterThanOrEqual(9);
+    expect(result.seconds).toBeLessThan(20);
+  }, 30_000);
+});

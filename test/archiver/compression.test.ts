@@ -187,10 +187,11 @@ describe('command-line interoperability', () => {
     if (tool === undefined) {
       continue;
     }
-    const present = which(tool);
-    it.skipIf(!present)(
-      `${tool} -d reads our output (whole and streamed), and we read ${tool}'s${present ? '' : ` — skipped: no ${tool} on PATH`}`,
+    // scripts/system-deps.sh installs every tool (npm test runs it): a missing one is a failure.
+    it(
+      `${tool} -d reads our output (whole and streamed), and we read ${tool}'s`,
       async () => {
+        expect(which(tool), `${tool} is not on PATH: run scripts/system-deps.sh`).toBe(true);
         const codec = loadCodec(name);
         const data = segment;
         const whole = path.join(scratch, `whole-${name}${codec.extension}`);

@@ -191,6 +191,10 @@ describe('ArchivedPostgres options', () => {
       secret: { secretName: 'gcs-secret', items: [{ key: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY', path: 'service-account.json' }], defaultMode: 0o440 },
     });
     expect(postgres.volumeMounts).toContainEqual({ name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true });
+    // The sidecar does the uploads: it needs the key at the same path.
+    const sidecar = statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'archiver');
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true });
+    expect(envOf(sidecar).GOOGLE_APPLICATION_CREDENTIALS).toBe('/var/run/secrets/archiver/gcs/service-account.json');
   });
 
   it('places the archive under the prefix: {bucket}/{prefix}/kubedb/{namespace}/{name}/archive', () => {

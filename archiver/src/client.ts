@@ -96,7 +96,8 @@ function startDaemon(config: ArchiverConfig): void {
 }
 
 /**
- * Sends `request` to the background archiver for `config`, starting it if needed. Throws
+ * Sends `request` to the background archiver for `config`, starting it if needed and allowed
+ * (ARCHIVER_DAEMON=on; with `external` the sidecar's is used or none). Throws
  * DaemonUnavailableError when it cannot be reached (the caller then works alone), the reported
  * named error when the work failed.
  */

@@ -9,7 +9,10 @@ export async function daemon(): Promise<void> {
   const log = new Logger(config.logLevel);
   const { runDaemon } = await import('../daemon');
   const handle = await runDaemon(config, log);
-  if (!handle) return; // another one serves this configuration
+  if (!handle) {
+    log.info('another background archiver already serves this configuration; exiting', { spool: config.spool });
+    return;
+  }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void handle.stop());
   await handle.stopped;
 }

@@ -68,6 +68,8 @@ export function renderPgHbaConf(id: string): string {
 # TYPE  DATABASE     USER  ADDRESS  METHOD
 # Inside the container the OS user postgres is the database superuser (probes, kubectl exec psql).
 local   all          all            peer
+# ...replication too: pg_basebackup run in the pod (kubectl exec) takes a base backup locally.
+local   replication  all            peer
 # Everything over the network authenticates with SCRAM, replication from the standbys included.
 host    all          all   all      scram-sha-256
 host    replication  all   all      scram-sha-256

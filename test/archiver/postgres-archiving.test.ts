@@ -108,10 +108,7 @@ describe.each(Object.keys(backends))('PostgreSQL archives to %s and a second Pos
         fromDataDirectory: backup,
         settings: { restore_command: `'${LAUNCHER} wal-fetch %f %p'`, archive_mode: 'off', hot_standby: 'off', recovery_target_timeline: "'current'" },
       });
-      fs.writeFileSync(path.join(restored.dataDir, 'recovery.signal'), '');
-      giveToPostgres(restored.dataDir);
-      restored.start(false);
-      await restored.waitForRecoveryEnd();
+      await restored.recoverFromArchive();
       expect(restored.sql('select count(*), sum(id), md5(string_agg(note, \',\' order by id)) from orders')).toBe(expected);
       expect(restored.log()).toMatch(/restored log file "0000000100000000000000\w\w" from archive/);
       expect(restored.log()).not.toMatch(/CorruptObjectError|level=error/);

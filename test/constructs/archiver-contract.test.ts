@@ -14,36 +14,7 @@ import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
 import { LAUNCHER, ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
 import { S3Server, startS3Server } from '../support/s3-server';
-import { KubeObject, find, postgresContainer, seedProps, synthDatabase } from './fixtures';
-
-function container(statefulSet: KubeObject, name: string): any {
-  return statefulSet.spec.template.spec.containers.find((c: any) => c.name === name);
-}
-
-/** The container's environment as the kubelet builds it, with `secrets[name][key]` for secretKeyRefs. */
-function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>, containerName = 'postgres'): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const variable of container(statefulSet, containerName).env) {
-    if (variable.value !== undefined) env[variable.name] = variable.value;
-    else if (variable.valueFrom?.secretKeyRef) {
-      const { name, key } = variable.valueFrom.secretKeyRef;
-      const value = secrets[name]?.[key];
-      if (value === undefined) throw new Error(`the pod references Secret ${name} key ${key}, which the test does not provide`);
-      env[variable.name] = value;
-    } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = `${statefulSet.metadata.name}-0`;
-  }
-  return env;
-}
-
-/** A command of the image (ARCHIVER_IMAGE_HOME) on the files the build ships. */
-function fromBuild(file: string): string {
-  return path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length));
-}
-
-/** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
-function inInstallDir(command: string): string {
-  return command.replace(ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));
-}
+import { container, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, synthDatabase } from './fixtures';
 
 describe('the YAML and the archiver agree', () => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'yaml-contract-'));

@@ -1,5 +1,8 @@
+import * as path from 'node:path';
 import { App, Chart, Testing } from 'cdk8s';
+import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
 import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage } from '../../constructs';
+import { ROOT } from '../support/archiver';
 
 /** The seed example's props: 2 members, 1Gi `standard` volumes, archive to the `kubedb` bucket. */
 export function seedProps(overrides: Partial<ArchivedPostgresProps> = {}): ArchivedPostgresProps {
@@ -41,4 +44,33 @@ export function postgresContainer(statefulSet: KubeObject): any {
 
 export function envOf(container: any): Record<string, any> {
   return Object.fromEntries(container.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+}
+
+export function container(statefulSet: KubeObject, name: string): any {
+  return statefulSet.spec.template.spec.containers.find((c: any) => c.name === name);
+}
+
+/** The container's environment as the kubelet builds it, with `secrets[name][key]` for secretKeyRefs. */
+export function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>, containerName = 'postgres'): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of container(statefulSet, containerName).env) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.secretKeyRef) {
+      const { name, key } = variable.valueFrom.secretKeyRef;
+      const value = secrets[name]?.[key];
+      if (value === undefined) throw new Error(`the pod references Secret ${name} key ${key}, which the test does not provide`);
+      env[variable.name] = value;
+    } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = `${statefulSet.metadata.name}-0`;
+  }
+  return env;
+}
+
+/** A command of the image (ARCHIVER_IMAGE_HOME) on the files the build ships. */
+export function fromBuild(file: string): string {
+  return path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length));
+}
+
+/** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
+export function inInstallDir(command: string): string {
+  return command.replace(ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));
 }

@@ -128,6 +128,14 @@ export class PostgresCluster {
     return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
   }
 
+  /** Starts archive recovery (recovery.signal: restore_command until the archive has no more) and waits for its end. */
+  async recoverFromArchive(timeoutMs = 300_000): Promise<void> {
+    fs.writeFileSync(path.join(this.dataDir, 'recovery.signal'), '');
+    giveToPostgres(this.dataDir);
+    this.start(false);
+    await this.waitForRecoveryEnd(timeoutMs);
+  }
+
   /**
    * Waits for the end of recovery: the log's plain "ready to accept connections" (pg_ctl -w
    * returns before it with hot_standby off, and "read-only connections" comes before redo ends).

@@ -10,17 +10,19 @@
  * port and listen address are a free port on 127.0.0.1), the S3 endpoint (the test's s3rver, which
  * needs WHEN_REQUIRED checksums) and the spool directory.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
+import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
 import { ROOT } from '../support/archiver';
-import { PostgresCluster, giveToPostgres } from '../support/postgres';
-import { startS3Server } from '../support/s3-server';
+import { PG_BIN, PostgresCluster, giveToPostgres } from '../support/postgres';
+import { freePort } from '../support/ports';
+import { S3Server, startS3Server } from '../support/s3-server';
 import { container, find, fromBuild, podEnvironment, seedProps, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-pod-'));
@@ -33,21 +35,28 @@ function replaced(text: string, from: string, to: string): string {
   return text.split(from).join(to);
 }
 
-/** The rendered postgresql.conf with the container's paths and port replaced by the cluster's. */
-function renderedConf(conf: string, cluster: PostgresCluster): string {
+/**
+ * The rendered postgresql.conf and pg_hba.conf written into `dir` (socket there too), with the
+ * container's paths and port replaced; returns the postgresql.conf path.
+ */
+function writeRenderedFiles(files: Record<string, string>, dir: string, port: number, primaryPort?: number): string {
+  let conf = files['postgresql.conf'];
   conf = replaced(conf, ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));
   conf = replaced(conf, "listen_addresses = '*'", "listen_addresses = '127.0.0.1'");
-  conf = replaced(conf, 'port = 5432', `port = ${cluster.port}`);
-  conf = replaced(conf, "unix_socket_directories = '/var/run/postgresql'", `unix_socket_directories = '${cluster.baseDir}'`);
-  return replaced(conf, "hba_file = '/etc/postgresql-archived/pg_hba.conf'", `hba_file = '${path.join(cluster.baseDir, 'pg_hba.conf')}'`);
+  conf = replaced(conf, 'port = 5432', `port = ${port}`);
+  conf = replaced(conf, "unix_socket_directories = '/var/run/postgresql'", `unix_socket_directories = '${dir}'`);
+  conf = replaced(conf, "hba_file = '/etc/postgresql-archived/pg_hba.conf'", `hba_file = '${path.join(dir, 'pg_hba.conf')}'`);
+  if (primaryPort !== undefined) conf = replaced(conf, 'host=wal-postgres-0.wal-postgres-pods port=5432', `host=127.0.0.1 port=${primaryPort}`);
+  const file = path.join(dir, 'rendered.conf');
+  fs.writeFileSync(file, conf);
+  fs.writeFileSync(path.join(dir, 'pg_hba.conf'), files['pg_hba.conf']);
+  giveToPostgres(dir);
+  return file;
 }
 
 /** Gives `cluster` the rendered files, included last so that they win over the test defaults. */
 function useRenderedFiles(cluster: PostgresCluster, files: Record<string, string>): void {
-  fs.writeFileSync(path.join(cluster.baseDir, 'rendered.conf'), renderedConf(files['postgresql.conf'], cluster));
-  fs.writeFileSync(path.join(cluster.baseDir, 'pg_hba.conf'), files['pg_hba.conf']);
-  giveToPostgres(cluster.baseDir);
-  cluster.configure({ include: `'${path.join(cluster.baseDir, 'rendered.conf')}'` });
+  cluster.configure({ include: `'${writeRenderedFiles(files, cluster.baseDir, cluster.port)}'` });
 }
 
 function postgresIds(): { uid: number; gid: number } {
@@ -55,44 +64,58 @@ function postgresIds(): { uid: number; gid: number } {
 }
 
 describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with its archiver sidecar', () => {
-  it('archives every segment through the sidecar to {bucket}/kubedb/{namespace}/{name}/archive/wal/, and another pod recovers every row from there', async () => {
-    const { objects } = synthDatabase(seedProps({
-      archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: 'kubedb' }) },
-    }));
-    const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
-    const files = find(objects, 'ConfigMap', 'wal-postgres-config').data!;
-    const server = await startS3Server({ buckets: ['kubedb'] });
-    const secrets = {
+  const { objects } = synthDatabase(seedProps({
+    archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: 'kubedb' }) },
+  }));
+  const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
+  const files = find(objects, 'ConfigMap', 'wal-postgres-config').data!;
+  let server: S3Server;
+  let secrets: Record<string, Record<string, string>>;
+  const sidecars: ChildProcess[] = [];
+  // A server (an archive) per spec: two clusters must never share one.
+  beforeEach(async () => {
+    server = await startS3Server({ buckets: ['kubedb'] });
+    secrets = {
       's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
       'wal-postgres-auth': { password: 'test-password' },
     };
-    /** A pod's spool and environments; the sidecar started (as the pod's start.sh waits for it). */
-    const startPod = async (name: string) => {
-      const spool = path.join(scratch, `${name}-spool`);
-      fs.mkdirSync(spool);
-      giveToPostgres(spool);
-      const local = { ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: spool };
-      const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
-      const logFile = path.join(scratch, `${name}-sidecar.log`);
-      const log = fs.openSync(logFile, 'a');
-      const sidecar = spawn(fromBuild(node), [fromBuild(bundle), ...args], {
-        env: { PATH: process.env.PATH!, ...podEnvironment(statefulSet, secrets, 'archiver'), ...local },
-        ...postgresIds(),
-        cwd: scratch,
-        stdio: ['ignore', 'ignore', log],
-      });
-      fs.closeSync(log);
-      sidecars.push(sidecar);
-      for (let i = 0; i < 400 && !fs.existsSync(path.join(spool, 'daemon.port')); i++) await new Promise((r) => setTimeout(r, 25));
-      expect(fs.existsSync(path.join(spool, 'daemon.port'))).toBe(true);
-      const postgresEnv: Record<string, string> = { ...podEnvironment(statefulSet, secrets), ...local };
-      expect(postgresEnv.ARCHIVER_DAEMON).toBe('external');
-      return { postgresEnv, sidecarLog: () => fs.readFileSync(logFile, 'utf8') };
-    };
+  });
+  afterEach(async () => {
+    for (const sidecar of sidecars.splice(0)) {
+      if (sidecar.exitCode !== null) continue;
+      sidecar.kill('SIGTERM');
+      await new Promise((r) => sidecar.once('exit', r));
+    }
+    await server?.stop();
+  });
 
+  /** A pod's spool and environments; the sidecar started (as the pod's start.sh waits for it). */
+  const startPod = async (name: string) => {
+    const spool = path.join(scratch, `${name}-spool`);
+    fs.mkdirSync(spool);
+    giveToPostgres(spool);
+    const local = { ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: spool };
+    const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
+    const logFile = path.join(scratch, `${name}-sidecar.log`);
+    const log = fs.openSync(logFile, 'a');
+    const sidecar = spawn(fromBuild(node), [fromBuild(bundle), ...args], {
+      env: { PATH: process.env.PATH!, ...podEnvironment(statefulSet, secrets, 'archiver'), ...local },
+      ...postgresIds(),
+      cwd: scratch,
+      stdio: ['ignore', 'ignore', log],
+    });
+    fs.closeSync(log);
+    sidecars.push(sidecar);
+    for (let i = 0; i < 400 && !fs.existsSync(path.join(spool, 'daemon.port')); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(fs.existsSync(path.join(spool, 'daemon.port'))).toBe(true);
+    const postgresEnv: Record<string, string> = { ...podEnvironment(statefulSet, secrets), ...local };
+    expect(postgresEnv.ARCHIVER_DAEMON).toBe('external');
+    return { spool, postgresEnv, sidecarLog: () => fs.readFileSync(logFile, 'utf8') };
+  };
+
+  it('archives every segment through the sidecar to {bucket}/kubedb/{namespace}/{name}/archive/wal/, and another pod recovers every row from there', async () => {
     let cluster: PostgresCluster | undefined;
     let restored: PostgresCluster | undefined;
-    const sidecars: ChildProcess[] = [];
     try {
       const primaryPod = await startPod('primary');
       cluster = await PostgresCluster.create({ env: primaryPod.postgresEnv });
@@ -145,12 +168,87 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
     } finally {
       await cluster?.remove();
       await restored?.remove();
-      for (const sidecar of sidecars) {
-        if (sidecar.exitCode !== null) continue;
-        sidecar.kill('SIGTERM');
-        await new Promise((r) => sidecar.once('exit', r));
+    }
+  }, 180_000);
+
+  it('starts pod 1 with the rendered start.sh: it clones pod 0 with pg_basebackup (SCRAM, the Secret\'s password) and streams from it as a hot standby', async () => {
+    let primary: PostgresCluster | undefined;
+    let standby: ChildProcess | undefined;
+    const standbyDir = path.join(scratch, 'standby');
+    try {
+      const primaryPod = await startPod('streaming-primary');
+      primary = await PostgresCluster.create({ env: primaryPod.postgresEnv });
+      useRenderedFiles(primary, files);
+      primary.start();
+      // What the official image's entrypoint does with POSTGRES_PASSWORD on first start.
+      primary.sql(`alter user postgres password '${secrets['wal-postgres-auth'].password}'`);
+      primary.sql('create table orders(id bigint primary key, note text)');
+      primary.sql("insert into orders select g, md5(g::text) from generate_series(1, 1000) g");
+
+      // Pod 1: its own data directory, spool and sidecar; the rendered start.sh with the
+      // container's paths, the primary's DNS name and port replaced by the test cluster's.
+      fs.mkdirSync(standbyDir);
+      const standbyPod = await startPod('standby');
+      const standbyPort = await freePort();
+      const conf = writeRenderedFiles(files, standbyDir, standbyPort, primary.port);
+      let script = files['start.sh'];
+      script = replaced(script, 'wal-postgres-0.wal-postgres-pods', '127.0.0.1');
+      script = replaced(script, '-p 5432', `-p ${primary.port}`);
+      script = replaced(script, '--port=5432', `--port=${primary.port}`);
+      script = replaced(script, '/etc/postgresql-archived/postgresql.conf', conf);
+      script = replaced(script, ARCHIVER_SPOOL_DIR, standbyPod.spool);
+      fs.writeFileSync(path.join(standbyDir, 'start.sh'), script);
+      giveToPostgres(standbyDir);
+      const output = path.join(standbyDir, 'start.out');
+      const out = fs.openSync(output, 'a');
+      standby = spawn('bash', [path.join(standbyDir, 'start.sh')], {
+        env: { ...standbyPod.postgresEnv, PATH: `${PG_BIN}:${process.env.PATH}`, POD_NAME: 'wal-postgres-1', PGDATA: path.join(standbyDir, 'pgdata') },
+        ...postgresIds(),
+        cwd: standbyDir,
+        stdio: ['ignore', out, out],
+        // Its own process group: the script, pg_basebackup and PostgreSQL are stopped together.
+        detached: true,
+      });
+      fs.closeSync(out);
+      const psql = (query: string) =>
+        spawnSync(`${PG_BIN}/psql`, ['-h', standbyDir, '-p', String(standbyPort), '-U', 'postgres', '-qAtX', '-c', query], { ...postgresIds(), encoding: 'utf8', timeout: 20_000 });
+
+      // Streaming once the standby's own walreceiver streams (pg_basebackup's WAL stream also
+      // shows in the primary's pg_stat_replication while it clones).
+      const deadline = Date.now() + 60_000;
+      while (psql('select status from pg_stat_wal_receiver').stdout.trim() !== 'streaming') {
+        if (Date.now() > deadline || standby.exitCode !== null) throw new Error(`no streaming standby:\n${fs.readFileSync(output, 'utf8').slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await server.stop();
+      expect(primary.sql('select count(*) from pg_stat_replication')).toBe('1');
+      const log = fs.readFileSync(output, 'utf8');
+      expect(log).toContain('start: wal-postgres-1 is a standby of 127.0.0.1');
+      expect(fs.existsSync(path.join(standbyDir, 'pgdata/standby.signal'))).toBe(true);
+      expect(fs.existsSync(path.join(standbyDir, 'pgdata.clone'))).toBe(false);
+      expect(psql('select pg_is_in_recovery()').stdout.trim()).toBe('t');
+
+      // A write on the primary reaches the standby.
+      primary.sql("insert into orders select g, md5(g::text) from generate_series(1001, 2000) g");
+      const lsn = primary.sql('select pg_current_wal_lsn()');
+      while (psql(`select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`).stdout.trim() !== 't') {
+        if (Date.now() > deadline) throw new Error(`the standby did not replay to ${lsn}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(psql('select count(*) from orders').stdout.trim()).toBe('2000');
+      // Read-only, as a standby is.
+      expect(psql("insert into orders values (0, 'x')").stderr).toContain('read-only transaction');
+    } finally {
+      if (standby?.pid !== undefined && standby.exitCode === null) {
+        // PostgreSQL's fast shutdown (to the whole group: the script may still be cloning), then
+        // SIGKILL should that not end it.
+        const exited = new Promise((r) => standby!.once('exit', r));
+        process.kill(-standby.pid, 'SIGINT');
+        const timer = setTimeout(() => process.kill(-standby!.pid!, 'SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await primary?.remove();
+      fs.rmSync(standbyDir, { recursive: true, force: true });
     }
   }, 180_000);
 });

@@ -46,6 +46,34 @@ function timingSafeEqualStrings(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** The longest request line either protocol accepts: a request is a few paths long. */
+const MAX_REQUEST_LINE = 8192;
+
+/**
+ * A server whose connections each carry one request line and get one answer: `onLine` runs once
+ * per connection, with the first line; anything after it is ignored, and a connection that sends
+ * more than MAX_REQUEST_LINE bytes without a newline is dropped.
+ */
+function oneLineServer(onLine: (line: string, socket: net.Socket) => void): net.Server {
+  return net.createServer((socket) => {
+    let buffer = '';
+    let answered = false;
+    socket.setEncoding('utf8');
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: string) => {
+      if (answered) return;
+      buffer += chunk;
+      const newline = buffer.indexOf('\n');
+      if (newline < 0) {
+        if (buffer.length > MAX_REQUEST_LINE) socket.destroy();
+        return;
+      }
+      answered = true;
+      onLine(buffer.slice(0, newline), socket);
+    });
+  });
+}
+
 /** Whether something answers on `socketPath`. */
 function alive(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -131,23 +159,12 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   // The shell path: the launcher's bash helper reaches this over loopback TCP with the token
   // from the spool, so that a call the spool cannot answer costs milliseconds, not a Node start.
   const token = randomBytes(16).toString('hex');
-  const shellServer = net.createServer((socket) => {
-    let buffer = '';
-    socket.setEncoding('utf8');
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      const newline = buffer.indexOf('\n');
-      if (newline < 0) {
-        if (buffer.length > 8192) socket.destroy();
-        return;
-      }
-      const parsed = parseShellRequest(buffer.slice(0, newline));
-      if (parsed.kind === 'invalid') return void socket.end(`usage ${parsed.reason}\n`);
-      if (!timingSafeEqualStrings(parsed.token, token)) return void socket.destroy();
-      if (parsed.owner !== config.spoolOwner) return void socket.end('mismatch\n');
-      void handle(parsed.request).then((response) => socket.end(`${shellResponse(response)}\n`));
-    });
+  const shellServer = oneLineServer((line, socket) => {
+    const parsed = parseShellRequest(line);
+    if (parsed.kind === 'invalid') return void socket.end(`usage ${parsed.reason}\n`);
+    if (!timingSafeEqualStrings(parsed.token, token)) return void socket.destroy();
+    if (parsed.owner !== config.spoolOwner) return void socket.end('mismatch\n');
+    void handle(parsed.request).then((response) => socket.end(`${shellResponse(response)}\n`));
   });
   await new Promise<void>((resolve, reject) => {
     shellServer.once('error', reject);
@@ -158,23 +175,14 @@ export async function runDaemon(config: ArchiverConfig, log: Logger): Promise<Da
   fs.writeFileSync(portTemporary, portLine, { mode: 0o600 });
   fs.renameSync(portTemporary, spool.portFile);
 
-  const server = net.createServer((socket) => {
-    let buffer = '';
-    socket.setEncoding('utf8');
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      const newline = buffer.indexOf('\n');
-      if (newline < 0) return;
-      let request: Request;
-      try {
-        request = JSON.parse(buffer.slice(0, newline)) as Request;
-      } catch {
-        socket.end(`${JSON.stringify({ ok: false, error: { name: 'UsageError', message: 'unreadable request' } })}\n`);
-        return;
-      }
-      void handle(request).then((response) => socket.end(`${JSON.stringify(response)}\n`));
-    });
+  const server = oneLineServer((line, socket) => {
+    let request: Request;
+    try {
+      request = JSON.parse(line) as Request;
+    } catch {
+      return void socket.end(`${JSON.stringify({ ok: false, error: { name: 'UsageError', message: 'unreadable request' } })}\n`);
+    }
+    void handle(request).then((response) => socket.end(`${JSON.stringify(response)}\n`));
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -18,9 +18,9 @@ import { CodecPool } from './codec-pool';
 import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './codec-task';
 import { CompressionName } from './compression/codec';
 import { checksum } from './envelope';
-import { ArchiveConflictError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
+import { ArchiveConflictError, ForeignArchiveError, WalNotFoundError } from './errors';
 import { ObjectExistsError, ObjectNotFoundError, Storage } from './storage/storage';
-import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, walFileKind } from './wal-names';
+import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, requireWalFileName, segmentHeaderOf, walFileKind } from './wal-names';
 
 export const IDENTITY_KEY = 'archive.json';
 export const WAL_PREFIX = 'wal/';
@@ -105,18 +105,14 @@ export class Archive {
 
   /** Archives the WAL file at `file` (absolute, or relative to the working directory). */
   async push(file: string): Promise<PushResult> {
-    const name = path.basename(file);
-    if (!walFileKind(name)) {
-      throw new UsageError(`wal-push: ${JSON.stringify(name)} is not a WAL file name (segment, .history, .backup or .partial); archive_command passes %p`);
-    }
+    const name = requireWalFileName(path.basename(file));
+    // Already there (a retry, or a background archiver restarted mid-backlog)? Compare instead
+    // of compressing it again for nothing.
+    if (await this.exists(name)) return this.compareExisting(name, file);
     const encoded = await this.encode(file);
     await this.checkIdentity(encoded.segmentHeader, file);
-    const key = walKey(name);
-
-    // Already there? Compare instead of overwriting.
-    if (await this.exists(name)) return this.compareExisting(name, file);
     try {
-      await this.storage.put(key, encoded.body, { ifAbsent: true });
+      await this.storage.put(walKey(name), encoded.body, { ifAbsent: true });
     } catch (error) {
       if (error instanceof ObjectExistsError) return this.compareExisting(name, file);
       throw error;
@@ -130,7 +126,10 @@ export class Archive {
    * retry after a crash), refuse otherwise. Rare, so it pays for a download and a full compare.
    */
   private async compareExisting(name: string, file: string): Promise<PushResult> {
-    const [{ data: archived, storedBytes }, local] = await Promise.all([this.fetchData(name), fs.readFile(file)]);
+    const local = await fs.readFile(file);
+    // A file of another cluster is refused as such, not as a mere conflict.
+    await this.checkIdentity(segmentHeaderOf(name, local), file);
+    const { data: archived, storedBytes } = await this.fetchData(name);
     if (!archived.equals(local)) {
       throw new ArchiveConflictError(
         `${name} is already archived at ${this.location} with different contents (archived: ${archived.length} bytes, CRC-32 ${checksum(archived)}; this file: ${local.length} bytes, CRC-32 ${checksum(local)}); refusing to overwrite. ` +

@@ -6,12 +6,12 @@
  */
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Codec, CompressionName, loadCodec } from './compression/codec';
 import { HEADER_SIZE, checksum, decodeHeader, encodeHeader } from './envelope';
 import { CorruptObjectError } from './errors';
-import { SegmentHeader, readSegmentHeader, walFileKind } from './wal-names';
-import * as path from 'node:path';
+import { SegmentHeader, segmentHeaderOf } from './wal-names';
 
 export interface EncodedFile {
   readonly size: number;
@@ -43,8 +43,7 @@ const CHUNK_SIZE = 128 * 1024;
 export async function encodeWalFile(file: string, codec: Codec): Promise<EncodedFile> {
   if (codec.chunkCompressor) return encodeInChunks(file, codec);
   const data = await fs.readFile(file);
-  const kind = walFileKind(path.basename(file));
-  const segmentHeader = kind === 'segment' || kind === 'partial' ? readSegmentHeader(data) : undefined;
+  const segmentHeader = segmentHeaderOf(path.basename(file), data);
   const digest = checksum(data);
   const compressed = await codec.compress(data);
   const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
@@ -73,8 +72,7 @@ function encodeInChunks(file: string, codec: Codec): EncodedFile {
       compressor.push(input, last);
       if (last) break;
     }
-    const kind = walFileKind(path.basename(file));
-    const segmentHeader = (kind === 'segment' || kind === 'partial') && first ? readSegmentHeader(first) : undefined;
+    const segmentHeader = first ? segmentHeaderOf(path.basename(file), first) : undefined;
     const compressed = compressor.output();
     const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
     const digest = crc.toString(16).padStart(8, '0');

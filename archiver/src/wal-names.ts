@@ -9,6 +9,8 @@ const HISTORY = /^[0-9A-F]{8}\.history$/;
 const BACKUP = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
 const PARTIAL = /^[0-9A-F]{24}\.partial$/;
 
+import { UsageError } from './errors';
+
 export type WalFileKind = 'segment' | 'history' | 'backup' | 'partial';
 
 /** The kind of a WAL file name, or undefined when PostgreSQL would not archive such a name. */
@@ -81,6 +83,20 @@ export function readSegmentHeader(segment: Buffer): SegmentHeader | undefined {
   // Valid sizes are powers of two from 1 MiB to 1 GiB.
   if (segmentSize < 1 << 20 || segmentSize > 1 << 30 || (segmentSize & (segmentSize - 1)) !== 0) return undefined;
   return { systemIdentifier: segment.readBigUInt64LE(24).toString(), segmentSize };
+}
+
+/** The page header of a segment or `.partial` named `name`, from its first bytes; undefined for other files. */
+export function segmentHeaderOf(name: string, firstBytes: Buffer): SegmentHeader | undefined {
+  const kind = walFileKind(name);
+  return kind === 'segment' || kind === 'partial' ? readSegmentHeader(firstBytes) : undefined;
+}
+
+/** `name` when it is a WAL file's (what archive_command passes as %p), else the UsageError wal-push reports. */
+export function requireWalFileName(name: string): string {
+  if (!walFileKind(name)) {
+    throw new UsageError(`wal-push: ${JSON.stringify(name)} is not a WAL file name (segment, .history, .backup or .partial); archive_command passes %p`);
+  }
+  return name;
 }
 
 /** pg_control begins with the system identifier (uint64). */

@@ -14,7 +14,7 @@ import { requestDaemon, DaemonUnavailableError } from '../client';
 import { Logger } from '../logger';
 import { Spool } from '../spool';
 import { UsageError } from '../errors';
-import { walFileKind } from '../wal-names';
+import { requireWalFileName } from '../wal-names';
 
 /** How long a call waits for the background archiver: storage retries fit well within it. */
 const REQUEST_TIMEOUT_MS = 10 * 60 * 1000;
@@ -22,9 +22,7 @@ const REQUEST_TIMEOUT_MS = 10 * 60 * 1000;
 export async function walPush(args: readonly string[]): Promise<void> {
   if (args.length !== 1) throw new UsageError(`wal-push takes one argument, the WAL file's path (archive_command = '... wal-push %p'); got ${args.length}`);
   const file = path.resolve(args[0]);
-  if (!walFileKind(path.basename(file))) {
-    throw new UsageError(`wal-push: ${JSON.stringify(path.basename(file))} is not a WAL file name (segment, .history, .backup or .partial); archive_command passes %p`);
-  }
+  requireWalFileName(path.basename(file));
   const config = readConfig();
   const log = new Logger(config.logLevel);
   if (await new Spool(config.spool, config.spoolOwner).takePushed(path.basename(file))) return;

@@ -7,33 +7,13 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { ArchiverConfig } from './config';
-import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UsageError, WalNotFoundError } from './errors';
+import { reviveError } from './errors';
 import { Request, Response } from './protocol';
 import { Spool } from './spool';
 
 /** The background archiver could not be reached: nothing was sent. */
 export class DaemonUnavailableError extends Error {
   public override readonly name = 'DaemonUnavailableError';
-}
-
-const ERRORS: Record<string, new (message: string) => Error> = {
-  ArchiveConflictError,
-  CorruptObjectError,
-  ForeignArchiveError,
-  UsageError,
-};
-
-/** Rebuilds the named error the background archiver reported, so that exit codes match. */
-function reviveError(error: { name: string; message: string }): Error {
-  if (error.name === 'WalNotFoundError') {
-    const revived = new WalNotFoundError('', '');
-    revived.message = error.message;
-    return revived;
-  }
-  const Type = ERRORS[error.name];
-  const revived = Type ? new Type(error.message) : new Error(error.message);
-  if (!Type) revived.name = error.name;
-  return revived;
 }
 
 /** Sends one request and waits for its answer. */

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
 import { EncodedFile } from './codec-task';
-import { CorruptObjectError } from './errors';
+import { reviveError } from './errors';
 
 export type WorkerRequest =
   | { readonly id: number; readonly op: 'encode'; readonly file: string; readonly compression: string; readonly level?: number }
@@ -81,10 +81,7 @@ export class CodecPool {
       this.dispatch();
     }).then((response) => {
       if (response.ok) return response;
-      if (response.error.name === 'CorruptObjectError') throw new CorruptObjectError(response.error.message);
-      const error = new Error(response.error.message);
-      error.name = response.error.name;
-      throw error;
+      throw reviveError(response.error);
     });
   }
 

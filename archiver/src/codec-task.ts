@@ -9,7 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Codec, CompressionName, loadCodec } from './compression/codec';
-import { HEADER_SIZE, checksum, decodeHeader, encodeHeader } from './envelope';
+import { HEADER_SIZE, checksum, decodeHeader, encodeHeader, formatChecksum } from './envelope';
 import { CorruptObjectError } from './errors';
 import { SegmentHeader, segmentHeaderOf } from './wal-names';
 
@@ -75,7 +75,7 @@ function encodeInChunks(file: string, codec: Codec): EncodedFile {
     const segmentHeader = first ? segmentHeaderOf(path.basename(file), first) : undefined;
     const compressed = compressor.output();
     const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
-    const digest = crc.toString(16).padStart(8, '0');
+    const digest = formatChecksum(crc);
     encodeHeader({ compression: codec.name, size: total, checksum: digest }).copy(body, 0);
     compressed.copy(body, HEADER_SIZE);
     return { size: total, checksum: digest, segmentHeader, body };

@@ -46,7 +46,12 @@ export interface EnvelopeHeader {
 
 /** The checksum the header records: CRC-32 as 8 hex digits. */
 export function checksum(data: Buffer): string {
-  return crc32(data).toString(16).padStart(8, '0');
+  return formatChecksum(crc32(data));
+}
+
+/** A CRC-32 (computed whole, or chunk by chunk) as the header records it. */
+export function formatChecksum(crc: number): string {
+  return crc.toString(16).padStart(8, '0');
 }
 
 export function encodeHeader(header: EnvelopeHeader): Buffer {
@@ -76,6 +81,6 @@ export function decodeHeader(object: Buffer, what: string): EnvelopeHeader {
   return {
     compression,
     size: Number(object.readBigUInt64BE(16)),
-    checksum: object.readUInt32BE(24).toString(16).padStart(8, '0'),
+    checksum: formatChecksum(object.readUInt32BE(24)),
   };
 }

@@ -48,6 +48,29 @@ export class CorruptObjectError extends Error {
   public override readonly name = 'CorruptObjectError';
 }
 
+const ERRORS: Record<string, new (message: string) => Error> = {
+  ArchiveConflictError,
+  CorruptObjectError,
+  ForeignArchiveError,
+  UsageError,
+};
+
+/**
+ * Rebuilds a named error reported across a process or thread boundary (by the background
+ * archiver, or a codec worker) as `{ name, message }`, so that exit codes and `instanceof` hold.
+ */
+export function reviveError(error: { name: string; message: string }): Error {
+  if (error.name === 'WalNotFoundError') {
+    const revived = new WalNotFoundError('', '');
+    revived.message = error.message;
+    return revived;
+  }
+  const Type = ERRORS[error.name];
+  const revived = Type ? new Type(error.message) : new Error(error.message);
+  if (!Type) revived.name = error.name;
+  return revived;
+}
+
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof WalNotFoundError) return EXIT_CODES.notFound;

@@ -69,6 +69,12 @@ export interface ResourceQuantities {
   readonly memory?: string;
 }
 
+/** A container's requests and limits. */
+export interface ContainerResources {
+  readonly requests?: ResourceQuantities;
+  readonly limits?: ResourceQuantities;
+}
+
 /** The PostgreSQL container's resources. */
 export interface PostgresResources {
   /**
@@ -107,10 +113,7 @@ export interface ArchiverOptions {
    * while catching up on a backlog, and idles otherwise.
    * @default - requests { cpu: "100m", memory: "256Mi" }, limits { memory: "512Mi" }
    */
-  readonly resources?: {
-    readonly requests?: ResourceQuantities;
-    readonly limits?: ResourceQuantities;
-  };
+  readonly resources?: ContainerResources;
 }
 
 export interface ArchivedPostgresProps {
@@ -236,6 +239,14 @@ export class ArchivedPostgres extends Construct {
       if (message) errors.push(`${field}: ${message}`);
     };
     const props = this.props;
+    const checkResources = (field: string, resources: ContainerResources | undefined) => {
+      for (const kind of ['requests', 'limits'] as const) {
+        for (const resource of ['cpu', 'memory'] as const) {
+          const value = resources?.[kind]?.[resource];
+          if (value !== undefined) add(`${field}.${kind}.${resource}`, checkResourceQuantity(value));
+        }
+      }
+    };
 
     add(props.name === undefined ? 'name (the construct id)' : 'name', checkDatabaseName(this.name));
     add('namespace', checkNamespace(this.namespace));
@@ -259,12 +270,7 @@ export class ArchivedPostgres extends Construct {
         if (!validModes.includes(mode)) add('storage.accessModes', `${show(mode)} is not an access mode: use ${validModes.join(', ')}`);
       }
     }
-    for (const kind of ['requests', 'limits'] as const) {
-      for (const resource of ['cpu', 'memory'] as const) {
-        const value = props.resources?.[kind]?.[resource];
-        if (value !== undefined) add(`resources.${kind}.${resource}`, checkResourceQuantity(value));
-      }
-    }
+    checkResources('resources', props.resources);
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
     if (!TERMINATION_POLICIES.includes(this.terminationPolicy)) {
       add('terminationPolicy', `${show(this.terminationPolicy)} is not a termination policy: use one of ${TERMINATION_POLICIES.join(', ')}`);
@@ -275,12 +281,7 @@ export class ArchivedPostgres extends Construct {
     } else {
       for (const problem of this.storage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
       if (props.archiver.image !== undefined) add('archiver.image', checkImage(props.archiver.image));
-      for (const kind of ['requests', 'limits'] as const) {
-        for (const resource of ['cpu', 'memory'] as const) {
-          const value = props.archiver.resources?.[kind]?.[resource];
-          if (value !== undefined) add(`archiver.resources.${kind}.${resource}`, checkResourceQuantity(value));
-        }
-      }
+      checkResources('archiver.resources', props.archiver.resources);
     }
     const timeoutMs = this.archiveTimeout.toMilliseconds();
     if (timeoutMs % 1000 !== 0) {

@@ -20,12 +20,10 @@ cp -a archiver/dist "$context/rootfs/archiver"
 node_binary=$(readlink -f "$(command -v node)")
 rm "$context/rootfs/archiver/bin/node"
 cp "$node_binary" "$context/rootfs/archiver/bin/node"
-for lib in $(ldd "$node_binary" | grep -o '/[^ ]*' | sort -u); do
+# The libraries of Node and of the native compression module.
+for lib in $(ldd "$node_binary" archiver/dist/lib/node_modules/zstd-napi/build/Release/binding.node | grep -v ':$' | grep -o '/[^ ]*' | sort -u); do
   mkdir -p "$context/rootfs$(dirname "$lib")"
   cp -L "$lib" "$context/rootfs$lib"
-done
-for lib in $(ldd archiver/dist/lib/node_modules/zstd-napi/build/Release/binding.node | grep -o '/[^ ]*' | sort -u); do
-  [ -e "$context/rootfs$lib" ] || { mkdir -p "$context/rootfs$(dirname "$lib")"; cp -L "$lib" "$context/rootfs$lib"; }
 done
 cp archiver/Containerfile "$context/Containerfile"
 

@@ -9,10 +9,9 @@ set -euo pipefail
 
 need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
-for tool in openssl buildah podman runc zstd lz4 brotli; do
+for tool in openssl buildah podman runc fuse-overlayfs zstd lz4 brotli; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
-command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then

@@ -4,10 +4,11 @@
  * during a run cannot pull the files from under PostgreSQL (and so that every process it starts
  * names the scratch directory, which is how leftovers are found).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildArchiver } from '../../scripts/build-archiver';
+import { startSidecar as startSidecarProcess } from '../../test/support/archiver';
 import type { S3Server } from '../../test/support/s3-server';
 import { giveToPostgres, postgresUser, processesMentioning, Scratch } from './scratch';
 import { POSTGRES_BASE_ENV, progress, ROOT, shAsPostgres } from './tools';
@@ -92,26 +93,15 @@ export function archiverEnv(options: ArchiverEnvOptions): Record<string, string>
  * Stop it with stopArchiverDaemon(archiver, env).
  */
 export async function startSidecar(archiver: PreparedArchiver, env: Record<string, string>): Promise<Record<string, string>> {
-  const { uid, gid } = postgresUser();
   const bin = path.dirname(archiver.launcher);
-  const log = fs.openSync(env.ARCHIVER_DAEMON_LOG, 'a');
-  fs.fchownSync(log, uid, gid);
-  const child = spawn(path.join(bin, 'node'), [path.join(bin, '../lib/archiver.cjs'), 'daemon'], {
-    env: { ...POSTGRES_BASE_ENV, ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' },
+  // Owned by postgres: a background archiver a call starts later appends to the same log.
+  fs.appendFileSync(env.ARCHIVER_DAEMON_LOG, '');
+  giveToPostgres(env.ARCHIVER_DAEMON_LOG);
+  await startSidecarProcess([path.join(bin, 'node'), path.join(bin, '../lib/archiver.cjs'), 'daemon'], { ...POSTGRES_BASE_ENV, ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }, {
+    logFile: env.ARCHIVER_DAEMON_LOG,
     cwd: path.dirname(env.ARCHIVER_SPOOL),
-    uid,
-    gid,
-    detached: true,
-    stdio: ['ignore', 'ignore', log],
+    ...postgresUser(),
   });
-  child.unref();
-  fs.closeSync(log);
-  const port = path.join(env.ARCHIVER_SPOOL, 'daemon.port');
-  const deadline = Date.now() + 15_000;
-  while (!fs.existsSync(port)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the sidecar did not start: ${daemonLog(env).trim().split('\n').slice(-3).join(' / ')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
   return { ...env, ARCHIVER_DAEMON: 'external' };
 }
 

@@ -136,13 +136,4 @@ export function giveToPostgres(target: string): void {
   execFileSync('chown', ['-R', 'postgres:postgres', target]);
 }
 
-let postgresIds: { uid: number; gid: number } | undefined;
-
-/** The postgres user's uid and gid, for spawning commands as PostgreSQL would run them. */
-export function postgresUser(): { uid: number; gid: number } {
-  postgresIds ??= {
-    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
-    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
-  };
-  return postgresIds;
-}
+export { postgresUser } from '../../test/support/postgres';

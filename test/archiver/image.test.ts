@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../archiver/src/contract';
-import { ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
+import { ROOT, fakeDataDirectory, makeSegment, waitForFile } from '../support/archiver';
 
 const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'image-'));
@@ -88,8 +88,7 @@ describe('the archiver image', () => {
     expect(started.status).toBe(0);
     try {
       const port = path.join(base, 'spool/daemon.port');
-      for (let i = 0; i < 200 && !fs.existsSync(port); i++) await new Promise((r) => setTimeout(r, 50));
-      expect(fs.existsSync(port)).toBe(true);
+      expect(await waitForFile(port)).toBe(true);
 
       const first = pg.addReady('000000010000000000000001', makeSegment(99n, 1, 1 << 20));
       pg.addReady('000000010000000000000002', makeSegment(99n, 2, 1 << 20));
@@ -99,8 +98,7 @@ describe('the archiver image', () => {
       expect(push.status).toBe(0);
       // The sidecar pushed the next ready segment ahead: the launcher will answer for it alone.
       const marker = path.join(base, 'spool/pushed/000000010000000000000002');
-      for (let i = 0; i < 200 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
-      expect(fs.existsSync(marker)).toBe(true);
+      expect(await waitForFile(marker)).toBe(true);
       const logs = spawnSync('podman', ['logs', sidecarName], { env, encoding: 'utf8' });
       expect(logs.stderr + logs.stdout).toMatch(/msg=pushed wal=000000010000000000000002 .*ahead=true/);
     } finally {

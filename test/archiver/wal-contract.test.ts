@@ -3,14 +3,14 @@
  * real directory. Every spec runs twice: with the background archiver (the default) and with each
  * call working alone (ARCHIVER_DAEMON=off, what happens when the background archiver is down).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../archiver/src/contract';
-import { fakeDataDirectory, LAUNCHER, makeSegment, runArchiver, runArchiverAsync, stopArchiver } from '../support/archiver';
+import { fakeDataDirectory, LAUNCHER, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../support/archiver';
 
 const SYSID = 7311676708303809017n;
 const SEGMENT_SIZE = 1 << 20; // small segments keep the suite fast; the format is the same
@@ -280,37 +280,25 @@ describe('the sidecar: a background archiver run by someone else (ARCHIVER_DAEMO
   });
   afterEach(() => stopArchiver(sidecarEnv));
 
-  const startSidecar = async () => {
-    const log = fs.openSync(path.join(base, 'sidecar.log'), 'a');
-    const sidecar = spawn(LAUNCHER, ['daemon'], { env: { PATH: process.env.PATH!, ...sidecarEnv }, cwd: base, stdio: ['ignore', 'ignore', log] });
-    fs.closeSync(log);
-    const port = path.join(sidecarEnv.ARCHIVER_SPOOL, 'daemon.port');
-    for (let i = 0; i < 200 && !fs.existsSync(port); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(fs.existsSync(port)).toBe(true);
-    return sidecar;
-  };
-  const exited = (child: ReturnType<typeof spawn>) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', (code) => resolve(code))));
+  const sidecar = () => startSidecar([LAUNCHER, 'daemon'], sidecarEnv, { logFile: path.join(base, 'sidecar.log'), cwd: base });
 
   it('serves the calls: the next ready segments are pushed ahead and answered by the launcher alone', async () => {
-    const sidecar = await startSidecar();
+    const running = await sidecar();
     const first = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
     const second = pg.addReady(name(2), makeSegment(SYSID, 2, SEGMENT_SIZE));
     expect(runArchiver(['wal-push', path.relative(pg.dataDir, first)], callEnv, pg.dataDir).status).toBe(0);
     const marker = path.join(callEnv.ARCHIVER_SPOOL, 'pushed', name(2));
-    for (let i = 0; i < 200 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(fs.existsSync(marker)).toBe(true);
+    expect(await waitForFile(marker)).toBe(true);
     expect(runArchiver(['wal-push', path.relative(pg.dataDir, second)], callEnv, pg.dataDir).status).toBe(0);
     expect(fs.existsSync(marker)).toBe(false);
     expect(fs.existsSync(path.join(base, 'repo/wal', name(2)))).toBe(true);
-    expect(sidecar.exitCode).toBeNull();
-    sidecar.kill('SIGTERM');
-    expect(await exited(sidecar)).toBe(0);
+    expect(running.exitCode).toBeNull();
+    expect(await stopSidecar(running)).toBe(0);
   });
 
   it('when the sidecar is down, each call works alone and never starts a background archiver of its own', async () => {
-    const sidecar = await startSidecar();
-    sidecar.kill('SIGKILL'); // its port file stays behind, pointing at nothing
-    await exited(sidecar);
+    // Killed: its port file stays behind, pointing at nothing.
+    await stopSidecar(await sidecar(), 'SIGKILL');
     const pushed = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], callEnv, pg.dataDir);
     expect(pushed.status).toBe(0);
     expect(pushed.stderr).toContain('background archiver unavailable; pushing in this process');

@@ -4,7 +4,7 @@
  * synthesized StatefulSet (Secret references resolved to test values, as the kubelet would), and
  * the archive_command from the rendered postgresql.conf is run as PostgreSQL runs it.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,9 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
-import { LAUNCHER, ROOT, fakeDataDirectory, makeSegment } from '../support/archiver';
+import { LAUNCHER, fakeDataDirectory, makeSegment, startSidecar, stopSidecar, waitForFile } from '../support/archiver';
 import { S3Server, startS3Server } from '../support/s3-server';
-import { container, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, synthDatabase } from './fixtures';
+import { container, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, sidecarCommand, synthDatabase } from './fixtures';
 
 describe('the YAML and the archiver agree', () => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'yaml-contract-'));
@@ -34,10 +34,10 @@ describe('the YAML and the archiver agree', () => {
     expect(target).toBe(ARCHIVER_INSTALL_DIR);
     for (const file of [node, bundle]) {
       expect(file.startsWith(`${ARCHIVER_IMAGE_HOME}/`)).toBe(true);
-      expect(fs.existsSync(path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length)))).toBe(true);
+      expect(fs.existsSync(fromBuild(file))).toBe(true);
     }
     const installed = path.join(scratch, 'installed');
-    const result = spawnSync(path.join(ROOT, 'archiver/dist', node.slice(ARCHIVER_IMAGE_HOME.length)), [path.join(ROOT, 'archiver/dist', bundle.slice(ARCHIVER_IMAGE_HOME.length)), 'install', installed], { encoding: 'utf8' });
+    const result = spawnSync(fromBuild(node), [fromBuild(bundle), 'install', installed], { encoding: 'utf8' });
     expect(result.stderr).toContain('installed');
     expect(result.status).toBe(0);
     const version = spawnSync(path.join(installed, 'bin/archiver'), ['--version'], { encoding: 'utf8' });
@@ -63,28 +63,23 @@ describe('the YAML and the archiver agree', () => {
     const pg = fakeDataDirectory(path.join(scratch, 's3'));
 
     // The sidecar, with its rendered command and environment.
-    const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
-    const log = fs.openSync(path.join(scratch, 's3/sidecar.log'), 'a');
-    const sidecar = spawn(fromBuild(node), [fromBuild(bundle), ...args], { env: { ...sidecarEnv, ...local }, stdio: ['ignore', 'ignore', log] });
-    fs.closeSync(log);
+    const sidecar = await startSidecar(sidecarCommand(statefulSet), { ...sidecarEnv, ...local }, { logFile: path.join(scratch, 's3/sidecar.log') });
     const conf = find(objects, 'ConfigMap', 'wal-postgres-config').data!['postgresql.conf'];
     const archiveCommand = /^archive_command = '(.*)'$/m.exec(conf)![1];
     pg.addReady('000000010000000000000001', makeSegment(42n, 1, 1 << 20));
     pg.addReady('000000010000000000000002', makeSegment(42n, 2, 1 << 20));
     try {
-      for (let i = 0; i < 400 && !fs.existsSync(path.join(local.ARCHIVER_SPOOL, 'daemon.port')); i++) await new Promise((r) => setTimeout(r, 25));
       const result = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000001')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
       expect(result.stderr).toBe('');
       expect(result.status).toBe(0);
       // The sidecar pushes the next ready segment ahead; the call for it is answered from the spool.
       const marker = path.join(local.ARCHIVER_SPOOL, 'pushed/000000010000000000000002');
-      for (let i = 0; i < 400 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 25));
+      await waitForFile(marker);
       const second = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000002')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
       expect(second.status).toBe(0);
       expect(fs.readFileSync(path.join(scratch, 's3/sidecar.log'), 'utf8')).toMatch(/msg=pushed wal=000000010000000000000002 .*ahead=true/);
     } finally {
-      sidecar.kill('SIGTERM');
-      await new Promise((r) => (sidecar.exitCode !== null ? r(null) : sidecar.on('exit', r)));
+      await stopSidecar(sidecar);
     }
     const bucket = await openStorage({ kind: 's3', bucket: 'kubedb', endpoint: server.endpoint, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, requestChecksumCalculation: 'WHEN_REQUIRED' });
     try {

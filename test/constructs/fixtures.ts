@@ -70,6 +70,12 @@ export function fromBuild(file: string): string {
   return path.join(ROOT, 'archiver/dist', file.slice(ARCHIVER_IMAGE_HOME.length));
 }
 
+/** The `archiver` sidecar's rendered command, run from the build. */
+export function sidecarCommand(statefulSet: KubeObject): string[] {
+  const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
+  return [fromBuild(node), fromBuild(bundle), ...args];
+}
+
 /** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
 export function inInstallDir(command: string): string {
   return command.replace(ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));

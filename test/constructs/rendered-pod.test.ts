@@ -10,7 +10,7 @@
  * port and listen address are a free port on 127.0.0.1), the S3 endpoint (the test's s3rver, which
  * needs WHEN_REQUIRED checksums) and the spool directory.
  */
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,11 +19,11 @@ import { ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
-import { ROOT } from '../support/archiver';
-import { PG_BIN, PostgresCluster, giveToPostgres } from '../support/postgres';
+import { ROOT, startSidecar, stopSidecar } from '../support/archiver';
+import { PG_BIN, PostgresCluster, giveToPostgres, postgresUser } from '../support/postgres';
 import { freePort } from '../support/ports';
 import { S3Server, startS3Server } from '../support/s3-server';
-import { container, find, fromBuild, podEnvironment, seedProps, synthDatabase } from './fixtures';
+import { find, podEnvironment, seedProps, sidecarCommand, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-pod-'));
 fs.chmodSync(scratch, 0o755);
@@ -59,10 +59,6 @@ function useRenderedFiles(cluster: PostgresCluster, files: Record<string, string
   cluster.configure({ include: `'${writeRenderedFiles(files, cluster.baseDir, cluster.port)}'` });
 }
 
-function postgresIds(): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })) };
-}
-
 describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with its archiver sidecar', () => {
   const { objects } = synthDatabase(seedProps({
     archiver: { storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: 'kubedb' }) },
@@ -81,11 +77,7 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
     };
   });
   afterEach(async () => {
-    for (const sidecar of sidecars.splice(0)) {
-      if (sidecar.exitCode !== null) continue;
-      sidecar.kill('SIGTERM');
-      await new Promise((r) => sidecar.once('exit', r));
-    }
+    for (const sidecar of sidecars.splice(0)) await stopSidecar(sidecar);
     await server?.stop();
   });
 
@@ -95,19 +87,8 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
     fs.mkdirSync(spool);
     giveToPostgres(spool);
     const local = { ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: spool };
-    const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
     const logFile = path.join(scratch, `${name}-sidecar.log`);
-    const log = fs.openSync(logFile, 'a');
-    const sidecar = spawn(fromBuild(node), [fromBuild(bundle), ...args], {
-      env: { PATH: process.env.PATH!, ...podEnvironment(statefulSet, secrets, 'archiver'), ...local },
-      ...postgresIds(),
-      cwd: scratch,
-      stdio: ['ignore', 'ignore', log],
-    });
-    fs.closeSync(log);
-    sidecars.push(sidecar);
-    for (let i = 0; i < 400 && !fs.existsSync(path.join(spool, 'daemon.port')); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(fs.existsSync(path.join(spool, 'daemon.port'))).toBe(true);
+    sidecars.push(await startSidecar(sidecarCommand(statefulSet), { ...podEnvironment(statefulSet, secrets, 'archiver'), ...local }, { logFile, cwd: scratch, ...postgresUser() }));
     const postgresEnv: Record<string, string> = { ...podEnvironment(statefulSet, secrets), ...local };
     expect(postgresEnv.ARCHIVER_DAEMON).toBe('external');
     return { spool, postgresEnv, sidecarLog: () => fs.readFileSync(logFile, 'utf8') };
@@ -203,7 +184,7 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       const out = fs.openSync(output, 'a');
       standby = spawn('bash', [path.join(standbyDir, 'start.sh')], {
         env: { ...standbyPod.postgresEnv, PATH: `${PG_BIN}:${process.env.PATH}`, POD_NAME: 'wal-postgres-1', PGDATA: path.join(standbyDir, 'pgdata') },
-        ...postgresIds(),
+        ...postgresUser(),
         cwd: standbyDir,
         stdio: ['ignore', out, out],
         // Its own process group: the script, pg_basebackup and PostgreSQL are stopped together.
@@ -211,7 +192,7 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       });
       fs.closeSync(out);
       const psql = (query: string) =>
-        spawnSync(`${PG_BIN}/psql`, ['-h', standbyDir, '-p', String(standbyPort), '-U', 'postgres', '-qAtX', '-c', query], { ...postgresIds(), encoding: 'utf8', timeout: 20_000 });
+        spawnSync(`${PG_BIN}/psql`, ['-h', standbyDir, '-p', String(standbyPort), '-U', 'postgres', '-qAtX', '-c', query], { ...postgresUser(), encoding: 'utf8', timeout: 20_000 });
 
       // Streaming once the standby's own walreceiver streams (pg_basebackup's WAL stream also
       // shows in the primary's pg_stat_replication while it clones).

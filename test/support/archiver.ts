@@ -2,7 +2,7 @@
  * Runs the built archiver (archiver/dist, built once per test run by global-setup.ts) the way
  * PostgreSQL does: the launcher, with configuration in the environment.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -39,6 +39,55 @@ export function runArchiverAsync(args: string[], env: Record<string, string>, cw
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
   });
+}
+
+/** Polls until `file` exists; whether it did within `timeoutMs`. */
+export async function waitForFile(file: string, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!fs.existsSync(file)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
+}
+
+export interface SidecarOptions {
+  /** Its stderr (the background archiver's log) is appended here. */
+  readonly logFile: string;
+  readonly cwd?: string;
+  /** Run as this user (the pod runs both containers as one uid). */
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/**
+ * Starts a background archiver the way the pod's `archiver` sidecar runs it: `command` (the
+ * rendered one, or the launcher with `daemon`) in the foreground with `env`; resolves once it
+ * listens (its spool's daemon.port). Stop it with stopSidecar.
+ */
+export async function startSidecar(command: readonly string[], env: Record<string, string>, options: SidecarOptions): Promise<ChildProcess> {
+  const log = fs.openSync(options.logFile, 'a');
+  const sidecar = spawn(command[0], command.slice(1), {
+    env: { PATH: process.env.PATH!, ...env },
+    cwd: options.cwd,
+    uid: options.uid,
+    gid: options.gid,
+    stdio: ['ignore', 'ignore', log],
+  });
+  fs.closeSync(log);
+  if (!(await waitForFile(path.join(env.ARCHIVER_SPOOL, 'daemon.port')))) {
+    sidecar.kill('SIGKILL');
+    throw new Error(`the sidecar did not start listening: ${fs.readFileSync(options.logFile, 'utf8').slice(-2000)}`);
+  }
+  return sidecar;
+}
+
+/** Sends `signal` (SIGTERM: the sidecar's clean stop) and resolves with the exit code. */
+export function stopSidecar(sidecar: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (sidecar.exitCode !== null || sidecar.signalCode !== null) return Promise.resolve(sidecar.exitCode);
+  const exited = new Promise<number | null>((resolve) => sidecar.once('exit', (code) => resolve(code)));
+  sidecar.kill(signal);
+  return exited;
 }
 
 /** Stops the background archiver of this configuration, if one runs. */

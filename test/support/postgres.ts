@@ -34,6 +34,17 @@ function asPostgres(command: string, args: string[], env: Record<string, string>
   return result.stdout;
 }
 
+let postgresIds: { uid: number; gid: number } | undefined;
+
+/** The postgres user's uid and gid, for spawning commands as PostgreSQL (or the pod) runs them. */
+export function postgresUser(): { uid: number; gid: number } {
+  postgresIds ??= {
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+  };
+  return postgresIds;
+}
+
 /** Makes `dir` (and its parents up to the temp dir) usable by the postgres user. */
 export function giveToPostgres(dir: string): void {
   if (process.getuid?.() !== 0) return;

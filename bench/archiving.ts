@@ -142,8 +142,6 @@ interface BacklogRun {
   readonly env?: Record<string, string>;
   /** Run before archive-bench.sh starts (the sidecar). */
   readonly before?: () => Promise<void>;
-  /** archive-bench.sh's SETUP: shell run as postgres after the cluster starts ($D: its directory). */
-  readonly setup?: string;
   /** Shown beside the result. */
   readonly note?: string;
   /** Segments stored and their bytes, once the run is over. `base` is archive-bench.sh's BASE. */
@@ -163,20 +161,17 @@ async function runBacklog(ctx: Context, spec: BacklogRun, segments: number): Pro
     if (!tool.ok) return { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false, error: tool.reason };
   }
   if (spec.storage !== 's3') return runBacklogOnce(ctx, spec, segments);
-  await ctx.s3Watch.revive();
-  const first = await runBacklogOnce(ctx, spec, segments);
-  if (!(await ctx.s3Watch.revive())) return first;
-  progress('  s3rver died during the run: running it again');
-  const again = await runBacklogOnce(ctx, spec, segments);
+  const { result, repeated } = await ctx.s3Watch.guarded(() => runBacklogOnce(ctx, spec, segments));
+  if (!repeated) return result;
   const note = `s3rver died during a first attempt${(await ctx.s3Watch.revive()) ? ' and again during the second' : ''}`;
-  return { ...again, note: [again.note, note].filter(Boolean).join('; ') };
+  return { ...result, note: [result.note, note].filter(Boolean).join('; ') };
 }
 
 async function runBacklogOnce(ctx: Context, spec: BacklogRun, segments: number): Promise<BacklogRow> {
   const row = { storage: spec.storage, tool: spec.tool, ours: spec.ours ?? false, note: spec.note };
   const base = ctx.scratch.mkdir(`backlog-${spec.name}`);
   // KEEP=1: the cluster directory stays (stopped) for the failure report; `base` goes after the run.
-  const env = { ...process.env, BASE: base, PORT: String(await freePort()), KEEP: '1', PGENV: pgenv(spec.env ?? {}), ...(spec.setup ? { SETUP: spec.setup } : {}) };
+  const env = { ...process.env, BASE: base, PORT: String(await freePort()), KEEP: '1', PGENV: pgenv(spec.env ?? {}) };
   const args = spec.pgbackrest
     ? [path.join(SHARED_BENCH, 'pgbackrest.sh'), spec.name, String(segments), ...spec.pgbackrest]
     : [path.join(SHARED_BENCH, 'archive-bench.sh'), spec.name, String(segments), spec.command!];
@@ -532,13 +527,14 @@ async function runPerCall(ctx: Context, samples: number): Promise<PerCallRow[]> 
       },
     ];
     for (const [i, tool] of tools.entries()) {
-      if (tool.s3) await ctx.s3Watch.revive();
-      let row = await measurePerCall(cluster, segment, tool, 0x40 + i, samples);
-      if (tool.s3 && (await ctx.s3Watch.revive())) {
-        progress('  s3rver died during the measurement: measuring again');
-        row = { ...(await measurePerCall(cluster, segment, tool, 0x80 + i, samples)), note: 's3rver died during a first attempt' };
+      // Each attempt measures other segments (another log number).
+      const measure = (round: number) => measurePerCall(cluster, segment, tool, 0x40 * (round + 1) + i, samples);
+      if (!tool.s3) {
+        rows.push(await measure(0));
+        continue;
       }
-      rows.push(row);
+      const { result, repeated } = await ctx.s3Watch.guarded(measure);
+      rows.push(repeated ? { ...result, note: 's3rver died during a first attempt' } : result);
     }
   } finally {
     await cluster.remove();

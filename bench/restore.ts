@@ -219,6 +219,11 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
   }
 }
 
+/** Runs `attempt`; when it reads from s3rver, repeated once should the server die during it (S3Watch). */
+async function onS3rver<T>(archives: Archives, s3: boolean, attempt: () => Promise<T>): Promise<T> {
+  return s3 && archives.s3Watch ? (await archives.s3Watch.guarded(attempt)).result : attempt();
+}
+
 /** "redo done at 0/4A000028": where replay ended. */
 function redoEnd(log: string): string | undefined {
   return /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
@@ -285,13 +290,7 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
       if (errors.has(source)) continue;
       const label = source === 'floor' ? `the floor (${n} segments in pg_wal, no restore_command)` : source.label;
       progress(`recovery${repeats > 1 ? ` (round ${round + 1} of ${repeats})` : ''}: ${label}`);
-      const onS3 = source !== 'floor' && source.ours?.storage === 's3';
-      if (onS3) await archives.s3Watch?.revive();
-      let result = await recover(archives, source);
-      if (onS3 && (await archives.s3Watch?.revive())) {
-        progress('  s3rver died during the run: running it again');
-        result = await recover(archives, source);
-      }
+      const result = await onS3rver(archives, source !== 'floor' && source.ours?.storage === 's3', () => recover(archives, source));
       if ('error' in result) {
         errors.set(source, result.error);
         progress(`  FAILED: ${result.error}`);
@@ -383,14 +382,7 @@ async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
       continue;
     }
     progress(`restore_command alone: ${source.label}`);
-    const onS3 = source.ours?.storage === 's3';
-    if (onS3) await archives.s3Watch?.revive();
-    let row = await fetchLoop(archives, source);
-    if (onS3 && (await archives.s3Watch?.revive())) {
-      progress('  s3rver died during the run: running it again');
-      row = await fetchLoop(archives, source);
-    }
-    rows.push(row);
+    rows.push(await onS3rver(archives, source.ours?.storage === 's3', () => fetchLoop(archives, source)));
   }
   return rows;
 }

@@ -86,6 +86,18 @@ export class S3Watch {
     }
   }
 
+  /**
+   * Runs `attempt` on a live server; when the server died during it, restarts it and runs it once
+   * more (`round` 1), returning that result with `repeated` set.
+   */
+  async guarded<T>(attempt: (round: number) => Promise<T>): Promise<{ result: T; repeated: boolean }> {
+    await this.revive();
+    const first = await attempt(0);
+    if (!(await this.revive())) return { result: first, repeated: false };
+    progress('  s3rver died during the run: running it again');
+    return { result: await attempt(1), repeated: true };
+  }
+
   /** Restarts the server when it died; true when it had to. */
   async revive(): Promise<boolean> {
     if (!this.dead()) return false;

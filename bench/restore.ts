@@ -178,13 +178,8 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
     if (!startSegment) throw new Error(`no start segment in backup_label:\n${label}`);
     progress(`restore setup: writing ${segments} segments of WAL, archived by ${commands.length} commands`);
     generateWal(source, segments);
-    // As source.waitForArchiving(), restarting s3rver should it die (see S3Watch).
-    const deadline = Date.now() + 900_000;
-    while (source.readyFiles().length > 0) {
-      if (Date.now() > deadline) throw new Error(`archiving did not finish: ${source.readyFiles().length} files ready\n${source.log().slice(-2000)}`);
-      if (s3Watch) await s3Watch.revive();
-      await sleep(200);
-    }
+    // Restarting s3rver should it die meanwhile (see S3Watch).
+    await source.waitForArchiving(900_000, async () => s3Watch?.revive());
     source.stop();
     const archived = fs.readdirSync(cpDir).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startSegment).sort();
     const sources: Source[] = [

@@ -167,11 +167,15 @@ export class PostgresCluster {
     return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6)).sort() : [];
   }
 
-  /** Waits until nothing is left to archive, or fails with PostgreSQL's log tail. */
-  async waitForArchiving(timeoutMs = 120_000): Promise<void> {
+  /**
+   * Waits until nothing is left to archive, or fails with PostgreSQL's log tail. `whileWaiting`
+   * runs between polls (a benchmark restarts a dead storage server there).
+   */
+  async waitForArchiving(timeoutMs = 120_000, whileWaiting?: () => Promise<unknown>): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.readyFiles().length > 0) {
       if (Date.now() > deadline) throw new Error(`archiving did not finish: ${this.readyFiles().length} files ready\n${this.log().slice(-3000)}`);
+      await whileWaiting?.();
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -3,7 +3,8 @@
  * work already done, for the launcher (archiver/bin/archiver) to pick up without starting Node:
  *
  *   .owner          the archive location the rest was made for (contract.ts `spoolOwner`)
- *   pushed/NAME     empty file: NAME is durably archived (written only after the put resolved)
+ *   pushed/NAME     NAME is durably archived (written only after the put resolved); the file
+ *                   holds the location it was archived to, which the taker compares
  *   prefetch/NAME   NAME restored from the archive, checksum verified; renamed into pg_wal by
  *                   the launcher
  *   .boot           the kernel's boot id when the prefetched files were written
@@ -101,7 +102,9 @@ export class Spool {
    */
   async markPushed(name: string): Promise<boolean> {
     const marker = path.join(this.pushedDir, name);
-    await fs.writeFile(marker, '');
+    // The marker names its location: one written by a background archiver of the old location
+    // in the moment a new one claims the spool is never taken for the new location.
+    await fs.writeFile(marker, `${this.owner}\n`);
     if (await this.owned()) return true;
     await fs.rm(marker, { force: true });
     return false;
@@ -118,9 +121,10 @@ export class Spool {
 
   /** Consumes the marker of `name`; true when there was one, made for this location. */
   async takePushed(name: string): Promise<boolean> {
-    if (!(await this.owned())) return false;
+    const marker = path.join(this.pushedDir, name);
+    if ((await fs.readFile(marker, 'utf8').catch(() => undefined)) !== `${this.owner}\n`) return false;
     try {
-      await fs.unlink(path.join(this.pushedDir, name));
+      await fs.unlink(marker);
       return true;
     } catch {
       return false;

@@ -147,6 +147,16 @@ describe.each([
     expect(fs.readdirSync(path.join(elsewhere, 'wal')).sort()).toEqual(expect.arrayContaining([name(2), name(3)]));
   });
 
+  it('does not take a marker that names another location (a background archiver of the old location writing it while a new configuration claims the spool)', () => {
+    const first = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
+    expect(push(first).status).toBe(0);
+    expect(fs.readFileSync(path.join(env.ARCHIVER_SPOOL, '.owner'), 'utf8')).toBe(`file://${repo}|\n`);
+    const later = pg.addReady(name(5), makeSegment(SYSID, 5, SEGMENT_SIZE));
+    fs.writeFileSync(path.join(env.ARCHIVER_SPOOL, 'pushed', name(5)), `file://${path.join(base, 'old-location')}|\n`);
+    expect(push(later).status).toBe(0);
+    expect(fs.existsSync(path.join(repo, 'wal', name(5)))).toBe(true);
+  });
+
   it('archives .history, .backup and .partial files', () => {
     const history = pg.addReady('00000002.history', Buffer.from('1\t0/3000000\tno recovery target specified\n'));
     const backup = pg.addReady(`${name(2)}.00000028.backup`, Buffer.from('START WAL LOCATION: 0/2000028\n'));

@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
+    globalSetup: ['testkit/global-setup.ts'],
     // Integration tests start real servers (PostgreSQL, s3rver, the GCS emulator) as child
     // processes; forks keep each file's servers and environment apart.
     pool: 'forks',

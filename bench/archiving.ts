@@ -22,9 +22,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { freePort } from '../test/support/ports';
-import { PostgresCluster } from '../test/support/postgres';
-import { S3Server, startS3Server } from '../test/support/s3-server';
+import { freePort } from '../testkit/ports';
+import { PostgresCluster } from '../testkit/postgres';
+import { S3Server, startS3Server } from '../testkit/s3-server';
 import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
@@ -40,7 +40,7 @@ export interface ArchivingBenchmarkOptions {
   /** Timed calls per column of the per-call table.
    * @default 10, 5 with `quick` */
   readonly samples?: number;
-  /** Build archiver/dist first (scripts/build-archiver.ts). @default true */
+  /** Build archiver/dist first (archiver/scripts/build.ts). @default true */
   readonly build?: boolean;
   /** Run the backlog catch-up part. @default true */
   readonly backlog?: boolean;

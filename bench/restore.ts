@@ -20,8 +20,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PostgresCluster } from '../test/support/postgres';
-import { S3Server, startS3Server } from '../test/support/s3-server';
+import { PostgresCluster } from '../testkit/postgres';
+import { S3Server, startS3Server } from '../testkit/s3-server';
 import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
@@ -42,7 +42,7 @@ export interface RestoreBenchmarkOptions {
   readonly repeats?: number;
   /** Also restore from s3rver. @default true */
   readonly s3?: boolean;
-  /** Build archiver/dist first (scripts/build-archiver.ts). @default true */
+  /** Build archiver/dist first (archiver/scripts/build.ts). @default true */
   readonly build?: boolean;
   /** Where the tables go. @default console.log */
   readonly write?: (text: string) => void;

@@ -10,7 +10,7 @@ import {
   archiverDaemonCommand,
   archiverInstallCommand,
   repositoryUrl,
-} from '../archiver/src/contract';
+} from '../contract';
 import { ArchiveStorage } from './archive-storage';
 import {
   ARCHIVER_SPOOL_DIR,
@@ -540,7 +540,7 @@ export class ArchivedPostgres extends Construct {
       env.push(secret(ARCHIVER_ENV.awsAccessKeyId, STORAGE_SECRET_KEYS.awsAccessKeyId));
       env.push(secret(ARCHIVER_ENV.awsSecretAccessKey, STORAGE_SECRET_KEYS.awsSecretAccessKey));
     } else if (storage.kind === 'gcs') {
-      env.push({ name: ARCHIVER_ENV.repository, value: repositoryUrl('gs', storage.bucket, this.archivePath) });
+      env.push({ name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', storage.bucket, this.archivePath) });
       env.push(secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId));
       env.push({ name: ARCHIVER_ENV.gcsCredentialsFile, value: `${GCS_KEY_DIR}/${GCS_KEY_FILE}` });
     }

@@ -3,7 +3,7 @@
  * run: `postgresql.conf`, `pg_hba.conf` and the start-up script that picks the pod's role. Pure
  * functions: the construct puts their output into a ConfigMap.
  */
-import { renderArchiveCommand, renderRestoreCommand } from '../archiver/src/contract';
+import { renderArchiveCommand, renderRestoreCommand } from '../contract';
 
 /** Where the ConfigMap is mounted in the PostgreSQL container. */
 export const CONFIG_DIR = '/etc/postgresql-archived';

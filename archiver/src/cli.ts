@@ -3,7 +3,7 @@
  * archiver starts once per WAL segment), and maps errors to exit codes. The only place that
  * calls process.exit.
  */
-import { EXIT_CODES } from './contract';
+import { EXIT_CODES } from '../../contract';
 import { UsageError, exitCodeOf } from './errors';
 
 declare const ARCHIVER_VERSION: string | undefined;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CompressionName, parseCompressionName } from './compression/codec';
-import { ARCHIVER_ENV, spoolOwner } from './contract';
+import { ARCHIVER_ENV, spoolOwner } from '../../contract';
 import { ConfigError } from './errors';
 import type { StorageOptions } from './storage/storage';
 

@@ -2,7 +2,7 @@
  * The archiver's named errors. Only the entry point (cli.ts) turns them into exit codes
  * (`exitCodeOf`); everything else throws.
  */
-import { EXIT_CODES } from './contract';
+import { EXIT_CODES } from '../../contract';
 
 /** The command line is wrong. The message names the command and the fix. */
 export class UsageError extends Error {

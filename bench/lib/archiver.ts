@@ -1,5 +1,5 @@
 /**
- * Our archiver as PostgreSQL runs it in the benchmarks: built with scripts/build-archiver.ts, then
+ * Our archiver as PostgreSQL runs it in the benchmarks: built with archiver/scripts/build.ts, then
  * copied into the benchmark's scratch directory so that a rebuild of archiver/dist by someone else
  * during a run cannot pull the files from under PostgreSQL (and so that every process it starts
  * names the scratch directory, which is how leftovers are found).
@@ -7,9 +7,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildArchiver } from '../../scripts/build-archiver';
-import { startSidecar as startSidecarProcess } from '../../test/support/archiver';
-import type { S3Server } from '../../test/support/s3-server';
+import { buildArchiver } from '../../archiver/scripts/build';
+import { startSidecar as startSidecarProcess } from '../../testkit/archiver';
+import type { S3Server } from '../../testkit/s3-server';
 import { giveToPostgres, postgresUser, processesMentioning, Scratch } from './scratch';
 import { POSTGRES_BASE_ENV, progress, ROOT, shAsPostgres } from './tools';
 
@@ -23,7 +23,7 @@ export interface PreparedArchiver {
 }
 
 export interface PrepareArchiverOptions {
-  /** Run scripts/build-archiver.ts first.
+  /** Run archiver/scripts/build.ts first.
    * @default true */
   readonly build?: boolean;
 }
@@ -31,10 +31,10 @@ export interface PrepareArchiverOptions {
 export async function prepareArchiver(scratch: Scratch, options: PrepareArchiverOptions = {}): Promise<PreparedArchiver> {
   const dist = path.join(ROOT, 'archiver/dist');
   if (options.build ?? true) {
-    progress('building the archiver (scripts/build-archiver.ts)');
+    progress('building the archiver (archiver/scripts/build.ts)');
     await buildArchiver();
   }
-  if (!fs.existsSync(path.join(dist, 'bin/archiver'))) throw new Error(`${dist} has no bin/archiver: run npx tsx scripts/build-archiver.ts`);
+  if (!fs.existsSync(path.join(dist, 'bin/archiver'))) throw new Error(`${dist} has no bin/archiver: run npx tsx archiver/scripts/build.ts`);
   const copy = path.join(scratch.dir, 'archiver');
   execFileSync('cp', ['-a', dist, copy]);
   giveToPostgres(copy);

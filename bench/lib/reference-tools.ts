@@ -1,7 +1,7 @@
 /** Configuration of the reference tools (pgBackRest, barman-cloud) against the benchmarks' s3rver. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { S3Server } from '../../test/support/s3-server';
+import type { S3Server } from '../../testkit/s3-server';
 import { giveToPostgres } from './scratch';
 import { processAlive, progress } from './tools';
 
@@ -68,7 +68,7 @@ export function barmanEnv(s3: S3Server, caFile: string | undefined): Record<stri
 
 /**
  * Watches the benchmarks' s3rver: under pgBackRest's and barman-cloud's load it has died
- * mid-run here (no OOM; its stderr stays inside test/support/s3-server.ts). A dead server is
+ * mid-run here (no OOM; its stderr stays inside testkit/s3-server.ts). A dead server is
  * restarted on the same port with the same data, and the run that saw it die is repeated.
  */
 export class S3Watch {

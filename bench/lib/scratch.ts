@@ -136,4 +136,4 @@ export function giveToPostgres(target: string): void {
   execFileSync('chown', ['-R', 'postgres:postgres', target]);
 }
 
-export { postgresUser } from '../../test/support/postgres';
+export { postgresUser } from '../../testkit/postgres';

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CodecPool } from '../../archiver/src/codec-pool';
 import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/codec-task';
 import { CorruptObjectError } from '../../archiver/src/errors';
-import { ROOT, makeSegment } from '../support/archiver';
+import { ROOT, makeSegment } from '../../testkit/archiver';
 
 const WORKER = path.join(ROOT, 'archiver/dist/lib/codec-worker.cjs');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'codec-pool-'));

@@ -18,7 +18,7 @@ import {
   parseCompressionName,
 } from '../../archiver/src/compression/codec';
 import { STREAM_FRAME_SIZE } from '../../archiver/src/compression/lz4';
-import { freePort } from '../support/ports';
+import { freePort } from '../../testkit/ports';
 
 const SEGMENT_SIZE = 16 * 1024 * 1024;
 const REPO = path.resolve(__dirname, '../..');

@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT_CODES } from '../../archiver/src/contract';
+import { EXIT_CODES } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { Storage } from '../../archiver/src/storage/storage';
-import { LAUNCHER, fakeDataDirectory, makeSegment, runArchiver, runArchiverAsync, stopArchiver } from '../support/archiver';
-import { S3Server, startS3Server } from '../support/s3-server';
+import { LAUNCHER, fakeDataDirectory, makeSegment, runArchiver, runArchiverAsync, stopArchiver } from '../../testkit/archiver';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 
 const SYSID = 7311676708303809017n;
 const NAME = '000000010000000000000001';

@@ -9,15 +9,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../archiver/src/contract';
-import { ROOT, fakeDataDirectory, makeSegment, waitForFile } from '../support/archiver';
+import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../contract';
+import { ROOT, fakeDataDirectory, makeSegment, waitForFile } from '../../testkit/archiver';
 
 const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'image-'));
 let image: string;
 
 beforeAll(() => {
-  image = execFileSync(path.join(ROOT, 'scripts/build-archiver-image.sh'), { env: { ...env, ARCHIVER_IMAGE: 'localhost/pg-wal-archiver:test' }, encoding: 'utf8' }).trim().split('\n').pop()!;
+  image = execFileSync(path.join(ROOT, 'archiver/scripts/build-image.sh'), { env: { ...env, ARCHIVER_IMAGE: 'localhost/pg-wal-archiver:test' }, encoding: 'utf8' }).trim().split('\n').pop()!;
 }, 180_000);
 afterAll(() => {
   spawnSync('podman', ['rmi', '-f', image], { env });

@@ -11,10 +11,10 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { StorageOptions } from '../../archiver/src/storage/storage';
-import { LAUNCHER, stopArchiver } from '../support/archiver';
-import { startGcsEmulator } from '../support/gcs-emulator';
-import { PostgresCluster, giveToPostgres } from '../support/postgres';
-import { startS3Server } from '../support/s3-server';
+import { LAUNCHER, stopArchiver } from '../../testkit/archiver';
+import { startGcsEmulator } from '../../testkit/gcs-emulator';
+import { PostgresCluster, giveToPostgres } from '../../testkit/postgres';
+import { startS3Server } from '../../testkit/s3-server';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-archiving-'));
 fs.chmodSync(scratch, 0o755);

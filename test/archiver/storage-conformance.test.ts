@@ -14,8 +14,8 @@ import {
   Storage,
   StorageError,
 } from '../../archiver/src/storage/storage';
-import { GcsEmulator, startGcsEmulator } from '../support/gcs-emulator';
-import { S3Server, startS3Server } from '../support/s3-server';
+import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 
 /**
  * One conformance suite, run against every backend (as wal-g's storage.RunFolderTest).

@@ -7,9 +7,9 @@ import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { Storage, StorageError } from '../../archiver/src/storage/storage';
-import { GcsEmulator, startGcsEmulator } from '../support/gcs-emulator';
-import { freePort } from '../support/ports';
-import { S3Server, startS3Server } from '../support/s3-server';
+import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
+import { freePort } from '../../testkit/ports';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 
 /**
  * Failures the archiver must survive: hung servers, servers that die mid-push, crashes of the

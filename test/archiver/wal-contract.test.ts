@@ -9,8 +9,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT_CODES } from '../../archiver/src/contract';
-import { fakeDataDirectory, LAUNCHER, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../support/archiver';
+import { EXIT_CODES } from '../../contract';
+import { fakeDataDirectory, LAUNCHER, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../../testkit/archiver';
 
 const SYSID = 7311676708303809017n;
 const SEGMENT_SIZE = 1 << 20; // small segments keep the suite fast; the format is the same

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { archiveOrder, followingSegments, nextSegment, readControlFileIdentifier, readSegmentHeader, walFileKind } from '../../archiver/src/wal-names';
-import { makeSegment } from '../support/archiver';
+import { makeSegment } from '../../testkit/archiver';
 
 describe('WAL file names', () => {
   it.each([

@@ -1,6 +1,6 @@
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { renderArchiveCommand, renderRestoreCommand } from '../../archiver/src/contract';
+import { renderArchiveCommand, renderRestoreCommand } from '../../contract';
 import { ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { envOf, find, postgresContainer, seedProps, synthDatabase } from './fixtures';
 

@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
+import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
-import { LAUNCHER, fakeDataDirectory, makeSegment, startSidecar, stopSidecar, waitForFile } from '../support/archiver';
-import { S3Server, startS3Server } from '../support/s3-server';
+import { LAUNCHER, fakeDataDirectory, makeSegment, startSidecar, stopSidecar, waitForFile } from '../../testkit/archiver';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 import { container, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, sidecarCommand, synthDatabase } from './fixtures';
 
 describe('the YAML and the archiver agree', () => {

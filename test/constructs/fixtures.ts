@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import { App, Chart, Testing } from 'cdk8s';
-import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../archiver/src/contract';
+import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage } from '../../constructs';
-import { ROOT } from '../support/archiver';
+import { ROOT } from '../../testkit/archiver';
 
 /** The seed example's props: 2 members, 1Gi `standard` volumes, archive to the `kubedb` bucket. */
 export function seedProps(overrides: Partial<ArchivedPostgresProps> = {}): ArchivedPostgresProps {

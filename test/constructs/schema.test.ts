@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Testing } from 'cdk8s';
 import { buildApp } from '../../main';
 import { ArchiveStorage, TerminationPolicy } from '../../constructs';
-import { KubernetesSchema } from '../support/kubernetes-schema';
+import { KubernetesSchema } from '../../testkit/kubernetes-schema';
 import { KubeObject, seedProps, synthDatabase } from './fixtures';
 
 const schema = new KubernetesSchema();

@@ -18,11 +18,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { build, Plugin } from 'esbuild';
 
+/** The archiver package (archiver/). */
 const root = path.resolve(__dirname, '..');
-const out = path.join(root, 'archiver/dist');
+const out = path.join(root, 'dist');
 const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version as string;
 
-const STORAGE_INTERFACE = path.join(root, 'archiver/src/storage/storage.ts');
+const STORAGE_INTERFACE = path.join(root, 'src/storage/storage.ts');
 
 /**
  * The backends' modules stay out of the main bundle (open.ts requires their own bundles), and
@@ -78,11 +79,11 @@ async function buildInto(staging: string): Promise<void> {
     legalComments: 'none' as const,
   };
   const bundles: [string, string][] = [
-    ['archiver/src/cli.ts', 'lib/archiver.cjs'],
-    ['archiver/src/storage/storage.ts', 'lib/storage-core.cjs'],
-    ['archiver/src/codec-worker.ts', 'lib/codec-worker.cjs'],
-    ['archiver/src/storage/s3.ts', 'lib/storage-s3.cjs'],
-    ['archiver/src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
+    ['src/cli.ts', 'lib/archiver.cjs'],
+    ['src/storage/storage.ts', 'lib/storage-core.cjs'],
+    ['src/codec-worker.ts', 'lib/codec-worker.cjs'],
+    ['src/storage/s3.ts', 'lib/storage-s3.cjs'],
+    ['src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
   ];
   for (const [entry, outfile] of bundles) {
     const entryPoint = path.join(root, entry);
@@ -103,7 +104,7 @@ async function buildInto(staging: string): Promise<void> {
     });
   }
   for (const script of ['archiver', 'archiver-call']) {
-    fs.copyFileSync(path.join(root, 'archiver/bin', script), path.join(staging, 'bin', script));
+    fs.copyFileSync(path.join(root, 'bin', script), path.join(staging, 'bin', script));
     fs.chmodSync(path.join(staging, 'bin', script), 0o755);
   }
   fs.symlinkSync(process.execPath, path.join(staging, 'bin/node'));

@@ -1,5 +1,5 @@
 'use strict';
-// Child process entry for test/support/gcs-emulator.ts: runs firebase-tools' Cloud Storage emulator
+// Child process entry for testkit/gcs-emulator.ts: runs firebase-tools' Cloud Storage emulator
 // (firebase-tools 15.34.2, lib/emulator/storage) on 127.0.0.1 without Java and without a download.
 //
 // The emulator's CLI starts a Java rules runtime (downloaded on first use) that only Firebase

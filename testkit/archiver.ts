@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export const ROOT = path.resolve(__dirname, '../..');
+export const ROOT = path.resolve(__dirname, '..');
 export const LAUNCHER = path.join(ROOT, 'archiver/dist/bin/archiver');
 
 export interface RunResult {

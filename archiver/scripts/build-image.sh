@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Builds the archiver container image (archiver/Containerfile) as localhost/pg-wal-archiver:VERSION.
 #
-#   scripts/build-archiver-image.sh [--rootfs-only]
+#   archiver/scripts/build-image.sh [--rootfs-only]
 #
 # The root filesystem is assembled from this machine: archiver/dist with the real Node binary in
 # place of its symlink, and the shared libraries `ldd` lists for it (glibc, libstdc++). No registry
 # is needed. With --rootfs-only (or without buildah), it stops after preparing
 # build/archiver-image/ (Containerfile + rootfs/), which any builder can use.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-version=$(node -p 'require("./package.json").version')
+cd "$(dirname "$0")/../.."
+version=$(node -p 'require("./archiver/package.json").version')
 image=${ARCHIVER_IMAGE:-localhost/pg-wal-archiver:$version}
 context=build/archiver-image
 
-npx --no-install tsx scripts/build-archiver.ts >/dev/null
+npx --no-install tsx archiver/scripts/build.ts >/dev/null
 rm -rf "$context"
 mkdir -p "$context/rootfs"
 cp -a archiver/dist "$context/rootfs/archiver"

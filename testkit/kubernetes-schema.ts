@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Ajv, { ValidateFunction } from 'ajv';
 
-export const SCHEMA_FILE = path.resolve(__dirname, '../../../shared/schemas/k8s-1.27.0-definitions.json');
+export const SCHEMA_FILE = path.resolve(__dirname, '../../shared/schemas/k8s-1.27.0-definitions.json');
 
 interface Definitions {
   [name: string]: Record<string, unknown>;

@@ -1,5 +1,5 @@
 'use strict';
-// Child process entry for test/support/s3-server.ts: runs one s3rver 3.7.1 on 127.0.0.1 so that
+// Child process entry for testkit/s3-server.ts: runs one s3rver 3.7.1 on 127.0.0.1 so that
 // the server has its own core, can be killed (crash tests), paused with SIGSTOP (hung-server tests)
 // and restarted on the same port with the same data directory.
 //

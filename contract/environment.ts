@@ -1,0 +1,83 @@
+/**
+ * The environment variables the archiver reads, and the storage Secret keys the constructs map
+ * onto them. The constructs render these names; the archiver's configuration (archiver/src/config.ts)
+ * reads them; a contract test feeds the rendered environment to the real archiver.
+ */
+
+/** Environment variables the archiver reads. */
+export const ARCHIVER_ENV = {
+  /**
+   * Where the archive lives, as a URL: `s3://bucket/path`, `gs://bucket/path` or `file:///path`.
+   * The constructs render `{bucket}/{prefix}/kubedb/{namespace}/{name}/archive`.
+   */
+  repository: 'ARCHIVER_REPOSITORY',
+  /** S3-compatible endpoint URL, e.g. `https://minio.storage.svc:9000`. Unset: AWS S3. */
+  s3Endpoint: 'ARCHIVER_S3_ENDPOINT',
+  /** `true`/`false`. Default: path-style when an endpoint other than AWS is set. */
+  s3ForcePathStyle: 'ARCHIVER_S3_FORCE_PATH_STYLE',
+  /** AWS region; S3-compatible servers usually accept any. Default: DEFAULT_AWS_REGION. */
+  awsRegion: 'AWS_REGION',
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  /** Google Cloud project of the GCS bucket. */
+  gcsProjectId: 'GOOGLE_PROJECT_ID',
+  /** Path of the mounted service-account JSON key file. */
+  gcsCredentialsFile: 'GOOGLE_APPLICATION_CREDENTIALS',
+  /** The GCS emulator's address (read by @google-cloud/storage itself; tests only). */
+  gcsEmulatorHost: 'STORAGE_EMULATOR_HOST',
+  /**
+   * A directory on the same filesystem as `pg_wal` where the archiver keeps its spool (spool.ts).
+   * Default: SPOOL_DEFAULT_FROM_DATA_DIRECTORY from the data directory.
+   */
+  spool: 'ARCHIVER_SPOOL',
+  /** `zstd`, `lz4`, `gzip`, `brotli` or `none`. Default: zstd. */
+  compression: 'ARCHIVER_COMPRESSION',
+  /** The codec's level. Default: its fast level (zstd 1). */
+  compressionLevel: 'ARCHIVER_COMPRESSION_LEVEL',
+  /**
+   * `when_supported` (default: the SDK's request checksums, for real S3) or `when_required`
+   * (S3 clones that mishandle them, such as s3rver).
+   */
+  s3Checksums: 'ARCHIVER_S3_CHECKSUMS',
+  /** Segments pushed at once (the requested one plus those pushed ahead). Default 8. */
+  pushConcurrency: 'ARCHIVER_PUSH_CONCURRENCY',
+  /** Worker threads of the background archiver for hashing and (de)compression. Default: the CPUs, at most 4; 0: the main thread. */
+  workers: 'ARCHIVER_WORKERS',
+  /** Segments `wal-fetch` downloads ahead of PostgreSQL's requests. Default 8; 0 disables. */
+  prefetch: 'ARCHIVER_PREFETCH',
+  /** Prefetch downloads at once. Default 2: they compete with PostgreSQL's replay for the CPU. */
+  prefetchConcurrency: 'ARCHIVER_PREFETCH_CONCURRENCY',
+  /**
+   * `on` (default): a background archiver process serves the calls, started by the first one;
+   * `external`: it is run by someone else (the pod's `archiver` sidecar) and used when it
+   * answers, never started by a call; `off`: each call works alone.
+   */
+  daemon: 'ARCHIVER_DAEMON',
+  /** The background process exits after this many idle seconds. Default 300; 0: never (the sidecar). */
+  daemonIdleSeconds: 'ARCHIVER_DAEMON_IDLE_SECONDS',
+  /** File for the log of a background archiver a call starts. Default: the call's stderr. */
+  daemonLog: 'ARCHIVER_DAEMON_LOG',
+  /** Deadline of one storage request in seconds (each is retried). Default 60. */
+  timeoutSeconds: 'ARCHIVER_TIMEOUT_SECONDS',
+  /** Attempts per storage request, the first included. Default 3. */
+  maxAttempts: 'ARCHIVER_MAX_ATTEMPTS',
+  /** `debug`, `info` (default) or `warn`. */
+  logLevel: 'ARCHIVER_LOG_LEVEL',
+} as const;
+
+export type ArchiverEnvName = (typeof ARCHIVER_ENV)[keyof typeof ARCHIVER_ENV];
+
+/** The region used when none is given: S3-compatible servers usually accept any. */
+export const DEFAULT_AWS_REGION = 'us-east-1';
+
+/** Keys the archiver reads from the storage Secret named by `storageSecretName` (KubeDB's names). */
+export const STORAGE_SECRET_KEYS = {
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  gcsProjectId: 'GOOGLE_PROJECT_ID',
+  gcsServiceAccountJsonKey: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY',
+} as const;
+
+/** The values of ARCHIVER_DAEMON. */
+export const DAEMON_MODES = ['on', 'external', 'off'] as const;
+export type DaemonMode = (typeof DAEMON_MODES)[number];

@@ -1,0 +1,46 @@
+/**
+ * The archiver's exit codes, and the one table that maps its named errors onto them. The CLI,
+ * the background archiver's answers and the launcher's bash helper all use this table: an
+ * answer carries the exit code, so the helper never maps names itself.
+ */
+
+/** Exit codes of the archiver. PostgreSQL treats any code from 1 to 125 as "try again / not there". */
+export const EXIT_CODES = {
+  ok: 0,
+  /** Any failure: nothing was reported as stored. PostgreSQL retries `archive_command`. */
+  error: 1,
+  /** The command line or the configuration is wrong; the message names the flag or variable. */
+  usage: 2,
+  /**
+   * `wal-fetch`: the file is not in the archive (wal-g uses the same code). A normal event: a
+   * standby asks for the next segment before the primary has archived it, and archive recovery
+   * ends when the next segment does not exist. Also `check --storage` on a location that holds
+   * no archive yet, and `stop` when no background archiver runs.
+   */
+  notFound: 74,
+} as const;
+
+export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
+
+/**
+ * The exit code of each named error (archiver/src/errors.ts defines the classes under these
+ * names). Any error not named here exits with EXIT_CODES.error.
+ */
+export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
+  UsageError: EXIT_CODES.usage,
+  ConfigError: EXIT_CODES.usage,
+  CompressionConfigError: EXIT_CODES.usage,
+  WalNotFoundError: EXIT_CODES.notFound,
+  ArchiveNotFoundError: EXIT_CODES.notFound,
+  DaemonNotRunningError: EXIT_CODES.notFound,
+  ArchiveConflictError: EXIT_CODES.error,
+  ForeignArchiveError: EXIT_CODES.error,
+  CorruptObjectError: EXIT_CODES.error,
+  UnsupportedObjectError: EXIT_CODES.error,
+  StorageError: EXIT_CODES.error,
+};
+
+/** The exit code for an error reported under `name`. */
+export function exitCodeForErrorName(name: string): ExitCode {
+  return ERROR_EXIT_CODES[name] ?? EXIT_CODES.error;
+}

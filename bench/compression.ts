@@ -36,7 +36,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { type CodecOptions, type CompressionName, loadCodec } from '../archiver/src/compression/codec';
+import { type CodecOptions, type CompressionName, loadCodec } from '../archiver/src/compression';
 
 const RUNS = 7;
 const MiB = 1024 * 1024;

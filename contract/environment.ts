@@ -55,6 +55,12 @@ export const ARCHIVER_ENV = {
   daemon: 'ARCHIVER_DAEMON',
   /** The background process exits after this many idle seconds. Default 300; 0: never (the sidecar). */
   daemonIdleSeconds: 'ARCHIVER_DAEMON_IDLE_SECONDS',
+  /**
+   * Seconds a call waits without a word from the background archiver (it says `wait` every
+   * HEARTBEAT_SECONDS while it works) before taking it for frozen and working alone. Default:
+   * SILENCE_LIMIT_SECONDS.
+   */
+  daemonSilenceSeconds: 'ARCHIVER_DAEMON_SILENCE_SECONDS',
   /** File for the log of a background archiver a call starts. Default: the call's stderr. */
   daemonLog: 'ARCHIVER_DAEMON_LOG',
   /** Deadline of one storage request in seconds (each is retried). Default 60. */

@@ -30,9 +30,12 @@ export type RequestOp = (typeof REQUEST_OPS)[keyof typeof REQUEST_OPS];
 export const ANSWERS = { wait: 'wait', ok: 'ok', exit: 'exit', mismatch: 'mismatch' } as const;
 
 /** How often a background archiver working on a request says so. */
-export const HEARTBEAT_SECONDS = 5;
+export const HEARTBEAT_SECONDS = 1;
 
-/** How long a call waits without hearing anything before it takes the background archiver for frozen. */
+/**
+ * How long a call waits without hearing anything before it takes the background archiver for
+ * frozen (ARCHIVER_DAEMON_SILENCE_SECONDS overrides it).
+ */
 export const SILENCE_LIMIT_SECONDS = 30;
 
 /** The longest request line a background archiver accepts: a request is a few paths long. */

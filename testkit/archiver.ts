@@ -135,3 +135,25 @@ export function fakeDataDirectory(base: string): { dataDir: string; walDir: stri
     },
   };
 }
+
+/** One logfmt line of the archiver (logger.ts), as fields; quoted values unquoted. */
+export type LogLine = Record<string, string>;
+
+export function parseLogLine(line: string): LogLine {
+  const fields: LogLine = {};
+  const pattern = /(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g;
+  for (const match of line.matchAll(pattern)) fields[match[1]] = match[2].startsWith('"') ? (JSON.parse(match[2]) as string) : match[2];
+  return fields;
+}
+
+/** Every archiver log line in `stderr` (lines that are not logfmt are left out). */
+export function logLines(stderr: string): LogLine[] {
+  return stderr.split('\n').filter((line) => line.startsWith('time=')).map(parseLogLine);
+}
+
+/** The last archiver log line in `stderr`: a failed command's error line. */
+export function lastLog(stderr: string): LogLine {
+  const lines = logLines(stderr);
+  if (lines.length === 0) throw new Error(`no archiver log line in: ${JSON.stringify(stderr)}`);
+  return lines[lines.length - 1];
+}

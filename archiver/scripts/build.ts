@@ -7,8 +7,8 @@
  *   bin/node               the Node runtime (here: a symlink to this machine's node; the image
  *                          build replaces it with the binary)
  *   lib/archiver.cjs       the CLI, client, background archiver, local storage: no cloud SDK
- *   lib/storage-core.cjs   the storage interface and its error classes, shared by all bundles so
- *                          that `instanceof ObjectNotFoundError` holds for every backend
+ *   lib/errors.cjs         the named errors (src/errors.ts), shared by all bundles so that
+ *                          `instanceof ObjectNotFoundError` holds for every backend
  *   lib/codec-worker.cjs   the worker thread that hashes and (de)compresses for the background archiver
  *   lib/storage-s3.cjs     the S3 backend with @aws-sdk/client-s3, loaded only for s3://
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
@@ -17,18 +17,31 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { build, Plugin } from 'esbuild';
+import {
+  ANSWERS,
+  ARCHIVER_COMMANDS,
+  ARCHIVER_ENV,
+  DATA_DIRECTORY_MARKER,
+  EXIT_CODES,
+  HEARTBEAT_SECONDS,
+  PGDATA_ENV,
+  REQUEST_OPS,
+  SILENCE_LIMIT_SECONDS,
+  SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+  SPOOL_LAYOUT,
+} from '../../contract';
 
 /** The archiver package (archiver/). */
 const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'dist');
 const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version as string;
 
-const STORAGE_INTERFACE = path.join(root, 'src/storage/storage.ts');
+const ERRORS = path.join(root, 'src/errors.ts');
 
 /**
  * The backends' modules stay out of the main bundle (open.ts requires their own bundles), and
- * every bundle requires the one storage-core.cjs instead of carrying its own copy of the
- * interface module: error classes must be the same classes everywhere.
+ * every bundle requires the one errors.cjs instead of carrying its own copy of the error
+ * classes: they must be the same classes everywhere.
  */
 function splitBundles(self: string): Plugin {
   return {
@@ -37,12 +50,60 @@ function splitBundles(self: string): Plugin {
       build.onResolve({ filter: /^\.\/(s3|gcs)$/ }, (args) =>
         args.importer.endsWith(path.join('storage', 'open.ts')) ? { path: `./storage-${args.path.slice(2)}.cjs`, external: true } : undefined,
       );
-      build.onResolve({ filter: /(^|\/)storage$/ }, (args) => {
+      build.onResolve({ filter: /(^|\/)errors$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
-        return resolved === STORAGE_INTERFACE && self !== STORAGE_INTERFACE ? { path: './storage-core.cjs', external: true } : undefined;
+        return resolved === ERRORS && self !== ERRORS ? { path: './errors.cjs', external: true } : undefined;
       });
     },
   };
+}
+
+/**
+ * What the launcher scripts (bin/archiver, bin/archiver-call) need from the contract, filled in
+ * for their @@NAME@@ placeholders at build time: the scripts run without Node and cannot import
+ * it. A placeholder without a value, or a value without a placeholder, fails the build.
+ */
+export const LAUNCHER_CONSTANTS: Readonly<Record<string, string | number>> = {
+  ENV_SPOOL: ARCHIVER_ENV.spool,
+  ENV_REPOSITORY: ARCHIVER_ENV.repository,
+  ENV_S3_ENDPOINT: ARCHIVER_ENV.s3Endpoint,
+  ENV_DAEMON: ARCHIVER_ENV.daemon,
+  ENV_SILENCE: ARCHIVER_ENV.daemonSilenceSeconds,
+  PGDATA_ENV,
+  DATA_DIRECTORY_MARKER,
+  SPOOL_DEFAULT: SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+  SPOOL_OWNER: SPOOL_LAYOUT.owner,
+  SPOOL_BOOT: SPOOL_LAYOUT.boot,
+  SPOOL_PUSHED: SPOOL_LAYOUT.pushed,
+  SPOOL_PREFETCH: SPOOL_LAYOUT.prefetch,
+  SPOOL_PORT: SPOOL_LAYOUT.port,
+  CMD_WAL_PUSH: ARCHIVER_COMMANDS.walPush,
+  CMD_WAL_FETCH: ARCHIVER_COMMANDS.walFetch,
+  OP_PUSH: REQUEST_OPS.push,
+  OP_FETCH: REQUEST_OPS.fetch,
+  ANSWER_WAIT: ANSWERS.wait,
+  ANSWER_OK: ANSWERS.ok,
+  ANSWER_EXIT: ANSWERS.exit,
+  ANSWER_MISMATCH: ANSWERS.mismatch,
+  HEARTBEAT_SECONDS,
+  SILENCE_SECONDS: SILENCE_LIMIT_SECONDS,
+  EXIT_NOT_FOUND: EXIT_CODES.notFound,
+  EXIT_ERROR: EXIT_CODES.error,
+};
+
+/** `template` with every @@NAME@@ replaced; fails naming what is missing or unused. */
+export function fillLauncher(template: string, name: string, constants: Readonly<Record<string, string | number>> = LAUNCHER_CONSTANTS): string {
+  const used = new Set<string>();
+  const filled = template.replace(/@@([A-Z0-9_]+)@@/g, (_match, key: string) => {
+    if (!(key in constants)) throw new Error(`${name}: @@${key}@@ has no value in LAUNCHER_CONSTANTS (archiver/scripts/build.ts)`);
+    used.add(key);
+    const value = String(constants[key]);
+    // Values are spliced into shell code unquoted: only names and numbers may be.
+    if (!/^[A-Za-z0-9_./-]+$/.test(value)) throw new Error(`${name}: the value of @@${key}@@ (${JSON.stringify(value)}) is not safe unquoted in a shell script`);
+    return value;
+  });
+  if (filled.includes('@@')) throw new Error(`${name}: a malformed @@placeholder@@ is left`);
+  return filled;
 }
 
 const NATIVE = ['zstd-napi', 'lz4-napi', '@antoniomuso/lz4-napi-linux-x64-gnu'];
@@ -80,7 +141,7 @@ async function buildInto(staging: string): Promise<void> {
   };
   const bundles: [string, string][] = [
     ['src/cli.ts', 'lib/archiver.cjs'],
-    ['src/storage/storage.ts', 'lib/storage-core.cjs'],
+    ['src/errors.ts', 'lib/errors.cjs'],
     ['src/codec-worker.ts', 'lib/codec-worker.cjs'],
     ['src/storage/s3.ts', 'lib/storage-s3.cjs'],
     ['src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
@@ -103,10 +164,14 @@ async function buildInto(staging: string): Promise<void> {
       },
     });
   }
+  const used = new Set<string>();
   for (const script of ['archiver', 'archiver-call']) {
-    fs.copyFileSync(path.join(root, 'bin', script), path.join(staging, 'bin', script));
-    fs.chmodSync(path.join(staging, 'bin', script), 0o755);
+    const template = fs.readFileSync(path.join(root, 'bin', script), 'utf8');
+    for (const match of template.matchAll(/@@([A-Z0-9_]+)@@/g)) used.add(match[1]);
+    fs.writeFileSync(path.join(staging, 'bin', script), fillLauncher(template, `bin/${script}`), { mode: 0o755 });
   }
+  const unused = Object.keys(LAUNCHER_CONSTANTS).filter((key) => !used.has(key));
+  if (unused.length > 0) throw new Error(`LAUNCHER_CONSTANTS has values no launcher script uses: ${unused.join(', ')}`);
   fs.symlinkSync(process.execPath, path.join(staging, 'bin/node'));
 }
 

@@ -6,7 +6,11 @@
  * - `push` resolves only once the object is durably stored (the storage's put resolves then);
  * - pushing a file whose identical content is already archived succeeds (a retry after a crash);
  * - pushing a different file under an archived name fails with ArchiveConflictError, checked here
- *   by comparing checksums — never left to the server, since S3 clones ignore If-None-Match;
+ *   by comparing the bytes — never left to the server, since S3 clones ignore If-None-Match;
+ * - an object under the name that fails its own verification (truncated, wrong size or CRC-32, a
+ *   frame that does not decompress) is a copy of nothing — an upload cut short by a crash — and
+ *   is replaced from the local file, with a warning; an object this archiver cannot read but
+ *   which may be intact (a newer format, another tool's file) is never replaced;
  * - pushing into an archive that another cluster (system identifier) started fails with
  *   ForeignArchiveError;
  * - `fetch` verifies the checksum and size of the original bytes before anything is handed to
@@ -14,16 +18,19 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { ARCHIVE_LAYOUT, walKey } from '../../contract';
 import { CodecPool } from './codec-pool';
 import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './codec-task';
-import { CompressionName } from './compression/codec';
+import { CompressionName } from './compression';
 import { checksum } from './envelope';
-import { ArchiveConflictError, ForeignArchiveError, WalNotFoundError } from './errors';
-import { ObjectExistsError, ObjectNotFoundError, Storage } from './storage/storage';
+import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, ObjectExistsError, ObjectNotFoundError, WalNotFoundError } from './errors';
+import { Logger } from './logger';
+import { Storage } from './storage/storage';
 import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, requireWalFileName, segmentHeaderOf, walFileKind } from './wal-names';
 
-export const IDENTITY_KEY = 'archive.json';
-export const WAL_PREFIX = 'wal/';
+export { walKey };
+export const IDENTITY_KEY = ARCHIVE_LAYOUT.identity;
+export const WAL_PREFIX = ARCHIVE_LAYOUT.wal;
 
 /** How long a listing of WAL names stands in for HEAD requests. */
 export const LISTING_TTL_MS = 2000;
@@ -31,10 +38,6 @@ export const LISTING_TTL_MS = 2000;
 /** Names sharing their first 16 characters (timeline, log) are listed together. */
 function listingGroup(name: string): string {
   return name.slice(0, 16);
-}
-
-export function walKey(name: string): string {
-  return `${WAL_PREFIX}${name}`;
 }
 
 /** What `archive.json` records. */
@@ -67,6 +70,8 @@ export interface ArchiveOptions {
    * @default - the work runs on the calling thread
    */
   readonly pool?: CodecPool;
+  /** Where repairs are reported. @default - stderr at level info */
+  readonly log?: Logger;
 }
 
 export class Archive {
@@ -75,6 +80,7 @@ export class Archive {
   private readonly compressionLevel: number | undefined;
   private readonly codecs = new Codecs();
   private readonly pool: CodecPool | undefined;
+  private readonly log: Logger;
   /** The identity once read or written; the archive's identity never changes. */
   private identity: Promise<ArchiveIdentity | undefined> | undefined;
   /** Recent listings of WAL names, per 16-character name prefix (timeline and log: 256 segments). */
@@ -85,6 +91,7 @@ export class Archive {
     this.compression = options.compression;
     this.compressionLevel = options.compressionLevel;
     this.pool = options.pool;
+    this.log = options.log ?? new Logger();
     // Fail now on a codec that cannot load, not at the first push.
     this.codecs.get(this.compression, this.compressionLevel);
   }
@@ -123,13 +130,21 @@ export class Archive {
 
   /**
    * `name` is archived already: succeed when the archived file is byte for byte this one (a
-   * retry after a crash), refuse otherwise. Rare, so it pays for a download and a full compare.
+   * retry after a crash), refuse otherwise; replace it when it is damaged (see above). Rare, so
+   * it pays for a download and a full compare.
    */
   private async compareExisting(name: string, file: string): Promise<PushResult> {
     const local = await fs.readFile(file);
     // A file of another cluster is refused as such, not as a mere conflict.
     await this.checkIdentity(segmentHeaderOf(name, local), file);
-    const { data: archived, storedBytes } = await this.fetchData(name);
+    let archived: Buffer;
+    let storedBytes: number;
+    try {
+      ({ data: archived, storedBytes } = await this.fetchData(name));
+    } catch (error) {
+      if (!(error instanceof CorruptObjectError)) throw error;
+      return this.replaceDamaged(name, file, error);
+    }
     if (!archived.equals(local)) {
       throw new ArchiveConflictError(
         `${name} is already archived at ${this.location} with different contents (archived: ${archived.length} bytes, CRC-32 ${checksum(archived)}; this file: ${local.length} bytes, CRC-32 ${checksum(local)}); refusing to overwrite. ` +
@@ -137,6 +152,14 @@ export class Archive {
       );
     }
     return { name, status: 'already-archived', bytes: local.length, storedBytes };
+  }
+
+  /** Overwrites the damaged object under `name` with the local file, whose identity was checked. */
+  private async replaceDamaged(name: string, file: string, damage: CorruptObjectError): Promise<PushResult> {
+    const encoded = await this.encode(file);
+    await this.storage.put(walKey(name), encoded.body);
+    this.log.warn('replaced a damaged object with the local file', { wal: name, location: this.location, damage: damage.message });
+    return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
   }
 
   /**
@@ -245,13 +268,16 @@ export async function writeFileAtomically(file: string, data: Buffer, durable: b
   const temporary = `${file}.archiver-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
   const handle = await fs.open(temporary, 'w', 0o600);
   try {
-    await handle.writeFile(data);
-    if (durable) await handle.sync();
+    try {
+      await handle.writeFile(data);
+      if (durable) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, file);
   } catch (error) {
-    await handle.close();
+    // Nothing half-written stays behind: not the temporary file, whatever failed.
     await fs.rm(temporary, { force: true });
     throw error;
   }
-  await handle.close();
-  await fs.rename(temporary, file);
 }

@@ -8,8 +8,8 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { Codec, CompressionName, loadCodec } from './compression/codec';
-import { HEADER_SIZE, checksum, decodeHeader, encodeHeader, formatChecksum } from './envelope';
+import { Codec, CompressionName, loadCodec } from './compression';
+import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeTrailer, encodeHeader, formatChecksum } from './envelope';
 import { CorruptObjectError } from './errors';
 import { SegmentHeader, segmentHeaderOf } from './wal-names';
 
@@ -84,18 +84,28 @@ function encodeInChunks(file: string, codec: Codec): EncodedFile {
   }
 }
 
-/** Decodes an archived object and verifies the original's size and checksum; `what` names it in errors. */
+/**
+ * Decodes an archived object and verifies the original's size and checksum; `what` names it in
+ * errors. This check is the only protection for codecs without a checksum of their own (none,
+ * brotli): never skip it.
+ */
 export async function decodeObject(object: Buffer, what: string, codecs: Codecs): Promise<Buffer> {
   const header = decodeHeader(object, what);
+  let body = object.subarray(HEADER_SIZE);
+  let expected: { size: number; checksum: string } = header;
+  if (header.trailer) {
+    expected = decodeTrailer(object.subarray(Math.max(HEADER_SIZE, object.length - TRAILER_SIZE)), what);
+    body = object.subarray(HEADER_SIZE, object.length - TRAILER_SIZE);
+  }
   let data: Buffer;
   try {
-    data = await codecs.get(header.compression).decompress(object.subarray(HEADER_SIZE));
+    data = await codecs.get(header.compression).decompress(body);
   } catch (error) {
     throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
   }
   const actual = checksum(data);
-  if (data.length !== header.size || actual !== header.checksum) {
-    throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${header.size} bytes, CRC-32 ${header.checksum}; got ${data.length} bytes, CRC-32 ${actual})`);
+  if (data.length !== expected.size || actual !== expected.checksum) {
+    throw new CorruptObjectError(`${what} is corrupted: its contents do not match the checksum recorded when it was archived (expected ${expected.size} bytes, CRC-32 ${expected.checksum}; got ${data.length} bytes, CRC-32 ${actual})`);
   }
   return data;
 }

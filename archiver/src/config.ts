@@ -1,15 +1,29 @@
 /**
  * The archiver's configuration, read from the environment the constructs render (the variable
- * names live in contract.ts). Every problem names its variable; values of credentials never
- * appear in messages.
+ * names live in contract/environment.ts). Every problem names its variable; credentials never
+ * appear in messages, and a URL that carries credentials is refused (it would reach logs,
+ * `archiver check` and the spool).
  */
-import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CompressionName, parseCompressionName } from './compression/codec';
-import { ARCHIVER_ENV, spoolOwner } from '../../contract';
+import {
+  ARCHIVER_ENV,
+  DAEMON_MODES,
+  DATA_DIRECTORY_MARKER,
+  DEFAULT_AWS_REGION,
+  DaemonMode,
+  PGDATA_ENV,
+  SILENCE_LIMIT_SECONDS,
+  SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+  checkS3Endpoint,
+  spoolOwner,
+} from '../../contract';
+import { CompressionName, parseCompressionName } from './compression';
 import { ConfigError } from './errors';
 import type { StorageOptions } from './storage/storage';
+
+export type { DaemonMode };
 
 export interface ArchiverConfig {
   /** ARCHIVER_REPOSITORY as given, for messages. */
@@ -17,8 +31,13 @@ export interface ArchiverConfig {
   readonly storage: StorageOptions;
   readonly compression: CompressionName;
   readonly compressionLevel: number | undefined;
-  readonly spool: string;
-  /** The archive location, as the spool records its owner (contract.ts `spoolOwner`). */
+  /**
+   * The spool directory, or undefined when there is none: ARCHIVER_SPOOL is unset and neither the
+   * working directory nor $PGDATA is a data directory (a command run by hand elsewhere). Without
+   * a spool a call works alone: no background archiver, no push-ahead, no prefetch.
+   */
+  readonly spool: string | undefined;
+  /** The archive location, as the spool records its owner (contract `spoolOwner`). */
   readonly spoolOwner: string;
   readonly pushConcurrency: number;
   /** Worker threads of the background archiver for hashing and (de)compression. */
@@ -33,17 +52,12 @@ export interface ArchiverConfig {
   readonly daemon: DaemonMode;
   /** 0: never exits when idle (the sidecar). */
   readonly daemonIdleSeconds: number;
+  /** How long a call waits for a word from the background archiver before it works alone. */
+  readonly daemonSilenceSeconds: number;
+  /** Where a background archiver started by a call logs; undefined: the call's stderr. */
+  readonly daemonLog: string | undefined;
   readonly logLevel: 'debug' | 'info' | 'warn';
-  /**
-   * A digest of everything that decides where and how objects are written (credentials
-   * included, hashed): a background process serves only clients with the same configuration.
-   * Not in it: `daemon`, `daemonIdleSeconds` and `logLevel`, which differ between the sidecar
-   * and the calls it serves.
-   */
-  readonly fingerprint: string;
 }
-
-export type DaemonMode = 'on' | 'external' | 'off';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -74,6 +88,9 @@ function choice<T extends string>(env: Env, variable: string, choices: readonly 
   return found;
 }
 
+/** Bucket names of S3 and GCS: lowercase letters, digits, '.', '-' (and '_' on GCS). */
+const BUCKET = /^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/;
+
 /** Splits `s3://bucket/some/prefix` into bucket and prefix. */
 function bucketAndPrefix(url: string, scheme: string): { bucket: string; prefix: string | undefined } {
   const rest = url.slice(scheme.length + 3);
@@ -81,6 +98,12 @@ function bucketAndPrefix(url: string, scheme: string): { bucket: string; prefix:
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
   if (!bucket) throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)} has no bucket: write ${scheme}://BUCKET/PATH`);
+  if (bucket.includes('@')) {
+    throw new ConfigError(ARCHIVER_ENV.repository, `contains credentials (value not shown): write ${scheme}://BUCKET/PATH and give the credentials through the storage Secret`);
+  }
+  if (!BUCKET.test(bucket)) {
+    throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a bucket name (lowercase letters, digits, '.', '-', '_')`);
+  }
   if (prefix.split('/').some((s) => s === '..' || s === '.') || prefix.includes('//') || prefix.startsWith('/')) {
     throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)} has an empty, '.' or '..' path segment`);
   }
@@ -102,15 +125,8 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
     }
     const endpoint = env[ARCHIVER_ENV.s3Endpoint] || undefined;
     if (endpoint !== undefined) {
-      let url: URL | undefined;
-      try {
-        url = new URL(endpoint);
-      } catch {
-        url = undefined;
-      }
-      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-        throw new ConfigError(ARCHIVER_ENV.s3Endpoint, `${JSON.stringify(endpoint)} is not an http(s) URL, e.g. http://minio.storage.svc:9000`);
-      }
+      const problem = checkS3Endpoint(endpoint);
+      if (problem) throw new ConfigError(ARCHIVER_ENV.s3Endpoint, problem);
     }
     const pathStyle = choice(env, ARCHIVER_ENV.s3ForcePathStyle, ['true', 'false'] as const, endpoint && !/\.amazonaws\.com(:\d+)?\/?$/.test(endpoint) ? 'true' : 'false');
     const checksums = choice(env, ARCHIVER_ENV.s3Checksums, ['when_supported', 'when_required'] as const, 'when_supported');
@@ -119,7 +135,7 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
       bucket,
       prefix,
       endpoint,
-      region: env[ARCHIVER_ENV.awsRegion] || 'us-east-1',
+      region: env[ARCHIVER_ENV.awsRegion] || DEFAULT_AWS_REGION,
       forcePathStyle: pathStyle === 'true',
       accessKeyId,
       secretAccessKey,
@@ -131,10 +147,11 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
   if (repository.startsWith('gs://')) {
     const { bucket, prefix } = bucketAndPrefix(repository, 'gs');
     // @google-cloud/storage reads this variable itself and needs the scheme.
-    const emulator = env.STORAGE_EMULATOR_HOST || undefined;
+    const emulator = env[ARCHIVER_ENV.gcsEmulatorHost] || undefined;
     if (emulator !== undefined && !/^https?:\/\//.test(emulator)) {
-      throw new ConfigError('STORAGE_EMULATOR_HOST', `${JSON.stringify(emulator)} needs its scheme, e.g. http://127.0.0.1:9199`);
+      throw new ConfigError(ARCHIVER_ENV.gcsEmulatorHost, `${JSON.stringify(emulator)} needs its scheme, e.g. http://127.0.0.1:9199`);
     }
+    if (emulator !== undefined && /\/\/[^/]*@/.test(emulator)) throw new ConfigError(ARCHIVER_ENV.gcsEmulatorHost, 'contains credentials (value not shown)');
     return {
       kind: 'gcs',
       bucket,
@@ -147,17 +164,49 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
     };
   }
   if (repository.startsWith('file://') || repository.startsWith('/')) {
-    const root = repository.startsWith('file://') ? decodeURIComponent(new URL(repository).pathname) : repository;
+    let root = repository;
+    if (repository.startsWith('file://')) {
+      let url: URL | undefined;
+      try {
+        url = new URL(repository);
+      } catch {
+        url = undefined;
+      }
+      if (!url || url.username || url.password || repository.includes('@')) {
+        throw new ConfigError(ARCHIVER_ENV.repository, `${repository.includes('@') ? 'contains credentials (value not shown)' : `${JSON.stringify(repository)} is not a file URL`}: write file:///PATH`);
+      }
+      root = decodeURIComponent(url.pathname);
+    }
     return { kind: 'local', root: path.resolve(root) };
   }
+  if (repository.includes('@')) throw new ConfigError(ARCHIVER_ENV.repository, 'is not a supported location (value not shown: it may hold credentials): use s3://BUCKET/PATH, gs://BUCKET/PATH, file:///PATH or an absolute path');
   throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(repository)} is not a supported location: use s3://BUCKET/PATH, gs://BUCKET/PATH, file:///PATH or an absolute path`);
 }
 
+/** Whether `directory` is a PostgreSQL data directory. */
+function isDataDirectory(directory: string): boolean {
+  return fs.existsSync(path.join(directory, DATA_DIRECTORY_MARKER));
+}
+
 /**
- * Reads the configuration. `dataDirectory` is PostgreSQL's data directory (the working directory
- * of archive_command), used for the default spool.
+ * The spool: ARCHIVER_SPOOL (relative to the working directory); else beside the data directory,
+ * which is the working directory when it is one (archive_command and restore_command run there),
+ * else $PGDATA; else none. The launcher applies the same rule (archiver/bin/archiver).
  */
-export function readConfig(env: Env = process.env, dataDirectory: string = process.cwd()): ArchiverConfig {
+export function resolveSpool(env: Env, cwd: string, dataDirectoryTest: (directory: string) => boolean = isDataDirectory): string | undefined {
+  const spool = env[ARCHIVER_ENV.spool];
+  if (spool) return path.resolve(cwd, spool);
+  if (dataDirectoryTest(cwd)) return path.resolve(cwd, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
+  const pgdata = env[PGDATA_ENV];
+  if (pgdata) return path.resolve(cwd, pgdata, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
+  return undefined;
+}
+
+/**
+ * Reads the configuration. `cwd` is the working directory: PostgreSQL's data directory when
+ * PostgreSQL runs the command.
+ */
+export function readConfig(env: Env = process.env, cwd: string = process.cwd(), dataDirectoryTest?: (directory: string) => boolean): ArchiverConfig {
   const timeoutSeconds = integer(env, ARCHIVER_ENV.timeoutSeconds, 60, 1, 3600);
   const maxAttempts = integer(env, ARCHIVER_ENV.maxAttempts, 3, 1, 20);
   const storage = storageOptions(env, { connectMs: Math.min(5000, timeoutSeconds * 1000), requestMs: timeoutSeconds * 1000 }, maxAttempts);
@@ -169,27 +218,23 @@ export function readConfig(env: Env = process.env, dataDirectory: string = proce
     if (!range) throw new ConfigError(ARCHIVER_ENV.compressionLevel, `${compression} compression has no levels: unset it or choose zstd, gzip or brotli`);
     compressionLevel = integer(env, ARCHIVER_ENV.compressionLevel, 0, range[0], range[1]);
   }
-  const spool = path.resolve(dataDirectory, env[ARCHIVER_ENV.spool] || '../archiver-spool');
-  const config = {
+  return {
     repository: env[ARCHIVER_ENV.repository]!,
     storage,
     compression,
     compressionLevel,
-    spool,
+    spool: resolveSpool(env, cwd, dataDirectoryTest),
     spoolOwner: spoolOwner(env[ARCHIVER_ENV.repository]!, env[ARCHIVER_ENV.s3Endpoint] || undefined),
     pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 8, 1, 64),
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
     prefetch: integer(env, ARCHIVER_ENV.prefetch, 8, 0, 256),
     prefetchConcurrency: integer(env, ARCHIVER_ENV.prefetchConcurrency, 2, 1, 64),
-    daemon: choice(env, ARCHIVER_ENV.daemon, ['on', 'external', 'off'] as const, 'on'),
+    daemon: choice(env, ARCHIVER_ENV.daemon, DAEMON_MODES, 'on'),
     daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 0, 7 * 24 * 3600),
+    daemonSilenceSeconds: integer(env, ARCHIVER_ENV.daemonSilenceSeconds, SILENCE_LIMIT_SECONDS, 3, 3600),
+    daemonLog: env[ARCHIVER_ENV.daemonLog] || undefined,
     logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),
   };
-  // Who starts the background archiver, when it stops and what it logs do not change the work:
-  // the sidecar (external, never idle) and the PostgreSQL container's calls must agree.
-  const { daemon: _daemon, daemonIdleSeconds: _idle, logLevel: _logLevel, ...work } = config;
-  const fingerprint = createHash('sha256').update(JSON.stringify(work)).digest('hex').slice(0, 16);
-  return { ...config, fingerprint };
 }
 
 /** The configuration as safe to print: credentials replaced by whether they are set. */
@@ -198,5 +243,5 @@ export function describeConfig(config: ArchiverConfig): Record<string, unknown> 
   for (const secret of ['accessKeyId', 'secretAccessKey', 'sessionToken']) {
     if (secret in storage) storage[secret] = storage[secret] ? '(set)' : '(not set)';
   }
-  return { ...config, storage };
+  return { ...config, storage, spool: config.spool ?? null };
 }

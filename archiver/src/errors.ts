@@ -1,8 +1,16 @@
 /**
- * The archiver's named errors. Only the entry point (cli.ts) turns them into exit codes
- * (`exitCodeOf`); everything else throws.
+ * Every named error of the archiver, in one module. Code throws these; only the entry point
+ * (cli.ts) turns them into exit codes, through the one table in contract/exit-codes.ts
+ * (`exitCodeOf` below), which the background archiver's answers and the launcher's bash helper
+ * use too.
+ *
+ * The build gives this module a bundle of its own (lib/errors.cjs) that every other bundle
+ * requires, so that `instanceof` holds across the CLI and the lazily loaded storage backends.
  */
-import { EXIT_CODES } from '../../contract';
+import { ExitCode, exitCodeForErrorName } from '../../contract';
+
+// ---------------------------------------------------------------------------------------------
+// The command line and the configuration
 
 /** The command line is wrong. The message names the command and the fix. */
 export class UsageError extends Error {
@@ -21,6 +29,22 @@ export class ConfigError extends Error {
   }
 }
 
+/** A compression setting that cannot work: an unknown name, a level out of range. */
+export class CompressionConfigError extends Error {
+  public override readonly name = 'CompressionConfigError';
+
+  constructor(
+    message: string,
+    /** The environment variable or flag the value came from, when known. */
+    public readonly variable?: string,
+  ) {
+    super(message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The archive
+
 /** `wal-fetch`: the file is not in the archive. A normal event, with its own exit code. */
 export class WalNotFoundError extends Error {
   public override readonly name = 'WalNotFoundError';
@@ -33,6 +57,11 @@ export class WalNotFoundError extends Error {
   }
 }
 
+/** `check --storage`: nothing has been archived at the location yet (no archive.json). */
+export class ArchiveNotFoundError extends Error {
+  public override readonly name = 'ArchiveNotFoundError';
+}
+
 /** `wal-push`: a different file is already archived under this name. Never overwritten. */
 export class ArchiveConflictError extends Error {
   public override readonly name = 'ArchiveConflictError';
@@ -43,21 +72,165 @@ export class ForeignArchiveError extends Error {
   public override readonly name = 'ForeignArchiveError';
 }
 
-/** An archived object fails its checksum or cannot be decoded. */
+/**
+ * An archived object fails its own verification: truncated, a size or CRC-32 that does not match
+ * its header, a frame that does not decompress. It is a copy of nothing (an upload cut short by a
+ * crash), which a push of the same name may replace; a fetch refuses it.
+ */
 export class CorruptObjectError extends Error {
   public override readonly name = 'CorruptObjectError';
 }
 
-const ERRORS: Record<string, new (message: string) => Error> = {
-  ArchiveConflictError,
-  CorruptObjectError,
-  ForeignArchiveError,
+/**
+ * An object this archiver cannot read but which may be intact: a newer format version, an
+ * unknown codec or checksum algorithm, or no archiver header at all (another tool's file). Never
+ * replaced.
+ */
+export class UnsupportedObjectError extends Error {
+  public override readonly name = 'UnsupportedObjectError';
+}
+
+/** Compressed input that cannot be decompressed: corrupted, truncated, empty or another format. */
+export class DecompressionError extends Error {
+  public override readonly name = 'DecompressionError';
+
+  constructor(
+    public readonly codec: string,
+    reason: string,
+    options?: { readonly cause?: unknown },
+  ) {
+    super(`cannot decompress ${codec} data (corrupted, truncated or not ${codec}): ${reason}`, options);
+  }
+
+  /** `error` as a `DecompressionError` of `codec` (unchanged if it already is one). */
+  static from(codec: string, error: unknown): DecompressionError {
+    if (error instanceof DecompressionError) return error;
+    const reason = error instanceof Error ? error.message || error.name : String(error);
+    return new DecompressionError(codec, reason, { cause: error });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage (the contract of storage/storage.ts)
+
+/** What a failed storage operation was doing; part of every `StorageError` message. */
+export type StorageOperation = 'get' | 'getStream' | 'stat' | 'put' | 'putStream' | 'list' | 'delete';
+
+/** The object `key` does not exist at `location`. */
+export class ObjectNotFoundError extends Error {
+  public override readonly name = 'ObjectNotFoundError';
+
+  constructor(
+    public readonly key: string,
+    public readonly location: string,
+  ) {
+    super(`object not found: ${key} at ${location}`);
+  }
+}
+
+/** A put with `ifAbsent` found the object `key` already there. */
+export class ObjectExistsError extends Error {
+  public override readonly name = 'ObjectExistsError';
+
+  constructor(
+    public readonly key: string,
+    public readonly location: string,
+  ) {
+    super(`object already exists: ${key} at ${location}`);
+  }
+}
+
+/** A key or prefix that no backend accepts (storage.ts `validateKey`). Thrown before any I/O. */
+export class InvalidKeyError extends Error {
+  public override readonly name = 'InvalidKeyError';
+
+  constructor(
+    public readonly key: string,
+    reason: string,
+  ) {
+    super(`invalid storage key ${JSON.stringify(key)}: ${reason}`);
+  }
+}
+
+/**
+ * Every other storage failure: network, timeout, permission, server error. The message names the
+ * operation, the location and the key, never credentials; `cause` holds the backend's original
+ * error. `transient` tells the retry policy (storage/resilient.ts) whether another attempt may
+ * succeed.
+ */
+export class StorageError extends Error {
+  public override readonly name = 'StorageError';
+  public readonly operation: StorageOperation;
+  public readonly location: string;
+  /** The key (or list prefix) concerned, when there is one. */
+  public readonly key: string | undefined;
+  public readonly transient: boolean;
+
+  constructor(props: {
+    readonly operation: StorageOperation;
+    readonly location: string;
+    readonly key?: string;
+    readonly cause: unknown;
+    /** @default true */
+    readonly transient?: boolean;
+    /** Said after the cause, e.g. "after 3 attempts". */
+    readonly detail?: string;
+  }) {
+    const target = props.key === undefined ? props.location : `${props.key} at ${props.location}`;
+    super(`storage ${props.operation} ${target} failed: ${describeCause(props.cause)}${props.detail ? ` (${props.detail})` : ''}`, { cause: props.cause });
+    this.operation = props.operation;
+    this.location = props.location;
+    this.key = props.key;
+    this.transient = props.transient ?? true;
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof StorageError) return cause.message.replace(/^storage \S+ .*? failed: /, '');
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code;
+    const message = cause.message || cause.name;
+    return typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message;
+  }
+  return String(cause);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The background archiver
+
+/** The background archiver could not be reached: nothing was sent. The caller works alone. */
+export class DaemonUnavailableError extends Error {
+  public override readonly name = 'DaemonUnavailableError';
+}
+
+/**
+ * The background archiver took the request and then went silent or away before answering. The
+ * caller works alone (the work is idempotent); it never takes this for a success.
+ */
+export class DaemonLostError extends Error {
+  public override readonly name = 'DaemonLostError';
+}
+
+/** `archiver stop`: no background archiver serves this spool. */
+export class DaemonNotRunningError extends Error {
+  public override readonly name = 'DaemonNotRunningError';
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const REVIVABLE: Record<string, new (message: string) => Error> = {
   UsageError,
+  ArchiveConflictError,
+  ArchiveNotFoundError,
+  CorruptObjectError,
+  UnsupportedObjectError,
+  ForeignArchiveError,
+  DaemonNotRunningError,
 };
 
 /**
- * Rebuilds a named error reported across a process or thread boundary (by the background
- * archiver, or a codec worker) as `{ name, message }`, so that exit codes and `instanceof` hold.
+ * Rebuilds a named error reported across a process or thread boundary (by a codec worker) as
+ * `{ name, message }`, so that `instanceof` and exit codes hold.
  */
 export function reviveError(error: { name: string; message: string }): Error {
   if (error.name === 'WalNotFoundError') {
@@ -65,16 +238,13 @@ export function reviveError(error: { name: string; message: string }): Error {
     revived.message = error.message;
     return revived;
   }
-  const Type = ERRORS[error.name];
+  const Type = REVIVABLE[error.name];
   const revived = Type ? new Type(error.message) : new Error(error.message);
   if (!Type) revived.name = error.name;
   return revived;
 }
 
-/** The exit code for an error thrown by a command. */
-export function exitCodeOf(error: unknown): number {
-  if (error instanceof WalNotFoundError) return EXIT_CODES.notFound;
-  if (error instanceof UsageError || error instanceof ConfigError) return EXIT_CODES.usage;
-  if (error instanceof Error && error.name === 'CompressionConfigError') return EXIT_CODES.usage;
-  return EXIT_CODES.error;
+/** The exit code for an error thrown by a command (contract/exit-codes.ts ERROR_EXIT_CODES). */
+export function exitCodeOf(error: unknown): ExitCode {
+  return exitCodeForErrorName(error instanceof Error ? error.name : '');
 }

@@ -19,6 +19,8 @@ import { Spool } from './spool';
 import { archiveOrder, walFileKind } from './wal-names';
 
 interface InFlight {
+  /** The absolute path being pushed. */
+  readonly file: string;
   readonly promise: Promise<PushResult>;
   /** PostgreSQL asked for this file: report to it, leave no marker. */
   requested: boolean;
@@ -46,10 +48,17 @@ export class Pusher {
 
   /** Pushes the file PostgreSQL asked for, and starts pushing the next ready files. */
   async push(file: string): Promise<PushResult> {
+    file = path.resolve(file);
     const name = path.basename(file);
     // Pushed ahead already (the launcher checks this too; a push may have finished since).
-    if (await this.spool.takePushed(name)) return { name, status: 'already-archived', bytes: 0, storedBytes: 0 };
+    if (await this.spool.takePushed(file)) return { name, status: 'already-archived', bytes: 0, storedBytes: 0 };
     let entry = this.inFlight.get(name);
+    // A push of another file under the same name (a pushed-ahead pg_wal/NAME while asked for
+    // /elsewhere/NAME) answers nothing about this one: wait for it, then push this file.
+    while (entry && entry.file !== file) {
+      await entry.promise.catch(() => undefined);
+      entry = this.inFlight.get(name);
+    }
     if (entry) entry.requested = true;
     else entry = this.start(file, true);
     void this.pushAhead(path.dirname(path.resolve(file)));
@@ -120,6 +129,7 @@ export class Pusher {
     const name = path.basename(file);
     const queued = Date.now();
     const entry: InFlight = {
+      file,
       requested,
       promise: this.limiter.run(async () => {
         // `ms` is the push itself; `queued_ms` the wait for a slot before it.
@@ -127,7 +137,9 @@ export class Pusher {
         try {
           const result = await this.archive.push(file);
           this.remember(name);
-          if (!entry.requested && !(await this.spool.markPushed(name))) this.onDisowned();
+          // Only now, after the storage confirmed the object durable: the marker is a promise to
+          // PostgreSQL's next call that this file is archived.
+          if (!entry.requested && !(await this.spool.markPushed(file))) this.onDisowned();
           this.log.info(result.status === 'stored' ? 'pushed' : 'already archived', {
             wal: name,
             bytes: result.bytes,

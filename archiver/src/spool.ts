@@ -1,21 +1,14 @@
 /**
  * The spool: a directory beside pg_wal (same filesystem) where the background archiver leaves
- * work already done, for the launcher (archiver/bin/archiver) to pick up without starting Node:
- *
- *   .owner          the archive location the rest was made for (contract.ts `spoolOwner`)
- *   pushed/NAME     NAME is durably archived (written only after the put resolved); the file
- *                   holds the location it was archived to, which the taker compares
- *   prefetch/NAME   NAME restored from the archive, checksum verified; renamed into pg_wal by
- *                   the launcher
- *   .boot           the kernel's boot id when the prefetched files were written
- *   daemon-FP.sock  the background archiver serving configuration fingerprint FP
- *   daemon.port     "PORT TOKEN": where the newest background archiver listens on loopback TCP
- *                   for the launcher's bash helper, and the secret it must present (mode 0600)
+ * work already done, for the launcher (archiver/bin/archiver) to pick up without starting Node.
+ * Its layout and line formats are part of the contract (contract/spool.ts); this module is the
+ * archiver's side of it.
  *
  * Markers and prefetched files are trusted only when `.owner` names the caller's location: a
  * writer first `claim()`s the spool (emptying it if it belonged to another location), and the
- * launcher compares `.owner` before it takes anything. The background archiver also empties the
- * spool when it starts.
+ * launcher compares `.owner` before it takes anything. A marker also names the pg_wal file it was
+ * made from, and is taken only for that file. The background archiver empties the spool when it
+ * starts.
  *
  * Prefetched files are not fsync'd (16 MiB each, competing with replay for the disk): they are
  * trusted only while `.boot` holds the running kernel's boot id. A file written and renamed
@@ -24,32 +17,52 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { ARCHIVER_ENV, SPOOL_LAYOUT, pushedMarker } from '../../contract';
+import { ConfigError } from './errors';
 
 export class Spool {
   public readonly pushedDir: string;
   public readonly prefetchDir: string;
+  /** Where the background archiver writes its address (contract: daemon.port). */
+  public readonly portFile: string;
 
   private readonly ownerFile: string;
+  private readonly bootFile: string;
 
-  /** `owner`: the caller's archive location (contract.ts `spoolOwner`). */
+  /** `owner`: the caller's archive location (contract `spoolOwner`). */
   constructor(
     public readonly dir: string,
     private readonly owner: string,
   ) {
-    this.pushedDir = path.join(dir, 'pushed');
-    this.prefetchDir = path.join(dir, 'prefetch');
-    this.ownerFile = path.join(dir, '.owner');
+    this.pushedDir = path.join(dir, SPOOL_LAYOUT.pushed);
+    this.prefetchDir = path.join(dir, SPOOL_LAYOUT.prefetch);
+    this.portFile = path.join(dir, SPOOL_LAYOUT.port);
+    this.ownerFile = path.join(dir, SPOOL_LAYOUT.owner);
+    this.bootFile = path.join(dir, SPOOL_LAYOUT.boot);
+  }
+
+  /** Creates the spool's directories (mode 0700); fails naming the spool and ARCHIVER_SPOOL. */
+  async ensure(): Promise<void> {
+    try {
+      await fs.mkdir(this.pushedDir, { recursive: true, mode: 0o700 });
+      await fs.mkdir(this.prefetchDir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new ConfigError(
+        ARCHIVER_ENV.spool,
+        `cannot create the spool ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): set ${ARCHIVER_ENV.spool} to a writable directory on the filesystem of pg_wal`,
+      );
+    }
   }
 
   /** Records the running kernel's boot id: prefetched files count until the next boot. */
   async recordBoot(): Promise<void> {
     const boot = await currentBootId();
-    if (boot !== undefined) await fs.writeFile(path.join(this.dir, '.boot'), `${boot}\n`);
+    if (boot !== undefined) await fs.writeFile(this.bootFile, `${boot}\n`);
   }
 
   /** Whether prefetched files were written since the last boot. */
   async sameBoot(): Promise<boolean> {
-    const [recorded, boot] = await Promise.all([fs.readFile(path.join(this.dir, '.boot'), 'utf8').catch(() => undefined), currentBootId()]);
+    const [recorded, boot] = await Promise.all([fs.readFile(this.bootFile, 'utf8').catch(() => undefined), currentBootId()]);
     return boot !== undefined && recorded === `${boot}\n`;
   }
 
@@ -74,19 +87,6 @@ export class Spool {
     await this.clear();
   }
 
-  get portFile(): string {
-    return path.join(this.dir, 'daemon.port');
-  }
-
-  socketPath(fingerprint: string): string {
-    return path.join(this.dir, `daemon-${fingerprint}.sock`);
-  }
-
-  async ensure(): Promise<void> {
-    await fs.mkdir(this.pushedDir, { recursive: true, mode: 0o700 });
-    await fs.mkdir(this.prefetchDir, { recursive: true, mode: 0o700 });
-  }
-
   /** Forgets all markers and prefetched files. */
   async clear(): Promise<void> {
     for (const dir of [this.pushedDir, this.prefetchDir]) {
@@ -97,32 +97,23 @@ export class Spool {
   }
 
   /**
-   * Records that `name` is archived. False (and nothing recorded) when the spool now belongs to
-   * another location: the caller's configuration is no longer the one in use.
+   * Records that the WAL file at `file` (absolute) is archived. False (and nothing recorded) when
+   * the spool now belongs to another location: the caller's configuration is no longer the one
+   * in use.
    */
-  async markPushed(name: string): Promise<boolean> {
-    const marker = path.join(this.pushedDir, name);
-    // The marker names its location: one written by a background archiver of the old location
-    // in the moment a new one claims the spool is never taken for the new location.
-    await fs.writeFile(marker, `${this.owner}\n`);
+  async markPushed(file: string): Promise<boolean> {
+    const marker = path.join(this.pushedDir, path.basename(file));
+    await fs.writeFile(marker, `${pushedMarker(this.owner, file)}\n`);
     if (await this.owned()) return true;
     await fs.rm(marker, { force: true });
     return false;
   }
 
-  /** Places a prefetched file (written by `write` to a temporary path) under `name`, on the same terms as `markPushed`. */
-  async offerPrefetched(name: string, write: (file: string) => Promise<void>): Promise<boolean> {
-    const file = this.prefetchPath(name);
-    await write(file);
-    if (await this.owned()) return true;
-    await fs.rm(file, { force: true });
-    return false;
-  }
-
-  /** Consumes the marker of `name`; true when there was one, made for this location. */
-  async takePushed(name: string): Promise<boolean> {
-    const marker = path.join(this.pushedDir, name);
-    if ((await fs.readFile(marker, 'utf8').catch(() => undefined)) !== `${this.owner}\n`) return false;
+  /** Consumes the marker of the WAL file at `file` (absolute); true when there was one, made for this location and this file. */
+  async takePushed(file: string): Promise<boolean> {
+    const marker = path.join(this.pushedDir, path.basename(file));
+    const line = await fs.readFile(marker, 'utf8').catch(() => undefined);
+    if (line !== `${pushedMarker(this.owner, file)}\n`) return false;
     try {
       await fs.unlink(marker);
       return true;
@@ -137,6 +128,15 @@ export class Spool {
 
   async removePushed(name: string): Promise<void> {
     await fs.rm(path.join(this.pushedDir, name), { force: true });
+  }
+
+  /** Places a prefetched `name` (written by `write` to the path it is given) on the same terms as `markPushed`. */
+  async offerPrefetched(name: string, write: (file: string) => Promise<void>): Promise<boolean> {
+    const file = this.prefetchPath(name);
+    await write(file);
+    if (await this.owned()) return true;
+    await fs.rm(file, { force: true });
+    return false;
   }
 
   prefetchPath(name: string): string {

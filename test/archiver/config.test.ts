@@ -6,7 +6,7 @@ const s3 = { ARCHIVER_REPOSITORY: 's3://kubedb/kubedb/demo/wal-postgres/archive'
 
 describe('archiver configuration from the environment', () => {
   it('reads the location the constructs render: bucket and prefix from ARCHIVER_REPOSITORY', () => {
-    const config = readConfig({ ...s3, ARCHIVER_S3_ENDPOINT: 'http://minio.storage.svc:9000' }, '/var/lib/postgresql/data/pgdata');
+    const config = readConfig({ ...s3, ARCHIVER_S3_ENDPOINT: 'http://minio.storage.svc:9000' }, '/var/lib/postgresql/data/pgdata', () => true);
     expect(config.storage).toMatchObject({
       kind: 's3',
       bucket: 'kubedb',
@@ -48,7 +48,7 @@ describe('archiver configuration from the environment', () => {
     [{ ARCHIVER_REPOSITORY: 's3:///prefix' }, 'ARCHIVER_REPOSITORY: "s3:///prefix" has no bucket'],
     [{ ARCHIVER_REPOSITORY: 's3://b/a/../c' }, "ARCHIVER_REPOSITORY: \"s3://b/a/../c\" has an empty, '.' or '..' path segment"],
     [{ ...s3, AWS_SECRET_ACCESS_KEY: '' }, 'AWS_SECRET_ACCESS_KEY: is not set but AWS_ACCESS_KEY_ID is'],
-    [{ ...s3, ARCHIVER_S3_ENDPOINT: 'minio:9000' }, 'ARCHIVER_S3_ENDPOINT: "minio:9000" is not an http(s) URL'],
+    [{ ...s3, ARCHIVER_S3_ENDPOINT: 'minio:9000' }, 'ARCHIVER_S3_ENDPOINT: "minio:9000" uses minio:: give an absolute URL'],
     [{ ...s3, ARCHIVER_PUSH_CONCURRENCY: '0' }, 'ARCHIVER_PUSH_CONCURRENCY: "0" is not a whole number from 1 to 64'],
     [{ ...s3, ARCHIVER_DAEMON: 'maybe' }, 'ARCHIVER_DAEMON: "maybe" is not one of on, external, off'],
     [{ ...s3, ARCHIVER_COMPRESSION: 'lz4', ARCHIVER_COMPRESSION_LEVEL: '3' }, 'ARCHIVER_COMPRESSION_LEVEL: lz4 compression has no levels'],
@@ -73,18 +73,30 @@ describe('archiver configuration from the environment', () => {
     expect(printed).toContain('"secretAccessKey":"(set)"');
   });
 
-  it('gives different configurations different fingerprints (a background archiver serves one)', () => {
-    expect(readConfig(s3).fingerprint).toBe(readConfig(s3).fingerprint);
-    expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, AWS_SECRET_ACCESS_KEY: 'other' }).fingerprint);
-    expect(readConfig(s3).fingerprint).not.toBe(readConfig({ ...s3, ARCHIVER_COMPRESSION: 'lz4' }).fingerprint);
+  it('puts the spool beside the data directory: the working directory when it is one, else $PGDATA; else there is none', () => {
+    const dataDir = (dir: string) => dir === '/var/lib/postgresql/data/pgdata';
+    expect(readConfig(s3, '/var/lib/postgresql/data/pgdata', dataDir).spool).toBe('/var/lib/postgresql/data/archiver-spool');
+    expect(readConfig({ ...s3, PGDATA: '/srv/pg/data' }, '/home/me', dataDir).spool).toBe('/srv/pg/archiver-spool');
+    expect(readConfig({ ...s3, ARCHIVER_SPOOL: 'spool' }, '/home/me', dataDir).spool).toBe('/home/me/spool');
+    // A command run by hand elsewhere has no spool (it works alone) instead of failing on '/archiver-spool'.
+    expect(readConfig(s3, '/', dataDir).spool).toBeUndefined();
   });
 
-  it('gives the sidecar and the calls it serves one fingerprint: who starts it, when it stops and what it logs are not the work', () => {
-    const sidecar = readConfig({ ...s3, ARCHIVER_DAEMON_IDLE_SECONDS: '0', ARCHIVER_LOG_LEVEL: 'debug' });
-    const call = readConfig({ ...s3, ARCHIVER_DAEMON: 'external' });
-    expect(sidecar.fingerprint).toBe(call.fingerprint);
-    expect(sidecar.daemonIdleSeconds).toBe(0);
-    expect(call.daemon).toBe('external');
+  it('refuses credentials written into a URL, without repeating them', () => {
+    for (const env of [
+      { ...s3, ARCHIVER_S3_ENDPOINT: 'http://user:hunter2@minio:9000' },
+      { ...s3, ARCHIVER_REPOSITORY: 's3://user:hunter2@bucket/prefix' },
+      { ARCHIVER_REPOSITORY: 'gs://user:hunter2@bucket/prefix' },
+      { ARCHIVER_REPOSITORY: 'file://user:hunter2@host/var/archive' },
+    ]) {
+      expect(() => readConfig(env)).toThrow(ConfigError);
+      expect(() => readConfig(env)).toThrow(/credentials/);
+      try {
+        readConfig(env);
+      } catch (error) {
+        expect((error as Error).message).not.toContain('hunter2');
+      }
+    }
   });
 
   it('knows three ways to run the background archiver and names the variable otherwise', () => {

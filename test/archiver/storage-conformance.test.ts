@@ -7,13 +7,8 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
-import {
-  InvalidKeyError,
-  ObjectExistsError,
-  ObjectNotFoundError,
-  Storage,
-  StorageError,
-} from '../../archiver/src/storage/storage';
+import { InvalidKeyError, ObjectExistsError, ObjectNotFoundError, StorageError } from '../../archiver/src/errors';
+import { Storage } from '../../archiver/src/storage/storage';
 import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
 

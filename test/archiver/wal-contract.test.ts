@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../contract';
-import { fakeDataDirectory, LAUNCHER, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../../testkit/archiver';
+import { fakeDataDirectory, LAUNCHER, lastLog, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../../testkit/archiver';
 
 const SYSID = 7311676708303809017n;
 const SEGMENT_SIZE = 1 << 20; // small segments keep the suite fast; the format is the same
@@ -68,7 +68,8 @@ describe.each([
     expect(push(pg.addReady(name(1), original)).status).toBe(0);
     const different = push(pg.addReady(name(1), makeSegment(SYSID, 2, SEGMENT_SIZE)));
     expect(different.status).toBe(EXIT_CODES.error);
-    expect(different.stderr).toContain(`ArchiveConflictError: ${name(1)} is already archived at file://${repo} with different contents`);
+    expect(different.stderr).toContain('error=ArchiveConflictError');
+    expect(different.stderr).toContain(`${name(1)} is already archived at file://${repo} with different contents`);
     expect(fetch(name(1), 'pg_wal/RECOVERYXLOG').status).toBe(0);
     expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(original)).toBe(true);
   });
@@ -77,7 +78,8 @@ describe.each([
     expect(push(pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE))).status).toBe(0);
     const foreign = push(pg.addReady(name(2), makeSegment(SYSID + 1n, 2, SEGMENT_SIZE)));
     expect(foreign.status).toBe(EXIT_CODES.error);
-    expect(foreign.stderr).toContain(`ForeignArchiveError: the archive at file://${repo} belongs to another database cluster (system identifier ${SYSID}); this cluster is ${SYSID + 1n}`);
+    expect(foreign.stderr).toContain('error=ForeignArchiveError');
+    expect(foreign.stderr).toContain(`the archive at file://${repo} belongs to another database cluster (system identifier ${SYSID}); this cluster is ${SYSID + 1n}`);
     expect(fs.existsSync(path.join(repo, 'wal', name(2)))).toBe(false);
   });
 
@@ -99,7 +101,8 @@ describe.each([
     fs.writeFileSync(object, bytes);
     const corrupted = fetch(name(1), 'pg_wal/RECOVERYXLOG');
     expect(corrupted.status).toBe(EXIT_CODES.error);
-    expect(corrupted.stderr).toMatch(/CorruptObjectError: wal\/0+10+1 at file:\/\/.* (is corrupted|cannot be decompressed)/);
+    expect(corrupted.stderr).toContain('error=CorruptObjectError');
+    expect(corrupted.stderr).toMatch(/msg="wal\/0+10+1 at file:\/\/.* (is corrupted|cannot be decompressed)/);
     expect(fs.existsSync(path.join(pg.walDir, 'RECOVERYXLOG'))).toBe(false);
   });
 
@@ -130,7 +133,7 @@ describe.each([
     // Without a marker the launcher runs Node, which names the bad variable.
     const unmarked = runArchiver(['wal-push', path.relative(pg.dataDir, files[1])], broken, pg.dataDir);
     expect(unmarked.status).toBe(EXIT_CODES.usage);
-    expect(unmarked.stderr).toContain('ARCHIVER_COMPRESSION="bogus" is not a compression');
+    expect(lastLog(unmarked.stderr)).toMatchObject({ level: 'error', error: 'CompressionConfigError', msg: expect.stringContaining('ARCHIVER_COMPRESSION="bogus" is not a compression') });
   });
 
   it('does not take a segment pushed ahead to another location as archived after the configuration changes', async () => {
@@ -204,7 +207,7 @@ describe('wal-fetch prefetch (background archiver)', () => {
       fs.writeFileSync(path.join(restoreEnv.ARCHIVER_SPOOL, '.boot'), 'a-boot-before-a-crash\n');
       const afterReboot = runArchiver(['wal-fetch', name(3), 'pg_wal/RECOVERYXLOG'], broken, pg.dataDir);
       expect(afterReboot.status).toBe(EXIT_CODES.usage);
-      expect(afterReboot.stderr).toContain('ARCHIVER_COMPRESSION="bogus" is not a compression');
+      expect(lastLog(afterReboot.stderr).msg).toContain('ARCHIVER_COMPRESSION="bogus" is not a compression');
     } finally {
       stopArchiver(restoreEnv);
     }
@@ -224,7 +227,7 @@ describe('the launcher and a running background archiver', () => {
 
   it('answers what the spool cannot without starting Node (loopback TCP from the bash helper)', () => {
     expect(runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], env, pg.dataDir).status).toBe(0);
-    expect(fs.readFileSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port'), 'utf8')).toMatch(/^\d+ [0-9a-f]{32}\n$/);
+    expect(fs.readFileSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port'), 'utf8')).toMatch(/^\d+ [0-9a-f]{32} \d+\n$/);
     expect(fs.statSync(path.join(env.ARCHIVER_SPOOL, 'daemon.port')).mode & 0o777).toBe(0o600);
     // A setting Node would reject: only the background archiver can answer these.
     const viaDaemon = { ...env, ARCHIVER_COMPRESSION: 'bogus' };
@@ -233,10 +236,10 @@ describe('the launcher and a running background archiver', () => {
     expect(pushed.status).toBe(0);
     const missing = runArchiver(['wal-fetch', name(9), 'pg_wal/RECOVERYXLOG'], viaDaemon, pg.dataDir);
     expect(missing.status).toBe(EXIT_CODES.notFound);
-    expect(missing.stderr).toContain(`not found: ${name(9)} is not in the archive`);
+    expect(lastLog(missing.stderr)).toMatchObject({ level: 'info', error: 'WalNotFoundError', exit: '74', msg: expect.stringContaining(`not found: ${name(9)} is not in the archive`) });
     const conflict = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(2), makeSegment(SYSID, 3, SEGMENT_SIZE)))], viaDaemon, pg.dataDir);
     expect(conflict.status).toBe(EXIT_CODES.error);
-    expect(conflict.stderr).toContain('ArchiveConflictError');
+    expect(lastLog(conflict.stderr)).toMatchObject({ level: 'error', error: 'ArchiveConflictError', exit: '1' });
   });
 
   it('refuses requests on its port without the spool\'s token', async () => {
@@ -246,7 +249,7 @@ describe('the launcher and a running background archiver', () => {
     const file = path.join(base, name(2));
     fs.writeFileSync(file, makeSegment(SYSID, 2, SEGMENT_SIZE));
     const answer = await new Promise<string>((resolve) => {
-      const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) }, () => socket.write(`${'0'.repeat(32)} push ${env.ARCHIVER_REPOSITORY}| ${file}\n`));
+      const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) }, () => socket.write(`${'0'.repeat(32)}\tpush\t${env.ARCHIVER_REPOSITORY}|\t${file}\n`));
       let data = '';
       socket.on('data', (d) => (data += d));
       socket.on('close', () => resolve(data));
@@ -311,7 +314,7 @@ describe('the sidecar: a background archiver run by someone else (ARCHIVER_DAEMO
     await stopSidecar(await sidecar(), 'SIGKILL');
     const pushed = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], callEnv, pg.dataDir);
     expect(pushed.status).toBe(0);
-    expect(pushed.stderr).toContain('background archiver unavailable; pushing in this process');
+    expect(lastLog(pushed.stderr.split('\n').filter((l) => l.includes('level=warn')).join('\n')).msg).toBe('background archiver unavailable; working in this process');
     expect(fs.existsSync(path.join(base, 'repo/wal', name(1)))).toBe(true);
     const missing = runArchiver(['wal-fetch', name(9), 'pg_wal/RECOVERYXLOG'], callEnv, pg.dataDir);
     expect(missing.status).toBe(EXIT_CODES.notFound);
@@ -337,7 +340,7 @@ describe('the archiver command line', () => {
     const help = runArchiver(['--help'], env);
     expect(help.status).toBe(0);
     expect(help.stdout).toContain('wal-push <path>');
-    expect(help.stdout).toContain('74 wal-fetch: the file is not in the archive');
+    expect(help.stdout).toContain('74 not found (wal-fetch: the file is not in the archive)');
     const commandHelp = runArchiver(['wal-fetch', '--help'], env);
     expect(commandHelp.status).toBe(0);
     expect(commandHelp.stdout).toContain('Usage: archiver wal-fetch <name> <destination>');
@@ -352,12 +355,12 @@ describe('the archiver command line', () => {
   ])('fails with the usage exit code on %j', (args, message) => {
     const result = runArchiver(args, env);
     expect(result.status).toBe(EXIT_CODES.usage);
-    expect(result.stderr).toContain(message);
+    expect(lastLog(result.stderr)).toMatchObject({ level: 'error', error: 'UsageError', exit: '2', msg: expect.stringContaining(message) });
   });
 
   it('names the missing variable', () => {
     const result = runArchiver(['wal-fetch', '000000010000000000000001', '/tmp/x'], { ARCHIVER_SPOOL: env.ARCHIVER_SPOOL });
     expect(result.status).toBe(EXIT_CODES.usage);
-    expect(result.stderr).toContain('ConfigError: ARCHIVER_REPOSITORY: is not set');
+    expect(lastLog(result.stderr)).toMatchObject({ error: 'ConfigError', msg: expect.stringContaining('ARCHIVER_REPOSITORY: is not set') });
   });
 });

@@ -1,21 +1,31 @@
 /**
- * `archiver check`: reads the configuration and prints it (credentials masked) as JSON; with
- * `--storage`, also lists the archive to prove the storage answers.
+ * `archiver check [--storage]`: prints the configuration (credentials masked) as JSON; with
+ * `--storage`, reads the archive's identity to prove the storage answers, and fails (not found)
+ * when the location holds no archive yet.
  */
-import { describeConfig, readConfig } from '../config';
+import { readConfig, describeConfig } from '../config';
+import { ArchiveNotFoundError, UsageError } from '../errors';
+import { Logger } from '../logger';
+import { openRepository } from '../repository';
 
-export async function check(args: readonly string[]): Promise<void> {
+export async function run(args: readonly string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<void> {
+  const unknown = args.filter((a) => a !== '--storage');
+  if (unknown.length > 0) throw new UsageError(`check takes only --storage; got ${unknown.join(' ')}`);
   const config = readConfig();
-  const out: Record<string, unknown> = { config: describeConfig(config) };
-  if (args.includes('--storage')) {
-    const { openArchive } = await import('../daemon');
-    const archive = await openArchive(config);
-    try {
-      out.identity = (await archive.readIdentity()) ?? null;
-      out.location = archive.location;
-    } finally {
-      await archive.close();
+  const report: Record<string, unknown> = { config: describeConfig(config) };
+  if (!args.includes('--storage')) return out(`${JSON.stringify(report, null, 2)}\n`);
+  const archive = await openRepository(config, { log: new Logger(config.logLevel) });
+  try {
+    report.location = archive.location;
+    const identity = await archive.readIdentity();
+    report.identity = identity ?? null;
+    out(`${JSON.stringify(report, null, 2)}\n`);
+    if (!identity) {
+      throw new ArchiveNotFoundError(
+        `the storage answers, but nothing is archived at ${archive.location} yet (no archive.json): PostgreSQL's first archived WAL file creates it. If you expected an archive there, check the bucket, prefix, namespace and name.`,
+      );
     }
+  } finally {
+    await archive.close();
   }
-  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 }

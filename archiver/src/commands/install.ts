@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UsageError } from '../errors';
 
-export async function install(args: readonly string[]): Promise<void> {
+export async function run(args: readonly string[]): Promise<void> {
   if (args.length !== 1 || !path.isAbsolute(args[0])) throw new UsageError('install takes one argument, the absolute directory to install into, e.g. install /opt/archiver');
   // This bundle lives in <home>/lib; the installation is <home>.
   const home = path.resolve(__dirname, '..');

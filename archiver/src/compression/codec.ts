@@ -1,31 +1,21 @@
 /**
  * Compression of archived WAL segments and base backups: one small interface, one file per codec.
  *
+ * This module holds the interface and the helpers the codecs share; index.ts is the registry
+ * (`loadCodec`), which imports the codecs (no import cycle: codecs import this module only).
+ *
  * Each codec file loads its library only when a codec is created (`loadCodec`), so the archiver,
  * which Node starts once per WAL segment, loads only the compression library in use. Every codec
  * writes the standard format of its command-line tool (`zstd -d`, `lz4 -d`, `gzip -d`,
  * `brotli -d` read what we write), with an integrity check where the format has one.
  */
 import type { Transform } from 'node:stream';
-import { BrotliCodec } from './brotli';
-import { GzipCodec } from './gzip';
-import { Lz4Codec } from './lz4';
-import { NoneCodec } from './none';
-import { ZstdCodec } from './zstd';
+import { CompressionConfigError, DecompressionError } from '../errors';
 
 export type CompressionName = 'zstd' | 'lz4' | 'gzip' | 'brotli' | 'none';
 
 /** Every accepted name, in the order error messages list them. */
 export const COMPRESSION_NAMES: readonly CompressionName[] = ['zstd', 'lz4', 'gzip', 'brotli', 'none'];
-
-/** The file-name suffix each codec appends to an archived object's key. */
-export const COMPRESSION_EXTENSIONS: Readonly<Record<CompressionName, string>> = {
-  zstd: '.zst',
-  lz4: '.lz4',
-  gzip: '.gz',
-  brotli: '.br',
-  none: '',
-};
 
 /**
  * zstd at level 1, from bench/compression.ts on a real 16 MiB PostgreSQL 15 segment (2 shared
@@ -68,8 +58,6 @@ export interface CodecOptions {
  */
 export interface Codec {
   readonly name: CompressionName;
-  /** Suffix of archived keys, e.g. '.zst'; '' for `none`. */
-  readonly extension: string;
   /** The level in use, or `undefined` for codecs without levels. */
   readonly level: number | undefined;
   compress(data: Buffer): Promise<Buffer>;
@@ -95,95 +83,7 @@ export interface ChunkCompressor {
   output(): Buffer;
 }
 
-/**
- * The codec `name`. Loads that codec's library only (zstd-napi, lz4-napi or node:zlib); fails with
- * `CompressionConfigError` for a level or option the codec does not accept, and with the library's
- * own load error (wrapped, naming the codec) if its native module is missing.
- */
-export function loadCodec(name: CompressionName, options: CodecOptions = {}): Codec {
-  switch (name) {
-    case 'zstd':
-      return new ZstdCodec(options);
-    case 'lz4':
-      return new Lz4Codec(options);
-    case 'gzip':
-      return new GzipCodec(options);
-    case 'brotli':
-      return new BrotliCodec(options);
-    case 'none':
-      return new NoneCodec(options);
-    default:
-      throw new CompressionConfigError(`unknown compression ${JSON.stringify(name)}; expected one of ${COMPRESSION_NAMES.join(', ')}`);
-  }
-}
 
-/**
- * Reads a compression name from configuration (an environment variable, a flag). Unset or empty
- * gives `DEFAULT_COMPRESSION`. Anything else must be one of `COMPRESSION_NAMES` exactly; the
- * error names `variable`, the value received and the accepted values.
- */
-export function parseCompressionName(value: string | undefined, variable: string): CompressionName {
-  if (value === undefined || value === '') {
-    return DEFAULT_COMPRESSION;
-  }
-  const found = COMPRESSION_NAMES.find((name) => name === value);
-  if (found === undefined) {
-    throw new CompressionConfigError(
-      `${variable}=${JSON.stringify(value)} is not a compression; expected one of ${COMPRESSION_NAMES.join(', ')} (unset: ${DEFAULT_COMPRESSION})`,
-      variable,
-    );
-  }
-  return found;
-}
-
-/**
- * The compression an archived key was written with, from its suffix; a key without a known suffix
- * was stored uncompressed.
- */
-export function compressionOfKey(key: string): CompressionName {
-  for (const name of COMPRESSION_NAMES) {
-    const extension = COMPRESSION_EXTENSIONS[name];
-    if (extension !== '' && key.endsWith(extension)) {
-      return name;
-    }
-  }
-  return 'none';
-}
-
-/** A compression setting that cannot work: an unknown name, a level out of range. */
-export class CompressionConfigError extends Error {
-  public override readonly name = 'CompressionConfigError';
-
-  constructor(
-    message: string,
-    /** The environment variable or flag the value came from, when known. */
-    public readonly variable?: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Compressed input that cannot be decompressed: corrupted, truncated, empty or another format. */
-export class DecompressionError extends Error {
-  public override readonly name = 'DecompressionError';
-
-  constructor(
-    public readonly codec: CompressionName,
-    reason: string,
-    options?: { readonly cause?: unknown },
-  ) {
-    super(`cannot decompress ${codec} data (corrupted, truncated or not ${codec}): ${reason}`, options);
-  }
-
-  /** `error` as a `DecompressionError` of `codec` (unchanged if it already is one). */
-  static from(codec: CompressionName, error: unknown): DecompressionError {
-    if (error instanceof DecompressionError) {
-      return error;
-    }
-    const reason = error instanceof Error ? error.message || error.name : String(error);
-    return new DecompressionError(codec, reason, { cause: error });
-  }
-}
 
 /**
  * Checks a codec's level: `undefined` gives `fallback`; anything else must be an integer within

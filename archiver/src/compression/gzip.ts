@@ -6,11 +6,11 @@
 import type { Transform } from 'node:stream';
 import type * as Zlib from 'node:zlib';
 import type { Codec, CodecOptions, CompressionName } from './codec';
-import { DecompressionError, guardDecompressStream, isZlibError, rejectEmpty, rejectOptions, resolveLevel } from './codec';
+import { DecompressionError } from '../errors';
+import { guardDecompressStream, isZlibError, rejectEmpty, rejectOptions, resolveLevel } from './codec';
 
 export class GzipCodec implements Codec {
   public readonly name: CompressionName = 'gzip';
-  public readonly extension = '.gz';
   public readonly level: number;
   private readonly zlib: typeof Zlib;
 

@@ -11,7 +11,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type * as Lz4Napi from 'lz4-napi';
 import type { Codec, CodecOptions, CompressionName } from './codec';
-import { DecompressionError, rejectEmpty, rejectOptions } from './codec';
+import { DecompressionError } from '../errors';
+import { rejectEmpty, rejectOptions } from './codec';
 
 /**
  * Input bytes per frame written by `compressStream`: the memory a decompressing stream needs for a
@@ -29,7 +30,6 @@ const BLOCK_MAX_SIZE: Readonly<Record<number, number>> = { 4: 64 << 10, 5: 256 <
 
 export class Lz4Codec implements Codec {
   public readonly name: CompressionName = 'lz4';
-  public readonly extension = '.lz4';
   public readonly level = undefined;
   private readonly lz4: typeof Lz4Napi;
 

@@ -5,7 +5,6 @@ import { rejectOptions } from './codec';
 
 export class NoneCodec implements Codec {
   public readonly name: CompressionName = 'none';
-  public readonly extension = '';
   public readonly level = undefined;
 
   constructor(options: CodecOptions) {

@@ -11,7 +11,8 @@ import type { Transform } from 'node:stream';
 import type * as ZstdNapi from 'zstd-napi';
 import type * as ZstdBinding from 'zstd-napi/binding';
 import type { ChunkCompressor, Codec, CodecOptions, CompressionName } from './codec';
-import { CompressionConfigError, DecompressionError, guardDecompressStream, rejectEmpty, rejectOptions, resolveLevel } from './codec';
+import { CompressionConfigError, DecompressionError } from '../errors';
+import { guardDecompressStream, rejectEmpty, rejectOptions, resolveLevel } from './codec';
 
 /** zstd's fastest negative level offered here; zstd-napi accepts down to -131072, to no use. */
 const MIN_LEVEL = -7;
@@ -20,7 +21,6 @@ const MAX_WORKERS = 64;
 
 export class ZstdCodec implements Codec {
   public readonly name: CompressionName = 'zstd';
-  public readonly extension = '.zst';
   public readonly level: number;
   private readonly parameters: ZstdNapi.CompressParameters;
   private readonly zstd: typeof ZstdNapi;

@@ -1,21 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import {
-  compareKeys,
-  forEachLimited,
-  InvalidKeyError,
-  LocalStorageOptions,
-  ObjectExistsError,
-  ObjectInfo,
-  ObjectNotFoundError,
-  PutOptions,
-  Storage,
-  StorageError,
-  StorageOperation,
-  validateKey,
-  validatePrefix,
-} from './storage';
+import { InvalidKeyError, ObjectExistsError, ObjectNotFoundError, StorageError, StorageOperation } from '../errors';
+import { compareKeys, forEachLimited, LocalStorageOptions, ObjectInfo, PutOptions, Storage, validateKey, validatePrefix } from './storage';
 
 /**
  * Objects in a local directory (a mounted volume, NFS, tests): key 'a/b/c' is file 'ROOT/a/b/c'.
@@ -32,6 +19,9 @@ import {
  *
  * Unlike a bucket, a directory tree cannot hold both 'a' and 'a/b': the second put fails with a
  * StorageError. The archiver's key layout never does this.
+ *
+ * Local operations are not cancelled midway: a signal is checked before each one starts.
+ * Failures are not transient (a full disk does not empty itself between attempts).
  */
 export class LocalStorage implements Storage {
   public readonly location: string;
@@ -78,7 +68,7 @@ export class LocalStorage implements Storage {
       if (isNotFound(error)) {
         return undefined;
       }
-      throw new StorageError({ operation: 'stat', location: this.location, key, cause: error });
+      throw new StorageError({ operation: 'stat', location: this.location, key, cause: error, transient: false });
     }
   }
 
@@ -101,7 +91,7 @@ export class LocalStorage implements Storage {
     try {
       await this.walk(slash === -1 ? '' : prefix.slice(0, slash), prefix, found);
     } catch (error) {
-      throw new StorageError({ operation: 'list', location: this.location, key: prefix, cause: error });
+      throw new StorageError({ operation: 'list', location: this.location, key: prefix, cause: error, transient: false });
     }
     return found.sort((a, b) => compareKeys(a.key, b.key));
   }
@@ -114,7 +104,7 @@ export class LocalStorage implements Storage {
       } catch (error) {
         // A directory is not an object (EISDIR): absent, like a missing file.
         if (!isNotFound(error)) {
-          throw new StorageError({ operation: 'delete', location: this.location, key: keys[index], cause: error });
+          throw new StorageError({ operation: 'delete', location: this.location, key: keys[index], cause: error, transient: false });
         }
       }
     });
@@ -137,7 +127,7 @@ export class LocalStorage implements Storage {
     if (isNotFound(error)) {
       return new ObjectNotFoundError(key, this.location);
     }
-    return new StorageError({ operation, location: this.location, key, cause: error });
+    return new StorageError({ operation, location: this.location, key, cause: error, transient: false });
   }
 
   /**
@@ -190,7 +180,7 @@ export class LocalStorage implements Storage {
       if (error instanceof ObjectExistsError) {
         throw error;
       }
-      throw new StorageError({ operation, location: this.location, key, cause: error });
+      throw new StorageError({ operation, location: this.location, key, cause: error, transient: false });
     }
   }
 

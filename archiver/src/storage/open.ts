@@ -1,7 +1,9 @@
-import type { Storage, StorageOptions } from './storage';
+import { RetryPolicy, resilient } from './resilient';
+import { DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, type Storage, type StorageOptions } from './storage';
 
 /**
- * Opens the storage that `options` describe, loading only that backend's module and SDK.
+ * Opens the storage that `options` describe, wrapped with its deadlines and retries
+ * (resilient.ts), loading only that backend's module and SDK.
  *
  * The archiver starts once per WAL segment, and requiring @aws-sdk/client-s3 or
  * @google-cloud/storage costs ~100-200 ms each: a backend's module is required here, lazily,
@@ -13,21 +15,31 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   switch (options.kind) {
     case 'local': {
       const { LocalStorage } = await import('./local');
-      return new LocalStorage(options);
+      // Local failures are not transient and local calls are not cancellable: one attempt, no deadline.
+      return resilient(new LocalStorage(options), new RetryPolicy({ attempts: 1, attemptTimeoutMs: 0 }));
     }
     case 's3': {
       // Before the SDK loads: see s3.ts.
       process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
       const { S3Storage } = await import('./s3');
-      return new S3Storage(options);
+      const policy = networkPolicy(options);
+      return resilient(new S3Storage(options, policy), policy);
     }
     case 'gcs': {
       const { GcsStorage } = await import('./gcs');
-      return new GcsStorage(options);
+      return resilient(new GcsStorage(options), networkPolicy(options));
     }
     default: {
       const unknown: { kind?: unknown } = options;
       throw new Error(`unknown storage kind ${JSON.stringify(unknown.kind)}: expected 'local', 's3' or 'gcs'`);
     }
   }
+}
+
+/** A network backend's policy: `maxAttempts` attempts of `timeouts.requestMs` each. */
+function networkPolicy(options: { readonly timeouts?: { readonly requestMs?: number }; readonly maxAttempts?: number }): RetryPolicy {
+  return new RetryPolicy({
+    attempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    attemptTimeoutMs: options.timeouts?.requestMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+  });
 }

@@ -9,13 +9,19 @@
  * This module loads no SDK: it is safe to import from the archiver's entry point. Backends are
  * loaded by `openStorage()` (open.ts), only the one in use.
  *
- * Keys are '/'-separated and relative to the root: 'wal_005/000000010000000000000001.lz4'.
- * See `validateKey` for the keys that are refused.
+ * Keys are '/'-separated and relative to the root (the archive's layout is in
+ * contract/archive-layout.ts). See `validateKey` for the keys that are refused.
  *
- * Errors: `InvalidKeyError` for a refused key (before any I/O), `ObjectNotFoundError` and
- * `ObjectExistsError` where documented below, `StorageError` for everything else. Network
- * backends give every operation a deadline (see `Timeouts`): nothing waits forever on a hung server.
+ * Errors (all in ../errors.ts): `InvalidKeyError` for a refused key (before any I/O),
+ * `ObjectNotFoundError` and `ObjectExistsError` where documented below, `StorageError` for
+ * everything else, with `transient` set when another attempt may succeed.
+ *
+ * A backend makes one attempt per call and gives it up when `signal` aborts. Deadlines and
+ * retries are not the backends' business: `resilient()` (resilient.ts) wraps any backend with
+ * them, and `openStorage()` (open.ts) returns backends so wrapped: nothing waits forever on a hung
+ * server.
  */
+import { InvalidKeyError } from '../errors';
 
 export interface ObjectInfo {
   /** The key, relative to the storage root. */
@@ -26,7 +32,17 @@ export interface ObjectInfo {
   readonly lastModified: Date;
 }
 
-export interface PutOptions {
+/** Options every operation takes. */
+export interface OperationOptions {
+  /**
+   * Gives the operation up: the backend stops its request and rejects (with the signal's reason
+   * wrapped in a StorageError). The retry wrapper aborts an attempt at its deadline this way.
+   * @default - the operation runs until it settles
+   */
+  readonly signal?: AbortSignal;
+}
+
+export interface PutOptions extends OperationOptions {
   /**
    * Refuse to replace an existing object: throw `ObjectExistsError`.
    *
@@ -45,17 +61,17 @@ export interface Storage {
   readonly location: string;
 
   /** The whole object. Throws `ObjectNotFoundError` when absent. */
-  get(key: string): Promise<Buffer>;
+  get(key: string, options?: OperationOptions): Promise<Buffer>;
 
   /**
    * A streaming read for large objects (base backups). Throws `ObjectNotFoundError` when absent,
    * before any data is emitted. A failure after that is emitted as an 'error' on the stream.
    * The caller must consume or destroy the stream.
    */
-  getStream(key: string): Promise<NodeJS.ReadableStream>;
+  getStream(key: string, options?: OperationOptions): Promise<NodeJS.ReadableStream>;
 
   /** Size and time, or `undefined` when absent. */
-  stat(key: string): Promise<ObjectInfo | undefined>;
+  stat(key: string, options?: OperationOptions): Promise<ObjectInfo | undefined>;
 
   /**
    * Store `body` under `key`. The object becomes visible under `key` only when complete (never a
@@ -76,86 +92,13 @@ export interface Storage {
    * directories; '' lists everything), recursively, sorted by key (UTF-8 byte order, the order S3
    * and GCS list in). Listing an absent prefix gives [], not an error. Pagination is handled here.
    */
-  list(prefix: string): Promise<ObjectInfo[]>;
+  list(prefix: string, options?: OperationOptions): Promise<ObjectInfo[]>;
 
   /** Delete; absent keys are not an error. Batched where the API allows (S3 DeleteObjects ≤ 1000). */
-  delete(keys: readonly string[]): Promise<void>;
+  delete(keys: readonly string[], options?: OperationOptions): Promise<void>;
 
   /** Release sockets and handles. The storage must not be used afterwards. */
   close(): Promise<void>;
-}
-
-/** What a failed operation was doing; part of every `StorageError` message. */
-export type StorageOperation = 'get' | 'getStream' | 'stat' | 'put' | 'putStream' | 'list' | 'delete';
-
-/** The object `key` does not exist at `location`. */
-export class ObjectNotFoundError extends Error {
-  public override readonly name = 'ObjectNotFoundError';
-
-  constructor(
-    public readonly key: string,
-    public readonly location: string,
-  ) {
-    super(`object not found: ${key} at ${location}`);
-  }
-}
-
-/** A put with `ifAbsent` found the object `key` already there. */
-export class ObjectExistsError extends Error {
-  public override readonly name = 'ObjectExistsError';
-
-  constructor(
-    public readonly key: string,
-    public readonly location: string,
-  ) {
-    super(`object already exists: ${key} at ${location}`);
-  }
-}
-
-/** A key or prefix that no backend accepts (see `validateKey`). Thrown before any I/O. */
-export class InvalidKeyError extends Error {
-  public override readonly name = 'InvalidKeyError';
-
-  constructor(
-    public readonly key: string,
-    reason: string,
-  ) {
-    super(`invalid storage key ${JSON.stringify(key)}: ${reason}`);
-  }
-}
-
-/**
- * Every other failure: network, timeout, permission, server error. The message names the operation,
- * the location and the key, never credentials; `cause` holds the backend's original error.
- */
-export class StorageError extends Error {
-  public override readonly name = 'StorageError';
-  public readonly operation: StorageOperation;
-  public readonly location: string;
-  /** The key (or list prefix) concerned, when there is one. */
-  public readonly key: string | undefined;
-
-  constructor(props: {
-    readonly operation: StorageOperation;
-    readonly location: string;
-    readonly key?: string;
-    readonly cause: unknown;
-  }) {
-    const target = props.key === undefined ? props.location : `${props.key} at ${props.location}`;
-    super(`storage ${props.operation} ${target} failed: ${describeCause(props.cause)}`, { cause: props.cause });
-    this.operation = props.operation;
-    this.location = props.location;
-    this.key = props.key;
-  }
-}
-
-function describeCause(cause: unknown): string {
-  if (cause instanceof Error) {
-    const code = (cause as { code?: unknown }).code;
-    const message = cause.message || cause.name;
-    return typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message;
-  }
-  return String(cause);
 }
 
 /** Deadlines of network operations. */

@@ -1,0 +1,217 @@
+/**
+ * The background archiver: one long-lived process per spool. It keeps the storage client (and
+ * its connections) warm, pushes ready WAL ahead of PostgreSQL's requests, prefetches WAL for
+ * restore, and answers the calls over loopback TCP (protocol.ts; the port and a secret token are
+ * in the spool's daemon.port file, readable by its owner only).
+ *
+ * In Kubernetes it runs as the pod's `archiver` sidecar container (ARCHIVER_DAEMON_IDLE_SECONDS=0:
+ * it never exits on its own), so that it is warm before the first segment is ready and is never
+ * a child of the postmaster; elsewhere the first call starts it (ARCHIVER_DAEMON=on), and it
+ * stops when idle or when the PostgreSQL it was started for is gone. It stops too when another
+ * configuration claims the spool, and on a `stop` request. When it is down, calls do the work
+ * themselves: it is a speed-up, never a requirement.
+ *
+ * 1. Take the spool's lock (lock.ts): at most one per spool, however many calls start one.
+ * 2. Open the archive, claim and empty the spool.
+ * 3. Listen on 127.0.0.1, then publish the address in daemon.port.
+ * 4. Answer each request by the handler table (handlers.ts), saying `wait` every
+ *    HEARTBEAT_SECONDS while it works, so that a call can tell a busy archiver from a frozen one.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { HEARTBEAT_SECONDS } from '../../../contract';
+import { ArchiverConfig } from '../config';
+import { Logger } from '../logger';
+import { Prefetcher } from '../prefetcher';
+import { Pusher } from '../pusher';
+import { openRepository } from '../repository';
+import { Spool } from '../spool';
+import { DaemonAddress, removeAddress, writeAddress } from './address';
+import { DaemonContext, dispatch } from './handlers';
+import { acquireSpoolLock } from './lock';
+import { MAX_REQUEST_LINE, failure, formatAnswer, parseRequest } from './protocol';
+
+export interface DaemonHandle {
+  readonly address: DaemonAddress;
+  /** Resolves when the daemon has stopped. */
+  readonly stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  /**
+   * The data directory of the PostgreSQL this background archiver serves: it stops when that
+   * server's postmaster is gone.
+   * @default - not watched (the sidecar: another container's processes are not visible)
+   */
+  readonly dataDirectory?: string;
+  /** How often idleness, the spool's owner and the postmaster are checked. @default 1000 (less for idle times under 4 s) */
+  readonly watchIntervalMs?: number;
+}
+
+function timingSafeEqualStrings(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/**
+ * A server whose connections each carry one request line: `onLine` runs once per connection, with
+ * the first line; anything after it is ignored, and a connection that sends more than
+ * MAX_REQUEST_LINE bytes without a newline is dropped.
+ */
+function oneLineServer(onLine: (line: string, socket: net.Socket) => void): net.Server {
+  return net.createServer((socket) => {
+    let buffer = '';
+    let answered = false;
+    socket.setEncoding('utf8');
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: string) => {
+      if (answered) return;
+      buffer += chunk;
+      const newline = buffer.indexOf('\n');
+      if (newline < 0) {
+        if (buffer.length > MAX_REQUEST_LINE) socket.destroy();
+        return;
+      }
+      answered = true;
+      onLine(buffer.slice(0, newline), socket);
+    });
+  });
+}
+
+/** The pid in a data directory's postmaster.pid, or undefined. */
+function postmasterPid(dataDirectory: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dataDirectory, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Runs the background archiver until it is stopped. Returns undefined when another one already serves the spool. */
+export async function runDaemon(config: ArchiverConfig & { spool: string }, log: Logger, options: DaemonOptions = {}): Promise<DaemonHandle | undefined> {
+  const spool = new Spool(config.spool, config.spoolOwner);
+  await spool.ensure();
+  const lock = await acquireSpoolLock(config.spool);
+  if (!lock) return undefined;
+
+  const archive = await openRepository(config, { workers: config.workers, log });
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  // Another configuration claimed the spool: this background archiver is obsolete.
+  const disowned = () => {
+    log.warn('the spool now belongs to another archive location; stopping', { location: archive.location });
+    setImmediate(() => void stop());
+  };
+  const pusher = new Pusher(archive, spool, config.pushConcurrency, log, disowned);
+  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(config.prefetchConcurrency, Math.max(1, config.prefetch)), log, disowned);
+  // Markers and prefetched files of an earlier run may belong to another configuration.
+  await spool.clear();
+  await spool.claim();
+  await spool.recordBoot();
+
+  const watchers = new Map<string, fs.FSWatcher>();
+  const context: DaemonContext = {
+    pusher,
+    prefetcher,
+    watchWalDirectory(walDirectory) {
+      if (watchers.has(walDirectory)) return;
+      try {
+        const watcher = fs.watch(path.join(walDirectory, 'archive_status'), (_event, file) => {
+          if (file?.endsWith('.ready')) void pusher.pushAhead(walDirectory);
+        });
+        watcher.on('error', () => undefined);
+        watchers.set(walDirectory, watcher);
+      } catch {
+        // not a data directory's pg_wal
+      }
+    },
+    stop: () => setImmediate(() => void stop()),
+  };
+
+  let lastActivity = Date.now();
+  let inProgress = 0;
+  const token = randomBytes(16).toString('hex');
+  const server = oneLineServer((line, socket) => {
+    const parsed = parseRequest(line);
+    if (parsed.kind === 'invalid') return void socket.end(`${formatAnswer(failure(Object.assign(new Error(parsed.reason), { name: 'UsageError' })))}\n`);
+    if (!timingSafeEqualStrings(parsed.token, token)) return void socket.destroy();
+    if (parsed.owner !== config.spoolOwner) return void socket.end(`${formatAnswer({ kind: 'mismatch' })}\n`);
+    lastActivity = Date.now();
+    inProgress++;
+    const heartbeat = setInterval(() => socket.write(`${formatAnswer({ kind: 'wait' })}\n`), HEARTBEAT_SECONDS * 1000);
+    dispatch(context, parsed.request)
+      .then((detail) => formatAnswer({ kind: 'ok', detail }), (error: unknown) => formatAnswer(failure(error)))
+      .then((answer) => {
+        clearInterval(heartbeat);
+        inProgress--;
+        lastActivity = Date.now();
+        socket.end(`${answer}\n`);
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  const address: DaemonAddress = { port: (server.address() as net.AddressInfo).port, token, pid: process.pid };
+  writeAddress(spool.portFile, address);
+
+  // Idle, disowned, or the PostgreSQL it was started for is gone: stop.
+  const postmaster = options.dataDirectory ? postmasterPid(options.dataDirectory) : undefined;
+  const watch = setInterval(() => {
+    void (async () => {
+      if (stopping) return;
+      const idle = config.daemonIdleSeconds > 0 && Date.now() - lastActivity > config.daemonIdleSeconds * 1000 && inProgress === 0 && pusher.pending === 0;
+      if (idle) {
+        log.info('idle; stopping', { idle_seconds: config.daemonIdleSeconds });
+        return void stop();
+      }
+      if (postmaster !== undefined && (!processAlive(postmaster) || postmasterPid(options.dataDirectory!) !== postmaster)) {
+        log.info('the PostgreSQL server it serves has stopped; stopping', { postmaster_pid: postmaster });
+        return void stop();
+      }
+      if (!(await spool.owned())) disowned();
+    })();
+  }, options.watchIntervalMs ?? (config.daemonIdleSeconds > 0 ? Math.min(1000, config.daemonIdleSeconds * 250) : 1000));
+  watch.unref();
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      clearInterval(watch);
+      server.close();
+      removeAddress(spool.portFile, address);
+      for (const watcher of watchers.values()) watcher.close();
+      prefetcher.close();
+      await pusher.drain();
+      await archive.close();
+      await lock.release();
+      log.info('background archiver stopped', { pid: process.pid });
+      resolveStopped();
+    })();
+    return stopping;
+  };
+
+  log.info('background archiver started', {
+    pid: process.pid,
+    location: archive.location,
+    spool: config.spool,
+    concurrency: config.pushConcurrency,
+    prefetch: config.prefetch,
+    postmaster_pid: postmaster,
+  });
+  return { address, stopped, stop };
+}

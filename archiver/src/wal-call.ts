@@ -1,0 +1,88 @@
+/**
+ * What one call of archive_command or restore_command does, once the launcher could not answer
+ * it from the spool alone (archiver/bin/archiver):
+ *
+ * 1. Done ahead already? Take the spool's marker (push) or prefetched file (fetch).
+ * 2. Ask the spool's background archiver (ARCHIVER_DAEMON=on starts one when none answers;
+ *    =external, in the pod, uses the sidecar's and never starts one; =off skips this step).
+ * 3. It could not be asked, or went silent or away after taking the request: do the work here —
+ *    for a push, with the other ready files in parallel, recording each in the spool.
+ *
+ * Never a false success: step 1 trusts only what the spool records for this location and file,
+ * step 2 only an `ok` answer, and step 3 is the work itself.
+ */
+import * as path from 'node:path';
+import { ArchiverConfig } from './config';
+import { requestDaemon } from './daemon/client';
+import { DaemonLostError, DaemonUnavailableError } from './errors';
+import { Logger } from './logger';
+import { Pusher } from './pusher';
+import { openRepository } from './repository';
+import { Spool } from './spool';
+
+type WithSpool = ArchiverConfig & { spool: string };
+
+function hasSpool(config: ArchiverConfig): config is WithSpool {
+  return config.spool !== undefined;
+}
+
+/** Asks the background archiver; false when the caller must work alone. */
+async function asked(config: WithSpool, log: Logger, request: Parameters<typeof requestDaemon>[1]): Promise<boolean> {
+  if (config.daemon === 'off') return false;
+  try {
+    await requestDaemon(config, request);
+    return true;
+  } catch (error) {
+    if (error instanceof DaemonUnavailableError || error instanceof DaemonLostError) {
+      log.warn(`background archiver ${error instanceof DaemonLostError ? 'lost' : 'unavailable'}; working in this process`, { error: error.message });
+      return false;
+    }
+    throw error;
+  }
+}
+
+/** Archives the WAL file at `file` (absolute). Resolves only once it is durably stored. */
+export async function pushWal(config: ArchiverConfig, file: string, log: Logger): Promise<void> {
+  if (hasSpool(config)) {
+    const spool = new Spool(config.spool, config.spoolOwner);
+    if (await spool.takePushed(file)) return;
+    if (await asked(config, log, { op: 'push', file })) return;
+    const archive = await openRepository(config, { log });
+    try {
+      await spool.claim();
+      const pusher = new Pusher(archive, spool, config.pushConcurrency, log);
+      await pusher.push(file);
+      // The files pushed ahead are recorded as they finish; wait for them so that their work counts.
+      await pusher.drain();
+    } finally {
+      await archive.close();
+    }
+    return;
+  }
+  // No spool (a command run by hand outside a data directory): this file only.
+  const archive = await openRepository(config, { log });
+  try {
+    await archive.push(file);
+  } finally {
+    await archive.close();
+  }
+}
+
+/** Restores WAL file `name` to `destination` (absolute), verified. */
+export async function fetchWal(config: ArchiverConfig, name: string, destination: string, log: Logger): Promise<void> {
+  if (hasSpool(config)) {
+    if (await new Spool(config.spool, config.spoolOwner).takePrefetched(name, destination)) return;
+    if (await asked(config, log, { op: 'fetch', name, destination })) return;
+  }
+  const archive = await openRepository(config, { log });
+  try {
+    await archive.fetch(name, destination);
+  } finally {
+    await archive.close();
+  }
+}
+
+/** `target` resolved against the working directory, as PostgreSQL's relative %p is meant. */
+export function absolute(target: string): string {
+  return path.resolve(target);
+}

@@ -8,7 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..');
-export const LAUNCHER = path.join(ROOT, 'archiver/dist/bin/archiver');
+/**
+ * The launcher under test: archiver/dist's, or another build's (ARCHIVER_UNDER_TEST=/path/to/bin/archiver),
+ * e.g. an earlier commit's, to show that a spec fails where a fault is not fixed.
+ */
+export const LAUNCHER = process.env.ARCHIVER_UNDER_TEST ?? path.join(ROOT, 'archiver/dist/bin/archiver');
 
 export interface RunResult {
   readonly status: number | null;
@@ -25,8 +29,8 @@ function withDaemonLog(env: Record<string, string>): Record<string, string> {
   return { ARCHIVER_DAEMON_LOG: path.join(env.ARCHIVER_SPOOL ?? os.tmpdir(), '..', 'daemon.log'), ...env };
 }
 
-export function runArchiver(args: string[], env: Record<string, string>, cwd?: string): RunResult {
-  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...withDaemonLog(env) }, cwd, encoding: 'utf8', timeout: 120_000 });
+export function runArchiver(args: string[], env: Record<string, string>, cwd?: string, timeoutMs = 120_000): RunResult {
+  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...withDaemonLog(env) }, cwd, encoding: 'utf8', timeout: timeoutMs });
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -124,6 +128,7 @@ export function fakeDataDirectory(base: string): { dataDir: string; walDir: stri
   const dataDir = path.join(base, 'data');
   const walDir = path.join(dataDir, 'pg_wal');
   fs.mkdirSync(path.join(walDir, 'archive_status'), { recursive: true });
+  fs.writeFileSync(path.join(dataDir, 'PG_VERSION'), '15\n');
   return {
     dataDir,
     walDir,
@@ -156,4 +161,30 @@ export function lastLog(stderr: string): LogLine {
   const lines = logLines(stderr);
   if (lines.length === 0) throw new Error(`no archiver log line in: ${JSON.stringify(stderr)}`);
   return lines[lines.length - 1];
+}
+
+/** Background archivers (`archiver daemon` processes) whose environment names `spool`. */
+export function daemonProcesses(spool: string): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (!cmdline.some((arg) => arg.endsWith('archiver.cjs')) || !cmdline.includes('daemon')) continue;
+      if (fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`ARCHIVER_SPOOL=${spool}`)) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+/** Polls `condition` until it holds; whether it did within `timeoutMs`. */
+export async function eventually(condition: () => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
 }

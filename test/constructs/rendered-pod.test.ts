@@ -18,7 +18,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
-import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
+import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import { PG_BIN, PostgresCluster, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { freePort } from '../../testkit/ports';

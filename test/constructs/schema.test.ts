@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Testing } from 'cdk8s';
-import { buildApp } from '../../main';
+import { buildApp } from '../../app';
 import { ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { KubernetesSchema } from '../../testkit/kubernetes-schema';
 import { KubeObject, seedProps, synthDatabase } from './fixtures';

@@ -134,6 +134,7 @@ export class ArchiverContainerFactory {
 
   /** An archiver container that reaches the archive. */
   public container(options: ArchiverContainerOptions): k8s.Container {
+    const volumeMounts = [...(options.volumeMounts ?? []), ...this.volumeMounts];
     return {
       name: options.name,
       image: this.image,
@@ -142,7 +143,7 @@ export class ArchiverContainerFactory {
       ports: options.ports,
       resources: options.resources ? renderResources(options.resources) : undefined,
       securityContext: this.securityContext,
-      volumeMounts: [...(options.volumeMounts ?? []), ...this.volumeMounts],
+      volumeMounts: volumeMounts.length > 0 ? volumeMounts : undefined,
     };
   }
 

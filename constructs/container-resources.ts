@@ -25,10 +25,12 @@ export function resourcesWithDefaults(defaults: ContainerResources, given: Conta
   };
 }
 
-/** The Kubernetes form; quantities that are not set are left out. */
+/** The Kubernetes form; quantities that are not set are left out, and so are empty requests or limits. */
 export function renderResources(resources: ContainerResources): k8s.ResourceRequirements {
-  const quantities = (values: ResourceQuantities | undefined) =>
-    Object.fromEntries(Object.entries(values ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, k8s.Quantity.fromString(v as string)]));
+  const quantities = (values: ResourceQuantities | undefined) => {
+    const set = Object.entries(values ?? {}).filter(([, v]) => v !== undefined);
+    return set.length === 0 ? undefined : Object.fromEntries(set.map(([k, v]) => [k, k8s.Quantity.fromString(v as string)]));
+  };
   return { requests: quantities(resources.requests), limits: quantities(resources.limits) };
 }
 

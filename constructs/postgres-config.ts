@@ -87,12 +87,11 @@ export class PostgresConfig {
 
   /**
    * Adds a parameter to postgresql.conf, e.g. a recovery target: `addSetting('recovery_target_time',
-   * '2026-01-01 00:00:00+00')`. A later call for the same name replaces the value. Parameters the
+   * '2026-01-01 00:00:00+00')`. A later call for the same name replaces the value in its place. Parameters the
    * construct manages (`managedSettings`) and malformed names or values are reported when the app
    * is validated.
    */
   public addSetting(name: string, value: PostgresqlSettingValue): void {
-    this.settings.delete(name);
     this.settings.set(name, value);
   }
 

@@ -1,5 +1,6 @@
 /**
- * The pod of the seed example, minus Kubernetes: a real PostgreSQL 15 runs the rendered
+ * PostgresConfig's files (constructs/postgres-config.ts, start-script.ts) on a real PostgreSQL 15,
+ * in the pod of the seed example minus Kubernetes: a real PostgreSQL 15 runs the rendered
  * postgresql.conf and pg_hba.conf, with the postgres container's environment (Secret references
  * resolved to test values, as the kubelet would), beside the `archiver` sidecar started with its
  * rendered command and environment, both as the same user (uid 999 in the pod, postgres here);

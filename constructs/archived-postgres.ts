@@ -14,9 +14,9 @@ import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
-import { DataVolumeProps, PostgresStatefulSet } from './postgres-stateful-set';
+import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
-import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, checkVolumeSize, show } from './validation';
+import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, show } from './validation';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
 export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
@@ -125,8 +125,6 @@ function registerName(db: ArchivedPostgres): ArchivedPostgres | undefined {
   if (!first) names.set(key, db);
   return first;
 }
-
-const ACCESS_MODES = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany', 'ReadOnlyMany'];
 
 /**
  * PostgreSQL with continuous WAL archiving, as plain Kubernetes objects: a StatefulSet whose pod 0
@@ -302,16 +300,7 @@ export class ArchivedPostgres extends Construct {
     } else if (this.replicas > 32) {
       add('replicas', `${this.replicas} members exceed max_wal_senders and the 32 this construct supports`);
     }
-    if (props.storage?.size !== undefined) add('storage.size', checkVolumeSize(props.storage.size));
-    if (props.storage?.storageClassName !== undefined && checkSecretName(props.storage.storageClassName)) {
-      add('storage.storageClassName', `${show(props.storage.storageClassName)} is not a valid StorageClass name: use lowercase letters, digits, '-' and '.', e.g. "standard"`);
-    }
-    if (props.storage?.accessModes !== undefined) {
-      if (props.storage.accessModes.length === 0) add('storage.accessModes', `is empty: use e.g. ["ReadWriteOnce"]`);
-      for (const mode of props.storage.accessModes) {
-        if (!ACCESS_MODES.includes(mode)) add('storage.accessModes', `${show(mode)} is not an access mode: use ${ACCESS_MODES.join(', ')}`);
-      }
-    }
+    errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
     if (!TERMINATION_POLICIES.includes(this.terminationPolicy)) {

@@ -15,6 +15,7 @@ import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } 
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 import { PostgresConfig } from './postgres-config';
 import { TerminationPolicy, volumeClaimRetention } from './termination-policy';
+import { checkSecretName, checkVolumeSize, show } from './validation';
 
 /** The data volume of every member (KubeDB's `spec.storage`): one volume claim per pod. */
 export interface DataVolumeProps {
@@ -32,6 +33,28 @@ export interface DataVolumeProps {
    * @default "1Gi"
    */
   readonly size?: string;
+}
+
+/** The access modes a volume claim may ask for. */
+export const ACCESS_MODES: readonly string[] = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany', 'ReadOnlyMany'];
+
+/** Every problem of a data volume definition, as `field.size: message` (`field` is the prop's name). */
+export function checkDataVolume(field: string, volume: DataVolumeProps | undefined): string[] {
+  const errors: string[] = [];
+  if (volume?.size !== undefined) {
+    const message = checkVolumeSize(volume.size);
+    if (message) errors.push(`${field}.size: ${message}`);
+  }
+  if (volume?.storageClassName !== undefined && checkSecretName(volume.storageClassName)) {
+    errors.push(`${field}.storageClassName: ${show(volume.storageClassName)} is not a valid StorageClass name: use lowercase letters, digits, '-' and '.', e.g. "standard"`);
+  }
+  if (volume?.accessModes !== undefined) {
+    if (volume.accessModes.length === 0) errors.push(`${field}.accessModes: is empty: use e.g. ["ReadWriteOnce"]`);
+    for (const mode of volume.accessModes) {
+      if (!ACCESS_MODES.includes(mode)) errors.push(`${field}.accessModes: ${show(mode)} is not an access mode: use ${ACCESS_MODES.join(', ')}`);
+    }
+  }
+  return errors;
 }
 
 /** Everything the StatefulSet is rendered from; the database resolves every default. */

@@ -5,6 +5,8 @@
  */
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
+import { checkDataVolume } from '../../constructs';
+import { collectValidationErrors } from '../../scripts/synthesize';
 import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase } from './fixtures';
 
 describe('PostgresStatefulSet, given the seed example', () => {
@@ -170,4 +172,26 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(annotations['prometheus.io/scrape']).toBe('true');
   });
 
+});
+
+describe('checkDataVolume', () => {
+  it('accepts the seed example\'s volume and no volume at all', () => {
+    expect(checkDataVolume('storage', seedProps().storage)).toStrictEqual([]);
+    expect(checkDataVolume('storage', undefined)).toStrictEqual([]);
+  });
+
+  it('fails on an empty or unknown access mode and an invalid StorageClass name, naming each field', () => {
+    expect(checkDataVolume('storage', { accessModes: [] })).toStrictEqual(['storage.accessModes: is empty: use e.g. ["ReadWriteOnce"]']);
+    expect(checkDataVolume('storage', { storageClassName: 'Fast SSD', accessModes: ['ReadWriteAll'] })).toStrictEqual([
+      'storage.storageClassName: "Fast SSD" is not a valid StorageClass name: use lowercase letters, digits, \'-\' and \'.\', e.g. "standard"',
+      'storage.accessModes: "ReadWriteAll" is not an access mode: use ReadWriteOnce, ReadWriteOncePod, ReadWriteMany, ReadOnlyMany',
+    ]);
+  });
+
+  it('is how ArchivedPostgres reports its storage prop', () => {
+    const { app } = databaseChart(seedProps({ storage: { accessModes: ['ReadWriteAll'] } }));
+    expect(collectValidationErrors(app)).toStrictEqual([
+      '[test/wal-postgres] storage.accessModes: "ReadWriteAll" is not an access mode: use ReadWriteOnce, ReadWriteOncePod, ReadWriteMany, ReadOnlyMany',
+    ]);
+  });
 });

@@ -193,8 +193,8 @@ export class ArchivedPostgres extends Construct {
     this.standbyServiceName = `${this.name}-standby`;
     this.governingServiceName = `${this.name}-pods`;
     this.archivePath = archivePath(this.archiveStorage?.prefix, this.namespace, this.name);
-    this.selectorLabels = { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name };
-    this.labels = { ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' };
+    this.selectorLabels = Object.freeze({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name });
+    this.labels = Object.freeze({ ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' });
     const image = props.image ?? `postgres:${props.version}`;
     const dataVolume = {
       storageClassName: props.storage?.storageClassName,

@@ -45,6 +45,7 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
   it('selects pods by two stable labels only (a StatefulSet selector can never change)', () => {
     const selector = { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': 'wal-postgres' };
     expect(db.selectorLabels).toStrictEqual(selector);
+    expect(Object.isFrozen(db.selectorLabels)).toBe(true);
     expect(statefulSet.spec.selector).toStrictEqual({ matchLabels: selector });
     expect(find(objects, 'PodDisruptionBudget', 'wal-postgres').spec.selector).toStrictEqual({ matchLabels: selector });
     expect(find(objects, 'Service', 'wal-postgres-pods').spec.selector).toStrictEqual(selector);

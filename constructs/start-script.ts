@@ -6,7 +6,9 @@
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 
 export interface StartScriptOptions {
+  /** `namespace/name`, written into the script's header. */
   readonly id: string;
+  /** Host name of pod 0 through the governing Service, which the standbys clone and stream from. */
   readonly primaryHost: string;
 }
 

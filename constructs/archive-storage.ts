@@ -1,4 +1,20 @@
+/**
+ * Where a database's WAL archive is kept, and what a container needs to reach it. The one place
+ * that knows the backends apart: `bind()` hands any pod the environment, Secret references and
+ * volumes of its backend, so no consumer switches on S3 or GCS.
+ */
+import { k8s } from 'cdk8s-plus-27';
+import { ARCHIVER_ENV, DEFAULT_AWS_REGION, STORAGE_SECRET_KEYS, repositoryUrl } from '../contract';
 import { checkEndpoint, checkGcsBucketName, checkPrefix, checkS3BucketName, checkSecretName } from './validation';
+
+/** Where the GCS service-account key is mounted in every container that reaches a GCS archive. */
+export const GCS_KEY_DIR = '/var/run/secrets/archiver/gcs';
+export const GCS_KEY_FILE = 'service-account.json';
+/** The pod volume that holds the GCS key (from the storage Secret). */
+export const GCS_KEY_VOLUME = 'gcs-key';
+
+/** The kinds of storage an archive can be kept in. */
+export type ArchiveBackend = 's3' | 'gcs';
 
 /** Where an S3-compatible archive lives (KubeDB's `spec.archiver.storage.s3`). */
 export interface S3Location {
@@ -58,10 +74,27 @@ export interface GcsArchiveStorageOptions extends GcsLocation {
   readonly storageSecretName: string;
 }
 
-/** One problem found in a storage definition: the field (relative to `archiver.storage`) and what is wrong. */
-export interface StorageProblem {
+/** One problem found in an archive storage definition: the field (relative to `archiver.storage`) and what is wrong. */
+export interface ArchiveStorageProblem {
   readonly field: string;
   readonly message: string;
+}
+
+/** What `ArchiveStorage.bind()` needs to know about the archive being reached. */
+export interface ArchiveStorageBindOptions {
+  /** The archive's path inside the bucket: `{prefix}/kubedb/{namespace}/{name}/archive` (contract's `archivePath`). */
+  readonly archivePath: string;
+}
+
+/**
+ * What a container needs to reach an archive: its environment (credentials as Secret references,
+ * never values), the pod volumes and the container's mounts of them. Every array is the caller's
+ * own copy.
+ */
+export interface ArchiveStorageBinding {
+  readonly env: k8s.EnvVar[];
+  readonly volumes: k8s.Volume[];
+  readonly volumeMounts: k8s.VolumeMount[];
 }
 
 /** Where a database's WAL archive is kept: exactly one of S3-compatible or GCS storage. */
@@ -86,7 +119,7 @@ export class ArchiveStorage {
   private constructor(public readonly spec: ArchiveStorageSpec) {}
 
   /** `s3` or `gcs`; undefined only for an invalid spec (both or neither), which `validate()` reports. */
-  public get kind(): 's3' | 'gcs' | undefined {
+  public get backend(): ArchiveBackend | undefined {
     if (this.spec.s3 && !this.spec.gcs) return 's3';
     if (this.spec.gcs && !this.spec.s3) return 'gcs';
     return undefined;
@@ -102,9 +135,54 @@ export class ArchiveStorage {
     return prefix ? prefix : undefined;
   }
 
+  /**
+   * The environment, Secret references and volumes with which a container reaches the archive at
+   * `options.archivePath` through the archiver (the names of contract's ARCHIVER_ENV). Empty for an
+   * invalid spec, which `validate()` reports.
+   */
+  public bind(options: ArchiveStorageBindOptions): ArchiveStorageBinding {
+    const secret = (name: string, key: string): k8s.EnvVar => ({
+      name,
+      valueFrom: { secretKeyRef: { name: this.spec.storageSecretName, key } },
+    });
+    switch (this.backend) {
+      case 's3': {
+        const s3 = this.spec.s3!;
+        const env: k8s.EnvVar[] = [{ name: ARCHIVER_ENV.repository, value: repositoryUrl('s3', this.bucket, options.archivePath) }];
+        if (s3.endpoint !== undefined) env.push({ name: ARCHIVER_ENV.s3Endpoint, value: s3.endpoint });
+        env.push({ name: ARCHIVER_ENV.awsRegion, value: s3.region ?? DEFAULT_AWS_REGION });
+        env.push(secret(ARCHIVER_ENV.awsAccessKeyId, STORAGE_SECRET_KEYS.awsAccessKeyId));
+        env.push(secret(ARCHIVER_ENV.awsSecretAccessKey, STORAGE_SECRET_KEYS.awsSecretAccessKey));
+        return { env, volumes: [], volumeMounts: [] };
+      }
+      case 'gcs':
+        return {
+          env: [
+            { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },
+            secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId),
+            { name: ARCHIVER_ENV.gcsCredentialsFile, value: `${GCS_KEY_DIR}/${GCS_KEY_FILE}` },
+          ],
+          volumes: [
+            {
+              name: GCS_KEY_VOLUME,
+              secret: {
+                secretName: this.spec.storageSecretName,
+                items: [{ key: STORAGE_SECRET_KEYS.gcsServiceAccountJsonKey, path: GCS_KEY_FILE }],
+                // Readable by the pod's group (fsGroup 999) only.
+                defaultMode: 0o440,
+              },
+            },
+          ],
+          volumeMounts: [{ name: GCS_KEY_VOLUME, mountPath: GCS_KEY_DIR, readOnly: true }],
+        };
+      default:
+        return { env: [], volumes: [], volumeMounts: [] };
+    }
+  }
+
   /** Every problem of this definition; empty when it is usable. */
-  public validate(): StorageProblem[] {
-    const problems: StorageProblem[] = [];
+  public validate(): ArchiveStorageProblem[] {
+    const problems: ArchiveStorageProblem[] = [];
     const secret = checkSecretName(this.spec.storageSecretName ?? '');
     if (secret) problems.push({ field: 'storageSecretName', message: secret });
     const { s3, gcs } = this.spec;

@@ -1,79 +1,29 @@
-import { createHash } from 'node:crypto';
+/**
+ * `ArchivedPostgres`: PostgreSQL with continuous WAL archiving, composed of small pieces that each
+ * render their own objects into it: the configuration files (PostgresConfig), the Services
+ * (PostgresServices), the StatefulSet (PostgresStatefulSet) and the archiver containers
+ * (ArchiverContainerFactory, over ArchiveStorage's `bind()`). It resolves the props' defaults and
+ * validates the props; the pieces render.
+ */
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct, IConstruct } from 'constructs';
-import {
-  ARCHIVER_ENV,
-  ARCHIVER_INSTALL_DIR,
-  STORAGE_SECRET_KEYS,
-  archivePath,
-  archiverDaemonCommand,
-  archiverInstallCommand,
-  repositoryUrl,
-} from '../contract';
+import { ARCHIVER_INSTALL_DIR, archivePath } from '../contract';
 import { ArchiveStorage } from './archive-storage';
-import {
-  ARCHIVER_SPOOL_DIR,
-  CONFIG_DIR,
-  DATA_MOUNT,
-  PGDATA,
-  POSTGRES_PORT,
-  SOCKET_DIR,
-  SUPERUSER,
-  renderPgHbaConf,
-  renderPostgresqlConf,
-  renderStartScript,
-} from './postgres-config';
-import { TERMINATION_POLICIES, TerminationPolicy } from './termination-policy';
-import {
-  checkDatabaseName,
-  checkImage,
-  checkNamespace,
-  checkResourceQuantity,
-  checkSecretName,
-  checkStorageSize,
-  show,
-} from './validation';
+import { ArchiverContainerFactory } from './archiver-container-factory';
+import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
+import { PostgresConfig } from './postgres-config';
+import { PostgresServices } from './postgres-services';
+import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
+import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
+import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, show } from './validation';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
 export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
 
-/** The archiver image used when `archiver.image` is not set. Build and push it with `npm run archiver:image`. */
-export const DEFAULT_ARCHIVER_IMAGE = 'pg-wal-archiver:0.1.0';
-
 /** archive_timeout bounds, in seconds. */
 export const MIN_ARCHIVE_TIMEOUT_SECONDS = 15;
 export const MAX_ARCHIVE_TIMEOUT_SECONDS = 24 * 60 * 60;
-
-/** The data volume of every member (KubeDB's `spec.storage`). */
-export interface PostgresStorage {
-  /**
-   * The StorageClass of the volume claims.
-   * @default - the cluster's default StorageClass
-   */
-  readonly storageClassName?: string;
-  /**
-   * @default ["ReadWriteOnce"]
-   */
-  readonly accessModes?: string[];
-  /**
-   * The size of each member's volume, a Kubernetes quantity.
-   * @default "1Gi"
-   */
-  readonly size?: string;
-}
-
-/** CPU and memory, as Kubernetes quantities. */
-export interface ResourceQuantities {
-  readonly cpu?: string;
-  readonly memory?: string;
-}
-
-/** A container's requests and limits. */
-export interface ContainerResources {
-  readonly requests?: ResourceQuantities;
-  readonly limits?: ResourceQuantities;
-}
 
 /** The PostgreSQL container's resources. */
 export interface PostgresResources {
@@ -90,7 +40,7 @@ export interface PostgresResources {
 }
 
 /** Continuous archiving (KubeDB's `spec.archiver`). */
-export interface ArchiverOptions {
+export interface ArchiverProps {
   /** Where the WAL archive is kept. */
   readonly storage: ArchiveStorage;
   /**
@@ -140,12 +90,15 @@ export interface ArchivedPostgresProps {
    * @default - the construct id
    */
   readonly name?: string;
-  /** @default - 1Gi volumes of the default StorageClass */
-  readonly storage?: PostgresStorage;
+  /**
+   * Each member's data volume (KubeDB's `spec.storage`).
+   * @default - 1Gi ReadWriteOnce volumes of the default StorageClass
+   */
+  readonly storage?: DataVolumeProps;
   /** @default - see PostgresResources */
   readonly resources?: PostgresResources;
-  /** Continuous archiving to S3-compatible storage or GCS. */
-  readonly archiver: ArchiverOptions;
+  /** Continuous archiving to S3-compatible storage or GCS (KubeDB's `spec.archiver`). */
+  readonly archiver: ArchiverProps;
   /**
    * The Secret with the superuser's password under the key `password` (KubeDB's `{name}-auth`).
    * Create it outside Git or as a SealedSecret/ExternalSecret; only its name is rendered.
@@ -173,17 +126,18 @@ function registerName(db: ArchivedPostgres): ArchivedPostgres | undefined {
   return first;
 }
 
-/** Labels every object of one database carries; the first two are the (immutable) selector. */
-function selectorLabels(name: string): Record<string, string> {
-  return { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': name };
-}
-
 /**
  * PostgreSQL with continuous WAL archiving, as plain Kubernetes objects: a StatefulSet whose pod 0
  * is the primary and pods 1..N-1 streaming standbys, its Services, a ConfigMap with the server
  * configuration and start-up script, an init container that installs the archiver PostgreSQL
  * runs as archive_command and restore_command, and the `archiver` sidecar (the background
  * archiver those commands hand their work to). Credentials are referenced, never rendered.
+ *
+ * It grows after construction: `config.addSetting()`, `statefulSet.addContainer()` /
+ * `addInitContainer()` / `addVolume()` / `addPodAnnotation()`, `statefulSet.postgres` and
+ * `statefulSet.archiverSidecar` (`addEnv`, `addPort`, `addVolumeMount`), `addAnnotation()` on every
+ * object; `archiverContainers` gives a Job or CronJob the archiver, and `selectorLabels` selects
+ * the pods.
  */
 export class ArchivedPostgres extends Construct {
   public readonly name: string;
@@ -192,7 +146,10 @@ export class ArchivedPostgres extends Construct {
   public readonly replicas: number;
   public readonly terminationPolicy: TerminationPolicy;
   public readonly archiveTimeout: Duration;
-  public readonly storage: ArchiveStorage;
+  /** Where the WAL archive is kept (`archiver.storage`). */
+  public readonly archiveStorage: ArchiveStorage;
+  /** The Secret with the superuser's password. */
+  public readonly authSecretName: string;
   /** The primary (read-write) Service's name. */
   public readonly primaryServiceName: string;
   /** The standby (read-only) Service's name. */
@@ -201,6 +158,19 @@ export class ArchivedPostgres extends Construct {
   public readonly governingServiceName: string;
   /** The path inside the bucket: `{prefix}/kubedb/{namespace}/{name}/archive`. */
   public readonly archivePath: string;
+  /** The labels that select the database's pods (StatefulSet, Services, disruption budget); never change them. */
+  public readonly selectorLabels: Readonly<Record<string, string>>;
+  /** The labels of every object and pod of the database: the selector labels and two more. */
+  public readonly labels: Readonly<Record<string, string>>;
+
+  public readonly serviceAccount: k8s.KubeServiceAccount;
+  /** postgresql.conf, pg_hba.conf and start.sh, in the ConfigMap `{name}-config`. */
+  public readonly config: PostgresConfig;
+  public readonly services: PostgresServices;
+  /** Makes archiver containers for any pod: the sidecar's environment, Secret references, volumes and security context. */
+  public readonly archiverContainers: ArchiverContainerFactory;
+  public readonly statefulSet: PostgresStatefulSet;
+  public readonly disruptionBudget: k8s.KubePodDisruptionBudget;
 
   private readonly props: ArchivedPostgresProps;
   /** The database constructed earlier in the same app with the same namespace and name, if any. */
@@ -209,27 +179,106 @@ export class ArchivedPostgres extends Construct {
   constructor(scope: Construct, id: string, props: ArchivedPostgresProps) {
     super(scope, id);
     this.props = props;
+
+    // Every default of the props, resolved here once (the archiver image's in ArchiverContainerFactory).
     this.name = props.name ?? id;
     this.namespace = props.namespace ?? Chart.of(this).namespace ?? 'default';
     this.version = props.version;
     this.replicas = props.replicas ?? 1;
     this.terminationPolicy = props.terminationPolicy ?? TerminationPolicy.DELETE;
     this.archiveTimeout = props.archiver?.archiveTimeout ?? Duration.seconds(60);
-    this.storage = props.archiver?.storage;
+    this.archiveStorage = props.archiver?.storage;
+    this.authSecretName = props.authSecretName ?? `${this.name}-auth`;
     this.primaryServiceName = this.name;
     this.standbyServiceName = `${this.name}-standby`;
     this.governingServiceName = `${this.name}-pods`;
-    this.archivePath = archivePath(this.storage?.prefix, this.namespace, this.name);
+    this.archivePath = archivePath(this.archiveStorage?.prefix, this.namespace, this.name);
+    this.selectorLabels = Object.freeze({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name });
+    this.labels = Object.freeze({ ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' });
+    const image = props.image ?? `postgres:${props.version}`;
+    const dataVolume = {
+      storageClassName: props.storage?.storageClassName,
+      accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
+      size: props.storage?.size ?? '1Gi',
+    };
+    const postgresRequests = { cpu: '500m', memory: '1Gi', ...props.resources?.requests };
+    const postgresResources = { requests: postgresRequests, limits: { memory: postgresRequests.memory, ...props.resources?.limits } };
+    const archiverResources = resourcesWithDefaults({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } }, props.archiver?.resources);
     this.sameNameAs = registerName(this);
 
     this.node.addValidation({ validate: () => this.validateProps() });
 
     // The objects are built from tolerant defaults even when props are invalid: validation runs
-    // before anything is written and reports every problem of the app at once.
-    const rendered = this.renderObjects();
-    for (const object of rendered) {
-      this.applyTerminationPolicy(object);
-    }
+    // before anything is written and reports every problem of the app at once. Their order is
+    // the YAML's; their construct ids are pinned by the tests.
+    const metadata = (name: string) => ({ name, namespace: this.namespace, labels: this.labels });
+    this.serviceAccount = new k8s.KubeServiceAccount(this, 'ServiceAccount', {
+      metadata: metadata(this.name),
+      automountServiceAccountToken: false,
+    });
+    this.config = new PostgresConfig(this, {
+      configMapName: `${this.name}-config`,
+      namespace: this.namespace,
+      labels: this.labels,
+      id: `${this.namespace}/${this.name}`,
+      primaryHost: `${this.name}-0.${this.governingServiceName}`,
+      archiveTimeoutSeconds: Math.round(this.archiveTimeout.toMilliseconds() / 1000),
+      archiverInstallDir: ARCHIVER_INSTALL_DIR,
+    });
+    this.services = new PostgresServices(this, {
+      statefulSetName: this.name,
+      governingServiceName: this.governingServiceName,
+      primaryServiceName: this.primaryServiceName,
+      standbyServiceName: this.standbyServiceName,
+      namespace: this.namespace,
+      labels: this.labels,
+      selectorLabels: this.selectorLabels,
+    });
+    this.archiverContainers = new ArchiverContainerFactory({
+      storage: this.archiveStorage,
+      archivePath: this.archivePath,
+      image: props.archiver?.image,
+    });
+    this.statefulSet = new PostgresStatefulSet(this, {
+      name: this.name,
+      namespace: this.namespace,
+      labels: this.labels,
+      selectorLabels: this.selectorLabels,
+      replicas: this.replicas,
+      governingServiceName: this.governingServiceName,
+      serviceAccountName: this.serviceAccount.name,
+      image,
+      authSecretName: this.authSecretName,
+      resources: postgresResources,
+      dataVolume,
+      config: this.config,
+      archiver: this.archiverContainers,
+      archiverResources,
+      terminationPolicy: this.terminationPolicy,
+    });
+    this.disruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
+      metadata: metadata(this.name),
+      spec: {
+        // Voluntary disruptions (node drains) take one member at a time.
+        maxUnavailable: k8s.IntOrString.fromNumber(1),
+        selector: { matchLabels: this.selectorLabels },
+      },
+    });
+
+    for (const [key, value] of Object.entries(pruneAnnotations(this.terminationPolicy))) this.addAnnotation(key, value);
+  }
+
+  /** Every Kubernetes object of the database: the ones it renders and any added inside it since. */
+  public get apiObjects(): ApiObject[] {
+    return this.node.findAll().filter((c): c is ApiObject => ApiObject.isApiObject(c));
+  }
+
+  /**
+   * Annotates every object of the database (`apiObjects` at the time of the call), e.g. an Argo CD
+   * sync wave. Objects added inside the database later are not annotated by earlier calls.
+   */
+  public addAnnotation(key: string, value: string): void {
+    for (const object of this.apiObjects) object.metadata.addAnnotation(key, value);
   }
 
   /** Every problem with the props, each as "field: value is wrong, expected ...". */
@@ -239,14 +288,6 @@ export class ArchivedPostgres extends Construct {
       if (message) errors.push(`${field}: ${message}`);
     };
     const props = this.props;
-    const checkResources = (field: string, resources: ContainerResources | undefined) => {
-      for (const kind of ['requests', 'limits'] as const) {
-        for (const resource of ['cpu', 'memory'] as const) {
-          const value = resources?.[kind]?.[resource];
-          if (value !== undefined) add(`${field}.${kind}.${resource}`, checkResourceQuantity(value));
-        }
-      }
-    };
 
     add(props.name === undefined ? 'name (the construct id)' : 'name', checkDatabaseName(this.name));
     add('namespace', checkNamespace(this.namespace));
@@ -259,29 +300,19 @@ export class ArchivedPostgres extends Construct {
     } else if (this.replicas > 32) {
       add('replicas', `${this.replicas} members exceed max_wal_senders and the 32 this construct supports`);
     }
-    if (props.storage?.size !== undefined) add('storage.size', checkStorageSize(props.storage.size));
-    if (props.storage?.storageClassName !== undefined && checkSecretName(props.storage.storageClassName)) {
-      add('storage.storageClassName', `${show(props.storage.storageClassName)} is not a valid StorageClass name: use lowercase letters, digits, '-' and '.', e.g. "standard"`);
-    }
-    const validModes = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany', 'ReadOnlyMany'];
-    if (props.storage?.accessModes !== undefined) {
-      if (props.storage.accessModes.length === 0) add('storage.accessModes', `is empty: use e.g. ["ReadWriteOnce"]`);
-      for (const mode of props.storage.accessModes) {
-        if (!validModes.includes(mode)) add('storage.accessModes', `${show(mode)} is not an access mode: use ${validModes.join(', ')}`);
-      }
-    }
-    checkResources('resources', props.resources);
+    errors.push(...checkDataVolume('storage', props.storage));
+    errors.push(...checkContainerResources('resources', props.resources));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
     if (!TERMINATION_POLICIES.includes(this.terminationPolicy)) {
       add('terminationPolicy', `${show(this.terminationPolicy)} is not a termination policy: use one of ${TERMINATION_POLICIES.join(', ')}`);
     }
 
-    if (!props.archiver || !this.storage) {
+    if (!props.archiver || !this.archiveStorage) {
       add('archiver.storage', 'is missing: give ArchiveStorage.s3({...}) or ArchiveStorage.gcs({...})');
     } else {
-      for (const problem of this.storage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
+      for (const problem of this.archiveStorage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
       if (props.archiver.image !== undefined) add('archiver.image', checkImage(props.archiver.image));
-      checkResources('archiver.resources', props.archiver.resources);
+      errors.push(...checkContainerResources('archiver.resources', props.archiver.resources));
     }
     const timeoutMs = this.archiveTimeout.toMilliseconds();
     if (timeoutMs % 1000 !== 0) {
@@ -295,277 +326,7 @@ export class ArchivedPostgres extends Construct {
     if (this.sameNameAs) {
       add('name', `${show(this.name)} in namespace ${show(this.namespace)} is already used by ${this.sameNameAs.node.path}: two databases would share their objects and their WAL archive; choose another name or namespace`);
     }
+    errors.push(...this.config.validate());
     return errors;
   }
-
-  private renderObjects(): ApiObject[] {
-    const labels = {
-      ...selectorLabels(this.name),
-      'app.kubernetes.io/component': 'database',
-      'app.kubernetes.io/managed-by': 'cdk8s',
-    };
-    const metadata = (name: string) => ({ name, namespace: this.namespace, labels });
-    const primaryHost = `${this.name}-0.${this.governingServiceName}`;
-    const id = `${this.namespace}/${this.name}`;
-    const archiveTimeoutSeconds = Math.round(this.archiveTimeout.toMilliseconds() / 1000);
-    const configName = `${this.name}-config`;
-    const configData = {
-      'postgresql.conf': renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir: ARCHIVER_INSTALL_DIR }),
-      'pg_hba.conf': renderPgHbaConf(id),
-      'start.sh': renderStartScript({ id, primaryHost }),
-    };
-
-    const serviceAccount = new k8s.KubeServiceAccount(this, 'ServiceAccount', {
-      metadata: metadata(this.name),
-      automountServiceAccountToken: false,
-    });
-    const config = new k8s.KubeConfigMap(this, 'Config', { metadata: metadata(configName), data: configData });
-    const port = { name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres'), protocol: 'TCP' };
-    const governing = new k8s.KubeService(this, 'GoverningService', {
-      metadata: metadata(this.governingServiceName),
-      spec: {
-        clusterIp: 'None',
-        // Standbys resolve the primary by its pod name while it is still starting.
-        publishNotReadyAddresses: true,
-        selector: selectorLabels(this.name),
-        ports: [port],
-      },
-    });
-    const primary = new k8s.KubeService(this, 'PrimaryService', {
-      metadata: metadata(this.primaryServiceName),
-      spec: {
-        type: 'ClusterIP',
-        // Pod 0 is always the primary; its name label is set by the StatefulSet controller.
-        selector: { ...selectorLabels(this.name), 'statefulset.kubernetes.io/pod-name': `${this.name}-0` },
-        ports: [port],
-      },
-    });
-    const standby = new k8s.KubeService(this, 'StandbyService', {
-      metadata: metadata(this.standbyServiceName),
-      spec: {
-        type: 'ClusterIP',
-        // Every ready member answers read-only queries. Kubernetes 1.27 has no label that tells
-        // pod 0 from the others, so the primary is a member too (the only one when replicas is 1).
-        selector: selectorLabels(this.name),
-        ports: [port],
-      },
-    });
-
-    const statefulSet = new k8s.KubeStatefulSet(this, 'StatefulSet', {
-      metadata: { ...metadata(this.name), annotations: { 'archived-postgres/termination-policy': this.terminationPolicy } },
-      spec: {
-        serviceName: this.governingServiceName,
-        replicas: this.replicas,
-        // Pod 0 (the primary) must be running before the standbys clone it.
-        podManagementPolicy: 'OrderedReady',
-        selector: { matchLabels: selectorLabels(this.name) },
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: this.pvcRetentionPolicy(),
-        template: {
-          metadata: {
-            labels,
-            annotations: {
-              // A configuration change rolls the pods; the hash is of the rendered files only.
-              'archived-postgres/config-sha256': createHash('sha256').update(JSON.stringify(configData)).digest('hex'),
-            },
-          },
-          spec: this.podSpec(serviceAccount.name, configName),
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels: selectorLabels(this.name) },
-            spec: {
-              accessModes: this.props.storage?.accessModes ?? ['ReadWriteOnce'],
-              storageClassName: this.props.storage?.storageClassName,
-              resources: { requests: { storage: k8s.Quantity.fromString(this.props.storage?.size ?? '1Gi') } },
-            },
-          },
-        ],
-      },
-    });
-
-    const budget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
-      metadata: metadata(this.name),
-      spec: {
-        // Voluntary disruptions (node drains) take one member at a time.
-        maxUnavailable: k8s.IntOrString.fromNumber(1),
-        selector: { matchLabels: selectorLabels(this.name) },
-      },
-    });
-    return [serviceAccount, config, governing, primary, standby, statefulSet, budget];
-  }
-
-  private pvcRetentionPolicy(): k8s.StatefulSetPersistentVolumeClaimRetentionPolicy {
-    const keepData = this.terminationPolicy === TerminationPolicy.DO_NOT_TERMINATE || this.terminationPolicy === TerminationPolicy.HALT;
-    // Scaling down keeps a standby's volume: scaling up again resumes it instead of re-cloning.
-    return { whenDeleted: keepData ? 'Retain' : 'Delete', whenScaled: 'Retain' };
-  }
-
-  /** DoNotTerminate: tell Argo CD and Flux never to prune these objects. */
-  private applyTerminationPolicy(object: ApiObject): void {
-    if (this.terminationPolicy === TerminationPolicy.DO_NOT_TERMINATE) {
-      object.metadata.addAnnotation('argocd.argoproj.io/sync-options', 'Delete=false');
-      object.metadata.addAnnotation('kustomize.toolkit.fluxcd.io/prune', 'disabled');
-    }
-  }
-
-  private podSpec(serviceAccountName: string, configName: string): k8s.PodSpec {
-    const version = this.props.version;
-    const image = this.props.image ?? `postgres:${version}`;
-    const authSecretName = this.props.authSecretName ?? `${this.name}-auth`;
-    const storageVolumes = this.archiverVolumes();
-    const pgIsReady = ['pg_isready', '--quiet', `--host=${SOCKET_DIR}`, `--port=${POSTGRES_PORT}`];
-    const requests = { cpu: '500m', memory: '1Gi', ...this.props.resources?.requests };
-    const limits = { memory: requests.memory, ...this.props.resources?.limits };
-    const quantities = (values: Record<string, string | undefined>) =>
-      Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined).map(([k, v]) => [k, k8s.Quantity.fromString(v!)]));
-
-    return {
-      serviceAccountName,
-      automountServiceAccountToken: false,
-      // Fast shutdown plus a last archive_command for the final segment.
-      terminationGracePeriodSeconds: 60,
-      securityContext: {
-        // uid/gid 999 is the postgres user of the official (Debian) image.
-        runAsUser: 999,
-        runAsGroup: 999,
-        runAsNonRoot: true,
-        fsGroup: 999,
-        fsGroupChangePolicy: 'OnRootMismatch',
-        seccompProfile: { type: 'RuntimeDefault' },
-      },
-      initContainers: [
-        {
-          name: 'install-archiver',
-          image: this.props.archiver?.image ?? DEFAULT_ARCHIVER_IMAGE,
-          command: archiverInstallCommand(ARCHIVER_INSTALL_DIR),
-          securityContext: this.containerSecurityContext(),
-          resources: {
-            requests: quantities({ cpu: '50m', memory: '64Mi' }),
-            limits: quantities({ memory: '128Mi' }),
-          },
-          volumeMounts: [{ name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR }],
-        },
-      ],
-      containers: [
-        {
-          name: 'postgres',
-          image,
-          command: ['/bin/bash', `${CONFIG_DIR}/start.sh`],
-          ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
-          env: [
-            { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-            { name: 'PGDATA', value: PGDATA },
-            { name: 'POSTGRES_USER', value: SUPERUSER },
-            { name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: authSecretName, key: 'password' } } },
-            // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
-            { name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: authSecretName, key: 'password' } } },
-            ...this.archiverEnv(),
-            // The sidecar below is the background archiver; a call never starts one of its own
-            // (it would be adopted by the postmaster, PID 1 here) and works alone while the
-            // sidecar is down.
-            ...(this.storage ? [{ name: ARCHIVER_ENV.daemon, value: 'external' }] : []),
-          ],
-          resources: { requests: quantities(requests), limits: quantities(limits) },
-          securityContext: this.containerSecurityContext(),
-          // A standby's first clone or a long archive recovery may take a while: up to an hour.
-          startupProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 360 },
-          readinessProbe: { exec: { command: pgIsReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
-          // Alive while the server answers at all: pg_isready exits 1 ("rejecting connections",
-          // e.g. during recovery) or 0; only 2 (no response) means the server is gone.
-          livenessProbe: {
-            exec: { command: ['/bin/sh', '-c', `${pgIsReady.join(' ')}; [ $? -ne 2 ]`] },
-            periodSeconds: 10,
-            timeoutSeconds: 5,
-            failureThreshold: 6,
-          },
-          volumeMounts: [
-            { name: 'data', mountPath: DATA_MOUNT },
-            { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-            { name: 'run', mountPath: SOCKET_DIR },
-            { name: 'tmp', mountPath: '/tmp' },
-            { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
-            ...storageVolumes.mounts,
-          ],
-        },
-        {
-          // The background archiver: warm before the first segment is ready, outside the
-          // postmaster's process tree, its log in `kubectl logs -c archiver`. It sees the data
-          // volume at the same path, so the paths PostgreSQL passes mean the same file here.
-          name: 'archiver',
-          image: this.props.archiver?.image ?? DEFAULT_ARCHIVER_IMAGE,
-          command: archiverDaemonCommand(),
-          env: [...this.archiverEnv(), { name: ARCHIVER_ENV.daemonIdleSeconds, value: '0' }],
-          resources: {
-            requests: quantities({ cpu: '100m', memory: '256Mi', ...this.props.archiver?.resources?.requests }),
-            limits: quantities({ memory: '512Mi', ...this.props.archiver?.resources?.limits }),
-          },
-          securityContext: this.containerSecurityContext(),
-          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, { name: 'tmp', mountPath: '/tmp' }, ...storageVolumes.mounts],
-        },
-      ],
-      volumes: [
-        { name: 'config', configMap: { name: configName, defaultMode: 0o444 } },
-        { name: 'run', emptyDir: {} },
-        { name: 'tmp', emptyDir: {} },
-        { name: 'archiver', emptyDir: {} },
-        ...storageVolumes.volumes,
-      ],
-    };
-  }
-
-  private containerSecurityContext(): k8s.SecurityContext {
-    return {
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-    };
-  }
-
-  /** The environment the archiver reads (see archiver/src/contract.ts); secrets by reference only. */
-  private archiverEnv(): k8s.EnvVar[] {
-    const storage = this.storage;
-    if (!storage) return [];
-    const secret = (name: string, key: string): k8s.EnvVar => ({
-      name,
-      valueFrom: { secretKeyRef: { name: storage.spec.storageSecretName, key } },
-    });
-    const env: k8s.EnvVar[] = [{ name: ARCHIVER_ENV.spool, value: ARCHIVER_SPOOL_DIR }];
-    if (storage.kind === 's3') {
-      const s3 = storage.spec.s3!;
-      env.push({ name: ARCHIVER_ENV.repository, value: repositoryUrl('s3', storage.bucket, this.archivePath) });
-      if (s3.endpoint !== undefined) env.push({ name: ARCHIVER_ENV.s3Endpoint, value: s3.endpoint });
-      env.push({ name: ARCHIVER_ENV.awsRegion, value: s3.region ?? 'us-east-1' });
-      env.push(secret(ARCHIVER_ENV.awsAccessKeyId, STORAGE_SECRET_KEYS.awsAccessKeyId));
-      env.push(secret(ARCHIVER_ENV.awsSecretAccessKey, STORAGE_SECRET_KEYS.awsSecretAccessKey));
-    } else if (storage.kind === 'gcs') {
-      env.push({ name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', storage.bucket, this.archivePath) });
-      env.push(secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId));
-      env.push({ name: ARCHIVER_ENV.gcsCredentialsFile, value: `${GCS_KEY_DIR}/${GCS_KEY_FILE}` });
-    }
-    return env;
-  }
-
-  private archiverVolumes(): { volumes: k8s.Volume[]; mounts: k8s.VolumeMount[] } {
-    if (this.storage?.kind !== 'gcs') return { volumes: [], mounts: [] };
-    return {
-      volumes: [
-        {
-          name: 'gcs-key',
-          secret: {
-            secretName: this.storage.spec.storageSecretName,
-            items: [{ key: STORAGE_SECRET_KEYS.gcsServiceAccountJsonKey, path: GCS_KEY_FILE }],
-            // Readable by the pod's group (fsGroup 999) only.
-            defaultMode: 0o440,
-          },
-        },
-      ],
-      mounts: [{ name: 'gcs-key', mountPath: GCS_KEY_DIR, readOnly: true }],
-    };
-  }
 }
-
-/** Where the GCS service-account key is mounted. */
-export const GCS_KEY_DIR = '/var/run/secrets/archiver/gcs';
-export const GCS_KEY_FILE = 'service-account.json';

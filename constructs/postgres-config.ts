@@ -1,23 +1,22 @@
 /**
  * The files PostgreSQL is started with, rendered as text so that a reviewer reads exactly what will
- * run: `postgresql.conf`, `pg_hba.conf` and the start-up script that picks the pod's role. Pure
- * functions: the construct puts their output into a ConfigMap.
+ * run: `postgresql.conf`, `pg_hba.conf` and the start-up script (start-script.ts), in one
+ * ConfigMap. The files are rendered when the app is synthesized, so that settings added after
+ * construction (`addSetting`) reach them and the pods' checksum.
  */
+import { createHash } from 'node:crypto';
+import { Lazy } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
+import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { renderStartScript } from './start-script';
+import { show } from './validation';
 
-/** Where the ConfigMap is mounted in the PostgreSQL container. */
-export const CONFIG_DIR = '/etc/postgresql-archived';
-/** The data volume's mount point; PGDATA is a subdirectory so that the volume's lost+found stays out of it. */
-export const DATA_MOUNT = '/var/lib/postgresql/data';
-export const PGDATA = `${DATA_MOUNT}/pgdata`;
-/** The archiver's spool: on the data volume (same filesystem as pg_wal) but outside PGDATA, so base backups skip it. */
-export const ARCHIVER_SPOOL_DIR = `${DATA_MOUNT}/archiver-spool`;
-export const SOCKET_DIR = '/var/run/postgresql';
-export const POSTGRES_PORT = 5432;
-/** The superuser and replication user: the official image's default. */
-export const SUPERUSER = 'postgres';
+/** A postgresql.conf value: strings are quoted, numbers written as they are, booleans as on/off. */
+export type PostgresqlSettingValue = string | number | boolean;
 
-export interface PostgresConfigOptions {
+export interface PostgresqlConfOptions {
   /** `namespace/name`, written into the file header. */
   readonly id: string;
   /** Host name of pod 0 through the governing Service, e.g. `wal-postgres-0.wal-postgres-pods`. */
@@ -26,6 +25,26 @@ export interface PostgresConfigOptions {
   readonly archiveTimeoutSeconds: number;
   /** Where the archiver is installed in the container. */
   readonly archiverInstallDir: string;
+  /**
+   * Further settings, written after the managed ones in this order.
+   * @default - none
+   */
+  readonly settings?: ReadonlyMap<string, PostgresqlSettingValue>;
+}
+
+export interface PostgresConfigProps {
+  /** The ConfigMap's name. */
+  readonly configMapName: string;
+  readonly namespace: string;
+  readonly labels: Record<string, string>;
+  /** `namespace/name` of the database, written into each file's header. */
+  readonly id: string;
+  /** Host name of pod 0 through the governing Service. */
+  readonly primaryHost: string;
+  /** archive_timeout in seconds. */
+  readonly archiveTimeoutSeconds: number;
+  /** Where the archiver is installed in the PostgreSQL container. */
+  readonly archiverInstallDir: string;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -33,7 +52,96 @@ export function confString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
-export function renderPostgresqlConf(options: PostgresConfigOptions): string {
+function renderSettingValue(value: PostgresqlSettingValue): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  if (typeof value === 'number') return String(value);
+  return confString(value);
+}
+
+const PARAMETER_NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
+
+/**
+ * The configuration of one database: its files, and the ConfigMap (construct id `Config`) they
+ * are mounted from.
+ */
+export class PostgresConfig {
+  /** The parameters the construct writes itself; `addSetting` may not replace them. */
+  public readonly managedSettings: readonly string[];
+  public readonly configMap: k8s.KubeConfigMap;
+  private readonly props: PostgresConfigProps;
+  private readonly settings = new Map<string, PostgresqlSettingValue>();
+
+  constructor(scope: Construct, props: PostgresConfigProps) {
+    this.props = props;
+    this.managedSettings = [...this.renderPostgresqlConf().matchAll(/^([a-z_]+) = /gm)].map((m) => m[1]);
+    this.configMap = new k8s.KubeConfigMap(scope, 'Config', {
+      metadata: { name: props.configMapName, namespace: props.namespace, labels: props.labels },
+      data: Lazy.any({ produce: () => this.files }),
+    });
+  }
+
+  /** The ConfigMap's name. */
+  public get configMapName(): string {
+    return this.props.configMapName;
+  }
+
+  /**
+   * Adds a parameter to postgresql.conf, e.g. a recovery target: `addSetting('recovery_target_time',
+   * '2026-01-01 00:00:00+00')`. A later call for the same name replaces the value in its place. Parameters the
+   * construct manages (`managedSettings`) and malformed names or values are reported when the app
+   * is validated.
+   */
+  public addSetting(name: string, value: PostgresqlSettingValue): void {
+    this.settings.set(name, value);
+  }
+
+  /** The files of the ConfigMap, in this order: postgresql.conf, pg_hba.conf, start.sh. */
+  public get files(): Record<string, string> {
+    return {
+      'postgresql.conf': this.renderPostgresqlConf(this.settings),
+      'pg_hba.conf': renderPgHbaConf(this.props.id),
+      'start.sh': renderStartScript({ id: this.props.id, primaryHost: this.props.primaryHost }),
+    };
+  }
+
+  /** The SHA-256 of the files: the pods roll when, and only when, it changes. */
+  public get checksum(): string {
+    return createHash('sha256').update(JSON.stringify(this.files)).digest('hex');
+  }
+
+  /** Every problem of the added settings, as `field: message`. */
+  public validate(): string[] {
+    const errors: string[] = [];
+    for (const [name, value] of this.settings) {
+      const field = `config.addSetting(${show(name)})`;
+      if (!PARAMETER_NAME.test(name)) {
+        errors.push(`${field}: ${show(name)} is not a parameter name: use lowercase letters, digits and '_' (a custom parameter has one '.'), e.g. "recovery_target_time"`);
+      } else if (this.managedSettings.includes(name)) {
+        const hint = name === 'archive_timeout' ? 'set archiver.archiveTimeout instead' : 'it is part of the replication and archiving set-up';
+        errors.push(`${field}: ${show(name)} is written by ArchivedPostgres itself (${hint}) and cannot be replaced`);
+      }
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        errors.push(`${field}: ${show(value)} is not a finite number`);
+      } else if (typeof value === 'string' && /[\u0000-\u001f]/.test(value)) {
+        errors.push(`${field}: the value contains a line break or control character, which postgresql.conf cannot hold`);
+      }
+    }
+    return errors;
+  }
+
+  private renderPostgresqlConf(settings?: ReadonlyMap<string, PostgresqlSettingValue>): string {
+    const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir } = this.props;
+    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, settings });
+  }
+}
+
+/** postgresql.conf: the settings the construct manages, then those added with `PostgresConfig.addSetting()`. */
+export function renderPostgresqlConf(options: PostgresqlConfOptions): string {
+  const added = [...(options.settings ?? new Map<string, PostgresqlSettingValue>())];
+  const extra = added.length === 0 ? '' : `
+# Added with PostgresConfig.addSetting(); each is the last word on its parameter.
+${added.map(([name, value]) => `${name} = ${renderSettingValue(value)}`).join('\n')}
+`;
   return `# postgresql.conf of ${options.id}, rendered by the ArchivedPostgres construct.
 # A change to this file changes the pod template's config checksum and rolls the pods.
 
@@ -60,9 +168,10 @@ archive_command = ${confString(renderArchiveCommand(options.archiverInstallDir))
 archive_timeout = ${options.archiveTimeoutSeconds}
 # Standbys, and recovery from the archive, fetch segments that streaming cannot provide.
 restore_command = ${confString(renderRestoreCommand(options.archiverInstallDir))}
-`;
+${extra}`;
 }
 
+/** pg_hba.conf: peer authentication inside the container, SCRAM over the network. */
 export function renderPgHbaConf(id: string): string {
   return `# pg_hba.conf of ${id}, rendered by the ArchivedPostgres construct.
 # TYPE  DATABASE     USER  ADDRESS  METHOD
@@ -73,60 +182,5 @@ local   replication  all            peer
 # Everything over the network authenticates with SCRAM, replication from the standbys included.
 host    all          all   all      scram-sha-256
 host    replication  all   all      scram-sha-256
-`;
-}
-
-export interface StartScriptOptions {
-  readonly id: string;
-  readonly primaryHost: string;
-}
-
-/**
- * The container's command. The role comes from the pod ordinal: pod 0 initialises (on an empty
- * volume) and runs the primary; the others clone pod 0 once with pg_basebackup and run as
- * standbys.
- */
-export function renderStartScript(options: StartScriptOptions): string {
-  return `#!/bin/bash
-# Start-up of ${options.id}, rendered by the ArchivedPostgres construct.
-# Pod 0 is the primary; pods 1..N-1 are streaming standbys cloned from pod 0.
-set -euo pipefail
-
-config=(-c "config_file=${CONFIG_DIR}/postgresql.conf")
-ordinal="\${POD_NAME##*-}"
-
-# The archiver sidecar starts with this container. Give it a few seconds, so that the first
-# restore_command and archive_command calls already reach it (without it they work alone: slower,
-# still correct). Its port file may be a dead one's: only an answer on the port counts.
-for _ in {1..20}; do
-  if read -r port _ 2>/dev/null <"${ARCHIVER_SPOOL_DIR}/daemon.port" &&
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    break
-  fi
-  sleep 0.5
-done
-
-if [ "$ordinal" = "0" ]; then
-  echo "start: $POD_NAME is the primary"
-  # The official image's entrypoint runs initdb when the volume is empty, then starts postgres.
-  exec docker-entrypoint.sh postgres "\${config[@]}"
-fi
-
-echo "start: $POD_NAME is a standby of ${options.primaryHost}"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  until pg_isready -q -h "${options.primaryHost}" -p ${POSTGRES_PORT}; do
-    echo "start: waiting for the primary ${options.primaryHost} to accept connections"
-    sleep 5
-  done
-  # Clone into a scratch directory and rename it into place: a clone cut short by a restart is
-  # never mistaken for a data directory.
-  rm -rf "$PGDATA.clone"
-  pg_basebackup --host="${options.primaryHost}" --port=${POSTGRES_PORT} --username=${SUPERUSER} \\
-    --pgdata="$PGDATA.clone" --wal-method=stream --checkpoint=fast --no-password --progress
-  mv "$PGDATA.clone" "$PGDATA"
-fi
-# Every start of pods 1..N-1 is a standby start.
-touch "$PGDATA/standby.signal"
-exec postgres "\${config[@]}"
 `;
 }

@@ -1,3 +1,5 @@
+import { k8s } from 'cdk8s-plus-27';
+
 /**
  * What happens to a database's data when it is removed from Git and the GitOps tool prunes it.
  * The names and meanings follow KubeDB's `spec.terminationPolicy`; without an operator they are
@@ -20,3 +22,21 @@ export enum TerminationPolicy {
 }
 
 export const TERMINATION_POLICIES: readonly string[] = Object.values(TerminationPolicy);
+
+/**
+ * What the StatefulSet's controller does with the volume claims. Scaling down keeps a standby's
+ * volume under every policy: scaling up again resumes it instead of re-cloning.
+ */
+export function volumeClaimRetention(policy: TerminationPolicy): k8s.StatefulSetPersistentVolumeClaimRetentionPolicy {
+  const keepData = policy === TerminationPolicy.DO_NOT_TERMINATE || policy === TerminationPolicy.HALT;
+  return { whenDeleted: keepData ? 'Retain' : 'Delete', whenScaled: 'Retain' };
+}
+
+/** The annotations every object of a database carries under `policy`: DoNotTerminate tells Argo CD and Flux never to prune it. */
+export function pruneAnnotations(policy: TerminationPolicy): Record<string, string> {
+  if (policy !== TerminationPolicy.DO_NOT_TERMINATE) return {};
+  return {
+    'argocd.argoproj.io/sync-options': 'Delete=false',
+    'kustomize.toolkit.fluxcd.io/prune': 'disabled',
+  };
+}

@@ -144,7 +144,7 @@ export function parseQuantity(value: string): number | undefined {
 }
 
 /** A volume size: a positive Kubernetes quantity of at least 1 MiB. */
-export function checkStorageSize(size: string): string | undefined {
+export function checkVolumeSize(size: string): string | undefined {
   const bytes = parseQuantity(size);
   if (bytes === undefined) return `${show(size)} is not a Kubernetes quantity: write e.g. "1Gi", "500Mi" or "10G"`;
   if (bytes < 2 ** 20) return `${show(size)} is smaller than 1Mi: PostgreSQL needs room for at least a few 16 MiB WAL segments; write e.g. "1Gi"`;

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildApp } from '../main';
+import { buildApp } from '../app';
 import { synthesizeAtomically } from './synthesize';
 
 function listFiles(dir: string, base = dir): string[] {

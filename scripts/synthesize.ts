@@ -1,7 +1,8 @@
 /**
  * Synthesis that never leaves a half-written output directory: the app is validated as a whole
  * (every error of every construct is reported together), synthesized into a staging directory
- * next to the output, and only then swapped into place.
+ * next to the output, and only then swapped into place. Imported by the entry (main.ts), the check
+ * (synth-check.ts) and the benchmark app; it imports no app, so the dependencies go one way.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

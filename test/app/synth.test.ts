@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareDirectories } from '../../scripts/synth-check';
 
 const root = path.resolve(__dirname, '../..');
@@ -62,6 +62,63 @@ describe('npm run synth', () => {
     expect(result.stderr).not.toContain('AKIAIOSFODNN7EXAMPLE');
     expect(readTree(out)).toStrictEqual({ 'demo.k8s.yaml': 'previous content\n' });
     expect(fs.readdirSync(scratch).filter((f) => f.includes('staging'))).toStrictEqual([]);
+  });
+});
+
+describe('npm run synth type-checks the app before it synthesizes', () => {
+  // A copy of the app's files (what tsconfig.app.json includes, and the package files), sharing
+  // node_modules, in which a chart can be broken without touching the repository.
+  const project = path.join(scratch, 'project');
+  const out = path.join(scratch, 'project-out');
+  const chart = path.join(project, 'charts/demo-chart.ts');
+  const npmRunSynth = () => spawnSync('npm', ['run', '--silent', 'synth'], { cwd: project, env: { ...process.env, CDK8S_OUTDIR: out }, encoding: 'utf8' });
+  const cdk8sYamlApp = () => {
+    // What the cdk8s CLI does with cdk8s.yaml's `app`: run it with a shell and CDK8S_OUTDIR.
+    const app = /^app: (.*)$/m.exec(fs.readFileSync(path.join(project, 'cdk8s.yaml'), 'utf8'))![1];
+    return spawnSync('sh', ['-c', app], { cwd: project, env: { ...process.env, CDK8S_OUTDIR: out }, encoding: 'utf8' });
+  };
+
+  beforeAll(() => {
+    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.app.json', 'cdk8s.yaml', 'main.ts', 'app.ts', 'charts', 'constructs', 'contract', 'scripts/synthesize.ts', 'scripts/synth-check.ts']) {
+      fs.cpSync(path.join(root, entry), path.join(project, entry), { recursive: true });
+    }
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(project, 'node_modules'));
+  });
+
+  it('synthesizes an app that type-checks, keeping the type-checker\'s build info where git ignores it', () => {
+    const cold = npmRunSynth();
+    expect(cold.status, `${cold.stdout}${cold.stderr}`).toBe(0);
+    expect(compareDirectories(out, path.join(root, 'dist'))).toStrictEqual([]);
+    // The build info lives where git ignores it.
+    expect(fs.existsSync(path.join(project, '.tmp/tsc/app.tsbuildinfo'))).toBe(true);
+    expect(spawnSync('git', ['check-ignore', '-q', '.tmp/tsc/app.tsbuildinfo'], { cwd: root }).status).toBe(0);
+    expect(npmRunSynth().status).toBe(0);
+  });
+
+  it('fails on a misspelt prop that tsx alone renders silently (even with the build info of the good app at hand), naming it, and leaves the output untouched', () => {
+    const before = readTree(out);
+    expect(Object.keys(before)).toStrictEqual(['demo.k8s.yaml']);
+    const source = fs.readFileSync(chart, 'utf8');
+    expect(source).toContain('replicas: 2,');
+    fs.writeFileSync(chart, source.replace('replicas: 2,', 'replica: 3,'));
+    try {
+      // The hazard: run without the type check, the typo is dropped and one member is rendered.
+      const unchecked = spawnSync(tsx, ['main.ts'], { cwd: project, env: { ...process.env, CDK8S_OUTDIR: path.join(scratch, 'unchecked') }, encoding: 'utf8' });
+      expect(unchecked.status).toBe(0);
+      expect(fs.readFileSync(path.join(scratch, 'unchecked/demo.k8s.yaml'), 'utf8')).toContain('  replicas: 1\n');
+
+      for (const result of [npmRunSynth(), cdk8sYamlApp()]) {
+        expect(result.status).not.toBe(0);
+        expect(result.stdout).toContain("charts/demo-chart.ts(16,7): error TS2561: Object literal may only specify known properties, but 'replica' does not exist in type 'ArchivedPostgresProps'. Did you mean to write 'replicas'?");
+        expect(readTree(out)).toStrictEqual(before);
+        expect(fs.readdirSync(scratch).filter((f) => f.includes('staging'))).toStrictEqual([]);
+      }
+    } finally {
+      fs.writeFileSync(chart, source);
+    }
+    // Fixed, it synthesizes again (through cdk8s.yaml's command too).
+    expect(cdk8sYamlApp().status).toBe(0);
+    expect(compareDirectories(out, path.join(root, 'dist'))).toStrictEqual([]);
   });
 });
 

@@ -1,8 +1,48 @@
+/**
+ * What the specifications of constructs/ share. Each file specifies the source file it is named
+ * after: `<source>.test.ts` what the source renders (cdk8s-core's habit: snapshots and exact
+ * `toStrictEqual` for the minimal case, GIVEN / WHEN / THEN), `<source>.<what>.test.ts` the
+ * rendered output run against real programs or schemas (`.real-postgres`, `.real-archiver`,
+ * `.schema`).
+ *
+ * Apps come from `testApp()`, never from cdk8s's `Testing.app()`: that one makes a
+ * `cdk8s.outdir.*` directory in the system temp dir per call and never removes it. Every file that
+ * imports this module fails when a `cdk8s.outdir.*` directory appeared while it ran.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Chart, Testing } from 'cdk8s';
+import { afterAll } from 'vitest';
 import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage } from '../../constructs';
 import { ROOT } from '../../testkit/archiver';
+
+/** The names of `cdk8s.outdir.*` directories in `dir` (Testing.app()'s leftovers). */
+export function cdk8sOutdirs(dir: string = os.tmpdir()): string[] {
+  return fs.readdirSync(dir).filter((name) => name.startsWith('cdk8s.outdir.')).sort();
+}
+
+const outdirsBefore = new Set(cdk8sOutdirs());
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'constructs-test-'));
+let apps = 0;
+afterAll(() => {
+  fs.rmSync(scratch, { recursive: true, force: true });
+  const left = cdk8sOutdirs().filter((name) => !outdirsBefore.has(name));
+  if (left.length > 0) {
+    throw new Error(`${left.length} cdk8s.outdir.* director${left.length === 1 ? 'y was' : 'ies were'} left in ${os.tmpdir()} while this file ran (${left.join(', ')}): make apps with testApp() from test/constructs/fixtures.ts, not Testing.app()`);
+  }
+});
+
+/** An output directory for an app, inside this file's scratch directory (removed after the file). Not created. */
+export function testOutdir(): string {
+  return path.join(scratch, `app-${++apps}`);
+}
+
+/** `Testing.app()` with its output directory in this file's scratch directory. */
+export function testApp(): App {
+  return Testing.app({ outdir: testOutdir() });
+}
 
 /** The seed example's props: 2 members, 1Gi `standard` volumes, archive to the `kubedb` bucket. */
 export function seedProps(overrides: Partial<ArchivedPostgresProps> = {}): ArchivedPostgresProps {
@@ -24,12 +64,23 @@ export interface KubeObject {
   [key: string]: any;
 }
 
-/** A chart in namespace `demo` holding one database built from `props`. */
-export function synthDatabase(props: ArchivedPostgresProps, id = 'wal-postgres'): { app: App; chart: Chart; db: ArchivedPostgres; objects: KubeObject[] } {
-  const app = Testing.app();
+/** A chart in namespace `demo` holding one database built from `props`, not yet synthesized. */
+export function databaseChart(props: ArchivedPostgresProps, id = 'wal-postgres'): { app: App; chart: Chart; db: ArchivedPostgres } {
+  const app = testApp();
   const chart = new Chart(app, 'test', { namespace: 'demo', disableResourceNameHashes: true });
   const db = new ArchivedPostgres(chart, id, props);
-  return { app, chart, db, objects: Testing.synth(chart) as KubeObject[] };
+  return { app, chart, db };
+}
+
+/** The chart's objects, as `npm run synth` writes them. */
+export function synth(chart: Chart): KubeObject[] {
+  return Testing.synth(chart) as KubeObject[];
+}
+
+/** `databaseChart`, synthesized at once. */
+export function synthDatabase(props: ArchivedPostgresProps, id = 'wal-postgres'): { app: App; chart: Chart; db: ArchivedPostgres; objects: KubeObject[] } {
+  const { app, chart, db } = databaseChart(props, id);
+  return { app, chart, db, objects: synth(chart) };
 }
 
 export function find(objects: KubeObject[], kind: string, name: string): KubeObject {
@@ -50,19 +101,24 @@ export function container(statefulSet: KubeObject, name: string): any {
   return statefulSet.spec.template.spec.containers.find((c: any) => c.name === name);
 }
 
-/** The container's environment as the kubelet builds it, with `secrets[name][key]` for secretKeyRefs. */
-export function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>, containerName = 'postgres'): Record<string, string> {
+/** A container's environment as the kubelet builds it in pod `podName`, with `secrets[name][key]` for secretKeyRefs. */
+export function containerEnvironment(container: any, secrets: Record<string, Record<string, string>>, podName: string): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const variable of container(statefulSet, containerName).env) {
+  for (const variable of container.env) {
     if (variable.value !== undefined) env[variable.name] = variable.value;
     else if (variable.valueFrom?.secretKeyRef) {
       const { name, key } = variable.valueFrom.secretKeyRef;
       const value = secrets[name]?.[key];
       if (value === undefined) throw new Error(`the pod references Secret ${name} key ${key}, which the test does not provide`);
       env[variable.name] = value;
-    } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = `${statefulSet.metadata.name}-0`;
+    } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = podName;
   }
   return env;
+}
+
+/** The environment of a container of pod 0 of `statefulSet` (see containerEnvironment). */
+export function podEnvironment(statefulSet: KubeObject, secrets: Record<string, Record<string, string>>, containerName = 'postgres'): Record<string, string> {
+  return containerEnvironment(container(statefulSet, containerName), secrets, `${statefulSet.metadata.name}-0`);
 }
 
 /** A command of the image (ARCHIVER_IMAGE_HOME) on the files the build ships. */

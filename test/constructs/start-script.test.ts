@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
+import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { find, seedProps, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'start-script-'));

@@ -1,12 +1,17 @@
-import { Chart, Duration, Testing } from 'cdk8s';
+/**
+ * The checks of validation.ts as ArchivedPostgres reports them: collected through
+ * node.addValidation, every problem of the app at once, each with construct path, field, value and
+ * what is expected; suspected credentials never echoed.
+ */
+import { Chart, Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
-import { seedProps } from './fixtures';
+import { seedProps, testApp } from './fixtures';
 
 /** The validation errors of one database `id` in namespace demo. */
 function errorsOf(props: ArchivedPostgresProps, id = 'wal-postgres', namespace = 'demo'): string[] {
-  const app = Testing.app();
+  const app = testApp();
   const chart = new Chart(app, 'test', { namespace, disableResourceNameHashes: true });
   new ArchivedPostgres(chart, id, props);
   return collectValidationErrors(app);
@@ -156,7 +161,7 @@ describe('ArchivedPostgres validation', () => {
   });
 
   it('fails on two databases with the same namespace and name, naming the first', () => {
-    const app = Testing.app();
+    const app = testApp();
     const a = new Chart(app, 'team-a', { namespace: 'demo' });
     const b = new Chart(app, 'team-b', { namespace: 'demo' });
     new ArchivedPostgres(a, 'wal-postgres', seedProps());
@@ -174,7 +179,7 @@ describe('ArchivedPostgres validation', () => {
   });
 
   it('reports every problem of the app together, each with its construct path', () => {
-    const app = Testing.app();
+    const app = testApp();
     const chart = new Chart(app, 'demo', { namespace: 'demo' });
     new ArchivedPostgres(chart, 'one', seedProps({ replicas: 0, storage: { size: 'big' } }));
     new ArchivedPostgres(chart, 'two', seedProps({ version: 11, archiver: s3({ bucket: 'A' }) }));

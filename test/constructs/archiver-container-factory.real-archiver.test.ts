@@ -1,4 +1,5 @@
 /**
+ * The archiver containers (constructs/archiver-container-factory.ts) and the real archiver agree.
  * The contract between the YAML and the archiver: the environment, paths and commands the
  * constructs render are the ones the archiver reads. The pod's environment is taken from the
  * synthesized StatefulSet (Secret references resolved to test values, as the kubelet would), and
@@ -9,12 +10,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../contract';
+import { k8s } from 'cdk8s-plus-27';
+import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR, archiverImageCommand } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
 import { LAUNCHER, fakeDataDirectory, makeSegment, startSidecar, stopSidecar, waitForFile } from '../../testkit/archiver';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
-import { container, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, sidecarCommand, synthDatabase } from './fixtures';
+import { container, containerEnvironment, databaseChart, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, sidecarCommand, synth, synthDatabase } from './fixtures';
 
 describe('the YAML and the archiver agree', () => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'yaml-contract-'));
@@ -108,6 +110,29 @@ describe('the YAML and the archiver agree', () => {
     expect(sidecar.fingerprint).toBe(postgres.fingerprint);
     const dataMount = (name: string) => container(statefulSet, name).volumeMounts.find((m: any) => m.name === 'data').mountPath;
     expect(dataMount('archiver')).toBe(dataMount('postgres'));
+  });
+
+  it('a Job\'s archiver container from archiverContainers gives the archiver the sidecar\'s configuration', () => {
+    const { db, chart } = databaseChart(seedProps());
+    const job = new k8s.KubeJob(chart, 'Check', {
+      metadata: { name: 'wal-postgres-check' },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [db.archiverContainers.container({ name: 'check', command: archiverImageCommand('check') })] } } },
+    });
+    const objects = synth(chart);
+    const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
+    const jobContainer = find(objects, 'Job', job.name).spec.template.spec.containers[0];
+    expect(jobContainer.command.slice(2)).toStrictEqual(['check']);
+    const secrets = { 's3-secret': { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b' } };
+    const check = (env: Record<string, string>) => {
+      const result = spawnSync(LAUNCHER, ['check'], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
+      expect(result.status).toBe(0);
+      return JSON.parse(result.stdout).config;
+    };
+    const sidecar = check(podEnvironment(statefulSet, secrets, 'archiver'));
+    const fromJob = check(containerEnvironment(jobContainer, secrets, 'wal-postgres-check-x'));
+    expect(fromJob.fingerprint).toBe(sidecar.fingerprint);
+    expect(fromJob.storage).toStrictEqual(sidecar.storage);
+    expect(fromJob.spool).toBe(sidecar.spool);
   });
 
   it('the archiver reads the pod\'s GCS environment: bucket, prefix, project and the mounted key file', () => {

@@ -1,19 +1,20 @@
+/** Every object ArchivedPostgres (constructs/archived-postgres.ts) and the app render, against the Kubernetes 1.27 schemas. */
 import { describe, expect, it } from 'vitest';
 import { Testing } from 'cdk8s';
-import { buildApp } from '../../main';
+import { buildApp } from '../../app';
 import { ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { KubernetesSchema } from '../../testkit/kubernetes-schema';
-import { KubeObject, seedProps, synthDatabase } from './fixtures';
+import { KubeObject, seedProps, synthDatabase, testOutdir } from './fixtures';
 
 const schema = new KubernetesSchema();
 
 function appObjects(): KubeObject[] {
-  const app = buildApp(Testing.app().outdir);
+  const app = buildApp(testOutdir());
   return app.charts.flatMap((chart) => Testing.synth(chart) as KubeObject[]);
 }
 
 describe('Every synthesized object validates against the Kubernetes 1.27 schemas (unknown fields are errors)', () => {
-  it('the app in main.ts', () => {
+  it('the app in app.ts', () => {
     const objects = appObjects();
     expect(objects.length).toBeGreaterThan(0);
     expect(objects.flatMap((o) => schema.validate(o))).toStrictEqual([]);

@@ -1,5 +1,6 @@
 /**
- * The pod of the seed example, minus Kubernetes: a real PostgreSQL 15 runs the rendered
+ * PostgresConfig's files (constructs/postgres-config.ts, start-script.ts) on a real PostgreSQL 15,
+ * in the pod of the seed example minus Kubernetes: a real PostgreSQL 15 runs the rendered
  * postgresql.conf and pg_hba.conf, with the postgres container's environment (Secret references
  * resolved to test values, as the kubelet would), beside the `archiver` sidecar started with its
  * rendered command and environment, both as the same user (uid 999 in the pod, postgres here);
@@ -18,7 +19,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
-import { ARCHIVER_SPOOL_DIR } from '../../constructs/postgres-config';
+import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import { PG_BIN, PostgresCluster, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { freePort } from '../../testkit/ports';

@@ -1,0 +1,19 @@
+/**
+ * Where things are inside a database pod: the paths and port that the configuration files, the
+ * StatefulSet's containers and the archiver containers must agree on. One place, so that a Job
+ * that runs the archiver mounts the same paths the sidecar sees.
+ */
+
+/** Where the ConfigMap is mounted in the PostgreSQL container. */
+export const CONFIG_DIR = '/etc/postgresql-archived';
+/** The data volume's mount point; PGDATA is a subdirectory so that the volume's lost+found stays out of it. */
+export const DATA_MOUNT = '/var/lib/postgresql/data';
+export const PGDATA = `${DATA_MOUNT}/pgdata`;
+/** The archiver's spool: on the data volume (same filesystem as pg_wal) but outside PGDATA, so base backups skip it. */
+export const ARCHIVER_SPOOL_DIR = `${DATA_MOUNT}/archiver-spool`;
+export const SOCKET_DIR = '/var/run/postgresql';
+export const POSTGRES_PORT = 5432;
+/** The superuser and replication user: the official image's default. */
+export const SUPERUSER = 'postgres';
+/** The uid and gid of the postgres user of the official (Debian) image; every container of the pod runs as it. */
+export const POSTGRES_UID = 999;

@@ -1,0 +1,246 @@
+/**
+ * The StatefulSet of one database: pod 0 the primary, pods 1..N-1 streaming standbys, each with
+ * the archiver installed for PostgreSQL's archive_command and restore_command and the `archiver`
+ * sidecar beside it. The pod is rendered when the app is synthesized, so containers, variables,
+ * ports, volumes and annotations added after construction reach the YAML.
+ */
+import { Lazy } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, archiverDaemonCommand } from '../contract';
+import { ArchiverContainerFactory } from './archiver-container-factory';
+import { ContainerResources, renderResources } from './container-resources';
+import { PodContainer } from './pod-container';
+import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { containerSecurityContext, podSecurityContext } from './pod-security';
+import { PostgresConfig } from './postgres-config';
+import { TerminationPolicy, volumeClaimRetention } from './termination-policy';
+import { checkSecretName, checkVolumeSize, show } from './validation';
+
+/** The data volume of every member (KubeDB's `spec.storage`): one volume claim per pod. */
+export interface DataVolumeProps {
+  /**
+   * The StorageClass of the volume claims.
+   * @default - the cluster's default StorageClass
+   */
+  readonly storageClassName?: string;
+  /**
+   * @default ["ReadWriteOnce"]
+   */
+  readonly accessModes?: string[];
+  /**
+   * The size of each member's volume, a Kubernetes quantity.
+   * @default "1Gi"
+   */
+  readonly size?: string;
+}
+
+/** The access modes a volume claim may ask for. */
+export const ACCESS_MODES: readonly string[] = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany', 'ReadOnlyMany'];
+
+/** Every problem of a data volume definition, as `field.size: message` (`field` is the prop's name). */
+export function checkDataVolume(field: string, volume: DataVolumeProps | undefined): string[] {
+  const errors: string[] = [];
+  if (volume?.size !== undefined) {
+    const message = checkVolumeSize(volume.size);
+    if (message) errors.push(`${field}.size: ${message}`);
+  }
+  if (volume?.storageClassName !== undefined && checkSecretName(volume.storageClassName)) {
+    errors.push(`${field}.storageClassName: ${show(volume.storageClassName)} is not a valid StorageClass name: use lowercase letters, digits, '-' and '.', e.g. "standard"`);
+  }
+  if (volume?.accessModes !== undefined) {
+    if (volume.accessModes.length === 0) errors.push(`${field}.accessModes: is empty: use e.g. ["ReadWriteOnce"]`);
+    for (const mode of volume.accessModes) {
+      if (!ACCESS_MODES.includes(mode)) errors.push(`${field}.accessModes: ${show(mode)} is not an access mode: use ${ACCESS_MODES.join(', ')}`);
+    }
+  }
+  return errors;
+}
+
+/** Everything the StatefulSet is rendered from; the database resolves every default. */
+export interface PostgresStatefulSetProps {
+  readonly name: string;
+  readonly namespace: string;
+  /** The labels of every object of the database (the pods' too). */
+  readonly labels: Record<string, string>;
+  /** The labels that select the pods; immutable once the StatefulSet exists. */
+  readonly selectorLabels: Record<string, string>;
+  readonly replicas: number;
+  readonly governingServiceName: string;
+  readonly serviceAccountName: string;
+  /** The PostgreSQL image. */
+  readonly image: string;
+  /** The Secret with the superuser's password under the key `password`. */
+  readonly authSecretName: string;
+  /** The PostgreSQL container's resources. */
+  readonly resources: ContainerResources;
+  /** The volume claim template `data`; `storageClassName` undefined is the cluster's default. */
+  readonly dataVolume: { readonly storageClassName?: string; readonly accessModes: string[]; readonly size: string };
+  /** The ConfigMap the PostgreSQL container is started from; its checksum rolls the pods. */
+  readonly config: PostgresConfig;
+  /** Makes the installer and the `archiver` sidecar. */
+  readonly archiver: ArchiverContainerFactory;
+  /** The `archiver` sidecar's resources. */
+  readonly archiverResources: ContainerResources;
+  readonly terminationPolicy: TerminationPolicy;
+}
+
+/** The StatefulSet (construct id `StatefulSet` in `scope`, the database) and its pod. */
+export class PostgresStatefulSet {
+  public readonly apiObject: k8s.KubeStatefulSet;
+  /** The `postgres` container. */
+  public readonly postgres: PodContainer;
+  /** The `archiver` sidecar: the background archiver PostgreSQL's archive_command and restore_command hand their work to. */
+  public readonly archiverSidecar: PodContainer;
+  private readonly props: PostgresStatefulSetProps;
+  private readonly installer: k8s.Container;
+  private readonly extraInitContainers: k8s.Container[] = [];
+  private readonly extraContainers: k8s.Container[] = [];
+  private readonly extraVolumes: k8s.Volume[] = [];
+  private readonly podAnnotations: Record<string, string> = {};
+
+  constructor(scope: Construct, props: PostgresStatefulSetProps) {
+    this.props = props;
+    const archiver = props.archiver;
+    const pgIsReady = ['pg_isready', '--quiet', `--host=${SOCKET_DIR}`, `--port=${POSTGRES_PORT}`];
+    const password = { secretKeyRef: { name: props.authSecretName, key: 'password' } };
+
+    this.installer = archiver.installContainer({ volumeName: 'archiver', installDir: ARCHIVER_INSTALL_DIR });
+    this.postgres = new PodContainer({
+      name: 'postgres',
+      image: props.image,
+      command: ['/bin/bash', `${CONFIG_DIR}/start.sh`],
+      ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
+      env: [
+        { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+        { name: 'PGDATA', value: PGDATA },
+        { name: 'POSTGRES_USER', value: SUPERUSER },
+        { name: 'POSTGRES_PASSWORD', valueFrom: password },
+        // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
+        { name: 'PGPASSWORD', valueFrom: password },
+        // PostgreSQL runs the archiver (archive_command, restore_command) with this environment.
+        ...archiver.env,
+        // The sidecar below is the background archiver; a call never starts one of its own
+        // (it would be adopted by the postmaster, PID 1 here) and works alone while the
+        // sidecar is down.
+        { name: ARCHIVER_ENV.daemon, value: 'external' },
+      ],
+      resources: renderResources(props.resources),
+      securityContext: containerSecurityContext(),
+      // A standby's first clone or a long archive recovery may take a while: up to an hour.
+      startupProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 360 },
+      readinessProbe: { exec: { command: pgIsReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
+      // Alive while the server answers at all: pg_isready exits 1 ("rejecting connections",
+      // e.g. during recovery) or 0; only 2 (no response) means the server is gone.
+      livenessProbe: {
+        exec: { command: ['/bin/sh', '-c', `${pgIsReady.join(' ')}; [ $? -ne 2 ]`] },
+        periodSeconds: 10,
+        timeoutSeconds: 5,
+        failureThreshold: 6,
+      },
+      volumeMounts: [
+        { name: 'data', mountPath: DATA_MOUNT },
+        { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+        { name: 'run', mountPath: SOCKET_DIR },
+        { name: 'tmp', mountPath: '/tmp' },
+        { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
+        ...archiver.volumeMounts,
+      ],
+    });
+    // The background archiver: warm before the first segment is ready, outside the postmaster's
+    // process tree, its log in `kubectl logs -c archiver`. It sees the data volume at the same
+    // path, so the paths PostgreSQL passes mean the same file here. It never idles out (a
+    // container that exits is restarted with a back-off).
+    this.archiverSidecar = new PodContainer(archiver.container({
+      name: 'archiver',
+      command: archiverDaemonCommand(),
+      env: [{ name: ARCHIVER_ENV.daemonIdleSeconds, value: '0' }],
+      resources: props.archiverResources,
+      volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
+    }));
+
+    this.apiObject = new k8s.KubeStatefulSet(scope, 'StatefulSet', {
+      metadata: {
+        name: props.name,
+        namespace: props.namespace,
+        labels: props.labels,
+        annotations: { 'archived-postgres/termination-policy': props.terminationPolicy },
+      },
+      spec: Lazy.any({ produce: () => this.renderSpec() }),
+    });
+  }
+
+  /** Adds a container to every pod, after `postgres` and `archiver`. */
+  public addContainer(container: k8s.Container): void {
+    this.extraContainers.push(container);
+  }
+
+  /** Adds an init container to every pod, after the one that installs the archiver. */
+  public addInitContainer(container: k8s.Container): void {
+    this.extraInitContainers.push(container);
+  }
+
+  /** Adds a volume to every pod; mount it with `postgres.addVolumeMount()` or in an added container. */
+  public addVolume(volume: k8s.Volume): void {
+    this.extraVolumes.push(volume);
+  }
+
+  /** Annotates the pod template (a change rolls the pods). */
+  public addPodAnnotation(key: string, value: string): void {
+    this.podAnnotations[key] = value;
+  }
+
+  private renderSpec(): k8s.StatefulSetSpec {
+    const props = this.props;
+    return {
+      serviceName: props.governingServiceName,
+      replicas: props.replicas,
+      // Pod 0 (the primary) must be running before the standbys clone it.
+      podManagementPolicy: 'OrderedReady',
+      selector: { matchLabels: props.selectorLabels },
+      updateStrategy: { type: 'RollingUpdate' },
+      persistentVolumeClaimRetentionPolicy: volumeClaimRetention(props.terminationPolicy),
+      template: {
+        metadata: {
+          labels: props.labels,
+          annotations: {
+            ...this.podAnnotations,
+            // A configuration change rolls the pods; the hash is of the rendered files only.
+            'archived-postgres/config-sha256': props.config.checksum,
+          },
+        },
+        spec: this.renderPodSpec(),
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data', labels: props.selectorLabels },
+          spec: {
+            accessModes: props.dataVolume.accessModes,
+            storageClassName: props.dataVolume.storageClassName,
+            resources: { requests: { storage: k8s.Quantity.fromString(props.dataVolume.size) } },
+          },
+        },
+      ],
+    };
+  }
+
+  private renderPodSpec(): k8s.PodSpec {
+    return {
+      serviceAccountName: this.props.serviceAccountName,
+      automountServiceAccountToken: false,
+      // Fast shutdown plus a last archive_command for the final segment.
+      terminationGracePeriodSeconds: 60,
+      securityContext: podSecurityContext(),
+      initContainers: [this.installer, ...this.extraInitContainers],
+      containers: [this.postgres.toKube(), this.archiverSidecar.toKube(), ...this.extraContainers],
+      volumes: [
+        { name: 'config', configMap: { name: this.props.config.configMapName, defaultMode: 0o444 } },
+        { name: 'run', emptyDir: {} },
+        { name: 'tmp', emptyDir: {} },
+        { name: 'archiver', emptyDir: {} },
+        ...this.props.archiver.volumes,
+        ...this.extraVolumes,
+      ],
+    };
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * PostgresConfig (constructs/postgres-config.ts): postgresql.conf and pg_hba.conf in the
+ * ConfigMap, settings added after construction, and their validation. The files run on a real
+ * PostgreSQL in postgres-config.real-postgres.test.ts; start.sh is specified in start-script.test.ts.
+ */
+import { Duration } from 'cdk8s';
+import { describe, expect, it } from 'vitest';
+import { renderArchiveCommand, renderRestoreCommand } from '../../contract';
+import { collectValidationErrors } from '../../scripts/synthesize';
+import { databaseChart, find, seedProps, synth, synthDatabase } from './fixtures';
+
+const postgresqlConf = (objects: ReturnType<typeof synth>) => find(objects, 'ConfigMap', 'wal-postgres-config').data!['postgresql.conf'];
+const checksum = (objects: ReturnType<typeof synth>) =>
+  find(objects, 'StatefulSet', 'wal-postgres').spec.template.metadata.annotations['archived-postgres/config-sha256'];
+
+describe('PostgresConfig, given the seed example', () => {
+  const { db, objects } = synthDatabase(seedProps());
+  const config = find(objects, 'ConfigMap', 'wal-postgres-config');
+
+  it('holds postgresql.conf, pg_hba.conf and start.sh in the ConfigMap {name}-config', () => {
+    expect(Object.keys(config.data!)).toStrictEqual(['pg_hba.conf', 'postgresql.conf', 'start.sh']);
+    expect(config.data).toStrictEqual(db.config.files);
+    expect(db.config.configMapName).toBe('wal-postgres-config');
+  });
+
+  it('archives with the archiver every 60 s at most, from the primary', () => {
+    const conf = config.data!['postgresql.conf'];
+    expect(conf).toContain("archive_mode = on\n");
+    expect(conf).toContain(`archive_command = '${renderArchiveCommand()}'\n`);
+    expect(renderArchiveCommand()).toBe('/opt/archiver/bin/archiver wal-push %p');
+    expect(conf).toContain('archive_timeout = 60\n');
+    expect(conf).toContain('wal_level = replica\n');
+    expect(conf).toContain(`restore_command = '${renderRestoreCommand()}'\n`);
+    expect(renderRestoreCommand()).toBe('/opt/archiver/bin/archiver wal-fetch %f %p');
+  });
+
+  it('ends postgresql.conf with restore_command when no setting was added', () => {
+    expect(config.data!['postgresql.conf'].endsWith(`restore_command = '${renderRestoreCommand()}'\n`)).toBe(true);
+  });
+
+  it('authenticates by peer inside the container and by SCRAM over the network, replication included', () => {
+    const hba = config.data!['pg_hba.conf'].split('\n').filter((line) => line && !line.startsWith('#')).map((line) => line.split(/\s+/));
+    expect(hba).toStrictEqual([
+      ['local', 'all', 'all', 'peer'],
+      ['local', 'replication', 'all', 'peer'],
+      ['host', 'all', 'all', 'all', 'scram-sha-256'],
+      ['host', 'replication', 'all', 'all', 'scram-sha-256'],
+    ]);
+  });
+
+  it('names the parameters it manages', () => {
+    expect(db.config.managedSettings).toStrictEqual([
+      'listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'password_encryption',
+      'wal_level', 'max_wal_senders', 'hot_standby', 'primary_conninfo', 'wal_keep_size',
+      'archive_mode', 'archive_command', 'archive_timeout', 'restore_command',
+    ]);
+  });
+});
+
+describe('PostgresConfig options', () => {
+  it('renders archiveTimeout in seconds', () => {
+    const { objects } = synthDatabase(seedProps({ archiver: { ...seedProps().archiver, archiveTimeout: Duration.minutes(5) } }));
+    expect(postgresqlConf(objects)).toContain('archive_timeout = 300\n');
+  });
+});
+
+describe('PostgresConfig grows after construction', () => {
+  it('appends settings added with addSetting() to postgresql.conf, quoted by type, and rolls the pods', () => {
+    // GIVEN
+    const { db, chart } = databaseChart(seedProps());
+    const before = synth(chart);
+    // WHEN
+    db.config.addSetting('recovery_target_time', "2026-01-01 00:00:00+00");
+    db.config.addSetting('recovery_target_inclusive', false);
+    db.config.addSetting('max_connections', 200);
+    db.config.addSetting('auto_explain.log_min_duration', '1s');
+    // THEN
+    const after = synth(chart);
+    expect(postgresqlConf(after)).toBe(`${postgresqlConf(before)}
+# Added with PostgresConfig.addSetting(); each is the last word on its parameter.
+recovery_target_time = '2026-01-01 00:00:00+00'
+recovery_target_inclusive = off
+max_connections = 200
+auto_explain.log_min_duration = '1s'
+`);
+    expect(checksum(after)).not.toBe(checksum(before));
+    expect(checksum(after)).toBe(db.config.checksum);
+  });
+
+  it('replaces an added setting when it is added again, keeping its place', () => {
+    const { db, chart } = databaseChart(seedProps());
+    db.config.addSetting('work_mem', '4MB');
+    db.config.addSetting('maintenance_work_mem', '64MB');
+    db.config.addSetting('work_mem', "it's 8MB");
+    expect(postgresqlConf(synth(chart))).toMatch(/\nwork_mem = 'it''s 8MB'\nmaintenance_work_mem = '64MB'\n$/);
+  });
+
+  it('fails on a parameter it manages, a malformed name and a value postgresql.conf cannot hold, all reported together', () => {
+    const { app, db } = databaseChart(seedProps());
+    db.config.addSetting('archive_timeout', 5);
+    db.config.addSetting('archive_command', '/bin/true');
+    db.config.addSetting('Work-Mem', '4MB');
+    db.config.addSetting('application_name', 'a\nb');
+    db.config.addSetting('max_connections', Number.POSITIVE_INFINITY);
+    expect(collectValidationErrors(app)).toStrictEqual([
+      '[test/wal-postgres] config.addSetting("archive_timeout"): "archive_timeout" is written by ArchivedPostgres itself (set archiver.archiveTimeout instead) and cannot be replaced',
+      '[test/wal-postgres] config.addSetting("archive_command"): "archive_command" is written by ArchivedPostgres itself (it is part of the replication and archiving set-up) and cannot be replaced',
+      '[test/wal-postgres] config.addSetting("Work-Mem"): "Work-Mem" is not a parameter name: use lowercase letters, digits and \'_\' (a custom parameter has one \'.\'), e.g. "recovery_target_time"',
+      '[test/wal-postgres] config.addSetting("application_name"): the value contains a line break or control character, which postgresql.conf cannot hold',
+      '[test/wal-postgres] config.addSetting("max_connections"): Infinity is not a finite number',
+    ]);
+  });
+});

@@ -1,0 +1,197 @@
+/**
+ * PostgresStatefulSet (constructs/postgres-stateful-set.ts): the pod of every member (the postgres
+ * container, the archiver's installer and sidecar, security, probes, volumes) and what can be
+ * added to it after construction.
+ */
+import { Duration } from 'cdk8s';
+import { describe, expect, it } from 'vitest';
+import { checkDataVolume } from '../../constructs';
+import { collectValidationErrors } from '../../scripts/synthesize';
+import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase } from './fixtures';
+
+describe('PostgresStatefulSet, given the seed example', () => {
+  const { objects } = synthDatabase(seedProps());
+  const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
+  const postgres = postgresContainer(statefulSet);
+  const config = find(objects, 'ConfigMap', 'wal-postgres-config');
+
+  it('claims a 1Gi ReadWriteOnce volume of class standard per member', () => {
+    expect(statefulSet.spec.replicas).toBe(2);
+    expect(statefulSet.spec.volumeClaimTemplates).toStrictEqual([
+      {
+        metadata: { name: 'data', labels: { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': 'wal-postgres' } },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '1Gi' } } },
+      },
+    ]);
+    expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+  });
+
+  it('gives the archiver KubeDB\'s archive location and the Secret\'s keys by reference', () => {
+    const env = envOf(postgres);
+    expect(env.ARCHIVER_REPOSITORY).toBe('s3://kubedb/kubedb/demo/wal-postgres/archive');
+    expect(env.ARCHIVER_S3_ENDPOINT).toBe('https://s3.amazonaws.com');
+    expect(env.AWS_ACCESS_KEY_ID).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID' } });
+    expect(env.AWS_SECRET_ACCESS_KEY).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY' } });
+    expect(env.POSTGRES_PASSWORD).toStrictEqual({ secretKeyRef: { name: 'wal-postgres-auth', key: 'password' } });
+    expect(env.ARCHIVER_SPOOL).toBe('/var/lib/postgresql/data/archiver-spool');
+    expect(env.PGDATA).toBe('/var/lib/postgresql/data/pgdata');
+  });
+
+  it('runs the background archiver as the `archiver` sidecar, with the same archive settings and data volume', () => {
+    const containers = statefulSet.spec.template.spec.containers;
+    expect(containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver']);
+    const sidecar = containers[1];
+    expect(sidecar.image).toBe('pg-wal-archiver:0.1.0');
+    expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
+    // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
+    expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
+    expect(ARCHIVER_DAEMON).toBe('external');
+    expect(sidecarEnv).toStrictEqual(archiverEnv);
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    // Nothing of the superuser's reaches the sidecar.
+    expect(sidecar.env.some((e: any) => e.name.includes('PASSWORD'))).toBe(false);
+  });
+
+  it('installs the archiver from its image into a volume the postgres container reads', () => {
+    const init = statefulSet.spec.template.spec.initContainers;
+    expect(init).toHaveLength(1);
+    expect(init[0].image).toBe('pg-wal-archiver:0.1.0');
+    expect(init[0].command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'install', '/opt/archiver']);
+    expect(init[0].volumeMounts).toStrictEqual([{ name: 'archiver', mountPath: '/opt/archiver' }]);
+    expect(init[0].env).toBeUndefined();
+    expect(postgres.volumeMounts).toContainEqual({ name: 'archiver', mountPath: '/opt/archiver', readOnly: true });
+  });
+
+  it('decides the role from the pod ordinal in a start-up script readable in the ConfigMap', () => {
+    expect(postgres.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/start.sh']);
+    expect(postgres.volumeMounts).toContainEqual({ name: 'config', mountPath: '/etc/postgresql-archived', readOnly: true });
+    expect(statefulSet.spec.template.spec.volumes).toContainEqual({ name: 'config', configMap: { name: 'wal-postgres-config', defaultMode: 0o444 } });
+    const script = config.data!['start.sh'];
+    expect(script).toContain('ordinal="${POD_NAME##*-}"');
+    expect(script).toContain('if [ "$ordinal" = "0" ]; then');
+    expect(script).toContain('pg_basebackup --host="wal-postgres-0.wal-postgres-pods"');
+    expect(script).toContain('touch "$PGDATA/standby.signal"');
+    expect(config.data!['postgresql.conf']).toContain("primary_conninfo = 'host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres'");
+  });
+
+  it('runs as the postgres user with no privileges, capabilities or writable root filesystem', () => {
+    const pod = statefulSet.spec.template.spec;
+    expect(pod.securityContext).toStrictEqual({
+      runAsUser: 999,
+      runAsGroup: 999,
+      runAsNonRoot: true,
+      fsGroup: 999,
+      fsGroupChangePolicy: 'OnRootMismatch',
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    for (const container of [...pod.containers, ...pod.initContainers]) {
+      expect(container.securityContext).toStrictEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+      });
+    }
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe('wal-postgres');
+  });
+
+  it('has probes and requests', () => {
+    expect(postgres.readinessProbe.exec.command).toStrictEqual(['pg_isready', '--quiet', '--host=/var/run/postgresql', '--port=5432']);
+    expect(postgres.livenessProbe.exec.command[2]).toBe('pg_isready --quiet --host=/var/run/postgresql --port=5432; [ $? -ne 2 ]');
+    expect(postgres.startupProbe.failureThreshold * postgres.startupProbe.periodSeconds).toBe(3600);
+    expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '1Gi' } });
+  });
+
+  it('rolls the pods when the configuration changes, and only then', () => {
+    const annotation = (props = seedProps()) =>
+      find(synthDatabase(props).objects, 'StatefulSet', 'wal-postgres').spec.template.metadata.annotations['archived-postgres/config-sha256'];
+    expect(annotation()).toMatch(/^[0-9a-f]{64}$/);
+    expect(annotation()).toBe(annotation());
+    expect(annotation(seedProps({ archiver: { ...seedProps().archiver, archiveTimeout: Duration.seconds(120) } }))).not.toBe(annotation());
+  });
+});
+
+describe('PostgresStatefulSet grows after construction', () => {
+  it('adds containers, init containers and volumes after its own', () => {
+    // GIVEN
+    const { db, chart } = databaseChart(seedProps());
+    // WHEN
+    db.statefulSet.addVolume({ name: 'scratch', emptyDir: {} });
+    db.statefulSet.addInitContainer({ name: 'prepare', image: 'busybox:1.36', command: ['true'] });
+    db.statefulSet.addContainer({ name: 'exporter', image: 'exporter:1.0', volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] });
+    // THEN
+    const pod = find(synth(chart), 'StatefulSet', 'wal-postgres').spec.template.spec;
+    expect(pod.initContainers.map((c: any) => c.name)).toStrictEqual(['install-archiver', 'prepare']);
+    expect(pod.containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver', 'exporter']);
+    expect(pod.containers[2]).toStrictEqual({ name: 'exporter', image: 'exporter:1.0', volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] });
+    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'archiver', 'scratch']);
+  });
+
+  it('adds variables and volume mounts to the postgres container, e.g. for a point-in-time recovery', () => {
+    // GIVEN
+    const { db, chart } = databaseChart(seedProps());
+    // WHEN
+    db.statefulSet.addVolume({ name: 'recovery', emptyDir: {} });
+    db.statefulSet.postgres.addVolumeMount({ name: 'recovery', mountPath: '/recovery' });
+    db.statefulSet.postgres.addEnv({ name: 'RECOVERY_TARGET', value: 'latest' });
+    // THEN
+    const postgres = postgresContainer(find(synth(chart), 'StatefulSet', 'wal-postgres'));
+    expect(postgres.env.at(-2)).toStrictEqual({ name: 'ARCHIVER_DAEMON', value: 'external' });
+    expect(postgres.env.at(-1)).toStrictEqual({ name: 'RECOVERY_TARGET', value: 'latest' });
+    expect(postgres.volumeMounts.at(-1)).toStrictEqual({ name: 'recovery', mountPath: '/recovery' });
+  });
+
+  it('adds variables and ports to the archiver sidecar, e.g. a base backup schedule and a metrics port', () => {
+    // GIVEN
+    const { db, chart } = databaseChart(seedProps());
+    // WHEN
+    db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    db.statefulSet.archiverSidecar.addPort({ name: 'metrics', containerPort: 9187 });
+    // THEN
+    const statefulSet = find(synth(chart), 'StatefulSet', 'wal-postgres');
+    const sidecar = container(statefulSet, 'archiver');
+    expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9187 }]);
+    // Only the sidecar has them.
+    expect(envOf(postgresContainer(statefulSet)).ARCHIVER_BASEBACKUP_SCHEDULE).toBeUndefined();
+  });
+
+  it('annotates the pod template beside the configuration checksum', () => {
+    // GIVEN
+    const { db, chart } = databaseChart(seedProps());
+    // WHEN
+    db.statefulSet.addPodAnnotation('prometheus.io/scrape', 'true');
+    // THEN
+    const annotations = find(synth(chart), 'StatefulSet', 'wal-postgres').spec.template.metadata.annotations;
+    expect(Object.keys(annotations).sort()).toStrictEqual(['archived-postgres/config-sha256', 'prometheus.io/scrape']);
+    expect(annotations['prometheus.io/scrape']).toBe('true');
+  });
+
+});
+
+describe('checkDataVolume', () => {
+  it('accepts the seed example\'s volume and no volume at all', () => {
+    expect(checkDataVolume('storage', seedProps().storage)).toStrictEqual([]);
+    expect(checkDataVolume('storage', undefined)).toStrictEqual([]);
+  });
+
+  it('fails on an empty or unknown access mode and an invalid StorageClass name, naming each field', () => {
+    expect(checkDataVolume('storage', { accessModes: [] })).toStrictEqual(['storage.accessModes: is empty: use e.g. ["ReadWriteOnce"]']);
+    expect(checkDataVolume('storage', { storageClassName: 'Fast SSD', accessModes: ['ReadWriteAll'] })).toStrictEqual([
+      'storage.storageClassName: "Fast SSD" is not a valid StorageClass name: use lowercase letters, digits, \'-\' and \'.\', e.g. "standard"',
+      'storage.accessModes: "ReadWriteAll" is not an access mode: use ReadWriteOnce, ReadWriteOncePod, ReadWriteMany, ReadOnlyMany',
+    ]);
+  });
+
+  it('is how ArchivedPostgres reports its storage prop', () => {
+    const { app } = databaseChart(seedProps({ storage: { accessModes: ['ReadWriteAll'] } }));
+    expect(collectValidationErrors(app)).toStrictEqual([
+      '[test/wal-postgres] storage.accessModes: "ReadWriteAll" is not an access mode: use ReadWriteOnce, ReadWriteOncePod, ReadWriteMany, ReadOnlyMany',
+    ]);
+  });
+});

@@ -1,0 +1,39 @@
+/** TerminationPolicy (constructs/termination-policy.ts): what removing a database from Git deletes. */
+import { describe, expect, it } from 'vitest';
+import { TerminationPolicy } from '../../constructs';
+import { find, seedProps, synthDatabase } from './fixtures';
+
+const statefulSetOf = (terminationPolicy?: TerminationPolicy) =>
+  find(synthDatabase(seedProps({ terminationPolicy })).objects, 'StatefulSet', 'wal-postgres');
+
+describe('TerminationPolicy', () => {
+  it('deletes the volume claims with the StatefulSet under the default Delete policy', () => {
+    const statefulSet = statefulSetOf();
+    expect(statefulSet.spec.persistentVolumeClaimRetentionPolicy).toStrictEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
+    expect(statefulSet.metadata.annotations).toStrictEqual({ 'archived-postgres/termination-policy': 'Delete' });
+  });
+
+  it('keeps the volume claims and tells Argo CD and Flux not to prune under DoNotTerminate', () => {
+    const { objects } = synthDatabase(seedProps({ terminationPolicy: TerminationPolicy.DO_NOT_TERMINATE }));
+    expect(find(objects, 'StatefulSet', 'wal-postgres').spec.persistentVolumeClaimRetentionPolicy).toStrictEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+    expect(objects).toHaveLength(7);
+    for (const object of objects) {
+      expect(object.metadata.annotations).toMatchObject({
+        'argocd.argoproj.io/sync-options': 'Delete=false',
+        'kustomize.toolkit.fluxcd.io/prune': 'disabled',
+      });
+    }
+  });
+
+  it('keeps the volume claims under Halt and deletes them under WipeOut', () => {
+    expect(statefulSetOf(TerminationPolicy.HALT).spec.persistentVolumeClaimRetentionPolicy.whenDeleted).toBe('Retain');
+    expect(statefulSetOf(TerminationPolicy.WIPE_OUT).spec.persistentVolumeClaimRetentionPolicy.whenDeleted).toBe('Delete');
+  });
+
+  it('annotates the objects for pruning under DoNotTerminate only', () => {
+    for (const policy of [TerminationPolicy.DELETE, TerminationPolicy.HALT, TerminationPolicy.WIPE_OUT]) {
+      const { objects } = synthDatabase(seedProps({ terminationPolicy: policy }));
+      expect(objects.filter((o) => o.metadata.annotations?.['kustomize.toolkit.fluxcd.io/prune'] !== undefined)).toStrictEqual([]);
+    }
+  });
+});

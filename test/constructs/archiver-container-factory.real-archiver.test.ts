@@ -106,8 +106,11 @@ describe('the YAML and the archiver agree', () => {
     const [postgres, sidecar] = [check('postgres'), check('archiver')];
     expect(postgres.daemon).toBe('external');
     expect(sidecar.daemonIdleSeconds).toBe(0);
-    // The sidecar serves only calls with its fingerprint.
-    expect(sidecar.fingerprint).toBe(postgres.fingerprint);
+    // The sidecar serves only calls for its archive location (the spool's owner), from one spool.
+    expect(sidecar.spoolOwner).toBe(postgres.spoolOwner);
+    expect(sidecar.spoolOwner).toMatch(/^s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive\|/);
+    expect(sidecar.spool).toBe(postgres.spool);
+    expect(sidecar.storage).toStrictEqual(postgres.storage);
     const dataMount = (name: string) => container(statefulSet, name).volumeMounts.find((m: any) => m.name === 'data').mountPath;
     expect(dataMount('archiver')).toBe(dataMount('postgres'));
   });
@@ -130,7 +133,7 @@ describe('the YAML and the archiver agree', () => {
     };
     const sidecar = check(podEnvironment(statefulSet, secrets, 'archiver'));
     const fromJob = check(containerEnvironment(jobContainer, secrets, 'wal-postgres-check-x'));
-    expect(fromJob.fingerprint).toBe(sidecar.fingerprint);
+    expect(fromJob.spoolOwner).toBe(sidecar.spoolOwner);
     expect(fromJob.storage).toStrictEqual(sidecar.storage);
     expect(fromJob.spool).toBe(sidecar.spool);
   });

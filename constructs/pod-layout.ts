@@ -3,14 +3,19 @@
  * StatefulSet's containers and the archiver containers must agree on. One place, so that a Job
  * that runs the archiver mounts the same paths the sidecar sees.
  */
+import * as path from 'node:path';
+import { SPOOL_DEFAULT_FROM_DATA_DIRECTORY } from '../contract';
 
 /** Where the ConfigMap is mounted in the PostgreSQL container. */
 export const CONFIG_DIR = '/etc/postgresql-archived';
 /** The data volume's mount point; PGDATA is a subdirectory so that the volume's lost+found stays out of it. */
 export const DATA_MOUNT = '/var/lib/postgresql/data';
 export const PGDATA = `${DATA_MOUNT}/pgdata`;
-/** The archiver's spool: on the data volume (same filesystem as pg_wal) but outside PGDATA, so base backups skip it. */
-export const ARCHIVER_SPOOL_DIR = `${DATA_MOUNT}/archiver-spool`;
+/**
+ * The archiver's spool: on the data volume (same filesystem as pg_wal) but outside PGDATA, so base
+ * backups skip it; where the archiver puts it by default (contract), rendered explicitly.
+ */
+export const ARCHIVER_SPOOL_DIR = path.posix.join(PGDATA, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
 export const SOCKET_DIR = '/var/run/postgresql';
 export const POSTGRES_PORT = 5432;
 /** The superuser and replication user: the official image's default. */

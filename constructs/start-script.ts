@@ -3,6 +3,7 @@
  * ConfigMap: the pod's role from its ordinal, a bounded wait for the archiver sidecar, and the
  * standby's one-time clone of pod 0.
  */
+import { SPOOL_LAYOUT } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 
 export interface StartScriptOptions {
@@ -30,7 +31,7 @@ ordinal="\${POD_NAME##*-}"
 # restore_command and archive_command calls already reach it (without it they work alone: slower,
 # still correct). Its port file may be a dead one's: only an answer on the port counts.
 for _ in {1..20}; do
-  if read -r port _ 2>/dev/null <"${ARCHIVER_SPOOL_DIR}/daemon.port" &&
+  if read -r port _ 2>/dev/null <"${ARCHIVER_SPOOL_DIR}/${SPOOL_LAYOUT.port}" &&
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     break
   fi

@@ -1,0 +1,94 @@
+/**
+ * contract/ is what the YAML, the archiver and its launcher scripts agree on. These specs tie the
+ * three together, so that a side that stops following the contract fails here: the rendered pod
+ * against the archiver's configuration, the launcher scripts against the build's constants, the
+ * archiver's errors against the exit-code table.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LAUNCHER_CONSTANTS, fillLauncher } from '../../archiver/scripts/build';
+import { resolveSpool } from '../../archiver/src/config';
+import * as errors from '../../archiver/src/errors';
+import {
+  ARCHIVER_ENV,
+  ERROR_EXIT_CODES,
+  EXIT_CODES,
+  SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+  SPOOL_LAYOUT,
+  exitCodeForErrorName,
+} from '../../contract';
+import { ROOT } from '../../testkit/archiver';
+import { container, envOf, find, seedProps, synthDatabase } from '../constructs/fixtures';
+
+describe('the pod and the archiver', () => {
+  const { objects } = synthDatabase(seedProps());
+  const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
+  const config = find(objects, 'ConfigMap', 'wal-postgres-config').data!;
+
+  it('put the spool where the archiver would put it by default, and the start script reads the address the background archiver writes there', () => {
+    for (const name of ['postgres', 'archiver']) {
+      const env = envOf(container(statefulSet, name));
+      expect(env[ARCHIVER_ENV.spool]).toBeDefined();
+    }
+    const postgres = envOf(container(statefulSet, 'postgres'));
+    const rendered = postgres[ARCHIVER_ENV.spool];
+    // The archiver's own default, from the data directory the pod sets.
+    expect(resolveSpool({ PGDATA: postgres.PGDATA }, '/')).toBe(rendered);
+    expect(rendered).toBe(path.posix.join(postgres.PGDATA, SPOOL_DEFAULT_FROM_DATA_DIRECTORY));
+    expect(envOf(container(statefulSet, 'archiver'))[ARCHIVER_ENV.spool]).toBe(rendered);
+    expect(config['start.sh']).toContain(`<"${rendered}/${SPOOL_LAYOUT.port}"`);
+  });
+
+  it('render only environment names the contract defines for the archiver', () => {
+    const known = new Set<string>(Object.values(ARCHIVER_ENV));
+    for (const name of ['archiver']) {
+      for (const variable of Object.keys(envOf(container(statefulSet, name)))) expect(known).toContain(variable);
+    }
+  });
+});
+
+describe('the launcher scripts and the build', () => {
+  const templates = ['archiver', 'archiver-call'].map((name) => ({ name, text: fs.readFileSync(path.join(ROOT, 'archiver/bin', name), 'utf8') }));
+
+  it('name every contract value through a placeholder the build fills, and the build ships them filled', () => {
+    for (const { name, text } of templates) {
+      const built = fs.readFileSync(path.join(ROOT, 'archiver/dist/bin', name), 'utf8');
+      expect(built).toBe(fillLauncher(text, name));
+      expect(built).not.toMatch(/@@[A-Z0-9_]+@@/);
+    }
+    const used = new Set(templates.flatMap(({ text }) => [...text.matchAll(/@@([A-Z0-9_]+)@@/g)].map((m) => m[1])));
+    expect([...used].sort()).toStrictEqual(Object.keys(LAUNCHER_CONSTANTS).sort());
+  });
+
+  it('fails the build for a placeholder the contract has no value for', () => {
+    expect(() => fillLauncher('spool=${@@ENV_SPOOL_TYPO@@:-}', 'bin/archiver')).toThrow('bin/archiver: @@ENV_SPOOL_TYPO@@ has no value in LAUNCHER_CONSTANTS');
+  });
+
+  it('write no contract value into a script by hand', () => {
+    const literals = [ARCHIVER_ENV.spool, ARCHIVER_ENV.repository, ARCHIVER_ENV.s3Endpoint, SPOOL_LAYOUT.port, SPOOL_LAYOUT.owner, SPOOL_LAYOUT.pushed, SPOOL_LAYOUT.prefetch, SPOOL_DEFAULT_FROM_DATA_DIRECTORY];
+    for (const { name, text } of templates) {
+      const code = text.split('\n').filter((line) => !line.trimStart().startsWith('#')).join('\n');
+      for (const literal of literals) expect(code, `${name} spells ${literal} out instead of using its placeholder`).not.toContain(literal);
+    }
+  });
+});
+
+describe('the archiver\'s errors and the exit-code table', () => {
+  const named = Object.entries(errors as Record<string, unknown>)
+    .filter(([, value]) => typeof value === 'function' && (value as { prototype: unknown }).prototype instanceof Error)
+    .map(([name]) => name);
+
+  it('names only errors that exist', () => {
+    for (const name of Object.keys(ERROR_EXIT_CODES)) expect(named).toContain(name);
+  });
+
+  it('gives "not found" (74) to the errors that mean it, usage (2) to the command line and configuration, 1 to the rest', () => {
+    expect(exitCodeForErrorName('WalNotFoundError')).toBe(EXIT_CODES.notFound);
+    expect(exitCodeForErrorName('ConfigError')).toBe(EXIT_CODES.usage);
+    expect(exitCodeForErrorName('UsageError')).toBe(EXIT_CODES.usage);
+    expect(exitCodeForErrorName('ArchiveConflictError')).toBe(EXIT_CODES.error);
+    expect(exitCodeForErrorName('SomethingUnforeseen')).toBe(EXIT_CODES.error);
+    expect(errors.exitCodeOf(new errors.WalNotFoundError('000000010000000000000001', 'file:///x'))).toBe(EXIT_CODES.notFound);
+  });
+});

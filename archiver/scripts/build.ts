@@ -64,6 +64,8 @@ function splitBundles(self: string): Plugin {
  * it. A placeholder without a value, or a value without a placeholder, fails the build.
  */
 export const LAUNCHER_CONSTANTS: Readonly<Record<string, string | number>> = {
+  /** The templates refuse to run unfilled: "@@BUILT@@" is not "built" until the build says so. */
+  BUILT: 'built',
   ENV_SPOOL: ARCHIVER_ENV.spool,
   ENV_REPOSITORY: ARCHIVER_ENV.repository,
   ENV_S3_ENDPOINT: ARCHIVER_ENV.s3Endpoint,

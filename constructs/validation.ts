@@ -101,32 +101,11 @@ export function checkGcsBucketName(bucket: string): string | undefined {
   return undefined;
 }
 
-/** The optional prefix inside the bucket: relative, no empty or parent segments. */
-export function checkPrefix(prefix: string): string | undefined {
-  const expected = 'use a relative path such as "team-a/prod" (no leading \'/\', no \'..\' or empty segments)';
-  if (prefix.startsWith('/')) return `${show(prefix)} starts with '/': ${expected}`;
-  if (prefix.includes('//')) return `${show(prefix)} contains '//': ${expected}`;
-  if (prefix.split('/').some((segment) => segment === '..' || segment === '.')) return `${show(prefix)} contains a '..' or '.' segment: ${expected}`;
-  if (/[\\\s]|[\u0000-\u001f]/.test(prefix)) return `${show(prefix)} contains whitespace, '\\' or control characters: ${expected}`;
-  return undefined;
-}
-
-/** An S3-compatible endpoint: an absolute http(s) URL without path, query or credentials. */
-export function checkEndpoint(endpoint: string): string | undefined {
-  const expected = 'give an absolute URL such as "https://s3.amazonaws.com" or "http://minio.storage.svc:9000"';
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    return `${show(endpoint)} is not a URL: ${expected}`;
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${show(endpoint)} uses ${url.protocol}: ${expected}`;
-  if (url.username || url.password) return 'contains credentials (value not shown): keep credentials in the storage Secret';
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
-    return `${show(endpoint)} has a path or query: ${expected}; the bucket and prefix are separate fields`;
-  }
-  return undefined;
-}
+/**
+ * The prefix inside the bucket and the S3 endpoint: checked by the same functions as the archiver
+ * checks its environment with (contract/locations.ts).
+ */
+export { checkArchivePrefix as checkPrefix, checkS3Endpoint as checkEndpoint } from '../contract';
 
 const QUANTITY = /^(\+)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
 const BINARY_SUFFIX: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };

@@ -16,6 +16,7 @@ import {
   PGDATA_ENV,
   SILENCE_LIMIT_SECONDS,
   SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+  checkArchivePrefix,
   checkS3Endpoint,
   spoolOwner,
 } from '../../contract';
@@ -104,9 +105,8 @@ function bucketAndPrefix(url: string, scheme: string): { bucket: string; prefix:
   if (!BUCKET.test(bucket)) {
     throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a bucket name (lowercase letters, digits, '.', '-', '_')`);
   }
-  if (prefix.split('/').some((s) => s === '..' || s === '.') || prefix.includes('//') || prefix.startsWith('/')) {
-    throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)} has an empty, '.' or '..' path segment`);
-  }
+  const problem = prefix ? checkArchivePrefix(prefix) : undefined;
+  if (problem) throw new ConfigError(ARCHIVER_ENV.repository, `${JSON.stringify(url)}: its path ${problem}`);
   return { bucket, prefix: prefix || undefined };
 }
 

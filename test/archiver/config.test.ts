@@ -46,7 +46,7 @@ describe('archiver configuration from the environment', () => {
     [{}, 'ARCHIVER_REPOSITORY: is not set: give the archive location'],
     [{ ARCHIVER_REPOSITORY: 'ftp://host/x' }, 'ARCHIVER_REPOSITORY: "ftp://host/x" is not a supported location'],
     [{ ARCHIVER_REPOSITORY: 's3:///prefix' }, 'ARCHIVER_REPOSITORY: "s3:///prefix" has no bucket'],
-    [{ ARCHIVER_REPOSITORY: 's3://b/a/../c' }, "ARCHIVER_REPOSITORY: \"s3://b/a/../c\" has an empty, '.' or '..' path segment"],
+    [{ ARCHIVER_REPOSITORY: 's3://b/a/../c' }, 'ARCHIVER_REPOSITORY: "s3://b/a/../c": its path "a/../c" contains a \'..\' or \'.\' segment'],
     [{ ...s3, AWS_SECRET_ACCESS_KEY: '' }, 'AWS_SECRET_ACCESS_KEY: is not set but AWS_ACCESS_KEY_ID is'],
     [{ ...s3, ARCHIVER_S3_ENDPOINT: 'minio:9000' }, 'ARCHIVER_S3_ENDPOINT: "minio:9000" uses minio:: give an absolute URL'],
     [{ ...s3, ARCHIVER_PUSH_CONCURRENCY: '0' }, 'ARCHIVER_PUSH_CONCURRENCY: "0" is not a whole number from 1 to 64'],

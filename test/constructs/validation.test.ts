@@ -157,7 +157,7 @@ describe('ArchivedPostgres validation', () => {
   it('fails on an S3 endpoint that is not an http(s) URL, without echoing embedded credentials', () => {
     expect(errorsOf(seedProps({ archiver: s3({ endpoint: 's3.amazonaws.com' }) }))[0]).toContain('archiver.storage.s3.endpoint: "s3.amazonaws.com" is not a URL');
     const withCredentials = errorsOf(seedProps({ archiver: s3({ endpoint: 'https://minio:s3cr3tpassw0rd@minio.local' }) }));
-    expect(withCredentials).toStrictEqual(['[test/wal-postgres] archiver.storage.s3.endpoint: contains credentials (value not shown): keep credentials in the storage Secret']);
+    expect(withCredentials).toStrictEqual(['[test/wal-postgres] archiver.storage.s3.endpoint: contains credentials (value not shown): keep credentials in the storage Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), not in the URL']);
   });
 
   it('fails on two databases with the same namespace and name, naming the first', () => {

@@ -2,7 +2,7 @@ import { PassThrough, pipeline, Readable, Writable } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { Bucket, Storage as GcsClient } from '@google-cloud/storage';
 import { ObjectExistsError, ObjectNotFoundError, StorageError, StorageOperation } from '../errors';
-import { isTransient } from './resilient';
+import { attemptFailure, isTransient } from './resilient';
 import {
   compareKeys,
   DEFAULT_REQUEST_TIMEOUT_MS,
@@ -208,14 +208,7 @@ export class GcsStorage implements Storage {
     const status = statusOf(error);
     if (status === 404 && (operation === 'get' || operation === 'getStream')) return new ObjectNotFoundError(key, this.location);
     if (status === 412 && (operation === 'put' || operation === 'putStream')) return new ObjectExistsError(key, this.location);
-    const aborted = signal?.aborted === true;
-    return new StorageError({
-      operation,
-      location: this.location,
-      key,
-      cause: aborted && signal!.reason instanceof Error ? signal!.reason : error,
-      transient: aborted || status === undefined || status === 408 || status === 429 || status >= 500 || isTransient(error),
-    });
+    return attemptFailure({ operation, location: this.location, key, error, status, signal, alsoTransient: isTransient(error) });
   }
 }
 

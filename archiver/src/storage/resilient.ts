@@ -141,6 +141,23 @@ export function isTransient(error: unknown): boolean {
   return error instanceof Error && /socket hang up|ECONNRESET|ECONNREFUSED|timed? ?out/i.test(error.message);
 }
 
+/**
+ * A backend's failure of one attempt as a StorageError: the abort's reason when `signal` cut it
+ * short, transient when aborted, without an HTTP status (the network), or with a status another
+ * attempt may not get (408, 429, 5xx).
+ */
+export function attemptFailure(props: { operation: StorageOperation; location: string; key?: string; error: unknown; status: number | undefined; signal: AbortSignal | undefined; alsoTransient?: boolean }): StorageError {
+  const aborted = props.signal?.aborted === true;
+  const { status } = props;
+  return new StorageError({
+    operation: props.operation,
+    location: props.location,
+    key: props.key,
+    cause: aborted && props.signal!.reason instanceof Error ? props.signal!.reason : props.error,
+    transient: aborted || status === undefined || status === 408 || status === 429 || status >= 500 || props.alsoTransient === true,
+  });
+}
+
 /** Waits `ms`; rejects when `signal` aborts first. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

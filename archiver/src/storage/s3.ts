@@ -20,7 +20,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { DEFAULT_AWS_REGION } from '../../../contract';
 import { ObjectExistsError, ObjectNotFoundError, StorageError, StorageOperation } from '../errors';
 import { Limiter } from '../limiter';
-import { RetryPolicy } from './resilient';
+import { RetryPolicy, attemptFailure } from './resilient';
 import {
   compareKeys,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -377,14 +377,7 @@ export class S3Storage implements Storage {
       if (key !== undefined && (operation === 'put' || operation === 'putStream') && (status === 412 || name === 'PreconditionFailed')) {
         throw new ObjectExistsError(key, this.location);
       }
-      const aborted = signal?.aborted === true;
-      throw new StorageError({
-        operation,
-        location: this.location,
-        key,
-        cause: aborted && signal!.reason instanceof Error ? signal!.reason : error,
-        transient: aborted || status === undefined || status === 408 || status === 429 || status >= 500 || /Throttl|SlowDown|RequestTimeout/.test(name ?? ''),
-      });
+      throw attemptFailure({ operation, location: this.location, key, error, status, signal, alsoTransient: /Throttl|SlowDown|RequestTimeout/.test(name ?? '') });
     }
   }
 }

@@ -1,12 +1,16 @@
 /**
- * Test doubles for the archiver's unit tests: a Storage wrapper that fails or holds chosen
- * operations, a latch, a log sink, and a tiny in-memory S3 server for the behaviours that s3rver
- * does not have (412 on `If-None-Match: *`, request checksums checked as S3 checks them).
+ * Test doubles for the archiver's tests: a Storage wrapper that fails or holds chosen
+ * operations, a latch, a log sink, a tiny in-memory S3 server for the behaviours that s3rver
+ * does not have (412 on `If-None-Match: *`, request checksums checked as S3 checks them), and
+ * evidence that a request is in flight (a server's kernel receive queue; a proxy that holds an
+ * upload half-way) for fault tests that must kill or crash something mid-request.
  *
  * Each double says what it is and is used where a real server cannot show the behaviour under
  * test; everything else runs against the real backends.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { StorageOperation } from '../archiver/src/errors';
@@ -343,4 +347,143 @@ export async function startTinyS3Server(options: TinyS3ServerOptions = {}): Prom
       }),
   };
   return self;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evidence that a request is in flight
+
+/**
+ * Bytes waiting in the kernel's receive queues of the established TCP connections whose local
+ * port is `port` (/proc/net/tcp and tcp6). For a SIGSTOPped server, more than 0 means a request
+ * has reached it and is not being answered: the request is known to be in flight.
+ */
+export function bytesQueuedAt(port: number): number {
+  let total = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const row of text.trim().split('\n').slice(1)) {
+      const [, local, , state, queues] = row.trim().split(/\s+/);
+      const ESTABLISHED = '01';
+      if (state === ESTABLISHED && parseInt(local.split(':').pop()!, 16) === port) total += parseInt(queues.split(':')[1], 16);
+    }
+  }
+  return total;
+}
+
+export interface HoldingProxy {
+  /** `http://127.0.0.1:PORT`: give it to the client instead of the server's endpoint. */
+  readonly endpoint: string;
+  /**
+   * Resolves once the first request whose text contains `pattern` has reached the server with its
+   * headers and half of its body; the rest of that connection's bytes are held (dropped).
+   */
+  readonly holding: Promise<{ readonly contentLength: number; readonly forwardedBodyBytes: number }>;
+  /** Whether the client of the held request still has its connection open (its upload in flight). */
+  heldClientOpen(): boolean;
+  /** Resolves when the held request's connection to the server is closed (the server saw it end). */
+  readonly heldUpstreamClosed: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A test double between an HTTP client and a server (127.0.0.1 port 0 → 127.0.0.1
+ * `upstreamPort`): every byte passes both ways, except that the first request containing
+ * `pattern` (e.g. `PUT /bucket/prefix/wal/NAME`) is cut off after its headers and half of its
+ * body (by Content-Length), which the server has then received: an upload known to be in flight.
+ * When the client goes away, the proxy closes the server's side too, as a dead client's kernel
+ * would.
+ */
+export async function startHoldingProxy(upstreamPort: number, pattern: string): Promise<HoldingProxy> {
+  const needle = Buffer.from(pattern, 'latin1');
+  let armed = true;
+  let heldClient: net.Socket | undefined;
+  let onHolding!: (value: { contentLength: number; forwardedBodyBytes: number }) => void;
+  const holding = new Promise<{ contentLength: number; forwardedBodyBytes: number }>((resolve) => (onHolding = resolve));
+  let onUpstreamClosed!: () => void;
+  const heldUpstreamClosed = new Promise<void>((resolve) => (onUpstreamClosed = resolve));
+  const sockets = new Set<net.Socket>();
+
+  const server = net.createServer((client) => {
+    const upstream = net.createConnection({ host: '127.0.0.1', port: upstreamPort });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+    }
+    upstream.on('data', (data: Buffer) => client.write(data));
+    upstream.on('close', () => {
+      client.destroy();
+      if (heldClient === client) onUpstreamClosed();
+    });
+    client.on('close', () => upstream.destroy());
+
+    let pending = Buffer.alloc(0);
+    let mode: 'scan' | 'body' | 'held' = 'scan';
+    let bodyLeft = 0;
+    let contentLength = 0;
+    client.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        if (mode === 'held') {
+          pending = Buffer.alloc(0);
+          return;
+        }
+        if (mode === 'body') {
+          const n = Math.min(bodyLeft, pending.length);
+          upstream.write(pending.subarray(0, n));
+          pending = pending.subarray(n);
+          bodyLeft -= n;
+          if (bodyLeft > 0) return;
+          mode = 'held';
+          onHolding({ contentLength, forwardedBodyBytes: Math.floor(contentLength / 2) });
+          continue;
+        }
+        if (!armed) {
+          upstream.write(pending);
+          pending = Buffer.alloc(0);
+          return;
+        }
+        const at = pending.indexOf(needle);
+        if (at < 0) {
+          // Keep back only a tail that may be the start of the pattern.
+          let keep = Math.min(needle.length - 1, pending.length);
+          while (keep > 0 && !pending.subarray(pending.length - keep).equals(needle.subarray(0, keep))) keep--;
+          upstream.write(pending.subarray(0, pending.length - keep));
+          pending = pending.subarray(pending.length - keep);
+          return;
+        }
+        upstream.write(pending.subarray(0, at));
+        pending = pending.subarray(at);
+        const headersEnd = pending.indexOf('\r\n\r\n');
+        if (headersEnd < 0) return;
+        contentLength = Number(/\r\ncontent-length:\s*(\d+)/i.exec(pending.subarray(0, headersEnd).toString('latin1'))?.[1] ?? 0);
+        upstream.write(pending.subarray(0, headersEnd + 4));
+        pending = pending.subarray(headersEnd + 4);
+        armed = false;
+        heldClient = client;
+        mode = 'body';
+        bodyLeft = Math.floor(contentLength / 2);
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    holding,
+    heldClientOpen: () => heldClient !== undefined && !heldClient.destroyed && heldClient.readable,
+    heldUpstreamClosed,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -100,7 +100,7 @@ describe('resilient storage: retries', () => {
     expect(third - second).toBeGreaterThanOrEqual(120 - 2);
   });
 
-  it('gives up after `attempts` attempts with a StorageError naming the operation, key and attempts', async () => {
+  it('fails after `attempts` attempts of a transient failure, with a StorageError naming the operation, key and attempts', async () => {
     const { backend, storage } = wrap((n) => Promise.reject(transient(n)), { attempts: 3, backoffMs: 5, attemptTimeoutMs: 10_000 });
     const error = await failureOf(storage.stat('wal/000000010000000000000001'));
     expect(error).toBeInstanceOf(StorageError);
@@ -109,7 +109,7 @@ describe('resilient storage: retries', () => {
     expect(backend.attempts).toHaveLength(3);
   });
 
-  it('retries network failures (ECONNRESET) but not other errors, which fail as non-transient StorageErrors', async () => {
+  it('retries network failures (ECONNRESET), and fails other errors at once as non-transient StorageErrors', async () => {
     const reset = wrap((n) => (n === 1 ? Promise.reject(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })) : Buffer.from('ok')), { attempts: 3, backoffMs: 5 });
     expect((await reset.storage.get('k')).toString()).toBe('ok');
     expect(reset.backend.attempts).toHaveLength(2);
@@ -134,7 +134,7 @@ describe('resilient storage: retries', () => {
     expect(backend.attempts).toHaveLength(1);
   });
 
-  it('stops at once, without retrying, when the caller\'s signal aborts', async () => {
+  it('fails at once with the caller\'s reason, without retrying, when the caller\'s signal aborts', async () => {
     const caller = new AbortController();
     const reason = new Error('the caller gave up');
     const { backend, storage } = wrap(() => never(), { attempts: 5, backoffMs: 5, attemptTimeoutMs: 10_000 });
@@ -235,7 +235,7 @@ describe('resilient storage: deadlines', () => {
     expect(backend.attempts).toHaveLength(2);
   });
 
-  it('makes one attempt of a putStream (a consumed stream cannot be replayed)', async () => {
+  it('fails a putStream after one attempt (a consumed stream cannot be replayed)', async () => {
     const { backend, storage } = wrap((n) => Promise.reject(transient(n)), { attempts: 3, backoffMs: 5 });
     expect(await failureOf(storage.putStream('base/base.tar', Readable.from([Buffer.from('x')])))).toBeInstanceOf(StorageError);
     expect(backend.attempts).toHaveLength(1);

@@ -13,6 +13,7 @@ import { EXIT_CODES } from '../../contract';
 import { openStorage } from '../../archiver/src/storage/open';
 import { Storage } from '../../archiver/src/storage/storage';
 import { LAUNCHER, fakeDataDirectory, logLines, makeSegment, runArchiver, runArchiverAsync, stopArchiver } from '../../testkit/archiver';
+import { bytesQueuedAt, startHoldingProxy, waitUntil, within } from '../../testkit/doubles';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
 
 const SYSID = 7311676708303809017n;
@@ -93,26 +94,42 @@ describe.each([
     expect(fetchMatches()).toBe(true);
   });
 
-  it('leaves no object under the final name when the archiver is killed (kill -9) mid-upload', async () => {
-    server.pause();
-    const pids = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('archiver.cjs') && fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`ARCHIVER_SPOOL=${env.ARCHIVER_SPOOL}`);
-      } catch {
-        return false;
-      }
-    });
-    const child = spawn(LAUNCHER, ['wal-push', `pg_wal/${NAME}`], { env: { PATH: process.env.PATH!, ARCHIVER_DAEMON_LOG: path.join(env.ARCHIVER_SPOOL, '..', 'daemon.log'), ...env }, cwd: pg.dataDir, stdio: 'ignore' });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    // Wait until the upload is under way (a request is waiting on the paused server).
-    for (let i = 0; i < 100 && pids().length < (daemon === 'on' ? 2 : 1); i++) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
-    for (const pid of pids()) process.kill(Number(pid), 'SIGKILL');
-    const code = await exited;
-    expect(code).not.toBe(0);
-    server.resume();
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await bucket.stat(`wal/${NAME}`)).toBeUndefined();
+  it('never leaves a segment a fetch would take when the archiver is killed (kill -9) mid-upload; the next push archives it', async () => {
+    // The upload goes through a proxy that lets everything else pass and holds the segment's PUT
+    // once the server has its headers and half of its body: the kill is known to land mid-upload.
+    const proxy = await startHoldingProxy(server.port, `PUT /kubedb/${prefix}/wal/${NAME}`);
+    let held: { contentLength: number; forwardedBodyBytes: number };
+    try {
+      const proxied = { ...env, ARCHIVER_S3_ENDPOINT: proxy.endpoint, ARCHIVER_TIMEOUT_SECONDS: '60' };
+      const pids = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('archiver.cjs') && fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`ARCHIVER_SPOOL=${env.ARCHIVER_SPOOL}`);
+        } catch {
+          return false;
+        }
+      });
+      const child = spawn(LAUNCHER, ['wal-push', `pg_wal/${NAME}`], { env: { PATH: process.env.PATH!, ARCHIVER_DAEMON_LOG: path.join(env.ARCHIVER_SPOOL, '..', 'daemon.log'), ...proxied }, cwd: pg.dataDir, stdio: 'ignore' });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      held = await within(proxy.holding, 30_000, 'the segment\'s upload');
+      expect(held.forwardedBodyBytes).toBeGreaterThan(0);
+      expect(proxy.heldClientOpen()).toBe(true);
+      const killed = pids();
+      expect(killed.length).toBe(daemon === 'on' ? 2 : 1);
+      for (const pid of killed) process.kill(Number(pid), 'SIGKILL');
+      const code = await exited;
+      expect(code).not.toBe(0);
+      // The dead client's connection ends, and the server's side with it.
+      await within(proxy.heldUpstreamClosed, 10_000, 'the end of the cut-off upload');
+    } finally {
+      await proxy.close();
+    }
+    // S3 refuses an incomplete body and stores nothing; s3rver keeps the cut-off part as the
+    // object (not something the archiver controls). Either way no fetch may take it.
+    const left = await bucket.stat(`wal/${NAME}`);
+    if (left !== undefined) expect(left.size).toBe(held.forwardedBodyBytes);
+    const fetched = runArchiver(['wal-fetch', NAME, 'pg_wal/RECOVERYXLOG'], env, pg.dataDir);
+    expect(fetched.status).not.toBe(0);
+    expect(fs.existsSync(path.join(pg.walDir, 'RECOVERYXLOG'))).toBe(false);
     expect((await push()).status).toBe(0);
     expect(fetchMatches()).toBe(true);
   });
@@ -157,7 +174,9 @@ describe('the background archiver dying mid-request', () => {
         pid = Number(/background archiver started" pid=(\d+)/.exec(fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '')?.[1]) || undefined;
       }
       expect(pid).toBeDefined();
-      await new Promise((r) => setTimeout(r, 300));
+      // Mid-request: the background archiver's storage request has reached the hung server (the
+      // call itself touches storage only after the background archiver failed it).
+      await waitUntil(() => bytesQueuedAt(server.port) > 0, 'the background archiver\'s request at the hung server');
       process.kill(pid!, 'SIGKILL');
       const result = await call;
       expect(result.status).toBe(EXIT_CODES.error);

@@ -340,6 +340,26 @@ describeStorageConformance('s3 (s3rver)', {
   ifAbsentWhenExists: 'replaced',
 });
 
+// The production default (ARCHIVER_S3_CHECKSUMS unset): the SDK's request checksums,
+// WHEN_SUPPORTED. s3rver takes them for the archiver's requests, whose bodies are all Buffers of a
+// known length (put, and putStream's parts): the CRC-32 travels in a header, never in the
+// aws-chunked trailer s3rver would store verbatim. (That the checksums are sent, and right, is
+// pinned against a stricter test double in storage/s3.test.ts.)
+describeStorageConformance('s3 (s3rver, default request checksums)', {
+  open: (root, tunables) =>
+    openStorage({
+      kind: 's3',
+      bucket: 'test',
+      prefix: `default-checksums/${root}`,
+      endpoint: started(s3).endpoint,
+      accessKeyId: started(s3).accessKeyId,
+      secretAccessKey: started(s3).secretAccessKey,
+      listPageSize: tunables?.listPageSize,
+      timeouts: { connectMs: 2_000, requestMs: 20_000 },
+    }),
+  ifAbsentWhenExists: 'replaced',
+});
+
 describeStorageConformance('gcs (firebase emulator)', {
   open: (root, tunables) =>
     openStorage({

@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { StorageError } from '../../archiver/src/errors';
 import { Storage } from '../../archiver/src/storage/storage';
+import { bytesQueuedAt } from '../../testkit/doubles';
 import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
 import { freePort } from '../../testkit/ports';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
@@ -108,10 +109,10 @@ describe('s3 storage against a failing s3rver', () => {
   it('fails a put when the server dies mid-request; once it is back, a retry stores the object intact', async () => {
     const storage = await open();
     const body = randomBytes(16 * MiB);
-    // Hung first, so that the request is surely in flight when the server dies.
+    // Hung first, and crashed only once the request's bytes have reached it: surely mid-request.
     server.pause();
     const put = timed(storage.put('wal/segment', body));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor(() => bytesQueuedAt(server.port) > 0, 5_000);
     await server.crash();
     const { error, elapsedMs } = await put;
     expect(error).toBeInstanceOf(StorageError);

@@ -76,7 +76,7 @@ describe('the YAML and the archiver agree', () => {
       expect(result.status).toBe(0);
       // The sidecar pushes the next ready segment ahead; the call for it is answered from the spool.
       const marker = path.join(local.ARCHIVER_SPOOL, 'pushed/000000010000000000000002');
-      await waitForFile(marker);
+      expect(await waitForFile(marker)).toBe(true);
       const second = spawnSync('sh', ['-c', inInstallDir(archiveCommand).replace('%p', 'pg_wal/000000010000000000000002')], { cwd: pg.dataDir, env: run, encoding: 'utf8' });
       expect(second.status).toBe(0);
       expect(fs.readFileSync(path.join(scratch, 's3/sidecar.log'), 'utf8')).toMatch(/msg=pushed wal=000000010000000000000002 .*ahead=true/);

@@ -15,6 +15,9 @@ import { promisify } from 'node:util';
  *   sends bodies of unknown length as aws-chunked with a trailing checksum, which s3rver stores
  *   verbatim (corrupt object). Clients must use `WHEN_REQUIRED`.
  * - AbortMultipartUpload (`DELETE ?uploadId=`) answers 405: aborted uploads leave their parts behind.
+ * - Atomic puts: the half-received body of a PUT whose connection is cut stays as the object
+ *   (real S3 stores nothing); the archiver's verification must catch it on fetch, and a push
+ *   replaces it.
  * - Regions other than us-east-1 in ListObjectsV2 continuation tokens.
  * - (Not a gap but a trap: its continuation tokens use DES, hence --openssl-legacy-provider below.)
  */

@@ -213,9 +213,16 @@ class ResilientStorage implements Storage {
       opened?.abort(error);
       (stream as Readable).destroy(error);
     });
+    // The reader gets the Storage contract's StorageError (operation, location, key), not the
+    // socket's or the watchdog's own error: `out` is destroyed here, never by a pipeline.
     const out = new PassThrough();
-    pipeline(stream as Readable, watchdog, out).catch((error: unknown) => {
+    pipeline(stream as Readable, watchdog).catch((error: unknown) => {
       out.destroy(error instanceof StorageError ? error : new StorageError({ operation: 'getStream', location: this.location, key, cause: error }));
+    });
+    watchdog.pipe(out);
+    // A reader that gives up early stops the download.
+    out.once('close', () => {
+      if (!watchdog.readableEnded) (stream as Readable).destroy();
     });
     return out;
   }

@@ -175,13 +175,9 @@ describe('resilient storage: deadlines', () => {
     expect(backend.attempts[0].signal.aborted).toBe(true);
   });
 
-  // BUG (archiver/src/storage/resilient.ts, ResilientStorage.getStream): a body that fails after
-  // the opening reaches the reader as the bare cause (DeadlineError, or the socket's own Error),
-  // not as the StorageError naming getStream, the location and the key that the Storage contract
-  // promises (storage.ts: StorageError for everything else). The `.catch` that wraps it runs after
-  // `pipeline` has already destroyed the output stream with the raw error, so its destroy() is a
-  // no-op. Remove `.fails` once fixed.
-  it.fails('fails a getStream body that stalls with a StorageError naming getStream, the location and the key', async () => {
+  // A body that fails after the opening reaches the reader as the Storage contract's StorageError
+  // (storage.ts: StorageError for everything else), not as the bare cause.
+  it('fails a getStream body that stalls with a StorageError naming getStream, the location and the key', async () => {
     const body = new PassThrough();
     const { storage } = wrap(() => body, { attempts: 1, attemptTimeoutMs: 200 });
     const stream = await storage.getStream('base/base.tar');
@@ -191,8 +187,8 @@ describe('resilient storage: deadlines', () => {
     expect(error).toMatchObject({ operation: 'getStream', location: 'scripted://backend', key: 'base/base.tar' });
   });
 
-  // The same bug, for a connection reset in the middle of the body.
-  it.fails('fails a getStream body that breaks mid-way (connection reset) with a StorageError naming getStream, the location and the key', async () => {
+  // The same for a connection reset in the middle of the body.
+  it('fails a getStream body that breaks mid-way (connection reset) with a StorageError naming getStream, the location and the key', async () => {
     const body = new PassThrough();
     const { storage } = wrap(() => body, { attempts: 1, attemptTimeoutMs: 5_000 });
     const stream = await storage.getStream('base/base.tar');

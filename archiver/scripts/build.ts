@@ -9,7 +9,7 @@
  *   lib/archiver.cjs       the CLI, client, background archiver, local storage: no cloud SDK
  *   lib/errors.cjs         the named errors (src/errors.ts), shared by all bundles so that
  *                          `instanceof ObjectNotFoundError` holds for every backend
- *   lib/codec-worker.cjs   the worker thread that hashes and (de)compresses for the background archiver
+ *   lib/worker.cjs   the worker thread that hashes and (de)compresses for the background archiver
  *   lib/storage-s3.cjs     the S3 backend with @aws-sdk/client-s3, loaded only for s3://
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
@@ -144,7 +144,7 @@ async function buildInto(staging: string): Promise<void> {
   const bundles: [string, string][] = [
     ['src/cli.ts', 'lib/archiver.cjs'],
     ['src/errors.ts', 'lib/errors.cjs'],
-    ['src/codec-worker.ts', 'lib/codec-worker.cjs'],
+    ['src/worker.ts', 'lib/worker.cjs'],
     ['src/storage/s3.ts', 'lib/storage-s3.cjs'],
     ['src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
   ];

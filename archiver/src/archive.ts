@@ -19,8 +19,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ARCHIVE_LAYOUT, walKey } from '../../contract';
-import { CodecPool } from './codec-pool';
-import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './codec-task';
+import { WorkerPool } from './worker-pool';
+import { Codecs, EncodedFile, decodeObject, encodeWalFile } from './wal-object';
 import { CompressionName } from './compression';
 import { checksum } from './envelope';
 import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, ObjectExistsError, ObjectNotFoundError, WalNotFoundError } from './errors';
@@ -69,7 +69,7 @@ export interface ArchiveOptions {
    * Worker threads for hashing and (de)compression.
    * @default - the work runs on the calling thread
    */
-  readonly pool?: CodecPool;
+  readonly pool?: WorkerPool;
   /** Where repairs are reported. @default - stderr at level info */
   readonly log?: Logger;
 }
@@ -79,7 +79,7 @@ export class Archive {
   private readonly compression: CompressionName;
   private readonly compressionLevel: number | undefined;
   private readonly codecs = new Codecs();
-  private readonly pool: CodecPool | undefined;
+  private readonly pool: WorkerPool | undefined;
   private readonly log: Logger;
   /** The identity once read or written; the archive's identity never changes. */
   private identity: Promise<ArchiveIdentity | undefined> | undefined;

@@ -4,7 +4,7 @@
  * opens it here.
  */
 import { Archive } from './archive';
-import { CodecPool, bundledWorkerScript } from './codec-pool';
+import { WorkerPool, bundledWorkerScript } from './worker-pool';
 import { ArchiverConfig } from './config';
 import { Logger } from './logger';
 import { openStorage } from './storage/open';
@@ -12,7 +12,7 @@ import { openStorage } from './storage/open';
 export interface RepositoryOptions {
   /**
    * Worker threads for hashing and (de)compression, when the bundled worker script exists
-   * (archiver/dist/lib/codec-worker.cjs; from sources the work runs on the calling thread).
+   * (archiver/dist/lib/worker.cjs; from sources the work runs on the calling thread).
    * @default 0 - the calling thread
    */
   readonly workers?: number;
@@ -24,7 +24,7 @@ export async function openRepository(config: ArchiverConfig, options: Repository
   const storage = await openStorage(config.storage);
   const workers = options.workers ?? 0;
   const script = workers > 0 ? bundledWorkerScript() : undefined;
-  const pool = script ? new CodecPool(script, workers, config.compression, config.compressionLevel) : undefined;
+  const pool = script ? new WorkerPool(script, workers, config.compression, config.compressionLevel) : undefined;
   pool?.warm();
   return new Archive({ storage, compression: config.compression, compressionLevel: config.compressionLevel, pool, log: options.log ?? new Logger(config.logLevel) });
 }

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Archive } from '../../archiver/src/archive';
-import { Codecs, encodeWalFile } from '../../archiver/src/codec-task';
+import { Codecs, encodeWalFile } from '../../archiver/src/wal-object';
 import { COMPRESSION_NAMES, CompressionName } from '../../archiver/src/compression';
 import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UnsupportedObjectError, WalNotFoundError } from '../../archiver/src/errors';
 import { openStorage } from '../../archiver/src/storage/open';

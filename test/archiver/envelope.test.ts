@@ -7,7 +7,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { encodeWalFile } from '../../archiver/src/codec-task';
+import { encodeWalFile } from '../../archiver/src/wal-object';
 import { COMPRESSION_NAMES, CompressionName, loadCodec } from '../../archiver/src/compression';
 import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeStream, decodeTrailer, encodeHeader, encodeStream } from '../../archiver/src/envelope';
 import { CorruptObjectError, UnsupportedObjectError } from '../../archiver/src/errors';

@@ -1,8 +1,8 @@
-/** A worker thread of the codec pool (codec-pool.ts): runs codec tasks for the main thread. */
+/** A worker thread of the pool (worker-pool.ts): encodes WAL files and decodes archived objects for the main thread. */
 import { parentPort } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
-import { Codecs, decodeObject, encodeWalFile } from './codec-task';
-import type { WorkerRequest, WorkerResponse } from './codec-pool';
+import { Codecs, decodeObject, encodeWalFile } from './wal-object';
+import type { WorkerRequest, WorkerResponse } from './worker-pool';
 
 const codecs = new Codecs();
 

@@ -1,7 +1,7 @@
 /**
  * The CPU-heavy part of pushing and fetching, as pure functions of bytes: read a WAL file, hash
  * and compress it into an archived object; decompress an object and verify it. They run on
- * worker threads in the background archiver (codec-pool.ts) so that both cores compress while
+ * worker threads in the background archiver (worker-pool.ts) so that both cores compress while
  * the main thread talks to storage, and inline elsewhere.
  */
 import * as fsSync from 'node:fs';

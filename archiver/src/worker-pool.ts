@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
-import { EncodedFile } from './codec-task';
+import { EncodedFile } from './wal-object';
 import { reviveError } from './errors';
 
 export type WorkerRequest =
@@ -21,7 +21,7 @@ export type WorkerResponse =
 
 /** The worker script next to this module, when it has been bundled (archiver/dist/lib). */
 export function bundledWorkerScript(): string | undefined {
-  const script = path.join(__dirname, 'codec-worker.cjs');
+  const script = path.join(__dirname, 'worker.cjs');
   return fs.existsSync(script) ? script : undefined;
 }
 
@@ -36,7 +36,7 @@ interface Slot {
   current: number | undefined;
 }
 
-export class CodecPool {
+export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly queue: { request: WorkerRequest; transfer: ArrayBuffer[] }[] = [];
   private readonly pending = new Map<number, Pending>();

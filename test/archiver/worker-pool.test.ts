@@ -3,14 +3,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CodecPool } from '../../archiver/src/codec-pool';
-import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/codec-task';
+import { WorkerPool } from '../../archiver/src/worker-pool';
+import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/wal-object';
 import { CorruptObjectError } from '../../archiver/src/errors';
 import { ROOT, makeSegment } from '../../testkit/archiver';
 
-const WORKER = path.join(ROOT, 'archiver/dist/lib/codec-worker.cjs');
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'codec-pool-'));
-const pool = new CodecPool(WORKER, 2, 'zstd', undefined);
+const WORKER = path.join(ROOT, 'archiver/dist/lib/worker.cjs');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'worker-pool-'));
+const pool = new WorkerPool(WORKER, 2, 'zstd', undefined);
 afterAll(async () => {
   await pool.close();
   fs.rmSync(scratch, { recursive: true, force: true });

@@ -23,12 +23,12 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../testkit/ports';
-import { PostgresCluster } from '../testkit/postgres';
+import { PostgresCluster, postgresUser } from '../testkit/postgres';
+import { killMentioning, Scratch } from '../testkit/processes';
 import { S3Server, startS3Server } from '../testkit/s3-server';
 import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
-import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, pgenv, progress, run, SHARED_BENCH, shAsPostgres, storedSegments, timeAsPostgres } from './lib/tools';
 
 export interface ArchivingBenchmarkOptions {

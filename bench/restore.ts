@@ -20,12 +20,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PostgresCluster } from '../testkit/postgres';
+import { PostgresCluster, postgresUser } from '../testkit/postgres';
+import { killMentioning, Scratch } from '../testkit/processes';
 import { S3Server, startS3Server } from '../testkit/s3-server';
 import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
-import { killMentioning, postgresUser, Scratch } from './lib/scratch';
 import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
 
 export interface RestoreBenchmarkOptions {

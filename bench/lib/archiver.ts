@@ -8,10 +8,11 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildArchiver } from '../../archiver/scripts/build';
-import { startSidecar as startSidecarProcess } from '../../testkit/archiver';
+import { ROOT, startSidecar as startSidecarProcess } from '../../testkit/archiver';
+import { giveToPostgres, postgresUser } from '../../testkit/postgres';
+import { processesMentioning, Scratch } from '../../testkit/processes';
 import type { S3Server } from '../../testkit/s3-server';
-import { giveToPostgres, postgresUser, processesMentioning, Scratch } from './scratch';
-import { POSTGRES_BASE_ENV, progress, ROOT, shAsPostgres } from './tools';
+import { POSTGRES_BASE_ENV, progress, shAsPostgres } from './tools';
 
 export interface PreparedArchiver {
   /** Absolute path of the launcher (bin/archiver) PostgreSQL runs. */

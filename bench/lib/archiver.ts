@@ -58,6 +58,14 @@ export interface ArchiverEnvOptions {
 }
 
 /**
+ * Request checksums of every S3 run of ours: s3rver stores the SDK's default (aws-chunked
+ * uploads with a trailing checksum) corrupted; see testkit/s3-server.ts.
+ */
+export const S3_CHECKSUMS = 'when_required';
+/** Shown beside every S3 figure of ours. */
+export const S3_CHECKSUMS_NOTE = `ARCHIVER_S3_CHECKSUMS=${S3_CHECKSUMS} (s3rver needs it)`;
+
+/**
  * The environment the postmaster gets for our archiver. Over TLS the S3 server's self-signed
  * certificate is trusted through NODE_EXTRA_CA_CERTS (Node reads it at start-up, so the daemon
  * and every call verify the server): config.ts has no variable for tlsRejectUnauthorized.
@@ -78,7 +86,7 @@ export function archiverEnv(options: ArchiverEnvOptions): Record<string, string>
     env.AWS_ACCESS_KEY_ID = options.s3.accessKeyId;
     env.AWS_SECRET_ACCESS_KEY = options.s3.secretAccessKey;
     env.AWS_REGION = 'us-east-1';
-    env.ARCHIVER_S3_CHECKSUMS = 'when_required';
+    env.ARCHIVER_S3_CHECKSUMS = S3_CHECKSUMS;
     if (options.caFile) env.NODE_EXTRA_CA_CERTS = options.caFile;
   }
   if (options.prefetch !== undefined) env.ARCHIVER_PREFETCH = String(options.prefetch);

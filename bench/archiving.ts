@@ -31,7 +31,7 @@ import { freePort } from '../testkit/ports';
 import { PostgresCluster, postgresUser } from '../testkit/postgres';
 import { killMentioning, Scratch } from '../testkit/processes';
 import { S3Server, startS3Server } from '../testkit/s3-server';
-import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, S3_CHECKSUMS_NOTE, startSidecar, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonCpuSeconds, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, S3_CHECKSUMS_NOTE, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { fixed, median, MiB, percentile, SEGMENT_BYTES, table, Target, targetLine, times } from './lib/report';
 import { barmanEnv, pgbackrestS3Options as s3Options, S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { ensureTool, pgenv, progress, run, SHARED_BENCH, shAsPostgres, storedSegments, timeAsPostgres } from './lib/tools';
@@ -289,7 +289,7 @@ function backlogRuns(ctx: Context, storage: StorageKind, round: number): Backlog
         fs.rmSync(oursRepo ?? s3Dir(id), { recursive: true, force: true });
       },
       diagnose: () => `daemon log: ${daemonLog(oursEnv).trim().split('\n').slice(-3).join(' / ')}`,
-      summary: () => pushSummary(daemonLog(oursEnv)),
+      summary: () => pushSummary(daemonLog(oursEnv), daemonCpuSeconds(oursEnv)),
     });
   }
   for (const compress of ['lz4', 'zst']) {
@@ -348,13 +348,15 @@ function backlogRuns(ctx: Context, storage: StorageKind, round: number): Backlog
 
 /**
  * From the daemon's log: how many of PostgreSQL's calls found their segment not yet pushed (the
- * launcher then starts Node and waits on the daemon: `ahead=false`) and how many pushes failed.
+ * launcher then asks the daemon through bin/archiver-call and waits: `ahead=false`) and how many
+ * pushes failed; and the background archiver's CPU time per segment (start-up included).
  */
-function pushSummary(log: string): string {
+function pushSummary(log: string, cpuSeconds: number | undefined): string {
   const pushed = log.split('\n').filter((l) => /msg="?(pushed|already archived)/.test(l));
   const requested = pushed.filter((l) => /ahead=false/.test(l)).length;
   const failed = log.split('\n').filter((l) => /push failed/.test(l)).length;
-  return `${requested} of ${pushed.length} segments not pushed ahead in time (a call waited)${failed ? `, ${failed} failed pushes` : ''}`;
+  const cpu = cpuSeconds !== undefined && pushed.length ? `; background archiver ${((cpuSeconds * 1000) / pushed.length).toFixed(0)} ms CPU per segment` : '';
+  return `${requested} of ${pushed.length} segments not pushed ahead in time (a call waited)${failed ? `, ${failed} failed pushes` : ''}${cpu}`;
 }
 
 function backlogTable(rows: readonly BacklogRow[], storage: StorageKind, segments: number, repeats: number): string {

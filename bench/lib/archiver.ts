@@ -141,6 +141,26 @@ export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<strin
   }
 }
 
+/**
+ * CPU seconds (user + system, every thread) the running background archiver of this
+ * configuration has used so far; undefined when none runs. The push-ahead is CPU-bound on small
+ * machines (hashing and compressing each segment), so this is what a backlog run's rate hangs on.
+ */
+export function daemonCpuSeconds(env: Record<string, string>): number | undefined {
+  const ticks = 100; // USER_HZ: what /proc reports in on Linux
+  let total: number | undefined;
+  for (const { pid, cmdline } of processesMentioning(env.ARCHIVER_SPOOL)) {
+    if (!/archiver\.cjs daemon/.test(cmdline)) continue;
+    try {
+      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      total = (total ?? 0) + (Number(fields[11]) + Number(fields[12])) / ticks;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 /** The daemon's log (its stderr), for reports of failures and oddities. */
 export function daemonLog(env: Record<string, string>): string {
   try {

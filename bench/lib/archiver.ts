@@ -8,10 +8,11 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildArchiver } from '../../archiver/scripts/build';
-import { startSidecar as startSidecarProcess } from '../../testkit/archiver';
+import { ROOT, startSidecar as startSidecarProcess } from '../../testkit/archiver';
+import { giveToPostgres, postgresUser } from '../../testkit/postgres';
+import { processesMentioning, Scratch } from '../../testkit/processes';
 import type { S3Server } from '../../testkit/s3-server';
-import { giveToPostgres, postgresUser, processesMentioning, Scratch } from './scratch';
-import { POSTGRES_BASE_ENV, progress, ROOT, shAsPostgres } from './tools';
+import { POSTGRES_BASE_ENV, progress, shAsPostgres } from './tools';
 
 export interface PreparedArchiver {
   /** Absolute path of the launcher (bin/archiver) PostgreSQL runs. */
@@ -57,6 +58,14 @@ export interface ArchiverEnvOptions {
 }
 
 /**
+ * Request checksums of every S3 run of ours: s3rver stores the SDK's default (aws-chunked
+ * uploads with a trailing checksum) corrupted; see testkit/s3-server.ts.
+ */
+export const S3_CHECKSUMS = 'when_required';
+/** Shown beside every S3 figure of ours. */
+export const S3_CHECKSUMS_NOTE = `ARCHIVER_S3_CHECKSUMS=${S3_CHECKSUMS} (s3rver needs it)`;
+
+/**
  * The environment the postmaster gets for our archiver. Over TLS the S3 server's self-signed
  * certificate is trusted through NODE_EXTRA_CA_CERTS (Node reads it at start-up, so the daemon
  * and every call verify the server): config.ts has no variable for tlsRejectUnauthorized.
@@ -77,7 +86,7 @@ export function archiverEnv(options: ArchiverEnvOptions): Record<string, string>
     env.AWS_ACCESS_KEY_ID = options.s3.accessKeyId;
     env.AWS_SECRET_ACCESS_KEY = options.s3.secretAccessKey;
     env.AWS_REGION = 'us-east-1';
-    env.ARCHIVER_S3_CHECKSUMS = 'when_required';
+    env.ARCHIVER_S3_CHECKSUMS = S3_CHECKSUMS;
     if (options.caFile) env.NODE_EXTRA_CA_CERTS = options.caFile;
   }
   if (options.prefetch !== undefined) env.ARCHIVER_PREFETCH = String(options.prefetch);
@@ -130,6 +139,26 @@ export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<strin
       }
     }
   }
+}
+
+/**
+ * CPU seconds (user + system, every thread) the running background archiver of this
+ * configuration has used so far; undefined when none runs. The push-ahead is CPU-bound on small
+ * machines (hashing and compressing each segment), so this is what a backlog run's rate hangs on.
+ */
+export function daemonCpuSeconds(env: Record<string, string>): number | undefined {
+  const ticks = 100; // USER_HZ: what /proc reports in on Linux
+  let total: number | undefined;
+  for (const { pid, cmdline } of processesMentioning(env.ARCHIVER_SPOOL)) {
+    if (!/archiver\.cjs daemon/.test(cmdline)) continue;
+    try {
+      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      total = (total ?? 0) + (Number(fields[11]) + Number(fields[12])) / ticks;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }
 
 /** The daemon's log (its stderr), for reports of failures and oddities. */

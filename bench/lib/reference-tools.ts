@@ -2,8 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { S3Server } from '../../testkit/s3-server';
-import { giveToPostgres } from './scratch';
-import { processAlive, progress } from './tools';
+import { giveToPostgres } from '../../testkit/postgres';
+import { processAlive } from '../../testkit/processes';
+import { progress } from './tools';
 
 /**
  * pgBackRest options for an s3rver over TLS (pgBackRest speaks only TLS to S3; the certificate is

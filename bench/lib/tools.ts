@@ -6,12 +6,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { postgresUser } from './scratch';
+import { ROOT } from '../../testkit/archiver';
+import { PG_BIN, postgresUser } from '../../testkit/postgres';
 
-export const ROOT = path.resolve(__dirname, '../..');
 /** The shared harness (archive-bench.sh, pgbackrest.sh), beside the repository. */
 export const SHARED_BENCH = path.resolve(ROOT, '../shared/bench');
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
 /** The postgres user's environment for commands PostgreSQL would run. */
 export const POSTGRES_BASE_ENV: Record<string, string> = {
   PATH: `${PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
@@ -178,14 +177,4 @@ export function storedSegments(dir: string, s3rver = false): { count: number; by
     return ok;
   });
   return { count, bytes };
-}
-
-/** Whether a process runs (signal 0). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

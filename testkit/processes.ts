@@ -1,32 +1,16 @@
 /**
- * A benchmark's scratch directory and everything started inside it. The directory is a fresh
- * mkdtemp owned by the postgres user (PostgreSQL and the tools PostgreSQL runs write there);
- * `cleanup()` — also run on process exit, SIGINT and SIGTERM — runs the registered cleanups, then
- * ends every process whose command line or environment names the directory (PostgreSQL servers
- * with SIGQUIT, anything else with SIGKILL: only processes this benchmark started can name a
- * fresh temporary directory), then removes the directory.
+ * Processes started by tests and benchmarks, found and ended by what they name, and scratch
+ * directories that end everything started inside them.
+ *
+ * A fresh temporary directory (mkdtemp) is named only by processes started for it: its path in a
+ * process's command line or environment identifies what a run left behind, without pid files
+ * and without ending anyone else's processes (never by a broad name).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-const live = new Set<Scratch>();
-let hooksInstalled = false;
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.once('exit', () => {
-    for (const scratch of live) scratch.cleanupSync();
-  });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      for (const scratch of live) scratch.cleanupSync();
-      process.exit(130);
-    });
-  }
-}
+import { giveToPostgres } from './postgres';
 
 /** Processes (pid, command line) whose command line or environment contains `needle`. */
 export function processesMentioning(needle: string): { pid: number; cmdline: string }[] {
@@ -52,8 +36,8 @@ export function processesMentioning(needle: string): { pid: number; cmdline: str
 
 /**
  * Ends, by pid, the processes whose command line or environment contains `needle` (a fresh
- * temporary directory: only processes a benchmark started can name it): postmasters with SIGQUIT
- * (immediate shutdown), the rest with SIGKILL. Returns what it ended.
+ * temporary directory: only processes a test or benchmark started can name it): postmasters with
+ * SIGQUIT (immediate shutdown), the rest with SIGKILL. Returns what it ended.
  */
 export function killMentioning(needle: string): string[] {
   const killed: string[] = [];
@@ -74,6 +58,40 @@ export function killMentioning(needle: string): string[] {
   return killed;
 }
 
+/** Whether a process runs (signal 0). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const live = new Set<Scratch>();
+let hooksInstalled = false;
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.once('exit', () => {
+    for (const scratch of live) scratch.cleanupSync();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const scratch of live) scratch.cleanupSync();
+      process.exit(130);
+    });
+  }
+}
+
+/**
+ * A scratch directory and everything started inside it. The directory is a fresh mkdtemp owned
+ * by the postgres user (PostgreSQL and the tools PostgreSQL runs write there); `cleanupSync()` —
+ * also run on process exit, SIGINT and SIGTERM — runs the registered cleanups, then ends every
+ * process whose command line or environment names the directory (killMentioning), then removes
+ * the directory.
+ */
 export class Scratch {
   public readonly dir: string;
   private readonly cleanups: (() => void)[] = [];
@@ -129,11 +147,3 @@ export class Scratch {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
-
-/** chown -R postgres: PostgreSQL (and the commands it runs) work as the postgres user. */
-export function giveToPostgres(target: string): void {
-  if (process.getuid?.() !== 0) return;
-  execFileSync('chown', ['-R', 'postgres:postgres', target]);
-}
-
-export { postgresUser } from '../../testkit/postgres';

@@ -46,6 +46,12 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   CorruptObjectError: EXIT_CODES.error,
   UnsupportedObjectError: EXIT_CODES.error,
   StorageError: EXIT_CODES.error,
+  PostgresError: EXIT_CODES.error,
+  BackupError: EXIT_CODES.error,
+  BackupInProgressError: EXIT_CODES.error,
+  BackupNotFoundError: EXIT_CODES.notFound,
+  RecoveryTargetError: EXIT_CODES.usage,
+  TargetNotEmptyError: EXIT_CODES.usage,
 };
 
 /** The exit code for an error reported under `name`. */

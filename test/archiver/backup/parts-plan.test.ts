@@ -10,7 +10,7 @@ describe('cutting a backup into parts', () => {
     const entries = [directory('base'), file('base/1', 40), file('base/2', 50), directory('global'), file('base/3', 300), file('base/4', 10), file('global/pg_control', 8192), file('global/5', 95)];
     const parts = planParts(entries, 100);
     expect(parts.map((part) => part.map((entry) => entry.path))).toEqual([
-      ['base', 'global', 'base/1', 'base/2'],
+      ['base', 'base/1', 'base/2', 'global'],
       ['base/3'],
       ['base/4'],
       ['global/5'],

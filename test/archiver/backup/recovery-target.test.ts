@@ -17,8 +17,9 @@ const backups = [A, B];
 
 describe('recovery target times', () => {
   it('takes ISO 8601 times with a zone, in the forms people write', () => {
-    expect(parseTargetTime('2026-11-30T06:00:00Z')).toEqual({ time: '2026-11-30T06:00:00Z', at: Date.parse('2026-11-30T06:00:00Z') });
-    expect(parseTargetTime('2026-11-30 07:00:00+01').time).toBe('2026-11-30T07:00:00+01:00');
+    // Written for PostgreSQL with a numeric offset: it cannot read 'Z' while loading its settings.
+    expect(parseTargetTime('2026-11-30T06:00:00Z')).toEqual({ time: '2026-11-30 06:00:00+00:00', at: Date.parse('2026-11-30T06:00:00Z') });
+    expect(parseTargetTime('2026-11-30 07:00:00+01').time).toBe('2026-11-30 07:00:00+01:00');
     expect(parseTargetTime('2026-11-30T07:00:00.123456+0100').at).toBe(Date.parse('2026-11-30T06:00:00.123Z'));
   });
 
@@ -59,7 +60,7 @@ describe('which backup a target is restored from: the newest that finished befor
 
   it('refuses a target before every backup, naming the earliest reachable point', () => {
     expect(() => chooseBackup(backups, parseRecoveryTarget({ time: '2026-11-30T00:59:00Z' }), 'x')).toThrow(
-      new RecoveryTargetError('the target time 2026-11-30T00:59:00Z is before the end of every backup: the earliest reachable point is 2026-11-30T01:10:00.000Z (LSN 0/3000100), the end of backup base_A'),
+      new RecoveryTargetError('the target time 2026-11-30 00:59:00+00:00 is before the end of every backup: the earliest reachable point is 2026-11-30T01:10:00.000Z (LSN 0/3000100), the end of backup base_A'),
     );
     expect(() => chooseBackup(backups, parseRecoveryTarget({ xid: '741' }), 'x')).toThrow(/committed before every backup finished.*earliest reachable point is 2026-11-30T01:10:00.000Z/);
   });
@@ -89,7 +90,7 @@ describe('the recovery settings backup-fetch --recovery writes', () => {
         '# Recovery settings written by archiver backup-fetch (backup base_A, 2026-11-30T06:00:00.000Z).',
         '# PostgreSQL removes recovery.signal when the recovery ends; remove these lines afterwards.',
         "restore_command = '/opt/archiver/bin/archiver wal-fetch %f %p'",
-        "recovery_target_time = '2026-11-30T01:30:00Z'",
+        "recovery_target_time = '2026-11-30 01:30:00+00:00'",
         "recovery_target_timeline = 'latest'",
         "recovery_target_action = 'promote'",
         '',

@@ -108,6 +108,12 @@ describe('a backup taken on a standby', () => {
       const closed = new Promise<number | null>((resolve) => push.once('close', resolve));
       // On a standby the backup's last segment is archived by the primary once it is complete.
       expect(await eventually(() => /waiting for the WAL of the backup/.test(stderr), 60_000)).toBe(true);
+      // It waits: its last segment is not complete until the primary switches.
+      let exited = false;
+      void closed.then(() => (exited = true));
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(exited).toBe(false);
+      expect(JSON.parse(archiver(['backup-list', '--json'], env).stdout).some((b: { from: string }) => b.from === 'standby')).toBe(false);
       primary.sql('select pg_switch_wal()');
       primary.sql('insert into t select g, md5(g::text) from generate_series(300001, 301000) g');
       primary.sql('select pg_switch_wal()');
@@ -150,6 +156,26 @@ describe('backup-fetch refuses what it cannot do, and leaves nothing half-restor
     const early = archiver(['backup-fetch', 'LATEST', path.join(postgresDirectory(), 'x'), '--target-time', '2000-01-01T00:00:00Z'], env);
     expect(early.status).toBe(EXIT_CODES.usage);
     expect(early.stderr).toMatch(/is before the end of every backup: the earliest reachable point is \d{4}-\d\d-\d\dT[\d:.]+Z \(LSN [0-9A-F]+\/[0-9A-F]+\), the end of backup base_/);
+  });
+
+  it('checks every file against the manifest, not only the part as a whole', () => {
+    const root = (backend.storage as { root: string }).root;
+    const name = backupNames()[0];
+    const manifestFile = path.join(root, 'basebackups', name, 'manifest.json');
+    const original = fs.readFileSync(manifestFile, 'utf8');
+    const manifest = JSON.parse(original);
+    const victim = manifest.files.find((file: { path: string }) => file.path === 'PG_VERSION');
+    victim.checksum = victim.checksum === '00000000' ? '00000001' : '00000000';
+    fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+    try {
+      const parent = postgresDirectory();
+      const result = archiver(['backup-fetch', name, path.join(parent, 'data')], env);
+      expect(result.status).toBe(EXIT_CODES.error);
+      expect(result.stderr).toMatch(/PG_VERSION from .* does not match the backup's manifest/);
+      expect(fs.readdirSync(parent)).toEqual([]);
+    } finally {
+      fs.writeFileSync(manifestFile, original);
+    }
   });
 
   it('fails on a damaged part with CorruptObjectError and removes what it wrote', () => {

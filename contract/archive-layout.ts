@@ -4,7 +4,10 @@
  *
  *   archive.json        the owning cluster: system identifier, WAL segment size
  *   wal/<name>          one object per WAL file (the archiver's envelope, envelope.ts)
- *   basebackups/        base backups (reserved for the backup commands)
+ *   basebackups/<name>/ one base backup (backup/layout.ts in the archiver):
+ *     parts/NNNN.tar      the data directory's files as tar streams in the archiver's envelope
+ *     backup_label        what pg_backup_stop returned (and tablespace_map when there is one)
+ *     manifest.json       written last: a backup is complete, and listed, only when it exists
  */
 
 export const ARCHIVE_LAYOUT = {
@@ -15,6 +18,21 @@ export const ARCHIVE_LAYOUT = {
   /** Base backups. */
   basebackups: 'basebackups/',
 } as const;
+
+/** The objects of one base backup, relative to `basebackups/<name>/`. */
+export const BACKUP_LAYOUT = {
+  /** Written last: a backup without one is unfinished and never listed. */
+  manifest: 'manifest.json',
+  backupLabel: 'backup_label',
+  tablespaceMap: 'tablespace_map',
+  /** Parts, `parts/0001.tar` ...: envelope-framed (compressed) tar streams. */
+  parts: 'parts/',
+} as const;
+
+/** The key prefix of base backup `name`: `basebackups/<name>/`. */
+export function backupPrefix(name: string): string {
+  return `${ARCHIVE_LAYOUT.basebackups}${name}/`;
+}
 
 /** The key of WAL file `name`. */
 export function walKey(name: string): string {

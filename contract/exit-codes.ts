@@ -18,6 +18,14 @@ export const EXIT_CODES = {
    * no archive yet, and `stop` when no background archiver runs.
    */
   notFound: 74,
+  /**
+   * `wal-fetch` in archive recovery (not standby mode): the archive cannot be read (storage down
+   * past the deadline, a damaged object) or has a gap. PostgreSQL treats an exit status above 125
+   * as fatal and stops recovery, instead of taking any code from 1 to 125 for "no more WAL",
+   * ending recovery early and promoting with data missing. PostgreSQL prints it as "child process
+   * exited with exit code 128" (126 and 127 would read "command not executable / not found").
+   */
+  stopRecovery: 128,
 } as const;
 
 export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
@@ -38,6 +46,12 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   CorruptObjectError: EXIT_CODES.error,
   UnsupportedObjectError: EXIT_CODES.error,
   StorageError: EXIT_CODES.error,
+  PostgresError: EXIT_CODES.error,
+  BackupError: EXIT_CODES.error,
+  BackupInProgressError: EXIT_CODES.error,
+  BackupNotFoundError: EXIT_CODES.notFound,
+  RecoveryTargetError: EXIT_CODES.usage,
+  TargetNotEmptyError: EXIT_CODES.usage,
 };
 
 /** The exit code for an error reported under `name`. */

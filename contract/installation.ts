@@ -31,6 +31,9 @@ export const ARCHIVER_COMMANDS = {
   stop: 'stop',
   check: 'check',
   install: 'install',
+  backupPush: 'backup-push',
+  backupList: 'backup-list',
+  backupFetch: 'backup-fetch',
 } as const;
 
 /** The launcher in an archiver tree installed at `installDir`. */

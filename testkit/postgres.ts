@@ -154,7 +154,7 @@ export class PostgresCluster {
   async waitForRecoveryEnd(timeoutMs = 300_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!/database system is ready to accept connections/.test(this.log())) {
-      if (Date.now() > deadline || /FATAL|PANIC/.test(this.log()) && /startup process .* exited|aborting startup/.test(this.log())) {
+      if (Date.now() > deadline || /FATAL|PANIC/.test(this.log()) && /startup process .* exited|aborting startup|configuration file .* contains errors/.test(this.log())) {
         throw new Error(`recovery did not end:\n${this.log().slice(-3000)}`);
       }
       await new Promise((r) => setTimeout(r, 20));

@@ -12,6 +12,8 @@
  *   lib/worker.cjs   the worker thread that hashes and (de)compresses for the background archiver
  *   lib/storage-s3.cjs     the S3 backend with @aws-sdk/client-s3, loaded only for s3://
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
+ *   lib/backups.cjs        the base-backup commands with pg and tar-stream, loaded only for them
+ *   lib/backup-worker.cjs  the worker thread that stores or restores one part of a base backup
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */
 import * as fs from 'node:fs';
@@ -49,6 +51,9 @@ function splitBundles(self: string): Plugin {
     setup(build) {
       build.onResolve({ filter: /^\.\/(s3|gcs)$/ }, (args) =>
         args.importer.endsWith(path.join('storage', 'open.ts')) ? { path: `./storage-${args.path.slice(2)}.cjs`, external: true } : undefined,
+      );
+      build.onResolve({ filter: /^\.\/backups$/ }, (args) =>
+        args.importer.endsWith(path.join('commands', 'index.ts')) ? { path: './backups.cjs', external: true } : undefined,
       );
       build.onResolve({ filter: /(^|\/)errors$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
@@ -109,6 +114,8 @@ export function fillLauncher(template: string, name: string, constants: Readonly
 }
 
 const NATIVE = ['zstd-napi', 'lz4-napi', '@antoniomuso/lz4-napi-linux-x64-gnu'];
+/** Optional modules the bundled libraries require only when asked for (pg's native client). */
+const ABSENT_OPTIONAL = ['pg-native'];
 
 /** Builds into a staging directory and swaps it in: concurrent builds (two test runs) never see half a tree. */
 export async function buildArchiver(): Promise<void> {
@@ -136,7 +143,7 @@ async function buildInto(staging: string): Promise<void> {
     platform: 'node' as const,
     target: 'node20',
     format: 'cjs' as const,
-    external: NATIVE,
+    external: [...NATIVE, ...ABSENT_OPTIONAL],
     define: { ARCHIVER_VERSION: JSON.stringify(version) },
     logLevel: 'warning' as const,
     legalComments: 'none' as const,
@@ -147,6 +154,8 @@ async function buildInto(staging: string): Promise<void> {
     ['src/worker.ts', 'lib/worker.cjs'],
     ['src/storage/s3.ts', 'lib/storage-s3.cjs'],
     ['src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
+    ['src/commands/backups.ts', 'lib/backups.cjs'],
+    ['src/backup/part-worker.ts', 'lib/backup-worker.cjs'],
   ];
   for (const [entry, outfile] of bundles) {
     const entryPoint = path.join(root, entry);

@@ -242,9 +242,18 @@ export class Archive {
       systemIdentifier = control && readControlFileIdentifier(control);
     }
     if (!systemIdentifier) return; // not a cluster's file (e.g. a hand-made history file): nothing to compare
+    await this.claimIdentity(systemIdentifier, header?.segmentSize ?? DEFAULT_WAL_SEGMENT_SIZE);
+  }
+
+  /**
+   * Makes the archive this cluster's: records its identity when the archive has none yet (the
+   * first push or base backup), and refuses a cluster other than the one recorded with
+   * ForeignArchiveError.
+   */
+  async claimIdentity(systemIdentifier: string, walSegmentSize: number): Promise<void> {
     let identity = await this.readIdentity();
     if (!identity) {
-      const created: ArchiveIdentity = { systemIdentifier, walSegmentSize: header?.segmentSize ?? DEFAULT_WAL_SEGMENT_SIZE, createdAt: new Date().toISOString() };
+      const created: ArchiveIdentity = { systemIdentifier, walSegmentSize, createdAt: new Date().toISOString() };
       try {
         await this.storage.put(IDENTITY_KEY, Buffer.from(`${JSON.stringify(created, null, 2)}\n`), { ifAbsent: true });
         this.identity = Promise.resolve(created);

@@ -217,6 +217,43 @@ export class DaemonNotRunningError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Base backups
+
+/** PostgreSQL could not be reached, or refused what a backup asked of it. */
+export class PostgresError extends Error {
+  public override readonly name = 'PostgresError';
+}
+
+/** A base backup could not be completed; nothing of it is listed. The message says why. */
+export class BackupError extends Error {
+  public override readonly name = 'BackupError';
+}
+
+/** Another backup of this database is running here. */
+export class BackupInProgressError extends Error {
+  public override readonly name = 'BackupInProgressError';
+}
+
+/** No complete backup by that name (or none at all, for LATEST). */
+export class BackupNotFoundError extends Error {
+  public override readonly name = 'BackupNotFoundError';
+}
+
+/**
+ * A recovery target that no backup can reach (before the oldest backup, inside a backup's own
+ * start-stop window) or that is ill-formed (a time without a zone). Names the earliest reachable
+ * point where there is one.
+ */
+export class RecoveryTargetError extends Error {
+  public override readonly name = 'RecoveryTargetError';
+}
+
+/** `backup-fetch` into a directory that is not empty: nothing is overwritten. */
+export class TargetNotEmptyError extends Error {
+  public override readonly name = 'TargetNotEmptyError';
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const REVIVABLE: Record<string, new (message: string) => Error> = {
   UsageError,

@@ -72,6 +72,54 @@ no archive yet.`,
     help: 'Copies the archiver (launcher, Node runtime, bundle and native modules) into <directory>.',
     load: () => require('./install').run,
   },
+  {
+    name: ARCHIVER_COMMANDS.backupPush,
+    synopsis: '[--spread] [--concurrency N] [--part-size-mib N] [--wal-timeout SECONDS] [--json] [--no-progress]',
+    summary: 'take a base backup of the running database (in the archiver sidecar)',
+    help: `Takes a base backup of the server at PGHOST (a Unix socket directory; default /var/run/postgresql)
+into the archive, reading its data directory directly between pg_backup_start and pg_backup_stop
+(primary or standby). Runs where the data volume is mounted at the server's path: the archiver
+sidecar. Parts are compressed on worker threads and stored in parallel (--concurrency, default 2);
+the backup is listed only once every part and the WAL up to its stop position are in the archive
+(waits up to --wal-timeout seconds, default 300). One backup per database at a time. Prints the
+backup's name (--json: its summary). A progress bar on a terminal, log lines otherwise.
+--spread: a spread checkpoint at the start instead of an immediate one.`,
+    load: () => require('./backups').runBackupPush,
+  },
+  {
+    name: ARCHIVER_COMMANDS.backupList,
+    synopsis: '[--json]',
+    summary: 'list the complete base backups, oldest first',
+    help: `Lists the archive's complete base backups, oldest first: name, start and finish time (UTC), start and
+stop LSN, timeline, original and stored size, duration, taken on primary or standby. --json: the
+same as JSON. An unfinished backup (interrupted, or running now) is not listed.`,
+    load: () => require('./backups').runBackupList,
+  },
+  {
+    name: ARCHIVER_COMMANDS.backupFetch,
+    synopsis: '<name|LATEST> <directory> [--target-time T | --target-lsn L | --target-xid X | --target-name N | --target-immediate] [--recovery ...]',
+    summary: 'restore a base backup into an empty directory, optionally set up for point-in-time recovery',
+    help: `Restores the backup <name> (LATEST: the newest that reaches the target) into <directory>, which must be
+empty or absent: parts in parallel (--concurrency, default 2), every file checked against the
+manifest, modes restored, backup_label written, everything fsynced (--no-sync: not). A failed
+restore removes what it wrote.
+
+Recovery targets (at most one; the backup chosen is the newest that finished before it):
+  --target-time T       an ISO 8601 time WITH a zone (2026-11-30T06:00:00Z); zone-less is refused
+  --target-lsn L        e.g. 0/3000028
+  --target-xid X        a transaction id
+  --target-name N       a restore point (pg_create_restore_point); the newest backup is used
+  --target-immediate    the end of the backup
+  (none)                replay the whole archive
+--recovery writes the recovery settings into postgresql.auto.conf and creates recovery.signal:
+  --restore-command C   default: this archiver's launcher, '<tree>/bin/archiver wal-fetch %f %p'
+  --target-exclusive    stop just before the target (default: just after)
+  --target-timeline T   latest (default), current or a number
+  --target-action A     promote (default), pause or shutdown
+A target before every backup, or inside a backup's own start-stop window with no earlier backup,
+is refused (exit 2) with the earliest reachable point.`,
+    load: () => require('./backups').runBackupFetch,
+  },
 ];
 
 export function findCommand(name: string): Command | undefined {

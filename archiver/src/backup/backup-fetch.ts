@@ -1,0 +1,139 @@
+/**
+ * `archiver backup-fetch <name|LATEST> <directory>`: restores a base backup into an empty
+ * directory — parts downloaded, decompressed and written in parallel, every file verified
+ * against the manifest — and, with `recovery`, the settings that replay the archived WAL to the
+ * target. A failed restore removes what it wrote: nothing half-restored is left to start.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { BACKUP_LAYOUT, backupPrefix } from '../../../contract';
+import type { ArchiverConfig } from '../config';
+import { TargetNotEmptyError } from '../errors';
+import { Logger } from '../logger';
+import type { Storage } from '../storage/storage';
+import { findBackup, listBackups } from './catalog';
+import type { BackupManifest } from './manifest';
+import { PartRunner } from './part-runner';
+import { Progress } from './progress';
+import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
+import { RecoveryTarget, checkReachable, chooseBackup, describeTarget } from './recovery-target';
+
+export interface BackupFetchOptions {
+  /** A backup name or `LATEST`. LATEST with a target: the newest backup that reaches it. */
+  readonly backup: string;
+  readonly directory: string;
+  readonly target: RecoveryTarget;
+  /** Write the recovery settings and recovery.signal. */
+  readonly recovery?: Omit<RecoverySettingsOptions, 'target' | 'backupName' | 'writtenAt'>;
+  /** Parts restored at once. @default 2 */
+  readonly concurrency?: number;
+  /** fsync every file and directory. @default true */
+  readonly sync?: boolean;
+  readonly terminal?: boolean;
+}
+
+export async function backupFetch(config: ArchiverConfig, storage: Storage, log: Logger, options: BackupFetchOptions): Promise<BackupManifest> {
+  const backup = await pickBackup(storage, options.backup, options.target);
+  const target = path.resolve(options.directory);
+  const created = await prepareTarget(target);
+  const blog = log.child({ backup: backup.name });
+  blog.info('restore started', { directory: target, target: describeTarget(options.target), stop_lsn: backup.stopLsn, stop_time: backup.stopTime });
+  try {
+    for (const directory of backup.directories) {
+      await fs.mkdir(path.join(target, directory.path), { recursive: true, mode: directory.mode });
+      await fs.chmod(path.join(target, directory.path), directory.mode);
+    }
+    const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: backup.size, log: blog, terminal: options.terminal });
+    const runner = new PartRunner(options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    const prefix = backupPrefix(backup.name);
+    await runner.run(
+      backup.parts.map((part, index) => ({
+        op: 'fetch' as const,
+        storage: config.storage,
+        fetch: {
+          key: `${prefix}${part.key}`,
+          target,
+          files: backup.files.filter((file) => file.part === index),
+          directories: backup.directories,
+          sync: options.sync ?? true,
+        },
+      })),
+    );
+    progress.finish();
+    await writeFile(target, 'backup_label', await storage.get(`${prefix}${BACKUP_LAYOUT.backupLabel}`));
+    if (backup.hasTablespaceMap) await writeFile(target, 'tablespace_map', await storage.get(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`));
+    await fs.mkdir(path.join(target, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
+    if (options.recovery) {
+      const settings = recoverySettings({ ...options.recovery, target: options.target, backupName: backup.name, writtenAt: new Date() });
+      await fs.appendFile(path.join(target, 'postgresql.auto.conf'), settings, { mode: 0o600 });
+      await writeFile(target, 'recovery.signal', Buffer.alloc(0));
+    }
+    if (options.sync ?? true) await syncDirectories(target, backup);
+    await fs.chmod(target, 0o700);
+    blog.info('restore complete', { directory: target, bytes: backup.size, recovery: options.recovery ? 'configured' : 'not configured' });
+    return backup;
+  } catch (error) {
+    blog.warn('restore failed: what it wrote is removed', { error: (error as Error).message, directory: target });
+    await emptyDirectory(target, created);
+    throw error;
+  }
+}
+
+async function pickBackup(storage: Storage, name: string, target: RecoveryTarget): Promise<BackupManifest> {
+  if (name.toUpperCase() === 'LATEST') {
+    if (target.kind === 'latest' || target.kind === 'immediate') return findBackup(storage, 'LATEST');
+    return chooseBackup(await listBackups(storage), target, storage.location);
+  }
+  const backup = await findBackup(storage, name);
+  checkReachable(backup, target);
+  return backup;
+}
+
+/** Creates the directory, or checks that it is empty; true when it was created here. */
+async function prepareTarget(target: string): Promise<boolean> {
+  const entries = await fs.readdir(target).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (entries === undefined) {
+    await fs.mkdir(target, { recursive: true, mode: 0o700 });
+    return true;
+  }
+  if (entries.length > 0) {
+    throw new TargetNotEmptyError(`backup-fetch: the directory ${target} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}); restore into an empty or new directory: nothing is overwritten`);
+  }
+  return false;
+}
+
+async function emptyDirectory(target: string, created: boolean): Promise<void> {
+  if (created) {
+    await fs.rm(target, { recursive: true, force: true });
+    return;
+  }
+  for (const entry of await fs.readdir(target).catch(() => [] as string[])) {
+    await fs.rm(path.join(target, entry), { recursive: true, force: true });
+  }
+}
+
+async function writeFile(directory: string, name: string, data: Buffer): Promise<void> {
+  const handle = await fs.open(path.join(directory, name), 'wx', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fsyncs every directory, deepest first, so that every file's name is durable too. */
+async function syncDirectories(target: string, backup: BackupManifest): Promise<void> {
+  const directories = [...backup.directories.map((d) => path.join(target, d.path)), target].sort((a, b) => b.length - a.length);
+  for (const directory of directories) {
+    const handle = await fs.open(directory, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}

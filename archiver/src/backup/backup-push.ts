@@ -1,0 +1,206 @@
+/**
+ * `archiver backup-push`: a base backup of the running database, read from its data directory
+ * between pg_backup_start and pg_backup_stop (the non-exclusive API: on a primary or a standby).
+ *
+ * Order matters for the promise "a listed backup is always restorable":
+ *   1. the parts (on worker threads, in parallel), then global/pg_control in a part of its own;
+ *   2. pg_backup_stop, backup_label (and tablespace_map);
+ *   3. wait until the archive holds every WAL segment from the start to the stop position;
+ *   4. manifest.json, last. Before it exists the backup is not listed; a failure at any step
+ *      leaves no manifest, and the next backup (another name) starts afresh.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import * as net from 'node:net';
+import { BACKUP_LAYOUT, backupPrefix, walKey } from '../../../contract';
+import type { Archive } from '../archive';
+import type { ArchiverConfig } from '../config';
+import { BackupError, BackupInProgressError } from '../errors';
+import { Logger } from '../logger';
+import { nextSegment } from '../wal-names';
+import { backupName, manifestKey } from './catalog';
+import { PG_CONTROL, walkDataDirectory } from './data-directory';
+import { formatLsn, parseLsn, segmentEndingAt } from './lsn';
+import { BackupManifest, ManifestFile, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import { PartRunner, PushedPart } from './part-runner';
+import { planParts, partKey } from './parts-plan';
+import { ConnectionSettings, PostgresSession } from './postgres-session';
+import { Progress } from './progress';
+
+export interface BackupPushOptions {
+  /** Ask for an immediate checkpoint at the start (`false`: a spread one, less I/O, slower start). @default true */
+  readonly fast?: boolean;
+  /** Parts stored at once, one worker thread each. @default 2 */
+  readonly concurrency?: number;
+  /** File bytes per part. @default DEFAULT_PART_BYTES (256 MiB) */
+  readonly partBytes?: number;
+  /** How long to wait for the WAL up to the stop position to reach the archive. @default 300 s */
+  readonly walTimeoutSeconds?: number;
+  readonly connection?: ConnectionSettings;
+  /** A progress bar (true), log lines (false). @default stderr is a terminal */
+  readonly terminal?: boolean;
+}
+
+/** Takes a base backup into `archive`; resolves with its manifest once it is listed. */
+export async function backupPush(config: ArchiverConfig, archive: Archive, log: Logger, options: BackupPushOptions = {}): Promise<BackupManifest> {
+  const session = await PostgresSession.open(options.connection);
+  try {
+    const { facts } = session;
+    const lock = await acquireBackupLock(facts.dataDirectory);
+    if (!lock) throw new BackupInProgressError(`another backup of the database at ${facts.dataDirectory} is running; wait for it to finish`);
+    try {
+      await fs.access(path.join(facts.dataDirectory, 'PG_VERSION')).catch(() => {
+        throw new BackupError(`the server's data directory ${facts.dataDirectory} cannot be read here: backup-push reads it directly, so it must run where the data volume is mounted at the same path (the archiver sidecar)`);
+      });
+      await archive.claimIdentity(facts.systemIdentifier, facts.walSegmentSize);
+      return await takeBackup(config, archive, session, log, options);
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    await session.close();
+  }
+}
+
+async function takeBackup(config: ArchiverConfig, archive: Archive, session: PostgresSession, log: Logger, options: BackupPushOptions): Promise<BackupManifest> {
+  const { facts } = session;
+  const storage = archive.storage;
+  const name = backupName(new Date());
+  const prefix = backupPrefix(name);
+  const blog = log.child({ backup: name });
+  blog.info('backup started', { data_directory: facts.dataDirectory, from: facts.inRecovery ? 'standby' : 'primary', location: storage.location });
+  const start = await session.startBackup(name, options.fast ?? true);
+  let stopped = false;
+  try {
+    const entries = await walkDataDirectory(facts.dataDirectory);
+    const totalBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
+    const progress = new Progress({ what: `backup ${name}`, totalBytes, log: blog, terminal: options.terminal });
+    const runner = new PartRunner(options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    const toJob = (part: typeof entries, index: number) => ({
+      op: 'push' as const,
+      storage: config.storage,
+      key: `${prefix}${partKey(index)}`,
+      entries: part.map((entry) => ({ absolute: path.join(facts.dataDirectory, entry.path), path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime })),
+      compression: config.compression,
+      level: config.compressionLevel,
+    });
+    const plan = planParts(entries, options.partBytes);
+    const pushed: PushedPart[] = await runner.run(plan.map(toJob));
+    // pg_control last, once every other file is stored.
+    const control = entries.find((entry) => entry.path === PG_CONTROL);
+    if (!control) throw new BackupError(`${path.join(facts.dataDirectory, PG_CONTROL)} is missing: not a data directory`);
+    pushed.push(...(await runner.run([toJob([control], plan.length)])));
+    progress.finish();
+
+    const stop = await session.stopBackup();
+    stopped = true;
+    const snapshot = await session.snapshot().catch(() => undefined);
+    const label = parseBackupLabel(stop.backupLabel);
+    await storage.put(`${prefix}${BACKUP_LAYOUT.backupLabel}`, Buffer.from(stop.backupLabel));
+    if (stop.tablespaceMap) await storage.put(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`, Buffer.from(stop.tablespaceMap));
+
+    const stopWal = segmentEndingAt(label.timeline, parseLsn(stop.stopLsn), facts.walSegmentSize);
+    blog.info('waiting for the WAL of the backup to reach the archive', { start_wal: label.startWal, stop_wal: stopWal });
+    await waitForWal(archive, label.startWal, stopWal, facts.walSegmentSize, (options.walTimeoutSeconds ?? 300) * 1000);
+
+    const files: ManifestFile[] = pushed.flatMap((part, index) => part.files.map((file) => ({ ...file, part: index })));
+    const manifest: BackupManifest = {
+      format: MANIFEST_FORMAT,
+      name,
+      label: name,
+      startLsn: formatLsn(parseLsn(start.startLsn)),
+      stopLsn: formatLsn(parseLsn(stop.stopLsn)),
+      startWal: label.startWal,
+      stopWal,
+      timeline: label.timeline,
+      startTime: new Date(start.startTime).toISOString(),
+      stopTime: new Date(stop.stopTime).toISOString(),
+      systemIdentifier: facts.systemIdentifier,
+      pgVersion: facts.versionNum,
+      walSegmentSize: facts.walSegmentSize,
+      fromStandby: facts.inRecovery,
+      dataDirectory: facts.dataDirectory,
+      compression: config.compression,
+      size: files.reduce((sum, file) => sum + file.size, 0),
+      storedSize: pushed.reduce((sum, part) => sum + part.storedSize, 0),
+      hasTablespaceMap: stop.tablespaceMap !== '',
+      stopSnapshot: snapshot,
+      parts: pushed.map((part, index) => ({ key: partKey(index), size: part.tarBytes, storedSize: part.storedSize })),
+      directories: entries.filter((entry) => entry.type === 'directory').map((entry) => ({ path: entry.path, mode: entry.mode })),
+      files,
+    };
+    await storage.put(manifestKey(name), encodeManifest(manifest), { ifAbsent: true });
+    blog.info('backup complete', {
+      start_lsn: manifest.startLsn,
+      stop_lsn: manifest.stopLsn,
+      timeline: manifest.timeline,
+      bytes: manifest.size,
+      stored_bytes: manifest.storedSize,
+      files: files.length,
+      seconds: Math.round((Date.parse(manifest.stopTime) - Date.parse(manifest.startTime)) / 100) / 10,
+    });
+    return manifest;
+  } catch (error) {
+    blog.warn('backup failed: nothing of it is listed', { error: (error as Error).message });
+    if (!stopped) await session.stopBackup().catch(() => undefined);
+    // Best effort: an unfinished backup is never listed, and `delete` removes what is left.
+    const left = await storage.list(prefix).catch(() => []);
+    await storage.delete(left.map((object) => object.key)).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** START WAL LOCATION's file and START TIMELINE from a backup_label. */
+export function parseBackupLabel(label: string): { startWal: string; timeline: number } {
+  const wal = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label);
+  const timeline = /^START TIMELINE: (\d+)$/m.exec(label);
+  if (!wal || !timeline) throw new BackupError(`pg_backup_stop returned a backup_label this archiver cannot read:\n${label}`);
+  return { startWal: wal[1], timeline: Number(timeline[1]) };
+}
+
+/**
+ * Waits until every segment from `first` to `last` (same timeline) is in the archive: a backup is
+ * restorable only with them. PostgreSQL archives them (the primary's pg_backup_stop switches to a
+ * new segment; on a standby, the primary archives it when it fills or at archive_timeout).
+ */
+async function waitForWal(archive: Archive, first: string, last: string, segmentSize: number, timeoutMs: number): Promise<void> {
+  const needed: string[] = [first];
+  while (needed[needed.length - 1] !== last) {
+    if (needed.length > 1_000_000) throw new BackupError(`the WAL from ${first} to ${last} is not a range of one timeline`);
+    needed.push(nextSegment(needed[needed.length - 1], segmentSize));
+  }
+  const deadline = Date.now() + timeoutMs;
+  let delay = 200;
+  for (;;) {
+    const present = new Set<string>();
+    for (const group of new Set(needed.map((name) => name.slice(0, 16)))) {
+      for (const object of await archive.storage.list(walKey(group))) present.add(object.key);
+    }
+    const missing = needed.filter((name) => !present.has(walKey(name)));
+    if (missing.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new BackupError(
+        `the WAL the backup needs is not in the archive after ${Math.round(timeoutMs / 1000)} s (missing: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}): check that archiving works (archive_mode, archive_command, the archiver's log)`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 5000);
+  }
+}
+
+/**
+ * At most one backup per data directory: an abstract Unix socket named after it (released by the
+ * kernel when the process dies, however it dies; shared by a pod's containers).
+ */
+async function acquireBackupLock(dataDirectory: string): Promise<{ release(): Promise<void> } | undefined> {
+  const name = `\0pg-wal-archiver-backup/${createHash('sha256').update(dataDirectory).digest('hex').slice(0, 32)}`;
+  const server = net.createServer((socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(undefined) : reject(error)));
+    server.listen(name, () => {
+      server.unref();
+      resolve({ release: () => new Promise((done) => server.close(() => done())) });
+    });
+  });
+}

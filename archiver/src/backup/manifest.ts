@@ -1,0 +1,108 @@
+/**
+ * The manifest of a base backup (`basebackups/<name>/manifest.json`), written last: its presence
+ * is what makes a backup complete, listed and restorable. It records where the backup starts and
+ * stops in the WAL, when, on which cluster and server, and every file with its checksum and the
+ * part that holds it.
+ */
+import { CompressionName } from '../compression';
+import { CorruptObjectError, UnsupportedObjectError } from '../errors';
+
+export const MANIFEST_FORMAT = 1;
+
+export interface ManifestFile {
+  /** Relative to the data directory, '/'-separated. */
+  readonly path: string;
+  /** Bytes stored (a file that shrank while it was read is padded with zeros, as pg_basebackup does). */
+  readonly size: number;
+  /** Permission bits, e.g. 0o600. */
+  readonly mode: number;
+  /** Modification time, seconds since the epoch. */
+  readonly mtime: number;
+  /** CRC-32 of the stored bytes, 8 hexadecimal digits (envelope.ts's form). */
+  readonly checksum: string;
+  /** Index into `parts`. */
+  readonly part: number;
+}
+
+export interface ManifestDirectory {
+  readonly path: string;
+  readonly mode: number;
+}
+
+export interface ManifestPart {
+  /** Key relative to the backup's prefix, e.g. `parts/0001.tar`. */
+  readonly key: string;
+  /** Bytes of the tar stream before compression. */
+  readonly size: number;
+  /** Bytes of the stored object. */
+  readonly storedSize: number;
+}
+
+/**
+ * The snapshot of running transactions just after the backup stopped: a transaction is committed
+ * after the backup's consistency point when it is at or after `xmax`, or listed in `xip`. Used to
+ * pick a backup for a transaction-id recovery target.
+ */
+export interface StopSnapshot {
+  readonly xmin: string;
+  readonly xmax: string;
+  readonly xip: readonly string[];
+}
+
+export interface BackupManifest {
+  readonly format: typeof MANIFEST_FORMAT;
+  readonly name: string;
+  /** The label given to pg_backup_start. */
+  readonly label: string;
+  readonly startLsn: string;
+  readonly stopLsn: string;
+  /** The first and the last WAL segment a restore of this backup needs. */
+  readonly startWal: string;
+  readonly stopWal: string;
+  readonly timeline: number;
+  /** ISO 8601, UTC. */
+  readonly startTime: string;
+  readonly stopTime: string;
+  readonly systemIdentifier: string;
+  /** server_version_num, e.g. 150018. */
+  readonly pgVersion: number;
+  readonly walSegmentSize: number;
+  /** Taken while the server was in recovery (a standby). */
+  readonly fromStandby: boolean;
+  /** The data directory it was read from, for messages. */
+  readonly dataDirectory: string;
+  readonly compression: CompressionName;
+  /** Bytes of the files, and of the stored objects (parts, label, manifest excluded). */
+  readonly size: number;
+  readonly storedSize: number;
+  readonly hasTablespaceMap: boolean;
+  readonly stopSnapshot: StopSnapshot | undefined;
+  readonly parts: readonly ManifestPart[];
+  readonly directories: readonly ManifestDirectory[];
+  readonly files: readonly ManifestFile[];
+}
+
+export function encodeManifest(manifest: BackupManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`);
+}
+
+/** Parses a manifest read from `what`, refusing what this archiver cannot restore. */
+export function decodeManifest(body: Buffer, what: string): BackupManifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new CorruptObjectError(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+  const manifest = value as Partial<BackupManifest> | null;
+  if (!manifest || typeof manifest !== 'object') throw new CorruptObjectError(`${what} is not a backup manifest`);
+  if (typeof manifest.format === 'number' && manifest.format > MANIFEST_FORMAT) {
+    throw new UnsupportedObjectError(`${what} has manifest format ${manifest.format}; this archiver reads format ${MANIFEST_FORMAT}: upgrade the archiver`);
+  }
+  const required: (keyof BackupManifest)[] = ['name', 'startLsn', 'stopLsn', 'startWal', 'stopWal', 'timeline', 'startTime', 'stopTime', 'systemIdentifier', 'pgVersion', 'walSegmentSize', 'parts', 'files', 'directories'];
+  const missing = required.filter((key) => manifest[key] === undefined);
+  if (manifest.format !== MANIFEST_FORMAT || missing.length > 0) {
+    throw new CorruptObjectError(`${what} is not a complete backup manifest (missing: ${missing.join(', ') || 'format'})`);
+  }
+  return manifest as BackupManifest;
+}

@@ -1,0 +1,152 @@
+/**
+ * One part of a base backup as a stream of bytes: the part's files as a tar stream, framed and
+ * compressed by the archiver's envelope (envelope.ts: a header, the codec's stream, a trailer with
+ * the size and CRC-32). With zstd the object is also a valid `.tar.zst`: the envelope's header and
+ * trailer are skippable frames, so `zstd -dc part | tar x` restores it by hand.
+ *
+ * Files are read as they are now, in the middle of a non-exclusive backup: a file that vanished
+ * (a dropped table) is left out; one that grew is read up to the size it had when opened; one
+ * that shrank is padded with zeros, as pg_basebackup does. Replaying the WAL from the backup's
+ * start repairs all of it.
+ */
+import * as fs from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import { pack as tarPack } from 'tar-stream';
+import type { Codec } from '../compression';
+import { encodeStream, formatChecksum } from '../envelope';
+
+export interface PartEntry {
+  /** Where to read it. */
+  readonly absolute: string;
+  /** The name inside the tar and the manifest. */
+  readonly path: string;
+  readonly type: 'file' | 'directory';
+  readonly mode: number;
+  readonly mtime: number;
+}
+
+export interface StoredFile {
+  readonly path: string;
+  readonly size: number;
+  readonly mode: number;
+  readonly mtime: number;
+  readonly checksum: string;
+}
+
+export interface PartResult {
+  readonly files: StoredFile[];
+  /** Files that no longer existed when their turn came. */
+  readonly vanished: string[];
+  /** Bytes of the tar stream. */
+  readonly tarBytes: number;
+}
+
+const READ_SIZE = 1024 * 1024;
+
+/**
+ * The part's bytes (to be stored as they come) and, once the stream has ended, what it holds.
+ * `onBytes` reports progress: file bytes read so far.
+ */
+export interface PartStream {
+  /** The stored object's bytes. */
+  readonly stream: Readable;
+  /** What the part holds, once every file has been read into it. */
+  readonly result: Promise<PartResult>;
+  /** Stops reading files (the upload failed): `result` rejects with `error`. */
+  abort(error: Error): void;
+}
+
+export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void = () => undefined): PartStream {
+  const pack = tarPack();
+  const encoder = encodeStream(codec);
+  let tarBytes = 0;
+  let abortWith: (error: Error) => void = () => undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    abortWith = reject;
+  });
+  aborted.catch(() => undefined);
+  const abort = (error: Error) => {
+    abortWith(error);
+    pack.destroy(error);
+    encoder.destroy(error);
+  };
+  // streamx's pack into Node's Transform, by hand to count the tar bytes and keep backpressure.
+  pack.on('data', (data: unknown) => {
+    const chunk = data as Buffer;
+    tarBytes += chunk.length;
+    if (!encoder.write(chunk)) {
+      pack.pause();
+      encoder.once('drain', () => pack.resume());
+    }
+  });
+  const packEnded = new Promise<void>((resolve, reject) => {
+    pack.once('end', () => {
+      encoder.end();
+      resolve();
+    });
+    pack.once('error', reject);
+    encoder.once('error', reject);
+  });
+  packEnded.catch(() => undefined);
+  const result = (async (): Promise<PartResult> => {
+    const files: StoredFile[] = [];
+    const vanished: string[] = [];
+    for (const entry of entries) {
+      if (entry.type === 'directory') {
+        await Promise.race([addEntry(pack, { name: entry.path, type: 'directory', mode: entry.mode, mtime: new Date(entry.mtime * 1000) }), aborted]);
+        continue;
+      }
+      const stored = await Promise.race([addFile(pack, entry, onBytes, aborted), aborted]);
+      if (stored) files.push(stored);
+      else vanished.push(entry.path);
+    }
+    pack.finalize();
+    await Promise.race([packEnded, aborted]);
+    return { files, vanished, tarBytes };
+  })();
+  result.catch((error) => abort(error));
+  return { stream: encoder, result, abort };
+}
+
+function addEntry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnType<typeof tarPack>['entry']>[0]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pack.entry(header, (error?: Error | null) => (error ? reject(error) : resolve()));
+  });
+}
+
+async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onBytes: (bytes: number) => void, aborted: Promise<never>): Promise<StoredFile | undefined> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(entry.absolute, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const size = (await handle.stat()).size;
+    let crc = 0;
+    let done: (error?: Error | null) => void = () => undefined;
+    const finished = new Promise<void>((resolve, reject) => {
+      done = (error) => (error ? reject(error) : resolve());
+    });
+    const sink = pack.entry({ name: entry.path, type: 'file', size, mode: entry.mode, mtime: new Date(entry.mtime * 1000) }, done);
+    let position = 0;
+    while (position < size) {
+      const want = Math.min(READ_SIZE, size - position);
+      const buffer = Buffer.allocUnsafe(want);
+      const { bytesRead } = await handle.read(buffer, 0, want, position);
+      // Shrunk since it was opened: zeros for the rest (WAL replay rewrites those pages).
+      const chunk = bytesRead === 0 ? buffer.fill(0) : buffer.subarray(0, bytesRead);
+      crc = crc32(chunk, crc);
+      position += chunk.length;
+      onBytes(chunk.length);
+      if (!sink.write(chunk)) await Promise.race([new Promise<void>((resolve) => sink.once('drain', () => resolve())), aborted]);
+    }
+    sink.end(undefined);
+    await Promise.race([finished, aborted]);
+    return { path: entry.path, size, mode: entry.mode, mtime: entry.mtime, checksum: formatChecksum(crc) };
+  } finally {
+    await handle.close();
+  }
+}

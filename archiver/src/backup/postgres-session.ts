@@ -1,0 +1,148 @@
+/**
+ * The backup's session with PostgreSQL, over the Unix socket the archiver sidecar shares with the
+ * database container (peer authentication maps the sidecar's uid 999 to `postgres`). It runs the
+ * non-exclusive backup API, which keeps the backup in progress for as long as this session lives:
+ * a backup process that dies ends it, and nothing is left half-started in the server.
+ *
+ * PostgreSQL 15+: pg_backup_start / pg_backup_stop. 13-14: pg_start_backup(label, fast, false) /
+ * pg_stop_backup(false) — the same API under older names; only PostgreSQL 15 is installed where
+ * this project's tests run, so the 13-14 branch is untested here.
+ */
+import { Client } from 'pg';
+import { PostgresError } from '../errors';
+
+export interface ConnectionSettings {
+  /** A socket directory (or a host name). @default PGHOST, else /var/run/postgresql (the official image's) */
+  readonly host?: string;
+  /** @default PGPORT, else 5432 */
+  readonly port?: number;
+  /** @default PGUSER, else postgres */
+  readonly user?: string;
+  /** @default PGDATABASE, else postgres */
+  readonly database?: string;
+}
+
+export interface ServerFacts {
+  readonly versionNum: number;
+  readonly systemIdentifier: string;
+  readonly inRecovery: boolean;
+  readonly dataDirectory: string;
+  readonly walSegmentSize: number;
+  /** The timeline being written (primary) or replayed (standby). */
+  readonly timeline: number;
+}
+
+export interface BackupStart {
+  readonly startLsn: string;
+  readonly startTime: Date;
+}
+
+export interface BackupStop {
+  readonly stopLsn: string;
+  readonly stopTime: Date;
+  readonly backupLabel: string;
+  readonly tablespaceMap: string;
+}
+
+export function connectionSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Required<ConnectionSettings> {
+  return {
+    host: env.PGHOST || '/var/run/postgresql',
+    port: env.PGPORT ? Number(env.PGPORT) : 5432,
+    user: env.PGUSER || 'postgres',
+    database: env.PGDATABASE || 'postgres',
+  };
+}
+
+export class PostgresSession {
+  private constructor(
+    private readonly client: Client,
+    public readonly facts: ServerFacts,
+  ) {}
+
+  static async open(settings: ConnectionSettings = {}): Promise<PostgresSession> {
+    const resolved = { ...connectionSettingsFromEnvironment(), ...definedOnly(settings) };
+    const client = new Client({ ...resolved, application_name: 'archiver backup', connectionTimeoutMillis: 10_000 });
+    try {
+      await client.connect();
+    } catch (error) {
+      throw new PostgresError(
+        `cannot connect to PostgreSQL at ${resolved.host}:${resolved.port} as ${resolved.user} (${(error as Error).message}): ` +
+          'set PGHOST to the directory of its Unix socket (and PGPORT, PGUSER) as the archiver sidecar sees them',
+      );
+    }
+    try {
+      // Survive a long backup: no statement or idle timeouts that the server's defaults may set.
+      await client.query("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0");
+      const row = (
+        await client.query(
+          `SELECT current_setting('server_version_num')::int AS version,
+                  (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+                  pg_is_in_recovery() AS in_recovery,
+                  current_setting('data_directory') AS data_directory,
+                  current_setting('wal_segment_size') AS wal_segment_size,
+                  CASE WHEN pg_is_in_recovery()
+                       THEN (SELECT COALESCE(min_recovery_end_timeline, timeline_id) FROM pg_control_recovery(), pg_control_checkpoint())
+                       ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline`,
+        )
+      ).rows[0];
+      const facts: ServerFacts = {
+        versionNum: row.version,
+        systemIdentifier: row.system_identifier,
+        inRecovery: row.in_recovery,
+        dataDirectory: row.data_directory,
+        walSegmentSize: parseSize(row.wal_segment_size),
+        timeline: Number(row.timeline),
+      };
+      if (facts.versionNum < 130000) throw new PostgresError(`PostgreSQL ${facts.versionNum} is not supported by backup-push: it needs 13 or later`);
+      return new PostgresSession(client, facts);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Starts a non-exclusive backup; `fast` asks for an immediate checkpoint. */
+  async startBackup(label: string, fast: boolean): Promise<BackupStart> {
+    const sql = this.facts.versionNum >= 150000 ? 'SELECT pg_backup_start($1, $2)::text AS lsn, now() AS time' : 'SELECT pg_start_backup($1, $2, false)::text AS lsn, now() AS time';
+    const row = (await this.client.query(sql, [label, fast])).rows[0];
+    return { startLsn: row.lsn, startTime: row.time };
+  }
+
+  /** Ends the backup without waiting for the archive (the caller checks the archive itself). */
+  async stopBackup(): Promise<BackupStop> {
+    const sql =
+      this.facts.versionNum >= 150000
+        ? 'SELECT lsn::text AS lsn, labelfile, spcmapfile, now() AS time FROM pg_backup_stop(false)'
+        : 'SELECT lsn::text AS lsn, labelfile, spcmapfile, now() AS time FROM pg_stop_backup(false)';
+    const row = (await this.client.query(sql)).rows[0];
+    return { stopLsn: row.lsn, stopTime: row.time, backupLabel: row.labelfile ?? '', tablespaceMap: row.spcmapfile ?? '' };
+  }
+
+  /** The running transactions now (see StopSnapshot in manifest.ts). */
+  async snapshot(): Promise<{ xmin: string; xmax: string; xip: string[] }> {
+    const row = (
+      await this.client.query(
+        `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax,
+                ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip
+           FROM pg_current_snapshot() AS s`,
+      )
+    ).rows[0];
+    return { xmin: row.xmin, xmax: row.xmax, xip: row.xip };
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** `16MB` (SHOW's form) in bytes. */
+function parseSize(text: string): number {
+  const match = /^(\d+)\s*(B|kB|MB|GB)?$/.exec(text.trim());
+  if (!match) throw new PostgresError(`unexpected wal_segment_size ${JSON.stringify(text)}`);
+  const unit = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[match[2] ?? 'B']!;
+  return Number(match[1]) * unit;
+}

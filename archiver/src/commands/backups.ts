@@ -1,0 +1,199 @@
+/**
+ * The base-backup commands: `backup-push`, `backup-list`, `backup-fetch`. One module, bundled on
+ * its own (lib/backups.cjs): the WAL commands, which start once per segment, never load it or the
+ * PostgreSQL client and tar library it needs.
+ */
+import * as path from 'node:path';
+import { readConfig } from '../config';
+import { UsageError } from '../errors';
+import { Logger } from '../logger';
+import { openRepository } from '../repository';
+import { backupFetch } from '../backup/backup-fetch';
+import { backupPush } from '../backup/backup-push';
+import { listBackups } from '../backup/catalog';
+import { BackupManifest } from '../backup/manifest';
+import { parseRecoveryTarget } from '../backup/recovery-target';
+
+type Out = (text: string) => void;
+const stdout: Out = (text) => process.stdout.write(text);
+
+interface ParsedArgs {
+  readonly positional: string[];
+  readonly flags: Map<string, string | true>;
+}
+
+/** `--name value`, `--name=value` and bare `--flag`s; refuses what `spec` does not list. */
+export function parseArgs(command: string, args: readonly string[], spec: Readonly<Record<string, 'value' | 'flag'>>): ParsedArgs {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
+    const kind = spec[name];
+    if (!kind) throw new UsageError(`${command}: unknown option --${name}; run 'archiver ${command} --help'`);
+    if (kind === 'flag') {
+      if (inline !== undefined) throw new UsageError(`${command}: --${name} takes no value`);
+      flags.set(name, true);
+    } else {
+      const value = inline ?? args[++i];
+      if (value === undefined) throw new UsageError(`${command}: --${name} needs a value`);
+      flags.set(name, value);
+    }
+  }
+  return { positional, flags };
+}
+
+function positiveInteger(command: string, flags: Map<string, string | true>, name: string): number | undefined {
+  const raw = flags.get(name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError(`${command}: --${name} takes a whole number of at least 1, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function terminalOf(flags: Map<string, string | true>): boolean | undefined {
+  return flags.has('no-progress') ? false : undefined;
+}
+
+export async function runBackupPush(args: readonly string[], out: Out = stdout): Promise<void> {
+  const { positional, flags } = parseArgs('backup-push', args, { spread: 'flag', concurrency: 'value', 'part-size-mib': 'value', 'wal-timeout': 'value', json: 'flag', 'no-progress': 'flag' });
+  if (positional.length > 0) throw new UsageError(`backup-push takes no arguments (it reads the data directory of the server at PGHOST); got ${positional.join(' ')}`);
+  const config = readConfig();
+  const log = new Logger(config.logLevel);
+  const archive = await openRepository(config, { log });
+  try {
+    const partMib = positiveInteger('backup-push', flags, 'part-size-mib');
+    const manifest = await backupPush(config, archive, log, {
+      fast: !flags.has('spread'),
+      concurrency: positiveInteger('backup-push', flags, 'concurrency'),
+      partBytes: partMib === undefined ? undefined : partMib * 1024 * 1024,
+      walTimeoutSeconds: positiveInteger('backup-push', flags, 'wal-timeout'),
+      terminal: terminalOf(flags),
+    });
+    out(flags.has('json') ? `${JSON.stringify(summary(manifest), null, 2)}\n` : `${manifest.name}\n`);
+  } finally {
+    await archive.close();
+  }
+}
+
+export async function runBackupList(args: readonly string[], out: Out = stdout): Promise<void> {
+  const { positional, flags } = parseArgs('backup-list', args, { json: 'flag' });
+  if (positional.length > 0) throw new UsageError(`backup-list takes no arguments; got ${positional.join(' ')}`);
+  const config = readConfig();
+  const archive = await openRepository(config, { log: new Logger(config.logLevel) });
+  try {
+    const backups = await listBackups(archive.storage);
+    if (flags.has('json')) out(`${JSON.stringify(backups.map(summary), null, 2)}\n`);
+    else out(backupTable(backups));
+  } finally {
+    await archive.close();
+  }
+}
+
+export async function runBackupFetch(args: readonly string[], out: Out = stdout): Promise<void> {
+  const { positional, flags } = parseArgs('backup-fetch', args, {
+    'target-time': 'value',
+    'target-lsn': 'value',
+    'target-xid': 'value',
+    'target-name': 'value',
+    'target-immediate': 'flag',
+    'target-exclusive': 'flag',
+    'target-timeline': 'value',
+    'target-action': 'value',
+    recovery: 'flag',
+    'restore-command': 'value',
+    concurrency: 'value',
+    'no-sync': 'flag',
+    'no-progress': 'flag',
+  });
+  if (positional.length !== 2) throw new UsageError(`backup-fetch takes a backup name (or LATEST) and an empty directory; got ${positional.length} argument(s)`);
+  const [backup, directory] = positional;
+  const value = (name: string) => {
+    const raw = flags.get(name);
+    return typeof raw === 'string' ? raw : undefined;
+  };
+  const target = parseRecoveryTarget({ time: value('target-time'), lsn: value('target-lsn'), xid: value('target-xid'), name: value('target-name'), immediate: flags.has('target-immediate') });
+  const action = value('target-action') ?? 'promote';
+  if (!['promote', 'pause', 'shutdown'].includes(action)) throw new UsageError(`backup-fetch: --target-action takes promote, pause or shutdown; got ${JSON.stringify(action)}`);
+  const timeline = value('target-timeline') ?? 'latest';
+  if (!/^(latest|current|\d+)$/.test(timeline)) throw new UsageError(`backup-fetch: --target-timeline takes latest, current or a timeline number; got ${JSON.stringify(timeline)}`);
+  const recoveryOptionGiven = ['target-exclusive', 'target-timeline', 'target-action', 'restore-command'].filter((name) => flags.has(name));
+  if (!flags.has('recovery') && recoveryOptionGiven.length > 0) {
+    throw new UsageError(`backup-fetch: --${recoveryOptionGiven[0]} shapes the recovery settings, which only --recovery writes: add --recovery`);
+  }
+  const config = readConfig();
+  const log = new Logger(config.logLevel);
+  const archive = await openRepository(config, { log });
+  try {
+    const manifest = await backupFetch(config, archive.storage, log, {
+      backup,
+      directory,
+      target,
+      recovery: flags.has('recovery')
+        ? {
+            restoreCommand: value('restore-command') ?? defaultRestoreCommand(),
+            inclusive: flags.has('target-exclusive') ? false : undefined,
+            timeline,
+            action: action as 'promote' | 'pause' | 'shutdown',
+          }
+        : undefined,
+      concurrency: positiveInteger('backup-fetch', flags, 'concurrency'),
+      sync: !flags.has('no-sync'),
+      terminal: terminalOf(flags),
+    });
+    out(`${manifest.name}\n`);
+  } finally {
+    await archive.close();
+  }
+}
+
+/** This archiver's launcher, as PostgreSQL would run it: `<tree>/bin/archiver wal-fetch %f %p`. */
+function defaultRestoreCommand(): string {
+  const launcher = path.resolve(__dirname, '..', 'bin', 'archiver');
+  if (!__filename.endsWith('.cjs')) throw new UsageError("backup-fetch: --recovery needs --restore-command when the archiver runs from its sources (e.g. --restore-command '/opt/archiver/bin/archiver wal-fetch %f %p')");
+  return `${launcher} wal-fetch %f %p`;
+}
+
+/** What backup-list --json and backup-push --json print of a backup. */
+export function summary(backup: BackupManifest): Record<string, unknown> {
+  return {
+    name: backup.name,
+    startTime: backup.startTime,
+    stopTime: backup.stopTime,
+    startLsn: backup.startLsn,
+    stopLsn: backup.stopLsn,
+    startWal: backup.startWal,
+    stopWal: backup.stopWal,
+    timeline: backup.timeline,
+    size: backup.size,
+    storedSize: backup.storedSize,
+    seconds: (Date.parse(backup.stopTime) - Date.parse(backup.startTime)) / 1000,
+    from: backup.fromStandby ? 'standby' : 'primary',
+    systemIdentifier: backup.systemIdentifier,
+    pgVersion: backup.pgVersion,
+    compression: backup.compression,
+  };
+}
+
+const MiB = 1024 * 1024;
+
+/** backup-list's table: one backup per line, oldest first; times in UTC with their zone. */
+export function backupTable(backups: readonly BackupManifest[]): string {
+  if (backups.length === 0) return 'no complete backups\n';
+  const header = ['name', 'started (UTC)', 'finished (UTC)', 'start LSN', 'stop LSN', 'timeline', 'size MiB', 'stored MiB', 'seconds', 'from'];
+  const rows = backups.map((b) => {
+    const s = summary(b);
+    return [b.name, utc(b.startTime), utc(b.stopTime), b.startLsn, b.stopLsn, String(b.timeline), (b.size / MiB).toFixed(1), (b.storedSize / MiB).toFixed(1), (s.seconds as number).toFixed(1), s.from as string];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+function utc(iso: string): string {
+  return `${iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z').replace(/Z$/, '')}+00`;
+}

@@ -74,9 +74,11 @@ no archive yet.`,
   },
   {
     name: ARCHIVER_COMMANDS.backupPush,
-    synopsis: '[--spread] [--concurrency N] [--part-size-mib N] [--wal-timeout SECONDS] [--json] [--no-progress]',
+    synopsis: '[options]',
     summary: 'take a base backup of the running database (in the archiver sidecar)',
-    help: `Takes a base backup of the server at PGHOST (a Unix socket directory; default /var/run/postgresql)
+    help: `Options: --spread, --concurrency N, --part-size-mib N, --wal-timeout SECONDS, --json, --no-progress.
+
+Takes a base backup of the server at PGHOST (a Unix socket directory; default /var/run/postgresql)
 into the archive, reading its data directory directly between pg_backup_start and pg_backup_stop
 (primary or standby). Runs where the data volume is mounted at the server's path: the archiver
 sidecar. Parts are compressed on worker threads and stored in parallel (--concurrency, default 2);
@@ -97,7 +99,7 @@ same as JSON. An unfinished backup (interrupted, or running now) is not listed.`
   },
   {
     name: ARCHIVER_COMMANDS.backupFetch,
-    synopsis: '<name|LATEST> <directory> [--target-time T | --target-lsn L | --target-xid X | --target-name N | --target-immediate] [--recovery ...]',
+    synopsis: '<name|LATEST> <directory> [target] [--recovery ...]',
     summary: 'restore a base backup into an empty directory, optionally set up for point-in-time recovery',
     help: `Restores the backup <name> (LATEST: the newest that reaches the target) into <directory>, which must be
 empty or absent: parts in parallel (--concurrency, default 2), every file checked against the

@@ -5,7 +5,7 @@
 import { ARCHIVE_LAYOUT, BACKUP_LAYOUT } from '../../../contract';
 import { BackupNotFoundError } from '../errors';
 import { Logger } from '../logger';
-import type { ObjectInfo, Storage } from '../storage/storage';
+import { forEachLimited, type ObjectInfo, type Storage } from '../storage/storage';
 import { readManifest } from './catalog';
 import type { BackupManifest } from './manifest';
 import type { RetentionPlan } from './retention';
@@ -19,6 +19,8 @@ export interface ArchiveContents {
 
 /** Keys deleted per storage request (S3's DeleteObjects takes 1000), each with its own deadline. */
 const DELETE_BATCH = 1000;
+/** Manifests read at once (each lists every file of its backup: they can be large). */
+const MANIFEST_READS = 8;
 
 /**
  * Lists the whole archive once and reads the manifest of every backup that has one. A manifest
@@ -31,14 +33,13 @@ export async function readArchiveContents(storage: Storage): Promise<ArchiveCont
     .map((object) => object.key.split('/'))
     .filter((parts) => parts.length === 3 && `${parts[0]}/` === ARCHIVE_LAYOUT.basebackups && parts[2] === BACKUP_LAYOUT.manifest)
     .map((parts) => parts[1]);
-  const manifests = await Promise.all(
-    names.map((name) =>
-      readManifest(storage, name).catch((error) => {
-        if (error instanceof BackupNotFoundError) return undefined;
-        throw error;
-      }),
-    ),
-  );
+  const manifests: (BackupManifest | undefined)[] = [];
+  await forEachLimited(names, MANIFEST_READS, async (name, index) => {
+    manifests[index] = await readManifest(storage, name).catch((error) => {
+      if (error instanceof BackupNotFoundError) return undefined;
+      throw error;
+    });
+  });
   const backups = manifests.filter((manifest): manifest is BackupManifest => manifest !== undefined);
   backups.sort((a, b) => a.stopTime.localeCompare(b.stopTime) || a.name.localeCompare(b.name));
   return { objects, backups };

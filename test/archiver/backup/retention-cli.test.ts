@@ -160,6 +160,18 @@ describe.each(BACKEND_NAMES)('delete and wal-verify on %s (synthetic archive)', 
   });
 });
 
+describe('the bundles', () => {
+  it('delete and wal-verify are a bundle of their own, not in the one every WAL call loads', () => {
+    const lib = path.join(path.dirname(LAUNCHER), '..', 'lib');
+    expect(fs.existsSync(path.join(lib, 'retention.cjs'))).toBe(true);
+    const main = fs.readFileSync(path.join(lib, 'archiver.cjs'), 'utf8');
+    expect(main).toContain('./retention.cjs');
+    expect(main).not.toContain('function planRetention');
+    expect(main).not.toContain('function verifyWal');
+    expect(fs.readFileSync(path.join(lib, 'retention.cjs'), 'utf8')).toContain('function planRetention');
+  });
+});
+
 describe('the deletion order', () => {
   /** A storage that records delete calls and fails the `failAt`-th one. */
   function recording(inner: Storage, failAt = Infinity): { storage: Storage; calls: string[][] } {

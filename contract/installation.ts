@@ -34,6 +34,8 @@ export const ARCHIVER_COMMANDS = {
   backupPush: 'backup-push',
   backupList: 'backup-list',
   backupFetch: 'backup-fetch',
+  delete: 'delete',
+  walVerify: 'wal-verify',
 } as const;
 
 /** The launcher in an archiver tree installed at `installDir`. */

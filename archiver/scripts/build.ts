@@ -14,6 +14,7 @@
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
  *   lib/backups.cjs        the base-backup commands with pg and tar-stream, loaded only for them
  *   lib/backup-worker.cjs  the worker thread that stores or restores one part of a base backup
+ *   lib/retention.cjs      delete (retention) and wal-verify, loaded only for them
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */
 import * as fs from 'node:fs';
@@ -52,8 +53,8 @@ function splitBundles(self: string): Plugin {
       build.onResolve({ filter: /^\.\/(s3|gcs)$/ }, (args) =>
         args.importer.endsWith(path.join('storage', 'open.ts')) ? { path: `./storage-${args.path.slice(2)}.cjs`, external: true } : undefined,
       );
-      build.onResolve({ filter: /^\.\/backups$/ }, (args) =>
-        args.importer.endsWith(path.join('commands', 'index.ts')) ? { path: './backups.cjs', external: true } : undefined,
+      build.onResolve({ filter: /^\.\/(backups|retention)$/ }, (args) =>
+        args.importer.endsWith(path.join('commands', 'index.ts')) ? { path: `${args.path}.cjs`, external: true } : undefined,
       );
       build.onResolve({ filter: /(^|\/)errors$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
@@ -155,6 +156,7 @@ async function buildInto(staging: string): Promise<void> {
     ['src/storage/s3.ts', 'lib/storage-s3.cjs'],
     ['src/storage/gcs.ts', 'lib/storage-gcs.cjs'],
     ['src/commands/backups.ts', 'lib/backups.cjs'],
+    ['src/commands/retention.ts', 'lib/retention.cjs'],
     ['src/backup/part-worker.ts', 'lib/backup-worker.cjs'],
   ];
   for (const [entry, outfile] of bundles) {

@@ -254,6 +254,18 @@ export class TargetNotEmptyError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Retention and verification
+
+/**
+ * `wal-verify`: the archive's WAL has a gap (or a timeline whose history file is missing) between
+ * the oldest backup's start and the newest archived segment: a recovery across it would stop
+ * there. The message names every gap.
+ */
+export class WalGapError extends Error {
+  public override readonly name = 'WalGapError';
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const REVIVABLE: Record<string, new (message: string) => Error> = {
   UsageError,

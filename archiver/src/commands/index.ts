@@ -122,6 +122,36 @@ A target before every backup, or inside a backup's own start-stop window with no
 is refused (exit 2) with the earliest reachable point.`,
     load: () => require('./backups').runBackupFetch,
   },
+  {
+    name: ARCHIVER_COMMANDS.delete,
+    synopsis: 'retain <N> | before <time|backup> | everything [--window <duration>] [--confirm] [--json]',
+    summary: 'delete old backups and the WAL no kept backup needs (a dry run without --confirm)',
+    help: `Deletes what the rules no longer keep; without --confirm it only prints what it would delete.
+  retain <N>             keep the N newest complete backups
+  before <time|backup>   keep the backups finished at or after an ISO 8601 time WITH a zone
+                         (2026-11-30T06:00:00Z), or the backup named and the newer ones
+  --window <duration>    keep what a recovery to any point of the last <duration> needs (30d, 12h,
+                         1d12h; units s m h d w): the newest backup finished before now - duration,
+                         and everything newer. With retain or before, the union is kept.
+  everything             every object of the archive: WAL, backups, archive.json
+The newest complete backup is always kept (except by everything), and so is every WAL file from the
+earliest start of the kept backups on, on every timeline, and every .history file. Older WAL goes.
+Unfinished backups (no manifest) go when last written over a day ago or started before the newest
+complete backup; a newer one may be running and stays. Manifests are deleted first, then the
+backups' other objects, then WAL. --json: the plan as JSON.`,
+    load: () => require('./retention').runDelete,
+  },
+  {
+    name: ARCHIVER_COMMANDS.walVerify,
+    synopsis: '[--json]',
+    summary: 'check that the archived WAL is continuous from the oldest backup to the newest segment',
+    help: `Checks that every WAL segment from the oldest complete backup's start to the newest archived segment
+is in the archive, on every timeline a recovery may follow (timeline switches read from the .history
+files), and that every later timeline has its history file. Prints a summary per timeline (first and
+last segment, count) and each gap (first .. last missing segment); --json: the same as JSON. Exits 1
+when there is a gap, 0 otherwise. With no backup, checks from the oldest archived segment.`,
+    load: () => require('./retention').runWalVerify,
+  },
 ];
 
 export function findCommand(name: string): Command | undefined {

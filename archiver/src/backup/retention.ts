@@ -1,0 +1,330 @@
+/**
+ * `delete`, the pure part: given the archive's objects, its complete backups (oldest first), the
+ * policy and the time, which objects go and which stay, each with its reason. The command
+ * (commands/retention.ts) lists, plans here, prints the plan and, with --confirm, deletes in the
+ * plan's order.
+ *
+ * 1. The backups kept: the union of what each rule keeps (`retain N`: the N newest; `before T`: those
+ *    finished at or after T; `before <backup>`: that one and the newer ones; `--window D`: the newest
+ *    that finished before now − D, and every newer one), and always the newest complete backup.
+ *    Every rule keeps a run of the newest, so the kept backups are the newest ones.
+ * 2. The WAL kept: everything at or after the earliest startWal of the kept backups, on every
+ *    timeline (segments, `.partial` and `.backup` files by the segment their name starts with),
+ *    and every `.history` file. What is older is of no use to any kept backup (each replays from its
+ *    own startWal onwards) and goes. With no complete backup at all, no WAL goes.
+ * 3. Unfinished backups (objects under `basebackups/<name>/` without a manifest) go when they
+ *    cannot be running: last written over a day ago, or started before the newest complete
+ *    backup started (backups of a database run one at a time).
+ * 4. The order: the manifests of the backups deleted first — a backup stops being listed before
+ *    any of its parts goes, so a delete cut short never leaves a listed backup with parts missing —
+ *    then their other objects and the unfinished leftovers, then the WAL.
+ *
+ * `everything` deletes every object of the archive, in the same order, `archive.json` last.
+ */
+import { ARCHIVE_LAYOUT } from '../../../contract';
+import { BackupNotFoundError, UsageError } from '../errors';
+import type { ObjectInfo } from '../storage/storage';
+import { walFileKind } from '../wal-names';
+import { manifestKey } from './catalog';
+import { timelineOf } from './lsn';
+import type { BackupManifest } from './manifest';
+
+/** An unfinished backup younger than this, and newer than the newest complete one, may be running. */
+export const UNFINISHED_GRACE_MS = 24 * 60 * 60 * 1000;
+
+/** What to delete. At least one rule, or `everything` alone. */
+export interface RetentionPolicy {
+  /** Delete every object of the archive: WAL, backups, archive.json. @default false */
+  readonly everything?: boolean;
+  /** Keep the `retain` newest complete backups. @default - no such rule */
+  readonly retain?: number;
+  /** Keep the backups finished at or after this time. @default - no such rule */
+  readonly beforeTime?: Date;
+  /** Keep this backup and every newer one. @default - no such rule */
+  readonly beforeBackup?: string;
+  /** Keep what a recovery to any point of the last `windowMs` needs. @default - no such rule */
+  readonly windowMs?: number;
+}
+
+export interface RetentionInput {
+  /** Every object of the archive (a listing of ''). */
+  readonly objects: readonly ObjectInfo[];
+  /** The complete backups, oldest first (catalog.ts order). */
+  readonly backups: readonly BackupManifest[];
+  readonly now: Date;
+}
+
+export interface BackupDecision {
+  readonly name: string;
+  readonly startTime: string;
+  readonly stopTime: string;
+  readonly startWal: string;
+  readonly timeline: number;
+  readonly keep: boolean;
+  /** Why it is kept (every rule that keeps it), or why it goes. */
+  readonly reasons: readonly string[];
+  /** Its objects (the manifest's key first). */
+  readonly keys: readonly string[];
+}
+
+export interface UnfinishedDecision {
+  readonly name: string;
+  readonly objects: number;
+  readonly bytes: number;
+  /** From its name (`base_20261130T060102Z`), else its oldest object's time. */
+  readonly startedAt: string;
+  readonly lastWritten: string;
+  readonly keep: boolean;
+  readonly reason: string;
+  readonly keys: readonly string[];
+}
+
+/** Files `first` .. `last` (by name) of one timeline. */
+export interface WalRange {
+  readonly timeline: number;
+  readonly first: string;
+  readonly last: string;
+  readonly count: number;
+}
+
+export interface DeletionStep {
+  /** What the step removes, for messages: `manifests`, `backups`, `wal`, `other`, `identity`. */
+  readonly what: 'manifests' | 'backups' | 'wal' | 'other' | 'identity';
+  readonly keys: readonly string[];
+}
+
+export interface RetentionPlan {
+  readonly everything: boolean;
+  /** The complete backups, oldest first. */
+  readonly backups: readonly BackupDecision[];
+  readonly unfinished: readonly UnfinishedDecision[];
+  /** The first segment kept (on any timeline): the earliest startWal of the kept backups. */
+  readonly walKeptFrom: string | undefined;
+  readonly walDeleted: readonly WalRange[];
+  readonly walKept: readonly WalRange[];
+  /** `.history` files kept (all, except with `everything`). */
+  readonly historyKept: readonly string[];
+  /** Objects kept that the plan does not know (neither WAL, backup nor identity). */
+  readonly otherKept: readonly string[];
+  /** Every deletion, in order: each step finishes before the next one starts. */
+  readonly steps: readonly DeletionStep[];
+}
+
+/** Backup names carry their start time: `base_20261130T060102Z`. */
+function timeOfName(name: string): Date | undefined {
+  const match = /^base_(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(name);
+  if (!match) return undefined;
+  const at = Date.parse(`${match[1]}-${match[2]}-${match[3]}T${match[4]}:${match[5]}:${match[6]}Z`);
+  return Number.isNaN(at) ? undefined : new Date(at);
+}
+
+function describeWindow(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, 'd'],
+    [3_600_000, 'h'],
+    [60_000, 'm'],
+    [1000, 's'],
+  ];
+  for (const [unit, suffix] of units) if (ms % unit === 0) return `${ms / unit}${suffix}`;
+  return `${ms}ms`;
+}
+
+function ranges(names: readonly string[]): WalRange[] {
+  const byTimeline = new Map<number, string[]>();
+  for (const name of names) {
+    const timeline = timelineOf(name);
+    if (!byTimeline.has(timeline)) byTimeline.set(timeline, []);
+    byTimeline.get(timeline)!.push(name);
+  }
+  return [...byTimeline.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([timeline, list]) => {
+      const sorted = [...list].sort();
+      return { timeline, first: sorted[0], last: sorted[sorted.length - 1], count: sorted.length };
+    });
+}
+
+/** The plan for `policy` (see the module's comment). Throws UsageError for a policy without a rule, BackupNotFoundError for an unknown `beforeBackup`. */
+export function planRetention(input: RetentionInput, policy: RetentionPolicy): RetentionPlan {
+  const everything = policy.everything ?? false;
+  const rules = [policy.retain, policy.beforeTime, policy.beforeBackup, policy.windowMs].filter((rule) => rule !== undefined).length;
+  if (everything && rules > 0) throw new UsageError('delete everything takes no other rule (retain, before, --window)');
+  if (!everything && rules === 0) throw new UsageError('delete needs a rule: retain <N>, before <time|backup>, --window <duration> or everything');
+  if (policy.retain !== undefined && !(Number.isInteger(policy.retain) && policy.retain >= 1)) throw new UsageError(`delete retain takes a whole number of at least 1, got ${policy.retain}`);
+  if (policy.windowMs !== undefined && !(policy.windowMs > 0)) throw new UsageError('delete --window takes a positive duration');
+
+  // The archive's objects by kind.
+  const walNames: string[] = [];
+  const backupObjects = new Map<string, ObjectInfo[]>();
+  const others: string[] = [];
+  let identity: string | undefined;
+  for (const object of input.objects) {
+    if (object.key === ARCHIVE_LAYOUT.identity) identity = object.key;
+    else if (object.key.startsWith(ARCHIVE_LAYOUT.wal) && !object.key.slice(ARCHIVE_LAYOUT.wal.length).includes('/')) walNames.push(object.key.slice(ARCHIVE_LAYOUT.wal.length));
+    else if (object.key.startsWith(ARCHIVE_LAYOUT.basebackups) && object.key.indexOf('/', ARCHIVE_LAYOUT.basebackups.length) > 0) {
+      const name = object.key.slice(ARCHIVE_LAYOUT.basebackups.length).split('/')[0];
+      if (!backupObjects.has(name)) backupObjects.set(name, []);
+      backupObjects.get(name)!.push(object);
+    } else others.push(object.key);
+  }
+
+  // 1. The backups kept.
+  const backups = input.backups;
+  const reasons = backups.map(() => [] as string[]);
+  const keepFrom = (index: number, reason: string) => {
+    for (let i = Math.max(0, index); i < backups.length; i++) reasons[i].push(reason);
+  };
+  if (!everything) {
+    if (policy.retain !== undefined) keepFrom(backups.length - policy.retain, `one of the ${policy.retain} newest`);
+    if (policy.beforeTime !== undefined) {
+      const limit = policy.beforeTime.getTime();
+      const index = backups.findIndex((backup) => Date.parse(backup.stopTime) >= limit);
+      if (index >= 0) keepFrom(index, `finished at or after ${policy.beforeTime.toISOString()}`);
+    }
+    if (policy.beforeBackup !== undefined) {
+      const index = backups.findIndex((backup) => backup.name === policy.beforeBackup);
+      if (index < 0) throw new BackupNotFoundError(`delete before ${policy.beforeBackup}: no complete backup has that name (backup-list shows them)`);
+      keepFrom(index, `${policy.beforeBackup} or newer`);
+    }
+    if (policy.windowMs !== undefined) {
+      const cutoff = input.now.getTime() - policy.windowMs;
+      let index = 0;
+      backups.forEach((backup, i) => {
+        if (Date.parse(backup.stopTime) <= cutoff) index = i;
+      });
+      keepFrom(index, `needed for the ${describeWindow(policy.windowMs)} recovery window`);
+    }
+    if (backups.length > 0) reasons[backups.length - 1].push('the newest complete backup');
+  }
+  const decisions: BackupDecision[] = backups.map((backup, i) => {
+    const keep = reasons[i].length > 0;
+    const own = (backupObjects.get(backup.name) ?? []).map((object) => object.key).filter((key) => key !== manifestKey(backup.name));
+    return {
+      name: backup.name,
+      startTime: backup.startTime,
+      stopTime: backup.stopTime,
+      startWal: backup.startWal,
+      timeline: backup.timeline,
+      keep,
+      reasons: keep ? reasons[i] : [everything ? 'everything' : 'older than every backup kept'],
+      keys: [manifestKey(backup.name), ...own],
+    };
+  });
+  const kept = decisions.filter((decision) => decision.keep);
+
+  // 2. The WAL kept: from the earliest startWal of the kept backups (position only: the 16
+  // hexadecimal digits after the timeline), and every history file.
+  const walKeptFrom = everything ? undefined : kept.map((decision) => decision.startWal).sort((a, b) => a.slice(8).localeCompare(b.slice(8)))[0];
+  const walGoes: string[] = [];
+  const walStays: string[] = [];
+  const historyKept: string[] = [];
+  const otherKept: string[] = [];
+  for (const name of walNames) {
+    const kind = walFileKind(name);
+    if (everything) walGoes.push(name);
+    else if (kind === 'history') historyKept.push(name);
+    else if (kind === undefined) otherKept.push(`${ARCHIVE_LAYOUT.wal}${name}`);
+    else if (walKeptFrom !== undefined && name.slice(8, 24) < walKeptFrom.slice(8)) walGoes.push(name);
+    else walStays.push(name);
+  }
+
+  // 3. Unfinished backups.
+  const complete = new Set(backups.map((backup) => backup.name));
+  const newest = backups[backups.length - 1];
+  const unfinished: UnfinishedDecision[] = [];
+  for (const [name, objects] of [...backupObjects.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    if (complete.has(name)) continue;
+    const keys = objects.map((object) => object.key);
+    if (keys.includes(manifestKey(name)) && !everything) {
+      // A manifest that was not read (written after the listing): leave it to the next delete.
+      otherKept.push(...keys);
+      continue;
+    }
+    const times = objects.map((object) => object.lastModified.getTime());
+    const startedAt = timeOfName(name) ?? new Date(Math.min(...times));
+    const lastWritten = new Date(Math.max(...times));
+    const stale = lastWritten.getTime() <= input.now.getTime() - UNFINISHED_GRACE_MS;
+    const superseded = newest !== undefined && startedAt.getTime() < Date.parse(newest.startTime);
+    const keep = !everything && !stale && !superseded;
+    const reason = everything
+      ? 'everything'
+      : stale
+        ? 'unfinished, last written over a day ago'
+        : superseded
+          ? `unfinished, started before the newest complete backup (${newest!.name})`
+          : 'unfinished and may be running now (written within a day, newer than every complete backup)';
+    unfinished.push({ name, objects: keys.length, bytes: objects.reduce((sum, object) => sum + object.size, 0), startedAt: startedAt.toISOString(), lastWritten: lastWritten.toISOString(), keep, reason, keys });
+  }
+
+  // 4. The order.
+  const deleted = decisions.filter((decision) => !decision.keep);
+  const leftoverKeys = unfinished.filter((u) => !u.keep).flatMap((u) => u.keys);
+  const isManifest = (key: string) => key === manifestKey(key.slice(ARCHIVE_LAYOUT.basebackups.length).split('/')[0]);
+  const steps: DeletionStep[] = [
+    // With `everything`, an unread manifest (written after the listing) goes first too.
+    { what: 'manifests', keys: [...deleted.map((decision) => decision.keys[0]), ...leftoverKeys.filter(isManifest)] },
+    { what: 'backups', keys: [...deleted.flatMap((decision) => decision.keys.slice(1)), ...leftoverKeys.filter((key) => !isManifest(key))] },
+    { what: 'wal', keys: walGoes.sort().map((name) => `${ARCHIVE_LAYOUT.wal}${name}`) },
+  ];
+  if (everything) {
+    steps.push({ what: 'other', keys: others });
+    if (identity) steps.push({ what: 'identity', keys: [identity] });
+  } else {
+    otherKept.push(...others);
+  }
+  return {
+    everything,
+    backups: decisions,
+    unfinished,
+    walKeptFrom,
+    walDeleted: ranges(walGoes.filter((name) => walFileKind(name) !== undefined)),
+    walKept: ranges(walStays),
+    historyKept: historyKept.sort(),
+    otherKept: otherKept.sort(),
+    steps: steps.filter((step) => step.keys.length > 0),
+  };
+}
+
+/** How many objects the plan deletes. */
+export function plannedDeletions(plan: RetentionPlan): number {
+  return plan.steps.reduce((sum, step) => sum + step.keys.length, 0);
+}
+
+/** The plan as text, for people: what goes and what stays, with reasons. */
+export function describePlan(plan: RetentionPlan, confirmed: boolean): string {
+  const lines: string[] = [];
+  const verb = confirmed ? 'deleted' : 'would delete';
+  const gone = plan.backups.filter((b) => !b.keep);
+  const stays = plan.backups.filter((b) => b.keep);
+  const leftovers = plan.unfinished.filter((u) => !u.keep);
+  lines.push(`backups: ${verb} ${gone.length}, kept ${stays.length}`);
+  for (const b of gone) lines.push(`  delete ${b.name}  finished ${b.stopTime}  (${b.reasons.join('; ')})`);
+  for (const b of stays) lines.push(`  keep   ${b.name}  finished ${b.stopTime}  (${b.reasons.join('; ')})`);
+  if (plan.unfinished.length > 0) {
+    lines.push(`unfinished backups: ${verb} ${leftovers.length}, kept ${plan.unfinished.length - leftovers.length}`);
+    for (const u of plan.unfinished) lines.push(`  ${u.keep ? 'keep  ' : 'delete'} ${u.name}  ${u.objects} object(s), last written ${u.lastWritten}  (${u.reason})`);
+  }
+  const walGone = plan.walDeleted.reduce((sum, r) => sum + r.count, 0);
+  const walKept = plan.walKept.reduce((sum, r) => sum + r.count, 0);
+  lines.push(`WAL: ${verb} ${walGone} file(s), kept ${walKept}${plan.walKeptFrom ? ` from ${plan.walKeptFrom} on` : ''} and ${plan.historyKept.length} history file(s)`);
+  for (const r of plan.walDeleted) lines.push(`  delete timeline ${r.timeline}: ${r.first} .. ${r.last} (${r.count} file(s))`);
+  for (const r of plan.walKept) lines.push(`  keep   timeline ${r.timeline}: ${r.first} .. ${r.last} (${r.count} file(s))`);
+  if (plan.otherKept.length > 0) lines.push(`other objects kept: ${plan.otherKept.length} (${plan.otherKept.slice(0, 3).join(', ')}${plan.otherKept.length > 3 ? ', ...' : ''})`);
+  if (plan.everything) lines.push(`everything: ${verb} every object of the archive (${plannedDeletions(plan)}), archive.json last`);
+  lines.push(confirmed ? `done: ${plannedDeletions(plan)} object(s) deleted` : `dry run: ${plannedDeletions(plan)} object(s) would be deleted; nothing was. Add --confirm to delete.`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The plan as JSON (`delete --json`). */
+export function planSummary(plan: RetentionPlan, confirmed: boolean): Record<string, unknown> {
+  return {
+    dryRun: !confirmed,
+    everything: plan.everything,
+    objects: plannedDeletions(plan),
+    backups: plan.backups.map(({ keys: _keys, ...decision }) => decision),
+    unfinished: plan.unfinished.map(({ keys: _keys, ...decision }) => decision),
+    wal: { keptFrom: plan.walKeptFrom ?? null, deleted: plan.walDeleted, kept: plan.walKept, history: plan.historyKept },
+    otherKept: plan.otherKept,
+    steps: plan.steps.map((step) => ({ what: step.what, objects: step.keys.length })),
+  };
+}

@@ -124,9 +124,11 @@ is refused (exit 2) with the earliest reachable point.`,
   },
   {
     name: ARCHIVER_COMMANDS.delete,
-    synopsis: 'retain <N> | before <time|backup> | everything [--window <duration>] [--confirm] [--json]',
+    synopsis: 'retain <N> | before <time|backup> | everything [options]',
     summary: 'delete old backups and the WAL no kept backup needs (a dry run without --confirm)',
-    help: `Deletes what the rules no longer keep; without --confirm it only prints what it would delete.
+    help: `Options: --window <duration>, --confirm, --json.
+
+Deletes what the rules no longer keep; without --confirm it only prints what it would delete.
   retain <N>             keep the N newest complete backups
   before <time|backup>   keep the backups finished at or after an ISO 8601 time WITH a zone
                          (2026-11-30T06:00:00Z), or the backup named and the newer ones

@@ -105,11 +105,9 @@ describe('wal-fetch through the launcher, by the mode of the data directory', ()
       // One line: the helper's, with the background archiver's answer (no launcher safety net needed).
       expect(logLines(result.stderr)).toHaveLength(1);
       expect(lastLog(result.stderr)).toMatchObject({ level: 'error', command: 'wal-fetch', error, exit: String(code) });
+      if (mode === 'archive recovery') expect(lastLog(result.stderr).msg).toMatch(/^CorruptObjectError: wal\/0+10+2 at file:\/\/.*; recovery stops here rather than end early$/);
       expect(fs.existsSync(path.join(pg.walDir, 'RECOVERYXLOG'))).toBe(false);
     }
-    expect(lastLog((await runArchiverAsync(['wal-fetch', name(2), 'pg_wal/RECOVERYXLOG'], (enter(pg.dataDir, 'archive recovery'), call), pg.dataDir)).stderr).msg).toMatch(
-      /^CorruptObjectError: wal\/0+10+2 at file:\/\/.*; recovery stops here rather than end early$/,
-    );
   });
 
   it('the bash helper: a gap exits 128 naming it in archive recovery, the end of the archive 74', async () => {
@@ -334,7 +332,11 @@ describe.each([S3, 'a local directory'] as BackendName[])('PostgreSQL 15 in arch
     const walName = middle();
     const object = await storage.get(walKey(walName));
     await storage.delete([walKey(walName)]);
-    cleanups.push(() => storage.put(walKey(walName), object));
+    cleanups.push(async () => {
+      await storage.put(walKey(walName), object);
+      // Put back by this process: the archiver runs as postgres and must read it.
+      if (backend.storage.kind === 'local') giveToPostgres(backend.storage.root);
+    });
     const { cluster } = await restored();
     startRecovery(cluster);
     await expectStopped(cluster, walName);
@@ -384,7 +386,7 @@ describe.each([S3, 'a local directory'] as BackendName[])('PostgreSQL 15 in arch
     giveToPostgres(cluster.dataDir);
     cluster.start(false);
     await waitUntil(() => /ready to accept read-only connections/.test(cluster.log()), 'a consistent standby', 120_000);
-    await waitUntil(() => cluster.sql(ROWS) === expected, 'the standby replaying the archive', 120_000);
+    await waitUntil(async () => (await sleep(250), cluster.sql(ROWS) === expected), 'the standby replaying the archive', 120_000);
     const from = cluster.log().length;
     await backend.s3!.crash();
     cleanups.push(() => backend.s3!.restart());

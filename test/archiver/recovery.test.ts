@@ -17,6 +17,7 @@ import {
   DecompressionError,
   RecoveryStopError,
   StorageError,
+  StorageOperation,
   UnsupportedObjectError,
   UsageError,
   WalGapError,
@@ -42,7 +43,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
-const storageFailure = (key = 'wal/X') => new StorageError({ operation: 'get', location: 's3://kubedb/archive', key, cause: new Error('connect ECONNREFUSED 127.0.0.1:9') });
+const storageFailure = (key = 'wal/X', operation: StorageOperation = 'get') =>
+  new StorageError({ operation, location: 's3://kubedb/archive', key, cause: new Error('connect ECONNREFUSED 127.0.0.1:9') });
 
 describe('recoveryMode', () => {
   const withFiles = (...names: string[]) => (file: string) => names.some((name) => file === path.join('/data', name));
@@ -68,27 +70,27 @@ describe('recoveryMode', () => {
 });
 
 describe('exitForFetchFailure', () => {
-  const failures: [string, unknown, number, number][] = [
-    ['not in the archive', new WalNotFoundError(seg(5), 'file:///a'), EXIT_CODES.notFound, EXIT_CODES.notFound],
-    ['a gap', new WalGapError(seg(5), seg(6), 'file:///a'), EXIT_CODES.stopRecovery, EXIT_CODES.stopRecovery],
-    ['a storage failure', storageFailure(), EXIT_CODES.stopRecovery, EXIT_CODES.error],
-    ['a corrupted object', new CorruptObjectError('wal/X is corrupted'), EXIT_CODES.stopRecovery, EXIT_CODES.error],
-    ['an object of a newer format', new UnsupportedObjectError('wal/X has format version 9'), EXIT_CODES.stopRecovery, EXIT_CODES.error],
-    ['a frame that does not decompress', new DecompressionError('zstd', 'unknown frame descriptor'), EXIT_CODES.stopRecovery, EXIT_CODES.error],
-    ['a bad command line', new UsageError('wal-fetch takes two arguments'), EXIT_CODES.stopRecovery, EXIT_CODES.usage],
-    ['a bad configuration', new ConfigError('ARCHIVER_REPOSITORY', 'is not set'), EXIT_CODES.stopRecovery, EXIT_CODES.usage],
-    ['an unforeseen error', new TypeError('Cannot read properties of undefined'), EXIT_CODES.stopRecovery, EXIT_CODES.error],
-    ['a thrown non-Error', 'boom', EXIT_CODES.stopRecovery, EXIT_CODES.error],
+  const failures: [string, number, number, unknown][] = [
+    ['not in the archive', EXIT_CODES.notFound, EXIT_CODES.notFound, new WalNotFoundError(seg(5), 'file:///a')],
+    ['a gap', EXIT_CODES.stopRecovery, EXIT_CODES.stopRecovery, new WalGapError(seg(5), seg(6), 'file:///a')],
+    ['a storage failure', EXIT_CODES.stopRecovery, EXIT_CODES.error, storageFailure()],
+    ['a corrupted object', EXIT_CODES.stopRecovery, EXIT_CODES.error, new CorruptObjectError('wal/X is corrupted')],
+    ['an object of a newer format', EXIT_CODES.stopRecovery, EXIT_CODES.error, new UnsupportedObjectError('wal/X has format version 9')],
+    ['a frame that does not decompress', EXIT_CODES.stopRecovery, EXIT_CODES.error, new DecompressionError('zstd', 'unknown frame descriptor')],
+    ['a bad command line', EXIT_CODES.stopRecovery, EXIT_CODES.usage, new UsageError('wal-fetch takes two arguments')],
+    ['a bad configuration', EXIT_CODES.stopRecovery, EXIT_CODES.usage, new ConfigError('ARCHIVER_REPOSITORY', 'is not set')],
+    ['an unforeseen error', EXIT_CODES.stopRecovery, EXIT_CODES.error, new TypeError('Cannot read properties of undefined')],
+    ['a thrown non-Error', EXIT_CODES.stopRecovery, EXIT_CODES.error, 'boom'],
   ];
 
-  it.each(failures)('%s: %i in archive recovery, %i in standby mode and outside recovery', (_case, error, inArchiveRecovery, otherwise) => {
+  it.each(failures)('%s: %i in archive recovery, %i in standby mode and outside recovery', (_case, inArchiveRecovery, otherwise, error) => {
     expect(exitForFetchFailure(archiveRecovery, error)).toBe(inArchiveRecovery);
     expect(exitForFetchFailure(standby, error)).toBe(otherwise);
     expect(exitForFetchFailure(none, error)).toBe(otherwise);
   });
 
   it('never answers archive recovery with a code PostgreSQL reads as "no more WAL" but for "not in the archive"', () => {
-    for (const [, error] of failures) {
+    for (const [, , , error] of failures) {
       const code = exitForFetchFailure(archiveRecovery, error);
       if (!(error instanceof WalNotFoundError)) expect(code).toBeGreaterThan(125);
     }
@@ -119,7 +121,7 @@ async function archiveOf(names: readonly string[], failing: (op: string, key: st
   const inner = await openStorage({ kind: 'local', root: path.join(base, 'repo') });
   let filled = false;
   const storage = new StorageDouble(inner, (op, key) => {
-    if (filled && failing(op, key)) throw storageFailure(key);
+    if (filled && failing(op, key)) throw storageFailure(key, op);
   });
   const archive = new Archive({ storage, compression: 'zstd', log });
   const segments = new Map<string, Buffer>();

@@ -166,12 +166,16 @@ export class PostgresCluster {
   /**
    * Waits until the server has stopped on its own (a startup process that failed): the log says
    * "database system is shut down" and postmaster.pid is gone — not merely absent yet, as right
-   * after `start(false)`. `logFrom`: read the log from this offset on.
+   * after `start(false)`. Fails at once when the server opened instead. `logFrom`: read the log
+   * from this offset on.
    */
   async waitForStop(timeoutMs = 120_000, logFrom = 0): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!/database system is shut down/.test(this.log().slice(logFrom)) || fs.existsSync(path.join(this.dataDir, 'postmaster.pid'))) {
-      if (Date.now() > deadline) throw new Error(`the server did not stop:\n${this.log().slice(-3000)}`);
+      // Opened instead: it will not stop on its own.
+      if (Date.now() > deadline || /database system is ready to accept connections/.test(this.log().slice(logFrom))) {
+        throw new Error(`the server did not stop:\n${this.log().slice(logFrom).slice(-3000)}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     this.running = false;

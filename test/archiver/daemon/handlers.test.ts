@@ -87,10 +87,10 @@ describe('the dispatch table', () => {
       };
 
     it.each([
-      ['a storage failure past the deadline', storageDown, EXIT_CODES.stopRecovery, EXIT_CODES.error],
-      ['a damaged object', damaged, EXIT_CODES.stopRecovery, EXIT_CODES.error],
-      ['a missing segment with nothing later (the end of the archive)', missing, EXIT_CODES.notFound, EXIT_CODES.notFound],
-    ])('%s: archive recovery %i, standby mode and outside recovery %i', async (_case, fetch, inArchiveRecovery, otherwise) => {
+      ['a storage failure past the deadline', EXIT_CODES.stopRecovery, EXIT_CODES.error, storageDown],
+      ['a damaged object', EXIT_CODES.stopRecovery, EXIT_CODES.error, damaged],
+      ['a missing segment with nothing later (the end of the archive)', EXIT_CODES.notFound, EXIT_CODES.notFound, missing],
+    ])('%s: archive recovery %i, standby mode and outside recovery %i', async (_case, inArchiveRecovery, otherwise, fetch) => {
       expect((await answer(fakeContext(fetch).context, 'archive-recovery')).code).toBe(inArchiveRecovery);
       expect((await answer(fakeContext(fetch).context, 'standby')).code).toBe(otherwise);
       expect((await answer(fakeContext(fetch).context, 'none')).code).toBe(otherwise);

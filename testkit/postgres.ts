@@ -156,7 +156,7 @@ export class PostgresCluster {
     const deadline = Date.now() + timeoutMs;
     const log = () => this.log().slice(logFrom);
     while (!/database system is ready to accept connections/.test(log())) {
-      if (Date.now() > deadline || /FATAL|PANIC/.test(log()) && /startup process .* exited|aborting startup/.test(log())) {
+      if (Date.now() > deadline || /FATAL|PANIC/.test(log()) && /startup process .* exited|aborting startup|configuration file .* contains errors/.test(log())) {
         throw new Error(`recovery did not end:\n${log().slice(-3000)}`);
       }
       await new Promise((r) => setTimeout(r, 20));

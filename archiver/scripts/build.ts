@@ -12,6 +12,8 @@
  *   lib/worker.cjs   the worker thread that hashes and (de)compresses for the background archiver
  *   lib/storage-s3.cjs     the S3 backend with @aws-sdk/client-s3, loaded only for s3://
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
+ *   lib/backups.cjs        the base-backup commands with pg and tar-stream, loaded only for them
+ *   lib/backup-worker.cjs  the worker thread that stores or restores one part of a base backup
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */
 import * as fs from 'node:fs';

@@ -19,7 +19,7 @@ import { PartEntry, PartResult, partStream } from './part-stream';
 
 /** Stores the part at `key`; resolves once it is durably stored, with what it holds. */
 export async function pushPart(storage: Storage, key: string, entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void): Promise<PartResult & { storedSize: number }> {
-  const { stream, result } = partStream(entries, codec, onBytes);
+  const { stream, result, abort } = partStream(entries, codec, onBytes);
   let storedSize = 0;
   const counting = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -29,12 +29,15 @@ export async function pushPart(storage: Storage, key: string, entries: readonly 
   });
   stream.once('error', (error) => counting.destroy(error));
   stream.pipe(counting);
-  const [stored] = await Promise.allSettled([storage.putStream(key, counting), result]);
-  if (stored.status === 'rejected') {
-    stream.destroy();
-    throw stored.reason;
-  }
-  return { ...(await result), storedSize };
+  // A failed upload stops the reading (else the part would wait for a reader for ever).
+  const stored = storage.putStream(key, counting).catch((error: Error) => {
+    abort(error);
+    throw error;
+  });
+  const [put, read] = await Promise.allSettled([stored, result]);
+  if (put.status === 'rejected') throw put.reason;
+  if (read.status === 'rejected') throw read.reason;
+  return { ...read.value, storedSize };
 }
 
 export interface FetchPartJob {
@@ -59,6 +62,16 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
   const directories = new Map(job.directories.map((directory) => [directory.path, directory]));
   const seen = new Set<string>();
   const extract = tarExtract();
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (extract.write(chunk)) callback();
+      else extract.once('drain', () => callback());
+    },
+    final(callback) {
+      extract.end(undefined);
+      callback();
+    },
+  });
   const writing = (async () => {
     for await (const entry of extract) {
       const name = entry.header.name.replace(/\/+$/, '');
@@ -97,24 +110,16 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       await fs.utimes(destination, file.mtime, file.mtime);
     }
   })();
-  writing.catch(() => undefined);
+  // A file that fails (damaged, unexpected, disk full) stops the download.
+  writing.catch((error: Error) => sink.destroy(error));
   const body = await storage.getStream(job.key);
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      if (extract.write(chunk)) callback();
-      else extract.once('drain', () => callback());
-    },
-    final(callback) {
-      extract.end(undefined);
-      callback();
-    },
-  });
   try {
     await pipeline(body, decodeStream(what, codecFor), sink);
   } catch (error) {
     extract.destroy();
-    await writing.catch(() => undefined);
-    throw error;
+    // The writer's own error (a damaged file) says more than the stopped pipeline's.
+    const writerError = await Promise.race([writing.then(() => undefined, (e: unknown) => e), new Promise((resolve) => setTimeout(resolve, 5000, undefined))]);
+    throw writerError ?? error;
   }
   await writing;
   const missing = job.files.filter((file) => !seen.has(file.path)).map((file) => file.path);

@@ -48,10 +48,29 @@ const READ_SIZE = 1024 * 1024;
  * The part's bytes (to be stored as they come) and, once the stream has ended, what it holds.
  * `onBytes` reports progress: file bytes read so far.
  */
-export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void = () => undefined): { stream: Readable; result: Promise<PartResult> } {
+export interface PartStream {
+  /** The stored object's bytes. */
+  readonly stream: Readable;
+  /** What the part holds, once every file has been read into it. */
+  readonly result: Promise<PartResult>;
+  /** Stops reading files (the upload failed): `result` rejects with `error`. */
+  abort(error: Error): void;
+}
+
+export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void = () => undefined): PartStream {
   const pack = tarPack();
   const encoder = encodeStream(codec);
   let tarBytes = 0;
+  let abortWith: (error: Error) => void = () => undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    abortWith = reject;
+  });
+  aborted.catch(() => undefined);
+  const abort = (error: Error) => {
+    abortWith(error);
+    pack.destroy(error);
+    encoder.destroy(error);
+  };
   // streamx's pack into Node's Transform, by hand to count the tar bytes and keep backpressure.
   pack.on('data', (data: unknown) => {
     const chunk = data as Buffer;
@@ -68,7 +87,6 @@ export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes:
     });
     pack.once('error', reject);
     encoder.once('error', reject);
-    encoder.once('close', () => reject(new Error('the part stream was closed before it was complete')));
   });
   packEnded.catch(() => undefined);
   const result = (async (): Promise<PartResult> => {
@@ -76,22 +94,19 @@ export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes:
     const vanished: string[] = [];
     for (const entry of entries) {
       if (entry.type === 'directory') {
-        await addEntry(pack, { name: entry.path, type: 'directory', mode: entry.mode, mtime: new Date(entry.mtime * 1000) });
+        await Promise.race([addEntry(pack, { name: entry.path, type: 'directory', mode: entry.mode, mtime: new Date(entry.mtime * 1000) }), aborted]);
         continue;
       }
-      const stored = await addFile(pack, entry, onBytes);
+      const stored = await Promise.race([addFile(pack, entry, onBytes, aborted), aborted]);
       if (stored) files.push(stored);
       else vanished.push(entry.path);
     }
     pack.finalize();
-    await packEnded;
+    await Promise.race([packEnded, aborted]);
     return { files, vanished, tarBytes };
   })();
-  result.catch((error) => {
-    pack.destroy(error);
-    encoder.destroy(error);
-  });
-  return { stream: encoder, result };
+  result.catch((error) => abort(error));
+  return { stream: encoder, result, abort };
 }
 
 function addEntry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnType<typeof tarPack>['entry']>[0]): Promise<void> {
@@ -100,7 +115,7 @@ function addEntry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnTyp
   });
 }
 
-async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onBytes: (bytes: number) => void): Promise<StoredFile | undefined> {
+async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onBytes: (bytes: number) => void, aborted: Promise<never>): Promise<StoredFile | undefined> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(entry.absolute, 'r');
@@ -126,10 +141,10 @@ async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onByt
       crc = crc32(chunk, crc);
       position += chunk.length;
       onBytes(chunk.length);
-      if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
+      if (!sink.write(chunk)) await Promise.race([new Promise<void>((resolve) => sink.once('drain', () => resolve())), aborted]);
     }
     sink.end(undefined);
-    await finished;
+    await Promise.race([finished, aborted]);
     return { path: entry.path, size, mode: entry.mode, mtime: entry.mtime, checksum: formatChecksum(crc) };
   } finally {
     await handle.close();

@@ -30,12 +30,14 @@ export function parseTargetTime(text: string): { time: string; at: number } {
     );
   }
   let zone = match[5].toUpperCase();
-  if (/^[+-]\d{2}$/.test(zone)) zone = `${zone}:00`;
+  if (zone === 'Z') zone = '+00:00';
+  else if (/^[+-]\d{2}$/.test(zone)) zone = `${zone}:00`;
   else if (/^[+-]\d{4}$/.test(zone)) zone = `${zone.slice(0, 3)}:${zone.slice(3)}`;
-  const iso = `${match[1]}T${match[2]}${zone}`;
-  const at = Date.parse(iso);
+  const at = Date.parse(`${match[1]}T${match[2]}${zone}`);
   if (Number.isNaN(at)) throw new RecoveryTargetError(`--target-time ${JSON.stringify(text)} is not a valid time`);
-  return { time: iso, at };
+  // As PostgreSQL reads it while it loads its configuration: a numeric offset, not 'Z' (time zone
+  // abbreviations are not loaded yet then: "invalid value for parameter recovery_target_time").
+  return { time: `${match[1]} ${match[2]}${zone}`, at };
 }
 
 /** The target from the command's options; at most one may be given. */

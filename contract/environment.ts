@@ -67,6 +67,13 @@ export const ARCHIVER_ENV = {
   timeoutSeconds: 'ARCHIVER_TIMEOUT_SECONDS',
   /** Attempts per storage request, the first included. Default 3. */
   maxAttempts: 'ARCHIVER_MAX_ATTEMPTS',
+  /**
+   * `wal-fetch` in archive recovery (recovery.signal without standby.signal): seconds it keeps
+   * retrying an archive it cannot read before it stops recovery (exit EXIT_CODES.stopRecovery)
+   * instead of letting PostgreSQL end it early. Default DEFAULT_RECOVERY_DEADLINE_SECONDS (60);
+   * 0: stop at the first failure.
+   */
+  recoveryDeadlineSeconds: 'ARCHIVER_RECOVERY_DEADLINE_SECONDS',
   /** `debug`, `info` (default) or `warn`. */
   logLevel: 'ARCHIVER_LOG_LEVEL',
 } as const;

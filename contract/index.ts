@@ -14,4 +14,5 @@ export * from './exit-codes';
 export * from './installation';
 export * from './locations';
 export * from './protocol';
+export * from './recovery';
 export * from './spool';

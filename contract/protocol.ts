@@ -6,7 +6,10 @@
  *   TOKEN  OP  OWNER  ARGUMENTS...
  *
  *   push   ABSOLUTE-PATH                  archive one WAL file (wal-push)
- *   fetch  NAME  ABSOLUTE-DESTINATION     restore one WAL file (wal-fetch)
+ *   fetch  NAME  ABSOLUTE-DESTINATION  MODE
+ *                                         restore one WAL file (wal-fetch); MODE is how the
+ *                                         caller's PostgreSQL runs restore_command (recovery.ts
+ *                                         RECOVERY_MODES), which decides the answer to a failure
  *   ping                                  is it alive; the answer's detail is JSON
  *   stop                                  stop after the pushes in flight
  *
@@ -15,7 +18,8 @@
  *
  *   wait                      the request is being worked on (every HEARTBEAT_SECONDS)
  *   ok [DETAIL]               done: exit 0
- *   exit CODE NAME: MESSAGE   failed: exit CODE (exit-codes.ts ERROR_EXIT_CODES)
+ *   exit CODE NAME: MESSAGE   failed: exit CODE (exit-codes.ts ERROR_EXIT_CODES; for a fetch in
+ *                             archive recovery only EXIT_CODES.notFound or stopRecovery)
  *   mismatch                  it serves another archive location: the caller works another way
  *
  * A call that hears nothing for SILENCE_LIMIT_SECONDS takes the background archiver for frozen

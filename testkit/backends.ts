@@ -8,12 +8,19 @@ import * as path from 'node:path';
 import type { StorageOptions } from '../archiver/src/storage/storage';
 import { startGcsEmulator } from './gcs-emulator';
 import { giveToPostgres } from './postgres';
-import { startS3Server } from './s3-server';
+import { S3Server, startS3Server } from './s3-server';
 
 export interface TestBackend {
   /** The archiver's environment for this location (no spool). */
   readonly env: Record<string, string>;
   readonly storage: StorageOptions;
+  /** s3rver's process (crash, restart, pause), for the s3rver backend only. */
+  readonly s3?: S3Server;
+  /**
+   * The file that holds the stored bytes of `key` (local directory and s3rver; undefined for the
+   * GCS emulator), for damaging an object behind the storage's back.
+   */
+  objectFile(key: string): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -28,7 +35,7 @@ export async function startBackend(name: BackendName, scratch: string): Promise<
     case 'a local directory': {
       const root = fs.mkdtempSync(path.join(scratch, 'local-repo-'));
       giveToPostgres(root);
-      return { env: { ARCHIVER_REPOSITORY: `file://${root}` }, storage: { kind: 'local', root }, stop: async () => undefined };
+      return { env: { ARCHIVER_REPOSITORY: `file://${root}` }, storage: { kind: 'local', root }, objectFile: (key) => path.join(root, key), stop: async () => undefined };
     }
     case 's3rver (S3-compatible)': {
       const server = await startS3Server({ buckets: ['kubedb'] });
@@ -42,6 +49,9 @@ export async function startBackend(name: BackendName, scratch: string): Promise<
           ARCHIVER_S3_CHECKSUMS: 'when_required',
         },
         storage: { kind: 's3', bucket: 'kubedb', prefix: PREFIX, endpoint: server.endpoint, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, requestChecksumCalculation: 'WHEN_REQUIRED' },
+        s3: server,
+        // s3rver's filesystem store: DIRECTORY/BUCKET/KEY._S3rver_object.
+        objectFile: (key) => path.join(server.directory, 'kubedb', PREFIX, `${key}._S3rver_object`),
         stop: () => server.stop(),
       };
     }
@@ -50,6 +60,7 @@ export async function startBackend(name: BackendName, scratch: string): Promise<
       return {
         env: { ARCHIVER_REPOSITORY: `gs://kubedb/${PREFIX}`, STORAGE_EMULATOR_HOST: emulator.apiEndpoint, GOOGLE_PROJECT_ID: emulator.projectId },
         storage: { kind: 'gcs', bucket: 'kubedb', prefix: PREFIX, apiEndpoint: emulator.apiEndpoint, projectId: emulator.projectId },
+        objectFile: () => undefined,
         stop: () => emulator.stop(),
       };
     }

@@ -150,15 +150,55 @@ export class PostgresCluster {
   /**
    * Waits for the end of recovery: the log's plain "ready to accept connections" (pg_ctl -w
    * returns before it with hot_standby off, and "read-only connections" comes before redo ends).
+   * `logFrom`: read the log from this offset on (a second start after a stopped recovery).
    */
-  async waitForRecoveryEnd(timeoutMs = 300_000): Promise<void> {
+  async waitForRecoveryEnd(timeoutMs = 300_000, logFrom = 0): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!/database system is ready to accept connections/.test(this.log())) {
-      if (Date.now() > deadline || /FATAL|PANIC/.test(this.log()) && /startup process .* exited|aborting startup|configuration file .* contains errors/.test(this.log())) {
-        throw new Error(`recovery did not end:\n${this.log().slice(-3000)}`);
+    const log = () => this.log().slice(logFrom);
+    while (!/database system is ready to accept connections/.test(log())) {
+      if (Date.now() > deadline || /FATAL|PANIC/.test(log()) && /startup process .* exited|aborting startup|configuration file .* contains errors/.test(log())) {
+        throw new Error(`recovery did not end:\n${log().slice(-3000)}`);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /**
+   * Waits until the server has stopped on its own (a startup process that failed): the log says
+   * "database system is shut down" and postmaster.pid is gone — not merely absent yet, as right
+   * after `start(false)`. Fails at once when the server opened instead. `logFrom`: read the log
+   * from this offset on.
+   */
+  async waitForStop(timeoutMs = 120_000, logFrom = 0): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!/database system is shut down/.test(this.log().slice(logFrom)) || fs.existsSync(path.join(this.dataDir, 'postmaster.pid'))) {
+      // Opened instead: it will not stop on its own.
+      if (Date.now() > deadline || /database system is ready to accept connections/.test(this.log().slice(logFrom))) {
+        throw new Error(`the server did not stop:\n${this.log().slice(logFrom).slice(-3000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.running = false;
+  }
+
+  /** Whether a postmaster runs on the data directory (pg_ctl status). */
+  isRunning(): boolean {
+    try {
+      asPostgres(`${PG_BIN}/pg_ctl`, ['-D', this.dataDir, 'status']);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** pg_controldata's fields, e.g. "Database cluster state": "in archive recovery". */
+  controlData(): Record<string, string> {
+    const fields: Record<string, string> = {};
+    for (const line of asPostgres(`${PG_BIN}/pg_controldata`, ['-D', this.dataDir]).split('\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    return fields;
   }
 
   /** Files waiting for archive_command. */

@@ -25,7 +25,8 @@ import { CompressionName } from './compression';
 import { checksum } from './envelope';
 import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, ObjectExistsError, ObjectNotFoundError, WalNotFoundError } from './errors';
 import { Logger } from './logger';
-import { Storage } from './storage/storage';
+import type { TimelineSurvey } from './recovery';
+import { OperationOptions, Storage } from './storage/storage';
 import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, requireWalFileName, segmentHeaderOf, walFileKind } from './wal-names';
 
 export { walKey };
@@ -189,10 +190,10 @@ export class Archive {
   }
 
   /** Restores `name` from the archive, verified, as a Buffer. */
-  async fetchData(name: string): Promise<{ data: Buffer; storedBytes: number }> {
+  async fetchData(name: string, options: OperationOptions = {}): Promise<{ data: Buffer; storedBytes: number }> {
     let object: Buffer;
     try {
-      object = await this.storage.get(walKey(name));
+      object = await this.storage.get(walKey(name), options);
     } catch (error) {
       if (error instanceof ObjectNotFoundError) throw new WalNotFoundError(name, this.location);
       throw error;
@@ -201,10 +202,31 @@ export class Archive {
   }
 
   /** Restores `name` to `destination`, written under a temporary name and renamed when complete. */
-  async fetch(name: string, destination: string): Promise<FetchResult> {
-    const { data, storedBytes } = await this.fetchData(name);
+  async fetch(name: string, destination: string, options: OperationOptions = {}): Promise<FetchResult> {
+    const { data, storedBytes } = await this.fetchData(name, options);
     await writeFileAtomically(destination, data, false);
     return { name, bytes: data.length, storedBytes };
+  }
+
+  /**
+   * What the archive holds of segment `name`'s timeline from `name` on, for telling a gap from the
+   * end of the archive (recovery.ts): whether `name` is listed, and the first later WAL file of
+   * the timeline (segment, .partial or .backup: each means WAL of the timeline went past `name`).
+   * One listing of the timeline's WAL; a failure is a StorageError, never "nothing later".
+   */
+  async surveyTimeline(name: string, options: OperationOptions = {}): Promise<TimelineSurvey> {
+    const timeline = name.slice(0, 8);
+    let listed = false;
+    for (const { key } of await this.storage.list(walKey(timeline), options)) {
+      const other = key.slice(WAL_PREFIX.length);
+      const kind = walFileKind(other);
+      // TTTTTTTT.history shares the prefix but is not WAL of the timeline.
+      if (kind === undefined || kind === 'history') continue;
+      if (other === name) listed = true;
+      // Listed in key order: the first whose segment is past `name` is the first later file.
+      else if (other.slice(0, 24) > name) return { listed, later: other };
+    }
+    return { listed, later: undefined };
   }
 
   /** Decodes an archived object and verifies the original's size and checksum. */

@@ -27,7 +27,8 @@ Commands:
 ${lines.join('\n')}
 
 Exit codes: 0 done; 1 failed (nothing reported as stored); 2 bad command line or configuration;
-74 not found (wal-fetch: the file is not in the archive).
+74 not found (wal-fetch: the file is not in the archive); 128 wal-fetch in archive recovery could
+not read the archive, found it damaged or with a gap: recovery stops rather than ends early.
 
 Configuration comes from the environment: ARCHIVER_REPOSITORY (s3://BUCKET/PATH, gs://BUCKET/PATH,
 file:///PATH), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ARCHIVER_S3_ENDPOINT,

@@ -12,6 +12,7 @@ import {
   DAEMON_MODES,
   DATA_DIRECTORY_MARKER,
   DEFAULT_AWS_REGION,
+  DEFAULT_RECOVERY_DEADLINE_SECONDS,
   DaemonMode,
   PGDATA_ENV,
   SILENCE_LIMIT_SECONDS,
@@ -38,6 +39,12 @@ export interface ArchiverConfig {
    * a spool a call works alone: no background archiver, no push-ahead, no prefetch.
    */
   readonly spool: string | undefined;
+  /**
+   * PostgreSQL's data directory: the working directory when it is one (PostgreSQL runs the
+   * commands there), else $PGDATA; undefined with neither. Its signal files say whether
+   * restore_command runs in archive recovery (recovery.ts).
+   */
+  readonly dataDirectory: string | undefined;
   /** The archive location, as the spool records its owner (contract `spoolOwner`). */
   readonly spoolOwner: string;
   readonly pushConcurrency: number;
@@ -57,6 +64,8 @@ export interface ArchiverConfig {
   readonly daemonSilenceSeconds: number;
   /** Where a background archiver started by a call logs; undefined: the call's stderr. */
   readonly daemonLog: string | undefined;
+  /** Archive recovery: how long `wal-fetch` retries an archive it cannot read before it stops recovery. */
+  readonly recoveryDeadlineSeconds: number;
   readonly logLevel: 'debug' | 'info' | 'warn';
 }
 
@@ -189,17 +198,24 @@ function isDataDirectory(directory: string): boolean {
 }
 
 /**
- * The spool: ARCHIVER_SPOOL (relative to the working directory); else beside the data directory,
- * which is the working directory when it is one (archive_command and restore_command run there),
- * else $PGDATA; else none. The launcher applies the same rule (archiver/bin/archiver).
+ * The data directory: the working directory when it is one (archive_command and restore_command
+ * run there), else $PGDATA, else none. The launcher applies the same rule (archiver/bin/archiver).
+ */
+export function resolveDataDirectory(env: Env, cwd: string, dataDirectoryTest: (directory: string) => boolean = isDataDirectory): string | undefined {
+  if (dataDirectoryTest(cwd)) return path.resolve(cwd);
+  const pgdata = env[PGDATA_ENV];
+  return pgdata ? path.resolve(cwd, pgdata) : undefined;
+}
+
+/**
+ * The spool: ARCHIVER_SPOOL (relative to the working directory); else beside the data directory
+ * (resolveDataDirectory); else none. The launcher applies the same rule (archiver/bin/archiver).
  */
 export function resolveSpool(env: Env, cwd: string, dataDirectoryTest: (directory: string) => boolean = isDataDirectory): string | undefined {
   const spool = env[ARCHIVER_ENV.spool];
   if (spool) return path.resolve(cwd, spool);
-  if (dataDirectoryTest(cwd)) return path.resolve(cwd, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
-  const pgdata = env[PGDATA_ENV];
-  if (pgdata) return path.resolve(cwd, pgdata, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
-  return undefined;
+  const dataDirectory = resolveDataDirectory(env, cwd, dataDirectoryTest);
+  return dataDirectory === undefined ? undefined : path.resolve(dataDirectory, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
 }
 
 /**
@@ -224,6 +240,7 @@ export function readConfig(env: Env = process.env, cwd: string = process.cwd(), 
     compression,
     compressionLevel,
     spool: resolveSpool(env, cwd, dataDirectoryTest),
+    dataDirectory: resolveDataDirectory(env, cwd, dataDirectoryTest),
     spoolOwner: spoolOwner(env[ARCHIVER_ENV.repository]!, env[ARCHIVER_ENV.s3Endpoint] || undefined),
     pushConcurrency: integer(env, ARCHIVER_ENV.pushConcurrency, 8, 1, 64),
     workers: integer(env, ARCHIVER_ENV.workers, Math.max(1, Math.min(4, os.availableParallelism())), 0, 64),
@@ -233,6 +250,7 @@ export function readConfig(env: Env = process.env, cwd: string = process.cwd(), 
     daemonIdleSeconds: integer(env, ARCHIVER_ENV.daemonIdleSeconds, 300, 0, 7 * 24 * 3600),
     daemonSilenceSeconds: integer(env, ARCHIVER_ENV.daemonSilenceSeconds, SILENCE_LIMIT_SECONDS, 3, 3600),
     daemonLog: env[ARCHIVER_ENV.daemonLog] || undefined,
+    recoveryDeadlineSeconds: integer(env, ARCHIVER_ENV.recoveryDeadlineSeconds, DEFAULT_RECOVERY_DEADLINE_SECONDS, 0, 7 * 24 * 3600),
     logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),
   };
 }

@@ -57,6 +57,37 @@ export class WalNotFoundError extends Error {
   }
 }
 
+/**
+ * `wal-fetch` in archive recovery: a segment is missing while a later WAL file of its timeline is
+ * archived. Not the end of the archive (which would end recovery and promote) but a hole in it:
+ * recovery stops here, and resumes when the file is put back and PostgreSQL started again.
+ */
+export class WalGapError extends Error {
+  public override readonly name = 'WalGapError';
+
+  constructor(
+    public readonly walName: string,
+    /** The first later WAL file of the timeline found in the archive. */
+    public readonly later: string,
+    location: string,
+  ) {
+    super(
+      `${walName} is missing from the archive but ${later} is there: a gap; recovery stops here rather than end early ` +
+        `(archive ${location}: put ${walName} back, e.g. from the old primary's pg_wal, and start PostgreSQL again)`,
+    );
+  }
+}
+
+/**
+ * `wal-fetch` in archive recovery: the archive could not be read within
+ * ARCHIVER_RECOVERY_DEADLINE_SECONDS, an object is damaged, or anything else but "not in the
+ * archive" failed. PostgreSQL would take any exit code from 1 to 125 for the end of the archive
+ * and promote with WAL missing; this error's code stops recovery instead. `cause` is the failure.
+ */
+export class RecoveryStopError extends Error {
+  public override readonly name = 'RecoveryStopError';
+}
+
 /** `check --storage`: nothing has been archived at the location yet (no archive.json). */
 export class ArchiveNotFoundError extends Error {
   public override readonly name = 'ArchiveNotFoundError';
@@ -275,6 +306,7 @@ const REVIVABLE: Record<string, new (message: string) => Error> = {
   UnsupportedObjectError,
   ForeignArchiveError,
   DaemonNotRunningError,
+  RecoveryStopError,
 };
 
 /**
@@ -282,8 +314,8 @@ const REVIVABLE: Record<string, new (message: string) => Error> = {
  * `{ name, message }`, so that `instanceof` and exit codes hold.
  */
 export function reviveError(error: { name: string; message: string }): Error {
-  if (error.name === 'WalNotFoundError') {
-    const revived = new WalNotFoundError('', '');
+  if (error.name === 'WalNotFoundError' || error.name === 'WalGapError') {
+    const revived = error.name === 'WalGapError' ? new WalGapError('', '', '') : new WalNotFoundError('', '');
     revived.message = error.message;
     return revived;
   }

@@ -14,6 +14,7 @@ import { Archive, writeFileAtomically } from './archive';
 import { WalNotFoundError } from './errors';
 import { Limiter } from './limiter';
 import { Logger } from './logger';
+import type { TimelineSurvey } from './recovery';
 import { Spool } from './spool';
 import { followingSegments, walFileKind } from './wal-names';
 
@@ -36,14 +37,22 @@ export class Prefetcher {
     this.limiter = new Limiter(concurrency);
   }
 
-  /** Serves `name` to `destination`: from the spool, from a download in flight, or from the archive. */
-  async fetch(name: string, destination: string): Promise<{ source: 'prefetch' | 'archive'; bytes?: number }> {
+  get location(): string {
+    return this.archive.location;
+  }
+
+  /**
+   * Serves `name` to `destination`: from the spool, from a download in flight, or from the
+   * archive. A download that failed, for whatever reason, only means the archive is asked now:
+   * its failure is never taken for the answer (a storage failure is not "not in the archive").
+   */
+  async fetch(name: string, destination: string, options: { readonly signal?: AbortSignal } = {}): Promise<{ source: 'prefetch' | 'archive'; bytes?: number }> {
     let source: 'prefetch' | 'archive' = 'prefetch';
     const pending = this.inFlight.get(name);
-    if (pending) await pending.catch(() => false);
+    if (pending) await untilAborted(pending.catch(() => false), options.signal);
     if (!(await this.spool.takePrefetched(name, destination))) {
       source = 'archive';
-      await this.archive.fetch(name, destination);
+      await this.archive.fetch(name, destination, options);
     }
     this.offered.delete(name);
     if (walFileKind(name) === 'segment') {
@@ -51,6 +60,11 @@ export class Prefetcher {
       this.fill(name);
     }
     return { source };
+  }
+
+  /** The archive's survey of `name`'s timeline (recovery.ts tells a gap from the end with it). */
+  surveyTimeline(name: string, options: { readonly signal?: AbortSignal } = {}): Promise<TimelineSurvey> {
+    return this.archive.surveyTimeline(name, options);
   }
 
   /** Watches the spool so that a file taken by the launcher moves the window. */
@@ -113,4 +127,15 @@ export class Prefetcher {
       }
     }
   }
+}
+
+/** `promise`, or a rejection with the signal's reason when `signal` aborts first (a download stuck on a hung server). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -17,6 +17,7 @@ import { requestDaemon } from './daemon/client';
 import { DaemonLostError, DaemonUnavailableError } from './errors';
 import { Logger } from './logger';
 import { Pusher } from './pusher';
+import { RecoveryMode, restoreWal } from './recovery';
 import { openRepository } from './repository';
 import { Spool } from './spool';
 
@@ -68,15 +69,19 @@ export async function pushWal(config: ArchiverConfig, file: string, log: Logger)
   }
 }
 
-/** Restores WAL file `name` to `destination` (absolute), verified. */
-export async function fetchWal(config: ArchiverConfig, name: string, destination: string, log: Logger): Promise<void> {
+/**
+ * Restores WAL file `name` to `destination` (absolute), verified, as `mode` requires
+ * (recovery.ts): the background archiver is told the mode and answers by it; working alone, the
+ * call applies it itself.
+ */
+export async function fetchWal(config: ArchiverConfig, name: string, destination: string, mode: RecoveryMode, log: Logger): Promise<void> {
   if (hasSpool(config)) {
     if (await new Spool(config.spool, config.spoolOwner).takePrefetched(name, destination)) return;
-    if (await asked(config, log, { op: 'fetch', name, destination })) return;
+    if (await asked(config, log, { op: 'fetch', name, destination, mode })) return;
   }
   const archive = await openRepository(config, { log });
   try {
-    await archive.fetch(name, destination);
+    await restoreWal(archive, name, destination, { mode, deadlineMs: config.recoveryDeadlineSeconds * 1000, log });
   } finally {
     await archive.close();
   }

@@ -14,6 +14,8 @@ import {
   ARCHIVER_ENV,
   ERROR_EXIT_CODES,
   EXIT_CODES,
+  RECOVERY_MODES,
+  RECOVERY_SIGNAL_FILES,
   SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
   SPOOL_LAYOUT,
   exitCodeForErrorName,
@@ -66,7 +68,19 @@ describe('the launcher scripts and the build', () => {
   });
 
   it('write no contract value into a script by hand', () => {
-    const literals = [ARCHIVER_ENV.spool, ARCHIVER_ENV.repository, ARCHIVER_ENV.s3Endpoint, SPOOL_LAYOUT.port, SPOOL_LAYOUT.owner, SPOOL_LAYOUT.pushed, SPOOL_LAYOUT.prefetch, SPOOL_DEFAULT_FROM_DATA_DIRECTORY];
+    const literals = [
+      ARCHIVER_ENV.spool,
+      ARCHIVER_ENV.repository,
+      ARCHIVER_ENV.s3Endpoint,
+      SPOOL_LAYOUT.port,
+      SPOOL_LAYOUT.owner,
+      SPOOL_LAYOUT.pushed,
+      SPOOL_LAYOUT.prefetch,
+      SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
+      RECOVERY_SIGNAL_FILES.recovery,
+      RECOVERY_SIGNAL_FILES.standby,
+      RECOVERY_MODES.archiveRecovery,
+    ];
     for (const { name, text } of templates) {
       const code = text.split('\n').filter((line) => !line.trimStart().startsWith('#')).join('\n');
       for (const literal of literals) expect(code, `${name} spells ${literal} out instead of using its placeholder`).not.toContain(literal);
@@ -90,5 +104,13 @@ describe('the archiver\'s errors and the exit-code table', () => {
     expect(exitCodeForErrorName('ArchiveConflictError')).toBe(EXIT_CODES.error);
     expect(exitCodeForErrorName('SomethingUnforeseen')).toBe(EXIT_CODES.error);
     expect(errors.exitCodeOf(new errors.WalNotFoundError('000000010000000000000001', 'file:///x'))).toBe(EXIT_CODES.notFound);
+  });
+
+  it('gives the code that stops recovery (above 125: fatal to PostgreSQL, never "no more WAL") to a gap and to every other failure in archive recovery', () => {
+    expect(EXIT_CODES.stopRecovery).toBeGreaterThan(125);
+    expect(errors.exitCodeOf(new errors.WalGapError('000000010000000000000005', '000000010000000000000006', 'file:///x'))).toBe(EXIT_CODES.stopRecovery);
+    expect(errors.exitCodeOf(new errors.RecoveryStopError('storage down'))).toBe(EXIT_CODES.stopRecovery);
+    // Across the background archiver's answers too: a revived error keeps its code.
+    for (const name of ['WalGapError', 'RecoveryStopError']) expect(errors.exitCodeOf(errors.reviveError({ name, message: 'm' }))).toBe(EXIT_CODES.stopRecovery);
   });
 });

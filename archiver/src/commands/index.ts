@@ -36,7 +36,13 @@ files PostgreSQL marked ready, in parallel, so that later calls return at once.`
     summary: "restore one WAL file (restore_command = 'archiver wal-fetch %f %p')",
     help: `Restores the WAL file <name> from the archive to <destination>, verifying its checksum. Exits 74
 when the archive does not have it (PostgreSQL then ends recovery or keeps streaming), 1 on any other
-failure. Downloads the following segments ahead into the spool.`,
+failure. Downloads the following segments ahead into the spool.
+
+In archive recovery (recovery.signal without standby.signal in the data directory) a failure must
+not read as the end of the archive, which PostgreSQL answers by promoting with WAL missing: the
+archive is retried for ARCHIVER_RECOVERY_DEADLINE_SECONDS (default 60), a damaged object, a gap (a
+segment missing while a later one of its timeline is archived) or any other failure exits 128, and
+PostgreSQL stops recovery instead; 74 only at the true end of the archive.`,
     load: () => require('./wal-fetch').run,
   },
   {

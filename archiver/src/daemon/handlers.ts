@@ -3,14 +3,19 @@
  * A new operation is a line here and a line in contract/protocol.ts.
  */
 import * as path from 'node:path';
+import type { Logger } from '../logger';
 import type { Prefetcher } from '../prefetcher';
 import type { Pusher } from '../pusher';
+import { recoveryFailure, restoreWal } from '../recovery';
 import type { Request } from './protocol';
 
 /** What the handlers work with: the running background archiver's parts. */
 export interface DaemonContext {
   readonly pusher: Pusher;
   readonly prefetcher: Prefetcher;
+  /** Archive recovery: how long a fetch retries an archive it cannot read (ARCHIVER_RECOVERY_DEADLINE_SECONDS). */
+  readonly recoveryDeadlineSeconds: number;
+  readonly log: Logger;
   /** Pushes ahead as soon as PostgreSQL marks a file ready in this pg_wal. */
   watchWalDirectory(walDirectory: string): void;
   /** Stops the background archiver after this answer. */
@@ -29,7 +34,14 @@ export const HANDLERS: Handlers = {
   },
   async fetch(context, request) {
     context.prefetcher.watch();
-    return JSON.stringify(await context.prefetcher.fetch(request.name, request.destination));
+    // The caller's mode decides: in archive recovery the answer is the file, "not in the archive"
+    // (the true end) or a code that stops recovery — what the call itself would answer.
+    const options = { mode: request.mode, deadlineMs: context.recoveryDeadlineSeconds * 1000, log: context.log };
+    try {
+      return JSON.stringify(await restoreWal(context.prefetcher, request.name, request.destination, options));
+    } catch (error) {
+      throw recoveryFailure(request.mode, error);
+    }
   },
   async ping(context) {
     return JSON.stringify({ pid: process.pid, pending: context.pusher.pending });

@@ -3,13 +3,14 @@
  * formatting of request and answer lines, shared by the server and the Node client. The launcher's
  * bash helper speaks the same lines (archiver/bin/archiver-call).
  */
-import { ANSWERS, MAX_REQUEST_LINE, PROTOCOL_SEPARATOR, REQUEST_OPS, RequestOp, exitCodeForErrorName } from '../../../contract';
+import { ANSWERS, MAX_REQUEST_LINE, PROTOCOL_SEPARATOR, REQUEST_OPS, RecoveryMode, RequestOp, exitCodeForErrorName, parseRecoveryMode } from '../../../contract';
 
 export { MAX_REQUEST_LINE };
 
 export type Request =
   | { readonly op: 'push'; readonly file: string }
-  | { readonly op: 'fetch'; readonly name: string; readonly destination: string }
+  /** `mode`: how the caller's PostgreSQL runs restore_command; it decides the answer to a failure (recovery.ts). */
+  | { readonly op: 'fetch'; readonly name: string; readonly destination: string; readonly mode: RecoveryMode }
   | { readonly op: 'ping' }
   | { readonly op: 'stop' };
 
@@ -25,7 +26,7 @@ export type Answer =
 
 /** The request line (without its newline). */
 export function formatRequest(token: string, owner: string, request: Request): string {
-  const args = request.op === 'push' ? [request.file] : request.op === 'fetch' ? [request.name, request.destination] : [];
+  const args = request.op === 'push' ? [request.file] : request.op === 'fetch' ? [request.name, request.destination, request.mode] : [];
   return [token, request.op, owner, ...args].join(PROTOCOL_SEPARATOR);
 }
 
@@ -41,8 +42,11 @@ function requestOf(op: RequestOp, args: readonly string[]): Request | undefined 
   switch (op) {
     case REQUEST_OPS.push:
       return args.length === 1 && args[0].startsWith('/') ? { op, file: args[0] } : undefined;
-    case REQUEST_OPS.fetch:
-      return args.length === 2 && args[1].startsWith('/') ? { op, name: args[0], destination: args[1] } : undefined;
+    case REQUEST_OPS.fetch: {
+      // The mode is required: a caller that does not say would get a standby's answers in archive recovery.
+      const mode = parseRecoveryMode(args[2] ?? '');
+      return args.length === 3 && args[1].startsWith('/') && mode ? { op, name: args[0], destination: args[1], mode } : undefined;
+    }
     case REQUEST_OPS.ping:
     case REQUEST_OPS.stop:
       return args.length === 0 ? { op } : undefined;

@@ -128,6 +128,8 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const context: DaemonContext = {
     pusher,
     prefetcher,
+    recoveryDeadlineSeconds: config.recoveryDeadlineSeconds,
+    log,
     watchWalDirectory(walDirectory) {
       if (watchers.has(walDirectory)) return;
       try {

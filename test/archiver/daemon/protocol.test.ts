@@ -14,7 +14,9 @@ describe('request lines', () => {
   const requests: [string, Request][] = [
     ['push', { op: 'push', file: '/var/lib/postgresql/data/pg_wal/000000010000000000000001' }],
     ['push of a path with spaces', { op: 'push', file: '/data dir/pg_wal/000000010000000000000001' }],
-    ['fetch', { op: 'fetch', name: '000000010000000000000001', destination: '/data/pg_wal/RECOVERYXLOG' }],
+    ['fetch', { op: 'fetch', name: '000000010000000000000001', destination: '/data/pg_wal/RECOVERYXLOG', mode: 'none' }],
+    ['fetch in archive recovery', { op: 'fetch', name: '000000010000000000000001', destination: '/data/pg_wal/RECOVERYXLOG', mode: 'archive-recovery' }],
+    ['fetch in standby mode', { op: 'fetch', name: '000000010000000000000001', destination: '/data/pg_wal/RECOVERYXLOG', mode: 'standby' }],
     ['ping', { op: 'ping' }],
     ['stop', { op: 'stop' }],
   ];
@@ -28,7 +30,7 @@ describe('request lines', () => {
 
   it('writes the exact line the bash helper writes for a push and a fetch', () => {
     expect(formatRequest(TOKEN, OWNER, { op: 'push', file: '/d/pg_wal/X' })).toBe(`${TOKEN}\tpush\t${OWNER}\t/d/pg_wal/X`);
-    expect(formatRequest(TOKEN, OWNER, { op: 'fetch', name: 'X', destination: '/d/pg_wal/RECOVERYXLOG' })).toBe(`${TOKEN}\tfetch\t${OWNER}\tX\t/d/pg_wal/RECOVERYXLOG`);
+    expect(formatRequest(TOKEN, OWNER, { op: 'fetch', name: 'X', destination: '/d/pg_wal/RECOVERYXLOG', mode: 'archive-recovery' })).toBe(`${TOKEN}\tfetch\t${OWNER}\tX\t/d/pg_wal/RECOVERYXLOG\tarchive-recovery`);
   });
 
   it('accepts an empty owner field (no location is a location too)', () => {
@@ -43,8 +45,10 @@ describe('request lines', () => {
     ['an unknown op', `${TOKEN}\tdelete\t${OWNER}\t/x`, 'unknown or incomplete request "delete"'],
     ['a push of a relative path', `${TOKEN}\tpush\t${OWNER}\tpg_wal/000000010000000000000001`, 'unknown or incomplete request "push"'],
     ['a push with two paths', `${TOKEN}\tpush\t${OWNER}\t/a\t/b`, 'unknown or incomplete request "push"'],
-    ['a fetch to a relative destination', `${TOKEN}\tfetch\t${OWNER}\t000000010000000000000001\tRECOVERYXLOG`, 'unknown or incomplete request "fetch"'],
+    ['a fetch to a relative destination', `${TOKEN}\tfetch\t${OWNER}\t000000010000000000000001\tRECOVERYXLOG\tnone`, 'unknown or incomplete request "fetch"'],
     ['a fetch without a destination', `${TOKEN}\tfetch\t${OWNER}\t000000010000000000000001`, 'unknown or incomplete request "fetch"'],
+    ['a fetch without a mode (it would get a standby\'s answers in archive recovery)', `${TOKEN}\tfetch\t${OWNER}\t000000010000000000000001\t/d/pg_wal/RECOVERYXLOG`, 'unknown or incomplete request "fetch"'],
+    ['a fetch with an unknown mode', `${TOKEN}\tfetch\t${OWNER}\t000000010000000000000001\t/d/pg_wal/RECOVERYXLOG\trecovery`, 'unknown or incomplete request "fetch"'],
     ['a ping with an argument', `${TOKEN}\tping\t${OWNER}\t/x`, 'unknown or incomplete request "ping"'],
   ])('fails to parse %s', (_what, line, reason) => {
     expect(parseRequest(line)).toEqual({ kind: 'invalid', reason });

@@ -118,7 +118,7 @@ describe('runDaemon', () => {
     const config = configFor({ ARCHIVER_REPOSITORY: 's3://archive/heartbeat', ARCHIVER_S3_ENDPOINT: server.endpoint, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
     const daemon = (await start(config))!;
     const destination = path.join(path.dirname(config.spool), 'RECOVERYXLOG');
-    const conversation = converse(daemon.address.port, `${daemon.address.token}\tfetch\t${config.spoolOwner}\t${NAME}\t${destination}`);
+    const conversation = converse(daemon.address.port, `${daemon.address.token}\tfetch\t${config.spoolOwner}\t${NAME}\t${destination}\tnone`);
     try {
       await gate.reached;
       await waitUntil(() => conversation.heard.length >= 3, 'three heartbeats', 10 * HEARTBEAT_SECONDS * 1000);

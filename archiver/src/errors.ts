@@ -292,8 +292,8 @@ export class TargetNotEmptyError extends Error {
  * the oldest backup's start and the newest archived segment: a recovery across it would stop
  * there. The message names every gap.
  */
-export class WalGapError extends Error {
-  public override readonly name = 'WalGapError';
+export class WalNotContinuousError extends Error {
+  public override readonly name = 'WalNotContinuousError';
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { parseTargetTime } from '../backup/recovery-target';
 import { RetentionPolicy, describePlan, planRetention, planSummary } from '../backup/retention';
 import { TimelineHistory, describeWalVerify, parseTimelineHistory, verifyWal } from '../backup/wal-verify';
 import { readConfig } from '../config';
-import { UsageError, WalGapError } from '../errors';
+import { UsageError, WalNotContinuousError } from '../errors';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';
 import { DEFAULT_WAL_SEGMENT_SIZE, walFileKind } from '../wal-names';
@@ -112,7 +112,7 @@ export async function runWalVerify(args: readonly string[], out: Out = stdout): 
         ...report.gaps.map((gap) => `timeline ${gap.timeline}: ${gap.first} .. ${gap.last} (${gap.missing} missing)`),
         ...report.missingHistory.map((timeline) => `timeline ${timeline}: no history file`),
       ];
-      throw new WalGapError(`the WAL at ${archive.location} is not continuous: ${problems.join('; ')}`);
+      throw new WalNotContinuousError(`the WAL at ${archive.location} is not continuous: ${problems.join('; ')}`);
     }
   } finally {
     await archive.close();

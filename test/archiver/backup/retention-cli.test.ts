@@ -128,12 +128,12 @@ describe.each(BACKEND_NAMES)('delete and wal-verify on %s (synthetic archive)', 
     expect(result.stdout).toContain(`from ${seg(1, 0x05)} (start of the oldest backup, ${b2.name})`);
   });
 
-  it('wal-verify fails (exit 1, WalGapError) on a missing segment, naming it', async () => {
+  it('wal-verify fails (exit 1, WalNotContinuousError) on a missing segment, naming it', async () => {
     await storage.delete([`wal/${seg(1, 0x07)}`]);
     const result = runArchiver(['wal-verify'], env);
     expect(result.status).toBe(1);
     expect(result.stdout).toContain(`GAP timeline 1: ${seg(1, 0x07)} .. ${seg(1, 0x07)} (1 missing)`);
-    expect(result.stderr).toMatch(/level=error .*error=WalGapError exit=1/);
+    expect(result.stderr).toMatch(/level=error .*error=WalNotContinuousError exit=1/);
     expect(result.stderr).toContain(`timeline 1: ${seg(1, 0x07)} .. ${seg(1, 0x07)} (1 missing)`);
   });
 

@@ -353,7 +353,11 @@ describe.each([S3, 'a local directory'] as BackendName[])('PostgreSQL 15 in arch
     expect(archiverLog()).not.toMatch(/level=error/);
   }, 300_000);
 
-  it.runIf(backendName === S3)('rides out the S3 server down for 15 s with the default deadline: completes with every row', async () => {
+  // An outage needs a server to stop: these cases exist for s3rver only (not listed, rather than
+  // listed as skipped, for the local directory).
+  const serverOutage: typeof it = backendName === S3 ? it : ((() => undefined) as unknown as typeof it);
+
+  serverOutage('rides out the S3 server down for 15 s with the default deadline: completes with every row', async () => {
     // No prefetch: every segment is read from the server, so the outage lands mid-replay.
     const { cluster, archiverLog } = await restored({ ARCHIVER_PREFETCH: '0' });
     startRecovery(cluster);
@@ -368,7 +372,7 @@ describe.each([S3, 'a local directory'] as BackendName[])('PostgreSQL 15 in arch
     expect(archiverLog()).toMatch(/retrying until the deadline/);
   }, 300_000);
 
-  it.runIf(backendName === S3)('stops, FATAL and not promoted, when the S3 server is down past ARCHIVER_RECOVERY_DEADLINE_SECONDS=5; resumes with every row once it is back', async () => {
+  serverOutage('stops, FATAL and not promoted, when the S3 server is down past ARCHIVER_RECOVERY_DEADLINE_SECONDS=5; resumes with every row once it is back', async () => {
     const { cluster, archiverLog } = await restored({ ARCHIVER_PREFETCH: '0', ARCHIVER_RECOVERY_DEADLINE_SECONDS: '5' });
     startRecovery(cluster);
     await waitUntil(() => /restored log file "\w+" from archive/.test(cluster.log()), 'the first restored segment', 60_000);
@@ -380,7 +384,7 @@ describe.each([S3, 'a local directory'] as BackendName[])('PostgreSQL 15 in arch
     await expectResumedWithEveryRow(cluster);
   }, 300_000);
 
-  it.runIf(backendName === S3)('a standby (standby.signal) keeps running while the S3 server is down: its fetches exit 1 and are retried', async () => {
+  serverOutage('a standby (standby.signal) keeps running while the S3 server is down: its fetches exit 1 and are retried', async () => {
     const { cluster } = await restored({}, { hot_standby: 'on' });
     fs.writeFileSync(path.join(cluster.dataDir, 'standby.signal'), '');
     giveToPostgres(cluster.dataDir);

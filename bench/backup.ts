@@ -128,6 +128,12 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
+/** Before a timed step: the previous step's writes flushed (sync) and settled. */
+async function settle(): Promise<void> {
+  execFileSync('sync');
+  await sleep(500);
+}
+
 function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
@@ -361,7 +367,7 @@ function backupTools(ctx: Context): BackupTool[] {
 async function measureBackup(ctx: Context, tool: BackupTool, round: number): Promise<BackupRun> {
   const attempt = async (): Promise<BackupRun> => {
     // The previous run's writes are flushed before this one starts, not during it.
-    execFileSync('sync');
+    await settle();
     const start = process.hrtime.bigint();
     const taken = await tool.backup();
     const backupSeconds = seconds(start);
@@ -370,7 +376,7 @@ async function measureBackup(ctx: Context, tool: BackupTool, round: number): Pro
       if (!tool.restore) return { backupSeconds, storedBytes };
       const dir = ctx.scratch.mkdir(`restore-${tool.id}-r${round}`);
       try {
-        execFileSync('sync');
+        await settle();
         const restoreStart = process.hrtime.bigint();
         await tool.restore(taken.name, dir);
         const restoreSeconds = seconds(restoreStart);
@@ -627,8 +633,7 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
       const label = setup.pgbr[tool.storage]!.label;
       restore = () => asPostgres('pgbackrest', [`--config=${config}`, '--stanza=demo', `--set=${label}`, '--type=time', `--target=${setup.targetTime}`, '--target-action=promote', 'restore'], {}, alive);
     }
-    execFileSync('sync');
-    await sleep(500);
+    await settle();
     const start = process.hrtime.bigint();
     const out = await restore();
     const fetchSeconds = seconds(start);

@@ -86,6 +86,9 @@ export interface BackupRow {
   readonly restoreSeconds?: number;
   readonly restoreMBps?: number;
   readonly restoreMBpsRange?: readonly [number, number];
+  /** Median CPU seconds (user + system) of the command and its children: what the rate costs on a shared 2-core machine. */
+  readonly backupCpuSeconds?: number;
+  readonly restoreCpuSeconds?: number;
   /** Bytes stored per backup (median) and their ratio to the database's size. */
   readonly storedBytes?: number;
   readonly sizeRatio?: number;
@@ -100,6 +103,7 @@ export interface PitrRow {
   readonly runs?: number;
   /** Medians of the successful runs: the restore command, start to promoted, and both. */
   readonly fetchSeconds?: number;
+  readonly fetchCpuSeconds?: number;
   readonly replaySeconds?: number;
   readonly totalSeconds?: number;
   readonly totalRange?: readonly [number, number];
@@ -146,6 +150,32 @@ function tail(out: RunOutput, lines = 3): string {
 /** Runs a command as the postgres user with PostgreSQL's base environment plus `env`. */
 function asPostgres(command: string, args: readonly string[], env: Record<string, string>, alive?: () => string | undefined, cwd?: string): Promise<RunOutput> {
   return run(command, args, { env: { ...POSTGRES_BASE_ENV, ...env }, asPostgres: true, timeoutMs: COMMAND_TIMEOUT_MS, alive, cwd });
+}
+
+/** GNU time: the CPU seconds of a command and of every process it waited for (pgBackRest's workers). */
+const GNU_TIME = '/usr/bin/time';
+const CPU_MARK = 'BENCH-CPU';
+
+interface Timed {
+  readonly out: RunOutput;
+  /** Wall-clock seconds from the start of the command to its exit. */
+  readonly seconds: number;
+  /** User + system CPU seconds of the command and its children (undefined without GNU time). */
+  readonly cpuSeconds: number | undefined;
+}
+
+/** asPostgres, timed: wall clock, and CPU through GNU time when it is installed. */
+async function timed(command: string, args: readonly string[], env: Record<string, string>, alive?: () => string | undefined, cwd?: string): Promise<Timed> {
+  const withTime = fs.existsSync(GNU_TIME);
+  const start = process.hrtime.bigint();
+  const out = withTime ? await asPostgres(GNU_TIME, ['-f', `${CPU_MARK} %U %S`, command, ...args], env, alive, cwd) : await asPostgres(command, args, env, alive, cwd);
+  const wall = seconds(start);
+  const cpu = new RegExp(`^${CPU_MARK} ([\\d.]+) ([\\d.]+)$`, 'm').exec(out.stderr);
+  return {
+    out: { ...out, stderr: out.stderr.replace(new RegExp(`^${CPU_MARK} .*$`, 'm'), '') },
+    seconds: wall,
+    cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined,
+  };
 }
 
 /** writePgbackrestConfig, with the log directory it names (pgBackRest logs to files as shipped). */
@@ -197,7 +227,8 @@ async function setUp(scratch: Scratch, archiver: PreparedArchiver, s3: S3Server 
   if (init.status !== 0) throw new Error(`pgbench -i failed: ${tail(init)}`);
   source.sql('checkpoint');
   const databaseBytes = Number(source.sql("select pg_database_size('postgres')"));
-  progress(`  database: ${(databaseBytes / MB).toFixed(0)} MB (pg_database_size), data directory ${(bytesUnder(source.dataDir) / MB).toFixed(0)} MB`);
+  const dataBytes = bytesUnder(source.dataDir, (file) => !file.startsWith(path.join(source.dataDir, 'pg_wal') + path.sep));
+  progress(`  database: ${(databaseBytes / MB).toFixed(0)} MB (pg_database_size), data directory without pg_wal ${(dataBytes / MB).toFixed(0)} MB`);
 
   // Our archiver, as in the pod: the sidecar runs before the first segment is ready.
   const oursLocalRepo = scratch.mkdir('ours-local-repo');
@@ -217,6 +248,8 @@ async function setUp(scratch: Scratch, archiver: PreparedArchiver, s3: S3Server 
   const commands = storages.map((storage) => `${Object.entries({ ...oursEnv[storage]!, ARCHIVER_DAEMON: 'external' }).map(([k, v]) => `${k}=${v}`).join(' ')} ${archiver.launcher} wal-push "$1"`);
 
   const pgbr = ensureTool('pgbackrest', 'pgbackrest');
+  const time = ensureTool(GNU_TIME, 'time');
+  if (!time.ok) progress(`  no CPU seconds: ${time.reason}`);
   const pgbrPosixRepo = path.join(scratch.dir, 'pgbr', 'repo');
   let pgbrConfig: string | undefined;
   if (pgbr.ok) {
@@ -277,15 +310,17 @@ interface BackupTool {
   readonly role: BackupRole;
   readonly note?: string;
   readonly unavailable?: string;
-  /** Takes a backup (timed by the caller); returns its name and a function giving its stored bytes. */
-  readonly backup: () => Promise<{ name: string; storedBytes: () => number; remove?: () => void }>;
-  /** Restores the backup `name` into the empty directory `dir` (timed by the caller). */
-  readonly restore?: (name: string, dir: string) => Promise<void>;
+  /** Takes a backup, timing only the backup command; returns its name and a function giving its stored bytes. */
+  readonly backup: () => Promise<{ time: Timed; name: string; storedBytes: () => number; remove?: () => void }>;
+  /** Restores the backup `name` into the empty directory `dir`, timing only the restore command. */
+  readonly restore?: (name: string, dir: string) => Promise<Timed>;
 }
 
 interface BackupRun {
   readonly backupSeconds: number;
+  readonly backupCpuSeconds?: number;
   readonly restoreSeconds?: number;
+  readonly restoreCpuSeconds?: number;
   readonly storedBytes: number;
 }
 
@@ -302,24 +337,28 @@ function backupTools(ctx: Context): BackupTool[] {
       role: 'ours',
       note: storage === 's3' ? S3_CHECKSUMS_NOTE : undefined,
       backup: async () => {
-        const out = await asPostgres(archiver.launcher, ['backup-push', '--json'], { ...env, ...ctx.pgEnv }, alive(storage), scratch.dir);
+        const time = await timed(archiver.launcher, ['backup-push', '--json'], { ...env, ...ctx.pgEnv }, alive(storage), scratch.dir);
+        const { out } = time;
         if (out.status !== 0) throw new Error(`backup-push exit ${out.status}: ${tail(out)}`);
         const name = (JSON.parse(out.stdout) as { name: string }).name;
         const where = storage === 'local' ? path.join(ctx.oursLocalRepo, 'basebackups', name) : undefined;
         return {
+          time,
           name,
           storedBytes: () => (where ? bytesUnder(where) : s3rverBytes(ctx.s3!.directory, BUCKET, `${OURS_S3_PREFIX}/basebackups/${name}`)),
         };
       },
       restore: async (name, dir) => {
-        const out = await asPostgres(archiver.launcher, ['backup-fetch', 'LATEST', dir], env, alive(storage), scratch.dir);
+        const time = await timed(archiver.launcher, ['backup-fetch', 'LATEST', dir], env, alive(storage), scratch.dir);
+        const { out } = time;
         if (out.status !== 0) throw new Error(`backup-fetch exit ${out.status}: ${tail(out)}`);
         if (out.stdout.trim() !== name) throw new Error(`backup-fetch LATEST restored ${out.stdout.trim()}, not the backup just taken (${name})`);
+        return time;
       },
     });
     for (const compress of ['lz4', 'zst'] as const) {
       const repo = storage === 'local' ? 1 : 2;
-      const pgbr = (...args: string[]) => asPostgres('pgbackrest', [`--config=${ctx.pgbrConfig}`, '--stanza=demo', `--repo=${repo}`, ...args], {}, alive(storage));
+      const pgbrArgs = (...args: string[]) => [`--config=${ctx.pgbrConfig}`, '--stanza=demo', `--repo=${repo}`, ...args];
       tools.push({
         id: `pgbr-${compress}-${storage}`,
         tool: `pgBackRest full, process-max 2, ${compress}`,
@@ -327,21 +366,20 @@ function backupTools(ctx: Context): BackupTool[] {
         role: 'pgbackrest',
         unavailable: ctx.pgbrUnavailable,
         backup: async () => {
-          const out = await pgbr('--type=full', `--compress-type=${compress}`, 'backup');
-          if (out.status !== 0) throw new Error(`pgbackrest backup exit ${out.status}: ${tail(out)}`);
-          const info = await pgbr('--output=json', 'info');
-          const sets = (JSON.parse(info.stdout) as { backup: { label: string }[] }[])[0]?.backup ?? [];
-          const name = sets[sets.length - 1]?.label;
-          if (!name) throw new Error(`pgbackrest info lists no backup: ${info.stdout.slice(0, 300)}`);
+          const time = await timed('pgbackrest', pgbrArgs('--type=full', `--compress-type=${compress}`, 'backup'), {}, alive(storage));
+          if (time.out.status !== 0) throw new Error(`pgbackrest backup exit ${time.out.status}: ${tail(time.out)}`);
+          const name = await latestPgbackrestBackup(pgbrArgs('--output=json', 'info'));
           return {
+            time,
             name,
             storedBytes: () =>
               storage === 'local' ? bytesUnder(path.join(ctx.pgbrPosixRepo, 'backup/demo', name)) : s3rverBytes(ctx.s3!.directory, BUCKET, `${PGBR_S3_PATH.slice(1)}/backup/demo/${name}`),
           };
         },
         restore: async (name, dir) => {
-          const out = await pgbr(`--set=${name}`, `--pg1-path=${dir}`, 'restore');
-          if (out.status !== 0) throw new Error(`pgbackrest restore exit ${out.status}: ${tail(out)}`);
+          const time = await timed('pgbackrest', pgbrArgs(`--set=${name}`, `--pg1-path=${dir}`, 'restore'), {}, alive(storage));
+          if (time.out.status !== 0) throw new Error(`pgbackrest restore exit ${time.out.status}: ${tail(time.out)}`);
+          return time;
         },
       });
     }
@@ -354,13 +392,22 @@ function backupTools(ctx: Context): BackupTool[] {
       role: 'pg_basebackup',
       backup: async () => {
         const dir = path.join(scratch.mkdir(`pg_basebackup-F${format}`), 'backup');
-        const out = await asPostgres(path.join(PG_BIN, 'pg_basebackup'), ['-D', dir, `-F${format}`, '-X', 'none', '-c', 'fast'], ctx.pgEnv);
-        if (out.status !== 0) throw new Error(`pg_basebackup exit ${out.status}: ${tail(out)}`);
-        return { name: dir, storedBytes: () => bytesUnder(dir), remove: () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }) };
+        const time = await timed(path.join(PG_BIN, 'pg_basebackup'), ['-D', dir, `-F${format}`, '-X', 'none', '-c', 'fast'], ctx.pgEnv);
+        if (time.out.status !== 0) throw new Error(`pg_basebackup exit ${time.out.status}: ${tail(time.out)}`);
+        return { time, name: dir, storedBytes: () => bytesUnder(dir), remove: () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }) };
       },
     });
   }
   return tools;
+}
+
+/** The label of the newest backup `pgbackrest ... info --output=json` lists. */
+async function latestPgbackrestBackup(infoArgs: readonly string[]): Promise<string> {
+  const info = await asPostgres('pgbackrest', infoArgs, {});
+  const sets = info.status === 0 ? ((JSON.parse(info.stdout) as { backup: { label: string }[] }[])[0]?.backup ?? []) : [];
+  const label = sets[sets.length - 1]?.label;
+  if (!label) throw new Error(`pgbackrest info lists no backup: ${tail(info)}`);
+  return label;
 }
 
 /** One backup (and restore) of `tool`; on s3rver, repeated once should the server die meanwhile. */
@@ -368,22 +415,19 @@ async function measureBackup(ctx: Context, tool: BackupTool, round: number): Pro
   const attempt = async (): Promise<BackupRun> => {
     // The previous run's writes are flushed before this one starts, not during it.
     await settle();
-    const start = process.hrtime.bigint();
     const taken = await tool.backup();
-    const backupSeconds = seconds(start);
+    const backup = { backupSeconds: taken.time.seconds, backupCpuSeconds: taken.time.cpuSeconds };
     try {
       const storedBytes = taken.storedBytes();
-      if (!tool.restore) return { backupSeconds, storedBytes };
+      if (!tool.restore) return { ...backup, storedBytes };
       const dir = ctx.scratch.mkdir(`restore-${tool.id}-r${round}`);
       try {
         await settle();
-        const restoreStart = process.hrtime.bigint();
-        await tool.restore(taken.name, dir);
-        const restoreSeconds = seconds(restoreStart);
+        const restored = await tool.restore(taken.name, dir);
         // A restore that wrote little would look fast.
         const written = bytesUnder(dir);
         if (written < ctx.databaseBytes) throw new Error(`the restore wrote ${(written / MB).toFixed(0)} MB, less than the database's ${(ctx.databaseBytes / MB).toFixed(0)} MB`);
-        return { backupSeconds, restoreSeconds, storedBytes };
+        return { ...backup, restoreSeconds: restored.seconds, restoreCpuSeconds: restored.cpuSeconds, storedBytes };
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
@@ -406,6 +450,10 @@ function combineBackupRuns(ctx: Context, tool: BackupTool, runs: readonly Backup
   const restores = runs.filter((r) => r.restoreSeconds !== undefined).map((r) => r.restoreSeconds!);
   const restoreRates = restores.map((s) => ctx.databaseBytes / MB / s);
   const storedBytes = median(runs.map((r) => r.storedBytes));
+  const cpu = (values: (number | undefined)[]) => {
+    const known = values.filter((v): v is number => v !== undefined);
+    return known.length ? median(known) : undefined;
+  };
   const backupSeconds = median(runs.map((r) => r.backupSeconds));
   const restoreSeconds = restores.length ? median(restores) : undefined;
   return {
@@ -417,6 +465,8 @@ function combineBackupRuns(ctx: Context, tool: BackupTool, runs: readonly Backup
     restoreSeconds,
     restoreMBps: restoreSeconds === undefined ? undefined : ctx.databaseBytes / MB / restoreSeconds,
     restoreMBpsRange: restoreRates.length ? range(restoreRates) : undefined,
+    backupCpuSeconds: cpu(runs.map((r) => r.backupCpuSeconds)),
+    restoreCpuSeconds: cpu(runs.map((r) => r.restoreCpuSeconds)),
     storedBytes,
     sizeRatio: storedBytes / ctx.databaseBytes,
     note: [tool.note, errors.length ? `${errors.length} run(s) failed: ${errors[0]}` : ''].filter(Boolean).join('; ') || undefined,
@@ -438,7 +488,11 @@ async function runBackups(ctx: Context, repeats: number): Promise<BackupRow[]> {
         const result = await measureBackup(ctx, tool, round);
         runs.set(tool.id, [...(runs.get(tool.id) ?? []), result]);
         const rate = (s: number) => `${(ctx.databaseBytes / MB / s).toFixed(0)} MB/s`;
-        progress(`  backup ${result.backupSeconds.toFixed(2)} s (${rate(result.backupSeconds)}), stored ${(result.storedBytes / MB).toFixed(0)} MB${result.restoreSeconds === undefined ? '' : `; restore ${result.restoreSeconds.toFixed(2)} s (${rate(result.restoreSeconds)})`}`);
+        const cpu = (s: number | undefined) => (s === undefined ? '' : `, CPU ${s.toFixed(2)} s`);
+        progress(
+          `  backup ${result.backupSeconds.toFixed(2)} s (${rate(result.backupSeconds)}${cpu(result.backupCpuSeconds)}), stored ${(result.storedBytes / MB).toFixed(0)} MB` +
+            (result.restoreSeconds === undefined ? '' : `; restore ${result.restoreSeconds.toFixed(2)} s (${rate(result.restoreSeconds)}${cpu(result.restoreCpuSeconds)})`),
+        );
       } catch (error) {
         const message = (error as Error).message.slice(0, 600);
         errors.set(tool.id, [...(errors.get(tool.id) ?? []), message]);
@@ -461,14 +515,16 @@ function rate(value: number | undefined, spread: readonly [number, number] | und
 function backupTable(rows: readonly BackupRow[], databaseBytes: number, repeats: number): string {
   const body = rows.map((r) => {
     const storage = r.role === 'pg_basebackup' ? 'local directory' : r.storage === 'local' ? 'local (file:// / posix)' : 's3rver (TLS)';
-    if (r.error !== undefined) return [r.tool, storage, '—', '—', '—', '—', '—', '—', [r.note, r.error].filter(Boolean).join('; ')];
+    if (r.error !== undefined) return [r.tool, storage, '—', '—', '—', '—', '—', '—', '—', '—', [r.note, r.error].filter(Boolean).join('; ')];
     return [
       r.tool,
       storage,
       fixed(r.backupSeconds, 2),
       rate(r.backupMBps, r.backupMBpsRange, repeats),
+      fixed(r.backupCpuSeconds, 2),
       r.restoreSeconds === undefined ? 'n/a' : fixed(r.restoreSeconds, 2),
       r.restoreSeconds === undefined ? 'n/a' : rate(r.restoreMBps, r.restoreMBpsRange, repeats),
+      r.restoreSeconds === undefined ? 'n/a' : fixed(r.restoreCpuSeconds, 2),
       fixed((r.storedBytes ?? NaN) / MB, 0),
       fixed(r.sizeRatio, 3),
       r.note ?? '',
@@ -477,7 +533,8 @@ function backupTable(rows: readonly BackupRow[], databaseBytes: number, repeats:
   const runs = repeats > 1 ? `, median of ${repeats} interleaved rounds (range)` : ', one round';
   return (
     `\n### Base backup and restore of a ${(databaseBytes / MB).toFixed(0)} MB database (pgbench; MB/s of pg_database_size, 10^6 bytes)${runs}\n\n` +
-    table(['tool', 'storage', 'backup s', repeats > 1 ? 'backup MB/s (range)' : 'backup MB/s', 'restore s', repeats > 1 ? 'restore MB/s (range)' : 'restore MB/s', 'stored MB', 'stored ÷ database', 'note'], body)
+    table(['tool', 'storage', 'backup s', repeats > 1 ? 'backup MB/s (range)' : 'backup MB/s', 'backup CPU s', 'restore s', repeats > 1 ? 'restore MB/s (range)' : 'restore MB/s', 'restore CPU s', 'stored MB', 'stored ÷ database', 'note'], body) +
+    '\n\nseconds: median wall clock of the command alone; CPU s: median user + system seconds of the command and the processes it waited for (GNU time; PostgreSQL\'s own work, e.g. the checkpoint or a walsender, is not in it).'
   );
 }
 
@@ -542,6 +599,7 @@ interface PitrTool {
 
 interface PitrRun {
   readonly fetchSeconds: number;
+  readonly fetchCpuSeconds: number | undefined;
   readonly replaySeconds: number;
   readonly stoppedAt: string;
 }
@@ -576,9 +634,7 @@ async function setUpPitr(ctx: Context, backups: readonly BackupRow[], segments: 
       const repo = storage === 'local' ? 1 : 2;
       const out = await asPostgres('pgbackrest', [`--config=${ctx.pgbrConfig}`, '--stanza=demo', `--repo=${repo}`, '--type=full', `--compress-type=${compress}`, 'backup'], {});
       if (out.status !== 0) throw new Error(`PITR setup: pgbackrest backup (${storage}) failed: ${tail(out)}`);
-      const info = await asPostgres('pgbackrest', [`--config=${ctx.pgbrConfig}`, '--stanza=demo', `--repo=${repo}`, '--output=json', 'info'], {});
-      const sets = (JSON.parse(info.stdout) as { backup: { label: string }[] }[])[0]?.backup ?? [];
-      pgbr[storage] = { label: sets[sets.length - 1].label, compress };
+      pgbr[storage] = { label: await latestPgbackrestBackup([`--config=${ctx.pgbrConfig}`, '--stanza=demo', `--repo=${repo}`, '--output=json', 'info']), compress };
     }
   }
   progress(`PITR setup: writing ${segments} segments of WAL`);
@@ -610,7 +666,7 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
   let cluster: PostgresCluster | undefined;
   let oursEnv: Record<string, string> | undefined;
   try {
-    let restore: () => Promise<RunOutput>;
+    let restore: () => Promise<Timed>;
     let postmasterEnv: Record<string, string> = {};
     const alive = tool.storage === 's3' ? () => ctx.s3Watch?.dead() : undefined;
     if (tool.role === 'ours') {
@@ -623,7 +679,7 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
       });
       postmasterEnv = await startSidecar(archiver, oursEnv);
       const env = oursEnv;
-      restore = () => asPostgres(archiver.launcher, ['backup-fetch', 'LATEST', dataDir, '--recovery', '--target-time', setup.targetTime], env, alive, scratch.dir);
+      restore = () => timed(archiver.launcher, ['backup-fetch', 'LATEST', dataDir, '--recovery', '--target-time', setup.targetTime], env, alive, scratch.dir);
     } else {
       fs.mkdirSync(dataDir, { mode: 0o700 });
       execFileSync('chown', ['postgres:postgres', dataDir]);
@@ -631,12 +687,12 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
       const repo = tool.storage === 'local' ? [`repo1-path=${ctx.pgbrPosixRepo}`] : pgbackrestS3Options(ctx.s3!, BUCKET, PGBR_S3_PATH);
       const config = pgbackrestConfig(scratch.mkdir(`pitr-${tool.id}-r${round}-pgbr`), [...repo, 'archive-async=y', 'process-max=2'], { dataDir, port: ctx.source.port, socketDir: base });
       const label = setup.pgbr[tool.storage]!.label;
-      restore = () => asPostgres('pgbackrest', [`--config=${config}`, '--stanza=demo', `--set=${label}`, '--type=time', `--target=${setup.targetTime}`, '--target-action=promote', 'restore'], {}, alive);
+      restore = () => timed('pgbackrest', [`--config=${config}`, '--stanza=demo', `--set=${label}`, '--type=time', `--target=${setup.targetTime}`, '--target-action=promote', 'restore'], {}, alive);
     }
     await settle();
-    const start = process.hrtime.bigint();
-    const out = await restore();
-    const fetchSeconds = seconds(start);
+    const restored = await restore();
+    const { out } = restored;
+    const fetchSeconds = restored.seconds;
     if (out.status !== 0) throw new Error(`restore exit ${out.status}: ${tail(out)}`);
     if (tool.role === 'ours' && out.stdout.trim() !== setup.ours[tool.storage]) throw new Error(`backup-fetch chose ${out.stdout.trim()}, not the PITR backup ${setup.ours[tool.storage]}`);
     // Untimed: the port and socket of this run (the restored postgresql.conf is the source's).
@@ -651,7 +707,7 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
     const rows = Number(cluster.sql('select count(*) from pitr'));
     if (rows !== setup.rows) throw new Error(`the promoted server holds ${rows} rows, not the ${setup.rows} of the target`);
     if (cluster.sql('select pg_is_in_recovery()') !== 'f') throw new Error('the server is still in recovery');
-    return { fetchSeconds, replaySeconds, stoppedAt: stopped };
+    return { fetchSeconds, fetchCpuSeconds: restored.cpuSeconds, replaySeconds, stoppedAt: stopped };
   } finally {
     await cluster?.remove();
     fs.rmSync(base, { recursive: true, force: true });
@@ -699,6 +755,7 @@ async function runPitr(ctx: Context, setup: PitrSetup, repeats: number): Promise
       ...base,
       runs: done.length,
       fetchSeconds: median(done.map((r) => r.fetchSeconds)),
+      fetchCpuSeconds: done.every((r) => r.fetchCpuSeconds !== undefined) ? median(done.map((r) => r.fetchCpuSeconds!)) : undefined,
       replaySeconds: median(done.map((r) => r.replaySeconds)),
       totalSeconds: median(totals),
       totalRange: range(totals),
@@ -714,13 +771,14 @@ async function runPitr(ctx: Context, setup: PitrSetup, repeats: number): Promise
 function pitrTable(rows: readonly PitrRow[], setup: PitrSetup, repeats: number): string {
   const body = rows.map((r) => {
     const storage = r.storage === 'local' ? 'local (file:// / posix)' : 's3rver (TLS)';
-    if (r.error !== undefined) return [r.tool, storage, '—', '—', '—', [r.note, r.error].filter(Boolean).join('; ')];
-    return [r.tool, storage, fixed(r.fetchSeconds, 2), fixed(r.replaySeconds, 2), `${fixed(r.totalSeconds, 2)}${repeats > 1 && r.totalRange ? ` (${fixed(r.totalRange[0], 2)}–${fixed(r.totalRange[1], 2)})` : ''}`, r.note ?? ''];
+    if (r.error !== undefined) return [r.tool, storage, '—', '—', '—', '—', [r.note, r.error].filter(Boolean).join('; ')];
+    return [r.tool, storage, fixed(r.fetchSeconds, 2), fixed(r.fetchCpuSeconds, 2), fixed(r.replaySeconds, 2), `${fixed(r.totalSeconds, 2)}${repeats > 1 && r.totalRange ? ` (${fixed(r.totalRange[0], 2)}–${fixed(r.totalRange[1], 2)})` : ''}`, r.note ?? ''];
   });
   const runs = repeats > 1 ? `, median of ${repeats} interleaved rounds (range)` : ', one round';
   return (
     `\n### Point-in-time recovery: restore, then pg_ctl start until promoted, to a target ${setup.segments} segments (${((setup.segments * 16) / 1024).toFixed(2)} GiB) of WAL after the backup (hot_standby=off)${runs}\n\n` +
-    table(['tool', 'storage', 'restore s', 'start → promoted s', repeats > 1 ? 'total s (range)' : 'total s', 'note'], body)
+    table(['tool', 'storage', 'restore s', 'restore CPU s', 'start → promoted s', repeats > 1 ? 'total s (range)' : 'total s', 'note'], body) +
+    '\n\nrestore s, start → promoted s: medians of their own; total s: the median of the runs\' sums. Every run is checked to hold exactly the rows of the target (a note says when runs stopped before different transactions).'
   );
 }
 

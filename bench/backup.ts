@@ -25,7 +25,9 @@
  *      only; it writes no compressed output here).
  *    Every backup is timed from the command's start to its exit: both tools wait for the WAL of
  *    the backup to reach their archive. Each restore is checked to have written at least the
- *    database's size.
+ *    database's size. Beside the wall clock, the CPU seconds of each command (GNU time: user +
+ *    system of the command and of the processes it waited for): on a shared 2-core machine they
+ *    say more about what a tool costs than its noisy rate.
  * 2. Point-in-time recovery (--skip-pitr leaves it out): a fresh backup by each tool (pgBackRest:
  *    the compress-type that restored faster in part 1 on that storage), then PITR_SEGMENTS × 16
  *    MiB of WAL (the md5 rows of ../shared/bench's scripts), a target time, one more commit. Timed:

@@ -3,17 +3,18 @@
  * by side in one run (never timed tests: this machine is shared and noisy, so compare rows of
  * one run only).
  *
- *   npm run bench                       everything: synthesis, compression, archiving, restore
- *   npm run bench -- --quick            fewer segments and repeats, for development
- *   npm run bench -- --only archiving   one section: synth, compression, archiving, restore
+ *   npm run bench                       everything: synthesis, compression, archiving, restore, backup
+ *   npm run bench -- --quick            fewer segments, a smaller database and fewer repeats, for development
+ *   npm run bench -- --only archiving   one section: synth, compression, archiving, restore, backup
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { runArchivingBenchmark } from './archiving';
+import { runBackupBenchmark } from './backup';
 import { runRestoreBenchmark } from './restore';
 import { runSynthBenchmark } from './synth';
 
-const SECTIONS = ['synth', 'compression', 'archiving', 'restore'] as const;
+const SECTIONS = ['synth', 'compression', 'archiving', 'restore', 'backup'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: readonly string[]): { quick: boolean; only: Section[] } {
@@ -42,6 +43,10 @@ async function main(): Promise<void> {
   if (only.includes('restore')) {
     console.log('\n## Restore: archive recovery through restore_command\n');
     await runRestoreBenchmark({ quick, build: !only.includes('archiving') });
+  }
+  if (only.includes('backup')) {
+    console.log('\n## Base backups: backup, restore and point-in-time recovery of a pgbench database\n');
+    await runBackupBenchmark({ quick, build: !only.includes('archiving') && !only.includes('restore') });
   }
   console.log(`\nAll benchmarks: ${((Date.now() - started) / 60000).toFixed(1)} min`);
 }

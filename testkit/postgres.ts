@@ -58,6 +58,12 @@ export interface ClusterOptions {
   readonly env?: Record<string, string>;
   /** Use this data directory (e.g. a base backup) instead of running initdb. */
   readonly fromDataDirectory?: string;
+  /**
+   * Use this data directory in place, not a copy: one a restore tool has just written (timing a
+   * restore up to a running server without copying it). It must be named `data`, in a directory
+   * of its own, which becomes the cluster's base directory (socket, log) and is removed with it.
+   */
+  readonly inPlaceDataDirectory?: string;
 }
 
 export class PostgresCluster {
@@ -74,14 +80,20 @@ export class PostgresCluster {
     this.logFile = path.join(baseDir, 'postgres.log');
   }
 
-  /** A new cluster (initdb, or a copy of `fromDataDirectory`), configured but not started. */
+  /** A new cluster (initdb, or a copy of `fromDataDirectory`, or `inPlaceDataDirectory`), configured but not started. */
   static async create(options: ClusterOptions = {}): Promise<PostgresCluster> {
-    const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-'));
+    const inPlace = options.inPlaceDataDirectory;
+    if (inPlace !== undefined && (path.basename(inPlace) !== 'data' || !fs.existsSync(path.join(inPlace, 'PG_VERSION')))) {
+      throw new Error(`inPlaceDataDirectory must be a data directory named 'data' in a directory of its own, got ${inPlace}`);
+    }
+    const baseDir = inPlace !== undefined ? path.dirname(path.resolve(inPlace)) : fs.mkdtempSync(path.join(os.tmpdir(), 'pg-'));
     fs.chmodSync(baseDir, 0o755);
     const cluster = new PostgresCluster(baseDir, await freePort(), options.env ?? {});
     live.add(cluster);
     giveToPostgres(baseDir);
-    if (options.fromDataDirectory) {
+    if (inPlace !== undefined) {
+      fs.rmSync(path.join(cluster.dataDir, 'postmaster.pid'), { force: true });
+    } else if (options.fromDataDirectory) {
       execFileSync('cp', ['-a', options.fromDataDirectory, cluster.dataDir]);
       giveToPostgres(cluster.dataDir);
       fs.rmSync(path.join(cluster.dataDir, 'postmaster.pid'), { force: true });

@@ -71,10 +71,13 @@ export function run(
     /** Checked every second: a message ends the command as a timeout does. */
     alive?: () => string | undefined;
     forceKill?: () => void;
+    /** Run as the postgres user (as the pod's containers and PostgreSQL's commands run). @default false */
+    asPostgres?: boolean;
   } = {},
 ): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const user = options.asPostgres ? postgresUser() : {};
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...user });
     let stdout = '';
     let stderr = '';
     let killTimer: NodeJS.Timeout | undefined;

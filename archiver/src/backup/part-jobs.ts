@@ -42,7 +42,7 @@ export async function pushPart(storage: Storage, key: string, entries: readonly 
 
 export interface FetchPartJob {
   readonly key: string;
-  /** The restore's target directory. */
+  /** The restore's target directory, holding every directory of the manifest already. */
   readonly target: string;
   /** The manifest's entries of this part. */
   readonly files: readonly ManifestFile[];
@@ -79,8 +79,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       if (entry.header.type === 'directory') {
         const directory = directories.get(name);
         if (!directory) throw new CorruptObjectError(`${what} holds a directory ${name} that its manifest does not list`);
-        await fs.mkdir(destination, { recursive: true, mode: directory.mode });
-        await fs.chmod(destination, directory.mode);
+        // backup-fetch created every directory of the manifest, with its mode, before any part.
         entry.resume();
         continue;
       }
@@ -88,7 +87,6 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       if (entry.header.type !== 'file' || !file) throw new CorruptObjectError(`${what} holds ${entry.header.type} ${name} that its manifest does not list`);
       if (seen.has(name)) throw new CorruptObjectError(`${what} holds ${name} twice`);
       seen.add(name);
-      await fs.mkdir(path.dirname(destination), { recursive: true, mode: 0o700 });
       const handle = await fs.open(destination, 'wx', file.mode);
       let crc = 0;
       let size = 0;

@@ -2,10 +2,11 @@
  * Runs the built archiver (archiver/dist, built once per test run by global-setup.ts) the way
  * PostgreSQL does: the launcher, with configuration in the environment.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { postgresUser } from './postgres';
 
 export const ROOT = path.resolve(__dirname, '..');
 /**
@@ -187,4 +188,18 @@ export async function eventually(condition: () => boolean, timeoutMs = 10_000): 
     await new Promise((r) => setTimeout(r, 25));
   }
   return true;
+}
+
+/**
+ * Runs the archiver as the `archiver` sidecar does: as postgres (uid 999 in the pod), so that it
+ * may read a test cluster's data directory and writes what PostgreSQL can use.
+ */
+export function runArchiverAsPostgres(args: string[], env: Record<string, string>, timeoutMs = 300_000): RunResult {
+  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8', timeout: timeoutMs, ...postgresUser() });
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** runArchiverAsPostgres, in the background: for killing it half-way or reading its log as it goes. */
+export function spawnArchiverAsPostgres(args: string[], env: Record<string, string>): ChildProcessWithoutNullStreams {
+  return spawn(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env }, ...postgresUser() });
 }

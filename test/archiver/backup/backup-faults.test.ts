@@ -4,24 +4,20 @@
  * a restore refuses a non-empty directory, a zone-less time and an unreachable target, and a
  * damaged part fails it without leaving anything behind.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
-import { LAUNCHER, eventually, stopArchiver } from '../../../testkit/archiver';
+import { LAUNCHER, eventually, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres, postgresUser } from '../../../testkit/postgres';
+import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-faults-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-function archiver(args: string[], env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8', timeout: 300_000, ...postgresUser() });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const archiver = runArchiverAsPostgres;
 
 /** A directory the archiver (running as postgres) may create things in. */
 function postgresDirectory(): string {
@@ -55,7 +51,7 @@ afterAll(async () => {
 
 describe('a backup-push killed half-way', () => {
   it('is never listed, ends the backup in the server, and the next backup succeeds', async () => {
-    const child = spawn(LAUNCHER, ['backup-push', '--part-size-mib', '1', '--concurrency', '1'], { env: { PATH: process.env.PATH!, ...serverEnv(primary) }, ...postgresUser() });
+    const child = spawnArchiverAsPostgres(['backup-push', '--part-size-mib', '1', '--concurrency', '1'], serverEnv(primary));
     const root = (backend.storage as { root: string }).root;
     const partsStored = () => {
       const backups = fs.existsSync(path.join(root, 'basebackups')) ? fs.readdirSync(path.join(root, 'basebackups')) : [];
@@ -74,7 +70,7 @@ describe('a backup-push killed half-way', () => {
   }, 180_000);
 
   it('refuses a second backup of the same database while one runs', async () => {
-    const first = spawn(LAUNCHER, ['backup-push', '--part-size-mib', '1', '--concurrency', '1'], { env: { PATH: process.env.PATH!, ...serverEnv(primary) }, ...postgresUser() });
+    const first = spawnArchiverAsPostgres(['backup-push', '--part-size-mib', '1', '--concurrency', '1'], serverEnv(primary));
     let firstErr = '';
     first.stderr.on('data', (d) => (firstErr += d));
     expect(await eventually(() => /msg="backup started"/.test(firstErr), 30_000)).toBe(true);
@@ -100,7 +96,7 @@ describe('a backup taken on a standby', () => {
       standby.start();
       primary.sql('insert into t select g, md5(g::text) from generate_series(200001, 201000) g');
       expect(await eventually(() => standby.sql('select count(*) from t') === primary.sql('select count(*) from t'), 30_000)).toBe(true);
-      const push = spawn(LAUNCHER, ['backup-push', '--json'], { env: { PATH: process.env.PATH!, ...serverEnv(standby) }, ...postgresUser() });
+      const push = spawnArchiverAsPostgres(['backup-push', '--json'], serverEnv(standby));
       let stdout = '';
       let stderr = '';
       push.stdout.on('data', (d) => (stdout += d));

@@ -3,14 +3,13 @@
  * would): backup-push fails within its deadlines instead of waiting for ever, nothing of it is
  * listed, and once the server is back the next backup succeeds.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { LAUNCHER, eventually, stopArchiver } from '../../../testkit/archiver';
+import { LAUNCHER, eventually, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres, postgresUser } from '../../../testkit/postgres';
+import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-storage-down-'));
 fs.chmodSync(scratch, 0o755);
@@ -28,7 +27,7 @@ it('fails, lists nothing, and the next backup succeeds once the server is back',
     primary.sql('create table t(id int, payload text)');
     primary.sql('insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 120000) g');
     const serverEnv = { PATH: process.env.PATH!, ...env, PGHOST: primary.baseDir, PGPORT: String(primary.port), ARCHIVER_TIMEOUT_SECONDS: '5', ARCHIVER_MAX_ATTEMPTS: '2' };
-    const push = spawn(LAUNCHER, ['backup-push', '--part-size-mib', '1', '--concurrency', '1'], { env: serverEnv, ...postgresUser() });
+    const push = spawnArchiverAsPostgres(['backup-push', '--part-size-mib', '1', '--concurrency', '1'], serverEnv);
     let stderr = '';
     push.stderr.on('data', (d) => (stderr += d));
     const closed = new Promise<number | null>((resolve) => push.once('close', resolve));
@@ -41,9 +40,9 @@ it('fails, lists nothing, and the next backup succeeds once the server is back',
     expect(Date.now() - started).toBeLessThan(90_000);
     expect(stderr).toMatch(/msg="backup failed: nothing of it is listed"/);
     await backend.s3!.restart();
-    const list = spawnSync(LAUNCHER, ['backup-list', '--json'], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8', ...postgresUser() });
+    const list = runArchiverAsPostgres(['backup-list', '--json'], env);
     expect(JSON.parse(list.stdout)).toEqual([]);
-    const next = spawnSync(LAUNCHER, ['backup-push'], { env: serverEnv, encoding: 'utf8', timeout: 300_000, ...postgresUser() });
+    const next = runArchiverAsPostgres(['backup-push'], serverEnv);
     expect(next.stderr).toMatch(/msg="backup complete"/);
     expect(next.status).toBe(0);
   } finally {

@@ -4,24 +4,20 @@
  * rows written in batches with a time, a restore point, a transaction id and an LSN noted between
  * them; then clusters restored by backup-fetch to each target hold exactly the batches before it.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKEND_NAMES, TestBackend, startBackend } from '../../../testkit/backends';
-import { LAUNCHER, stopArchiver } from '../../../testkit/archiver';
-import { PostgresCluster, giveToPostgres, postgresUser } from '../../../testkit/postgres';
+import { LAUNCHER, runArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
+import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-story-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-/** Runs the archiver as the sidecar does: as postgres (uid 999 in the pod), beside the server. */
-function archiver(args: string[], env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8', timeout: 300_000, ...postgresUser() });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+/** As the sidecar runs it: as postgres, beside the server. */
+const archiver = runArchiverAsPostgres;
 
 const BATCH_ROWS = 2000;
 

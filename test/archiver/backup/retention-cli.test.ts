@@ -19,7 +19,7 @@ import { Logger } from '../../../archiver/src/logger';
 import { openStorage } from '../../../archiver/src/storage/open';
 import type { Storage } from '../../../archiver/src/storage/storage';
 import { BACKEND_NAMES, TestBackend, startBackend } from '../../../testkit/backends';
-import { LAUNCHER, runArchiver, stopArchiver } from '../../../testkit/archiver';
+import { LAUNCHER, runArchiver, runArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { PostgresCluster, giveToPostgres, postgresUser } from '../../../testkit/postgres';
 import { backupKeys, lsnIn, nameAt, seg, segs, syntheticManifest } from '../../../testkit/synthetic-archive';
 
@@ -242,10 +242,7 @@ describe('with PostgreSQL 15: three backups, delete retain 2, wal-verify, restor
   const manifests: Record<string, { startWal: string }> = {};
 
   /** As the sidecar runs it: as postgres, beside the server. */
-  function archiver(args: string[], extra: Record<string, string> = {}) {
-    const result = spawnSync(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env, ...extra }, encoding: 'utf8', timeout: 300_000, ...postgresUser() });
-    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-  }
+  const archiver = (args: string[], extra: Record<string, string> = {}) => runArchiverAsPostgres(args, { ...env, ...extra });
   const serverEnv = () => ({ PGHOST: primary.baseDir, PGPORT: String(primary.port) });
   const rows = (cluster: PostgresCluster) => cluster.sql('select count(*) from story');
 

@@ -13,7 +13,7 @@
  *   lib/storage-s3.cjs     the S3 backend with @aws-sdk/client-s3, loaded only for s3://
  *   lib/storage-gcs.cjs    the GCS backend with @google-cloud/storage, loaded only for gs://
  *   lib/backups.cjs        the base-backup commands with pg and tar-stream, loaded only for them
- *   lib/backup-worker.cjs  the worker thread that stores or restores one part of a base backup
+ *   lib/backup-worker.cjs  a worker thread that stores or restores the parts of a base backup
  *   lib/retention.cjs      delete (retention) and wal-verify, loaded only for them
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Codec, CompressionName, loadCodec } from './compression';
 import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeTrailer, encodeHeader, formatChecksum } from './envelope';
-import { CorruptObjectError } from './errors';
+import { CorruptObjectError, UnsupportedObjectError } from './errors';
 import { SegmentHeader, segmentHeaderOf } from './wal-names';
 
 export interface EncodedFile {
@@ -91,6 +91,7 @@ function encodeInChunks(file: string, codec: Codec): EncodedFile {
  */
 export async function decodeObject(object: Buffer, what: string, codecs: Codecs): Promise<Buffer> {
   const header = decodeHeader(object, what);
+  if (header.unchecked) throw new UnsupportedObjectError(`${what} carries no checksum of its own (a base backup's part, framed for its manifest's checksums): it is not a WAL object`);
   let body = object.subarray(HEADER_SIZE);
   let expected: { size: number; checksum: string } = header;
   if (header.trailer) {

@@ -7,7 +7,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { encodeWalFile } from '../../archiver/src/wal-object';
+import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/wal-object';
 import { COMPRESSION_NAMES, CompressionName, loadCodec } from '../../archiver/src/compression';
 import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeStream, decodeTrailer, encodeHeader, encodeStream } from '../../archiver/src/envelope';
 import { CorruptObjectError, UnsupportedObjectError } from '../../archiver/src/errors';
@@ -99,6 +99,26 @@ describe('framed streams (encodeStream, decodeStream)', () => {
     expect(decodeHeader(object, 'x')).toStrictEqual({ compression: name, size: 0, checksum: '00000000', trailer: true });
     expect(decodeTrailer(object.subarray(object.length - TRAILER_SIZE), 'x')).toStrictEqual({ size: data.length, checksum: checksum(data) });
     expect((await decode(object)).equals(data)).toBe(true);
+  });
+
+  it.each(COMPRESSION_NAMES)('an unchecked %s stream (a base backup part) records its size, no CRC-32, and still round-trips', async (name) => {
+    const object = await through(encodeStream(loadCodec(name), { checksum: false }), unevenPieces(data));
+    expect(decodeHeader(object, 'x')).toStrictEqual({ compression: name, size: 0, checksum: '00000000', trailer: true, unchecked: true });
+    expect(decodeTrailer(object.subarray(object.length - TRAILER_SIZE), 'x')).toStrictEqual({ size: data.length, checksum: '00000000' });
+    expect((await decode(object)).equals(data)).toBe(true);
+  });
+
+  it('an unchecked stream is still refused when its size does not match, and is never taken for a WAL object', async () => {
+    const object = await through(encodeStream(loadCodec('none'), { checksum: false }), [data]);
+    const shortened = Buffer.concat([object.subarray(0, HEADER_SIZE + 100), object.subarray(object.length - TRAILER_SIZE)]);
+    await expect(decode(shortened)).rejects.toThrow(/is corrupted: .*expected 3145745 bytes/);
+    await expect(decodeObject(object, 'wal/000000010000000000000001', new Codecs())).rejects.toThrow(new UnsupportedObjectError('wal/000000010000000000000001 carries no checksum of its own (a base backup\'s part, framed for its manifest\'s checksums): it is not a WAL object'));
+  });
+
+  it('refuses FLAG_UNCHECKED without FLAG_TRAILER (an older archiver refuses it altogether: unknown flag)', () => {
+    const odd = encodeHeader({ compression: 'none', size: 1, checksum: '00000000' });
+    odd.writeUInt8(0x02, 15);
+    expect(() => decodeHeader(odd, 'x')).toThrow(new UnsupportedObjectError('x has unknown flags (0x2): upgrade the archiver'));
   });
 
   it('round-trips an empty stream', async () => {

@@ -8,11 +8,14 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BACKUP_LAYOUT, backupPrefix } from '../../../contract';
 import type { ArchiverConfig } from '../config';
-import { TargetNotEmptyError } from '../errors';
+import { crc32Combine } from '../crc32-combine';
+import { formatChecksum } from '../envelope';
+import { CorruptObjectError, TargetNotEmptyError } from '../errors';
 import { Logger } from '../logger';
 import type { Storage } from '../storage/storage';
 import { findBackup, listBackups } from './catalog';
 import type { BackupManifest } from './manifest';
+import type { ExpectedPiece } from './part-jobs';
 import { PartRunner } from './part-runner';
 import { Progress } from './progress';
 import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
@@ -34,6 +37,7 @@ export interface BackupFetchOptions {
 
 export async function backupFetch(config: ArchiverConfig, storage: Storage, log: Logger, options: BackupFetchOptions): Promise<BackupManifest> {
   const backup = await pickBackup(storage, options.backup, options.target);
+  const pieces = piecesByPart(backup);
   const target = path.resolve(options.directory);
   const created = await prepareTarget(target);
   const blog = log.child({ backup: backup.name });
@@ -44,21 +48,22 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       await fs.chmod(path.join(target, directory.path), directory.mode);
     }
     const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: backup.size, log: blog, terminal: options.terminal });
-    const runner = new PartRunner(options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes));
     const prefix = backupPrefix(backup.name);
-    await runner.run(
-      backup.parts.map((part, index) => ({
-        op: 'fetch' as const,
-        storage: config.storage,
-        fetch: {
-          key: `${prefix}${part.key}`,
-          target,
-          files: backup.files.filter((file) => file.part === index),
-          directories: backup.directories,
-          sync: options.sync ?? true,
-        },
-      })),
-    );
+    // The largest parts first: the threads then finish close together.
+    const order = backup.parts.map((part, index) => ({ index, bytes: part.size })).sort((a, b) => b.bytes - a.bytes || a.index - b.index);
+    try {
+      await runner.run(
+        order.map(({ index }) => ({
+          op: 'fetch' as const,
+          fetch: { key: `${prefix}${backup.parts[index].key}`, target, pieces: pieces[index], directories: backup.directories, sync: options.sync ?? true },
+        })),
+      );
+    } finally {
+      await runner.close();
+    }
+    // A file restored as ranges got its time only now that every range is written.
+    for (const file of backup.files) if (file.ranges) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
     progress.finish();
     await writeFile(target, 'backup_label', await storage.get(`${prefix}${BACKUP_LAYOUT.backupLabel}`));
     if (backup.hasTablespaceMap) await writeFile(target, 'tablespace_map', await storage.get(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`));
@@ -77,6 +82,40 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
     await emptyDirectory(target, created);
     throw error;
   }
+}
+
+/**
+ * What each part must hold, from the manifest: whole files, and ranges of the larger ones. The
+ * ranges of a file must cover it exactly and combine into its CRC-32: a manifest that says
+ * otherwise is refused before anything is written.
+ */
+export function piecesByPart(backup: BackupManifest): ExpectedPiece[][] {
+  const pieces: ExpectedPiece[][] = backup.parts.map(() => []);
+  const what = `the manifest of ${backup.name}`;
+  const partOf = (index: number, file: string): ExpectedPiece[] => {
+    const part = pieces[index];
+    if (!part) throw new CorruptObjectError(`${what} puts ${file} in part ${index}, which it does not list`);
+    return part;
+  };
+  for (const file of backup.files) {
+    const { path: name, mode, mtime } = file;
+    if (!file.ranges) {
+      partOf(file.part, name).push({ path: name, size: file.size, mode, mtime, checksum: file.checksum });
+      continue;
+    }
+    let crc = 0;
+    let covered = 0;
+    for (const range of file.ranges) {
+      if (range.offset !== covered) throw new CorruptObjectError(`${what} lists ranges of ${name} that do not cover it (a range at ${range.offset} after ${covered} bytes)`);
+      crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
+      covered += range.size;
+      partOf(range.part, name).push({ path: name, size: range.size, mode, mtime, checksum: range.checksum, offset: range.offset, fileSize: file.size });
+    }
+    if (covered !== file.size || formatChecksum(crc) !== file.checksum) {
+      throw new CorruptObjectError(`${what} lists ranges of ${name} that do not make the file (${covered} bytes, CRC-32 ${formatChecksum(crc)}; the file: ${file.size} bytes, CRC-32 ${file.checksum})`);
+    }
+  }
+  return pieces;
 }
 
 async function pickBackup(storage: Storage, name: string, target: RecoveryTarget): Promise<BackupManifest> {

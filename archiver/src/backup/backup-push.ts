@@ -22,9 +22,11 @@ import { nextSegment } from '../wal-names';
 import { backupName, manifestKey } from './catalog';
 import { PG_CONTROL, walkDataDirectory } from './data-directory';
 import { formatLsn, parseLsn, segmentEndingAt } from './lsn';
-import { BackupManifest, ManifestFile, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import { BackupManifest, ManifestFile, ManifestRange, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import { crc32Combine } from '../crc32-combine';
+import { formatChecksum } from '../envelope';
 import { PartRunner, PushedPart } from './part-runner';
-import { planParts, partKey } from './parts-plan';
+import { PlannedPiece, planParts, partKey } from './parts-plan';
 import { ConnectionSettings, PostgresSession } from './postgres-session';
 import { Progress } from './progress';
 
@@ -33,7 +35,7 @@ export interface BackupPushOptions {
   readonly fast?: boolean;
   /** Parts stored at once, one worker thread each. @default 2 */
   readonly concurrency?: number;
-  /** File bytes per part. @default DEFAULT_PART_BYTES (256 MiB) */
+  /** File bytes per part; larger files are cut into ranges of this size. @default DEFAULT_PART_BYTES (64 MiB) */
   readonly partBytes?: number;
   /** How long to wait for the WAL up to the stop position to reach the archive. @default 300 s */
   readonly walTimeoutSeconds?: number;
@@ -76,21 +78,30 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     const entries = await walkDataDirectory(facts.dataDirectory);
     const totalBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
     const progress = new Progress({ what: `backup ${name}`, totalBytes, log: blog, terminal: options.terminal });
-    const runner = new PartRunner(options.concurrency ?? 2, (bytes) => progress.add(bytes));
-    const toJob = (part: typeof entries, index: number) => ({
+    const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    const toJob = (part: readonly PlannedPiece[], index: number) => ({
       op: 'push' as const,
-      storage: config.storage,
       key: `${prefix}${partKey(index)}`,
-      entries: part.map((entry) => ({ absolute: path.join(facts.dataDirectory, entry.path), path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime })),
+      entries: part.map(({ entry, range }) => ({ absolute: path.join(facts.dataDirectory, entry.path), path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, ...(range ? { range } : {}) })),
       compression: config.compression,
       level: config.compressionLevel,
     });
-    const plan = planParts(entries, options.partBytes);
-    const pushed: PushedPart[] = await runner.run(plan.map(toJob));
-    // pg_control last, once every other file is stored.
-    const control = entries.find((entry) => entry.path === PG_CONTROL);
-    if (!control) throw new BackupError(`${path.join(facts.dataDirectory, PG_CONTROL)} is missing: not a data directory`);
-    pushed.push(...(await runner.run([toJob([control], plan.length)])));
+    const pushed: PushedPart[] = [];
+    try {
+      const plan = planParts(entries, options.partBytes);
+      // The largest parts first: the threads then finish close together.
+      const order = plan.map((part, index) => ({ index, bytes: partBytes(part) })).sort((a, b) => b.bytes - a.bytes || a.index - b.index);
+      const results = await runner.run(order.map(({ index }) => toJob(plan[index], index)));
+      order.forEach(({ index }, at) => {
+        pushed[index] = results[at];
+      });
+      // pg_control last, once every other file is stored.
+      const control = entries.find((entry) => entry.path === PG_CONTROL);
+      if (!control) throw new BackupError(`${path.join(facts.dataDirectory, PG_CONTROL)} is missing: not a data directory`);
+      pushed.push(...(await runner.run([toJob([{ entry: control }], plan.length)])));
+    } finally {
+      await runner.close();
+    }
     progress.finish();
 
     const stop = await session.stopBackup();
@@ -104,7 +115,7 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     blog.info('waiting for the WAL of the backup to reach the archive', { start_wal: label.startWal, stop_wal: stopWal });
     await waitForWal(archive, label.startWal, stopWal, facts.walSegmentSize, (options.walTimeoutSeconds ?? 300) * 1000);
 
-    const files: ManifestFile[] = pushed.flatMap((part, index) => part.files.map((file) => ({ ...file, part: index })));
+    const files = manifestFiles(pushed);
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
       name,
@@ -149,6 +160,45 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     await storage.delete(left.map((object) => object.key)).catch(() => undefined);
     throw error;
   }
+}
+
+function partBytes(part: readonly PlannedPiece[]): number {
+  return part.reduce((sum, { entry, range }) => sum + (range ? range.length : entry.size), 0);
+}
+
+/**
+ * The manifest's files from what each part stored, in path order: a file stored as ranges is one
+ * entry, with its ranges in order and the CRC-32 of the whole file combined from theirs.
+ */
+export function manifestFiles(pushed: readonly PushedPart[]): ManifestFile[] {
+  const files: ManifestFile[] = [];
+  const ranged = new Map<string, { file: Omit<ManifestFile, 'checksum' | 'part' | 'size'>; ranges: ManifestRange[] }>();
+  pushed.forEach((part, index) => {
+    for (const stored of part.files) {
+      if (!stored.range) {
+        files.push({ path: stored.path, size: stored.size, mode: stored.mode, mtime: stored.mtime, checksum: stored.checksum, part: index });
+        continue;
+      }
+      let entry = ranged.get(stored.path);
+      if (!entry) {
+        entry = { file: { path: stored.path, mode: stored.mode, mtime: stored.mtime }, ranges: [] };
+        ranged.set(stored.path, entry);
+      }
+      entry.ranges.push({ part: index, offset: stored.range.offset, size: stored.size, checksum: stored.checksum });
+    }
+  });
+  for (const { file, ranges } of ranged.values()) {
+    ranges.sort((a, b) => a.offset - b.offset);
+    let crc = 0;
+    let size = 0;
+    for (const range of ranges) {
+      if (range.offset !== size) throw new BackupError(`the ranges of ${file.path} do not cover it: one ends at ${size}, the next starts at ${range.offset}`);
+      crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
+      size += range.size;
+    }
+    files.push({ ...file, size, checksum: formatChecksum(crc), part: ranges[0].part, ranges });
+  }
+  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** START WAL LOCATION's file and START TIMELINE from a backup_label. */

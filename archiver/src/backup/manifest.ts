@@ -7,7 +7,12 @@
 import { CompressionName } from '../compression';
 import { CorruptObjectError, UnsupportedObjectError } from '../errors';
 
-export const MANIFEST_FORMAT = 1;
+/**
+ * 2: a file larger than a part is stored as ranges (`ranges`); parts' envelopes carry no CRC-32 of
+ * their own (FLAG_UNCHECKED). Format 1 manifests (no ranges) are read as they are.
+ */
+export const MANIFEST_FORMAT = 2;
+const READABLE_FORMATS = new Set([1, 2]);
 
 export interface ManifestFile {
   /** Relative to the data directory, '/'-separated. */
@@ -20,8 +25,19 @@ export interface ManifestFile {
   readonly mtime: number;
   /** CRC-32 of the stored bytes, 8 hexadecimal digits (envelope.ts's form). */
   readonly checksum: string;
-  /** Index into `parts`. */
+  /** Index into `parts` (of the first range, for a file stored as ranges). */
   readonly part: number;
+  /** A file larger than a part: its ranges, in order, covering [0, size). */
+  readonly ranges?: readonly ManifestRange[];
+}
+
+/** A byte range of a file, stored as a tar entry of its own in `part`. */
+export interface ManifestRange {
+  readonly part: number;
+  readonly offset: number;
+  readonly size: number;
+  /** CRC-32 of the range's bytes. */
+  readonly checksum: string;
 }
 
 export interface ManifestDirectory {
@@ -50,7 +66,7 @@ export interface StopSnapshot {
 }
 
 export interface BackupManifest {
-  readonly format: typeof MANIFEST_FORMAT;
+  readonly format: 1 | typeof MANIFEST_FORMAT;
   readonly name: string;
   /** The label given to pg_backup_start. */
   readonly label: string;
@@ -97,11 +113,11 @@ export function decodeManifest(body: Buffer, what: string): BackupManifest {
   const manifest = value as Partial<BackupManifest> | null;
   if (!manifest || typeof manifest !== 'object') throw new CorruptObjectError(`${what} is not a backup manifest`);
   if (typeof manifest.format === 'number' && manifest.format > MANIFEST_FORMAT) {
-    throw new UnsupportedObjectError(`${what} has manifest format ${manifest.format}; this archiver reads format ${MANIFEST_FORMAT}: upgrade the archiver`);
+    throw new UnsupportedObjectError(`${what} has manifest format ${manifest.format}; this archiver reads formats up to ${MANIFEST_FORMAT}: upgrade the archiver`);
   }
   const required: (keyof BackupManifest)[] = ['name', 'startLsn', 'stopLsn', 'startWal', 'stopWal', 'timeline', 'startTime', 'stopTime', 'systemIdentifier', 'pgVersion', 'walSegmentSize', 'parts', 'files', 'directories'];
   const missing = required.filter((key) => manifest[key] === undefined);
-  if (manifest.format !== MANIFEST_FORMAT || missing.length > 0) {
+  if (typeof manifest.format !== 'number' || !READABLE_FORMATS.has(manifest.format) || missing.length > 0) {
     throw new CorruptObjectError(`${what} is not a complete backup manifest (missing: ${missing.join(', ') || 'format'})`);
   }
   return manifest as BackupManifest;

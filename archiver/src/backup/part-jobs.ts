@@ -1,10 +1,10 @@
 /**
  * The two jobs a base backup is made of, one part at a time: store a part (read its files, tar,
  * compress, upload) and restore a part (download, verify, untar, write its files, verify each one
- * against the manifest). Each runs on a worker thread of its own (part-runner.ts) with a storage
- * client of its own, so that both cores compress while the uploads stream.
+ * against the manifest). They run on worker threads (part-runner.ts), each with a storage client
+ * of its own, so that every core compresses while the uploads stream.
  */
-import * as fs from 'node:fs/promises';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, Writable } from 'node:stream';
@@ -14,8 +14,8 @@ import type { Codec, CompressionName } from '../compression';
 import { decodeStream, formatChecksum } from '../envelope';
 import { CorruptObjectError } from '../errors';
 import type { Storage } from '../storage/storage';
-import type { ManifestDirectory, ManifestFile } from './manifest';
-import { PartEntry, PartResult, partStream } from './part-stream';
+import type { ManifestDirectory } from './manifest';
+import { PAX_FILE_SIZE, PAX_OFFSET, PartEntry, PartResult, partStream } from './part-stream';
 
 /** Stores the part at `key`; resolves once it is durably stored, with what it holds. */
 export async function pushPart(storage: Storage, key: string, entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void): Promise<PartResult & { storedSize: number }> {
@@ -40,27 +40,49 @@ export async function pushPart(storage: Storage, key: string, entries: readonly 
   return { ...read.value, storedSize };
 }
 
+/** One tar entry a part must hold: a whole file, or a range of one (`offset` set). */
+export interface ExpectedPiece {
+  readonly path: string;
+  /** Bytes of the entry. */
+  readonly size: number;
+  readonly mode: number;
+  readonly mtime: number;
+  /** CRC-32 of the entry's bytes. */
+  readonly checksum: string;
+  /** A range: where it goes in the file, and the whole file's size. */
+  readonly offset?: number;
+  readonly fileSize?: number;
+}
+
 export interface FetchPartJob {
   readonly key: string;
   /** The restore's target directory, holding every directory of the manifest already. */
   readonly target: string;
-  /** The manifest's entries of this part. */
-  readonly files: readonly ManifestFile[];
+  /** What the part must hold, from the manifest. */
+  readonly pieces: readonly ExpectedPiece[];
   readonly directories: readonly ManifestDirectory[];
-  /** fsync every file written. */
+  /** fsync every file written before the job ends. */
   readonly sync: boolean;
 }
 
+/** Files whose fsync may run at once, in libuv's pool, while the next files are written. */
+const SYNCS_IN_FLIGHT = 16;
+
 /**
- * Restores one part into `job.target`: every file is checked against the manifest (name, size,
- * CRC-32), and the part as a whole against its envelope; anything unexpected, missing or damaged
- * fails with CorruptObjectError. Files are created, never overwritten.
+ * Restores one part into `job.target`: every entry is checked against the manifest (name, size,
+ * CRC-32), and the part as a whole against its envelope's size; anything unexpected, missing or
+ * damaged fails with CorruptObjectError. A whole file is created, never overwritten; a range is
+ * written at its offset into its file, which the other ranges (other parts, other threads) share.
+ * Writes are synchronous (this runs on a worker thread of its own); fsyncs run in the background
+ * while the next files are written, and the job ends once every one has.
  */
 export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (name: CompressionName) => Codec, onBytes: (bytes: number) => void): Promise<void> {
   const what = `${job.key} at ${storage.location}`;
-  const expected = new Map(job.files.map((file) => [file.path, file]));
-  const directories = new Map(job.directories.map((directory) => [directory.path, directory]));
+  const pieceKey = (name: string, offset: number | undefined) => (offset === undefined ? name : `${name}@${offset}`);
+  const expected = new Map(job.pieces.map((piece) => [pieceKey(piece.path, piece.offset), piece]));
+  const directories = new Set(job.directories.map((directory) => directory.path));
   const seen = new Set<string>();
+  const syncs = new BackgroundSyncs(SYNCS_IN_FLIGHT);
   const extract = tarExtract();
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -77,51 +99,113 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       const name = entry.header.name.replace(/\/+$/, '');
       const destination = safeJoin(job.target, name, what);
       if (entry.header.type === 'directory') {
-        const directory = directories.get(name);
-        if (!directory) throw new CorruptObjectError(`${what} holds a directory ${name} that its manifest does not list`);
+        if (!directories.has(name)) throw new CorruptObjectError(`${what} holds a directory ${name} that its manifest does not list`);
         // backup-fetch created every directory of the manifest, with its mode, before any part.
         entry.resume();
         continue;
       }
-      const file = expected.get(name);
-      if (entry.header.type !== 'file' || !file) throw new CorruptObjectError(`${what} holds ${entry.header.type} ${name} that its manifest does not list`);
-      if (seen.has(name)) throw new CorruptObjectError(`${what} holds ${name} twice`);
-      seen.add(name);
-      const handle = await fs.open(destination, 'wx', file.mode);
+      const pax: Record<string, string | undefined> = (entry.header.pax as Record<string, string> | undefined) ?? {};
+      const offset = pax[PAX_OFFSET] === undefined ? undefined : Number(pax[PAX_OFFSET]);
+      const key = pieceKey(name, offset);
+      const piece = expected.get(key);
+      if (entry.header.type !== 'file' || !piece) throw new CorruptObjectError(`${what} holds ${entry.header.type} ${key} that its manifest does not list`);
+      if (seen.has(key)) throw new CorruptObjectError(`${what} holds ${key} twice`);
+      if (piece.offset !== undefined && Number(pax[PAX_FILE_SIZE]) !== piece.fileSize) throw new CorruptObjectError(`${what} holds ${key} as a range of a ${pax[PAX_FILE_SIZE]}-byte file; its manifest says ${piece.fileSize} bytes`);
+      seen.add(key);
+      await syncs.room();
+      // A range shares its file with the other ranges: created by whichever comes first.
+      const fd = fs.openSync(destination, piece.offset === undefined ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode);
       let crc = 0;
       let size = 0;
       try {
+        let position = piece.offset ?? 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {
           crc = crc32(chunk, crc);
           size += chunk.length;
           onBytes(chunk.length);
-          await handle.write(chunk);
+          writeAll(fd, chunk, position);
+          position += chunk.length;
         }
-        if (job.sync) await handle.sync();
-      } finally {
-        await handle.close();
+        if (size !== piece.size || formatChecksum(crc) !== piece.checksum) {
+          throw new CorruptObjectError(`${key} from ${what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${size} bytes, CRC-32 ${formatChecksum(crc)})`);
+        }
+        // The mode despite the umask; a range's time is set once every range is written.
+        fs.fchmodSync(fd, piece.mode);
+        if (piece.offset === undefined) fs.futimesSync(fd, piece.mtime, piece.mtime);
+      } catch (error) {
+        fs.closeSync(fd);
+        throw error;
       }
-      if (size !== file.size || formatChecksum(crc) !== file.checksum) {
-        throw new CorruptObjectError(`${name} from ${what} does not match the backup's manifest (expected ${file.size} bytes, CRC-32 ${file.checksum}; got ${size} bytes, CRC-32 ${formatChecksum(crc)})`);
-      }
-      await fs.chmod(destination, file.mode);
-      await fs.utimes(destination, file.mtime, file.mtime);
+      if (job.sync) syncs.add(fd, destination);
+      else fs.closeSync(fd);
     }
   })();
   // A file that fails (damaged, unexpected, disk full) stops the download.
   writing.catch((error: Error) => sink.destroy(error));
-  const body = await storage.getStream(job.key);
   try {
-    await pipeline(body, decodeStream(what, codecFor), sink);
-  } catch (error) {
-    extract.destroy();
-    // The writer's own error (a damaged file) says more than the stopped pipeline's.
-    const writerError = await Promise.race([writing.then(() => undefined, (e: unknown) => e), new Promise((resolve) => setTimeout(resolve, 5000, undefined))]);
-    throw writerError ?? error;
+    const body = await storage.getStream(job.key);
+    try {
+      await pipeline(body, decodeStream(what, codecFor), sink);
+    } catch (error) {
+      extract.destroy();
+      // The writer's own error (a damaged file) says more than the stopped pipeline's.
+      const writerError = await Promise.race([writing.then(() => undefined, (e: unknown) => e), new Promise((resolve) => setTimeout(resolve, 5000, undefined))]);
+      throw writerError ?? error;
+    }
+    await writing;
+  } finally {
+    await syncs.settle();
   }
-  await writing;
-  const missing = job.files.filter((file) => !seen.has(file.path)).map((file) => file.path);
+  await syncs.done();
+  const missing = job.pieces.map((piece) => pieceKey(piece.path, piece.offset)).filter((key) => !seen.has(key));
   if (missing.length > 0) throw new CorruptObjectError(`${what} lacks ${missing.length} file(s) its manifest lists: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+}
+
+/** pwrite until every byte is written (a write may be short). */
+function writeAll(fd: number, chunk: Buffer, position: number): void {
+  let written = 0;
+  while (written < chunk.length) written += fs.writeSync(fd, chunk, written, chunk.length - written, position + written);
+}
+
+/**
+ * fsync-then-close of written files, in libuv's pool, at most `limit` at once: the disk writes
+ * back one file while the thread decompresses and writes the next. The first failure is kept and
+ * reported by done().
+ */
+class BackgroundSyncs {
+  private readonly pending = new Set<Promise<void>>();
+  private failure: Error | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  add(fd: number, file: string): void {
+    const sync = new Promise<void>((resolve) => {
+      fs.fsync(fd, (syncError) => {
+        fs.close(fd, (closeError) => {
+          const error = syncError ?? closeError;
+          if (error && !this.failure) this.failure = Object.assign(error, { message: `fsync of ${file} failed: ${error.message}` });
+          resolve();
+        });
+      });
+    });
+    this.pending.add(sync);
+    void sync.then(() => this.pending.delete(sync));
+  }
+
+  /** Waits until fewer than `limit` are in flight. */
+  async room(): Promise<void> {
+    while (this.pending.size >= this.limit) await Promise.race(this.pending);
+  }
+
+  /** Waits for every one in flight (their descriptors closed), whatever happened. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pending]);
+  }
+
+  async done(): Promise<void> {
+    await this.settle();
+    if (this.failure) throw this.failure;
+  }
 }
 
 /** `target/name`, refusing names that would leave `target` (absolute, or with '..'). */

@@ -1,8 +1,9 @@
 /**
- * Runs a backup's part jobs, at most `concurrency` at a time, each on a worker thread of its own
- * (lib/backup-worker.cjs, when the archiver is built) or, from sources, on this thread. Memory is
- * bounded per job by the codec's stream buffers and the storage's part buffers, whatever the size
- * of the database.
+ * Runs a backup's part jobs on `concurrency` worker threads (lib/backup-worker.cjs, when the
+ * archiver is built) or, from sources, on this thread. The threads live as long as the runner:
+ * each opens its storage client once (the SDK, its TLS connections) and takes the next job as
+ * soon as it has finished one. Memory is bounded per thread by the codec's stream buffers and the
+ * storage's part buffers, whatever the size of the database.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,20 +11,25 @@ import { Worker } from 'node:worker_threads';
 import { CompressionName, loadCodec } from '../compression';
 import { reviveError } from '../errors';
 import { openStorage } from '../storage/open';
-import type { StorageOptions } from '../storage/storage';
+import type { Storage, StorageOptions } from '../storage/storage';
 import { FetchPartJob, fetchPart, pushPart } from './part-jobs';
 import type { PartEntry, PartResult } from './part-stream';
 
 export type PartJob =
-  | { readonly op: 'push'; readonly storage: StorageOptions; readonly key: string; readonly entries: readonly PartEntry[]; readonly compression: CompressionName; readonly level?: number }
-  | { readonly op: 'fetch'; readonly storage: StorageOptions; readonly fetch: FetchPartJob };
+  | { readonly op: 'push'; readonly key: string; readonly entries: readonly PartEntry[]; readonly compression: CompressionName; readonly level?: number }
+  | { readonly op: 'fetch'; readonly fetch: FetchPartJob };
 
 export type PushedPart = PartResult & { readonly storedSize: number };
 
+/** Parent → worker. */
+export type WorkerRequest = { readonly type: 'open'; readonly storage: StorageOptions } | { readonly type: 'job'; readonly job: PartJob } | { readonly type: 'close' };
+
+/** Worker → parent. */
 export type PartMessage =
   | { readonly type: 'progress'; readonly bytes: number }
   | { readonly type: 'pushed'; readonly result: PushedPart }
   | { readonly type: 'fetched' }
+  | { readonly type: 'closed' }
   | { readonly type: 'error'; readonly error: { name: string; message: string } };
 
 /** The bundled worker script next to this module (archiver/dist/lib), if built. */
@@ -32,67 +38,146 @@ function bundledScript(): string | undefined {
   return fs.existsSync(script) ? script : undefined;
 }
 
+/** Runs one job with a storage client that outlives it (on a worker thread, or inline). */
+export async function runPartJob(storage: Storage, job: PartJob, onBytes: (bytes: number) => void): Promise<PushedPart | void> {
+  if (job.op === 'push') return pushPart(storage, job.key, job.entries, loadCodec(job.compression, job.level === undefined ? {} : { level: job.level }), onBytes);
+  await fetchPart(storage, job.fetch, (name) => loadCodec(name), onBytes);
+}
+
+interface Lane {
+  run(job: PartJob): Promise<PushedPart | void>;
+  close(): Promise<void>;
+}
+
 export class PartRunner {
   private readonly script = bundledScript();
+  private readonly lanes: Lane[] = [];
 
   constructor(
+    private readonly storage: StorageOptions,
     private readonly concurrency: number,
     private readonly onBytes: (bytes: number) => void,
   ) {}
 
-  /** Runs every job; rejects with the first failure once the jobs started have settled. */
+  /**
+   * Runs every job, the next free thread taking the next job in order (so put the largest first);
+   * rejects with the first failure once the jobs started have settled. Results are in job order.
+   */
   async run<T extends PartJob>(jobs: readonly T[]): Promise<(T extends { op: 'push' } ? PushedPart : void)[]> {
     const results: unknown[] = new Array(jobs.length);
     let next = 0;
     let failure: { error: unknown } | undefined;
-    const lane = async () => {
+    const wanted = Math.max(1, Math.min(this.concurrency, jobs.length));
+    while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes) : new InlineLane(this.storage, this.onBytes));
+    const drive = async (lane: Lane) => {
       while (next < jobs.length && !failure) {
         const index = next++;
         try {
-          results[index] = await this.runOne(jobs[index]);
+          results[index] = await lane.run(jobs[index]);
         } catch (error) {
           failure ??= { error };
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.concurrency, jobs.length)) }, lane));
+    await Promise.all(this.lanes.slice(0, wanted).map(drive));
     if (failure) throw failure.error;
     return results as (T extends { op: 'push' } ? PushedPart : void)[];
   }
 
-  private runOne(job: PartJob): Promise<PushedPart | void> {
-    return this.script ? this.onWorker(this.script, job) : this.inline(job);
+  /** Closes every thread's storage client and ends the threads. */
+  async close(): Promise<void> {
+    await Promise.all(this.lanes.splice(0).map((lane) => lane.close()));
+  }
+}
+
+class InlineLane implements Lane {
+  private storage: Promise<Storage> | undefined;
+
+  constructor(
+    private readonly options: StorageOptions,
+    private readonly onBytes: (bytes: number) => void,
+  ) {}
+
+  async run(job: PartJob): Promise<PushedPart | void> {
+    this.storage ??= openStorage(this.options);
+    return runPartJob(await this.storage, job, this.onBytes);
   }
 
-  private async inline(job: PartJob): Promise<PushedPart | void> {
-    const storage = await openStorage(job.storage);
-    try {
-      if (job.op === 'push') return await pushPart(storage, job.key, job.entries, loadCodec(job.compression, job.level === undefined ? {} : { level: job.level }), this.onBytes);
-      await fetchPart(storage, job.fetch, (name) => loadCodec(name), this.onBytes);
-    } finally {
-      await storage.close();
-    }
+  async close(): Promise<void> {
+    const storage = await this.storage?.catch(() => undefined);
+    await storage?.close();
   }
+}
 
-  private onWorker(script: string, job: PartJob): Promise<PushedPart | void> {
+/** A worker thread that takes one job at a time. A thread that fails a job is replaced. */
+class WorkerLane implements Lane {
+  private worker: Worker | undefined;
+
+  constructor(
+    private readonly script: string,
+    private readonly storage: StorageOptions,
+    private readonly onBytes: (bytes: number) => void,
+  ) {}
+
+  run(job: PartJob): Promise<PushedPart | void> {
+    const worker = this.thread();
     return new Promise((resolve, reject) => {
-      const worker = new Worker(script);
-      let settled = false;
-      const settle = (action: () => void) => {
-        if (settled) return;
-        settled = true;
+      const settle = (action: () => void, healthy: boolean) => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+        // A failed job may have left the thread's storage client or streams in any state.
+        if (!healthy) this.discard();
         action();
-        void worker.terminate();
       };
-      worker.on('message', (message: PartMessage) => {
+      const onMessage = (message: PartMessage) => {
         if (message.type === 'progress') this.onBytes(message.bytes);
-        else if (message.type === 'pushed') settle(() => resolve(message.result));
-        else if (message.type === 'fetched') settle(() => resolve());
-        else settle(() => reject(reviveError(message.error)));
-      });
-      worker.once('error', (error) => settle(() => reject(error)));
-      worker.once('exit', (code) => settle(() => reject(new Error(`a backup worker thread exited (${code}) before it finished its part`))));
-      worker.postMessage(job);
+        else if (message.type === 'pushed') settle(() => resolve(message.result), true);
+        else if (message.type === 'fetched') settle(() => resolve(), true);
+        else if (message.type === 'error') settle(() => reject(reviveError(message.error)), false);
+      };
+      const onError = (error: Error) => settle(() => reject(error), false);
+      const onExit = (code: number) => settle(() => reject(new Error(`a backup worker thread exited (${code}) before it finished its part`)), false);
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+      worker.once('exit', onExit);
+      worker.postMessage({ type: 'job', job } satisfies WorkerRequest);
     });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = undefined;
+    const closed = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 10_000);
+      worker.on('message', (message: PartMessage) => {
+        if (message.type === 'closed') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+    await closed;
+    await worker.terminate();
+  }
+
+  private thread(): Worker {
+    if (!this.worker) {
+      this.worker = new Worker(this.script);
+      this.worker.postMessage({ type: 'open', storage: this.storage } satisfies WorkerRequest);
+    }
+    return this.worker;
+  }
+
+  private discard(): void {
+    const worker = this.worker;
+    this.worker = undefined;
+    void worker?.terminate();
   }
 }

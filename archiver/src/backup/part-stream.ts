@@ -1,20 +1,31 @@
 /**
  * One part of a base backup as a stream of bytes: the part's files as a tar stream, framed and
  * compressed by the archiver's envelope (envelope.ts: a header, the codec's stream, a trailer with
- * the size and CRC-32). With zstd the object is also a valid `.tar.zst`: the envelope's header and
- * trailer are skippable frames, so `zstd -dc part | tar x` restores it by hand.
+ * the size; FLAG_UNCHECKED, because every file's CRC-32 is counted here, once, for the manifest).
+ * With zstd the object is also a valid `.tar.zst`: the envelope's header and trailer are skippable
+ * frames, so `zstd -dc part | tar x` restores it by hand — except a range of a file larger than a
+ * part (parts-plan.ts), whose tar entry carries the file's name and, in its pax header,
+ * `PGWA.offset` and `PGWA.size`: such a file is the concatenation of its ranges in part order.
  *
  * Files are read as they are now, in the middle of a non-exclusive backup: a file that vanished
- * (a dropped table) is left out; one that grew is read up to the size it had when opened; one
- * that shrank is padded with zeros, as pg_basebackup does. Replaying the WAL from the backup's
- * start repairs all of it.
+ * (a dropped table) is left out; one that grew is read up to the size it had when opened (a range:
+ * up to its planned end); one that shrank, or a range of a file that vanished, is padded with
+ * zeros, as pg_basebackup does. Replaying the WAL from the backup's start repairs all of it.
+ *
+ * Reads are synchronous: this runs on a worker thread of its own, where a read from the page cache
+ * costs less than the round trip through libuv's pool that an asynchronous one adds.
  */
-import * as fs from 'node:fs/promises';
+import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import type { Codec } from '../compression';
 import { encodeStream, formatChecksum } from '../envelope';
+import type { FileRange } from './parts-plan';
+
+/** The pax keywords of a range's tar entry: where it starts, and the whole file's size. */
+export const PAX_OFFSET = 'PGWA.offset';
+export const PAX_FILE_SIZE = 'PGWA.size';
 
 export interface PartEntry {
   /** Where to read it. */
@@ -24,14 +35,20 @@ export interface PartEntry {
   readonly type: 'file' | 'directory';
   readonly mode: number;
   readonly mtime: number;
+  /** Only this range of the file (a file larger than a part). */
+  readonly range?: FileRange;
 }
 
 export interface StoredFile {
   readonly path: string;
+  /** Bytes stored: the file's, or the range's. */
   readonly size: number;
   readonly mode: number;
   readonly mtime: number;
+  /** CRC-32 of the bytes stored. */
   readonly checksum: string;
+  /** Set for a range of a file. */
+  readonly range?: FileRange;
 }
 
 export interface PartResult {
@@ -59,7 +76,7 @@ export interface PartStream {
 
 export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void = () => undefined): PartStream {
   const pack = tarPack();
-  const encoder = encodeStream(codec);
+  const encoder = encodeStream(codec, { checksum: false });
   let tarBytes = 0;
   let abortWith: (error: Error) => void = () => undefined;
   const aborted = new Promise<never>((_resolve, reject) => {
@@ -116,26 +133,37 @@ function addEntry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnTyp
 }
 
 async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onBytes: (bytes: number) => void, aborted: Promise<never>): Promise<StoredFile | undefined> {
-  let handle: fs.FileHandle;
+  let fd: number | undefined;
   try {
-    handle = await fs.open(entry.absolute, 'r');
+    fd = fs.openSync(entry.absolute, 'r');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+    // A whole file that vanished is left out; a range is stored as zeros, so that the file's
+    // other ranges (read before it vanished) still make a whole file.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if (!entry.range) return undefined;
   }
   try {
-    const size = (await handle.stat()).size;
+    const start = entry.range?.offset ?? 0;
+    const size = entry.range ? entry.range.length : fs.fstatSync(fd!).size;
     let crc = 0;
     let done: (error?: Error | null) => void = () => undefined;
     const finished = new Promise<void>((resolve, reject) => {
       done = (error) => (error ? reject(error) : resolve());
     });
-    const sink = pack.entry({ name: entry.path, type: 'file', size, mode: entry.mode, mtime: new Date(entry.mtime * 1000) }, done);
+    const header = {
+      name: entry.path,
+      type: 'file' as const,
+      size,
+      mode: entry.mode,
+      mtime: new Date(entry.mtime * 1000),
+      ...(entry.range ? { pax: { [PAX_OFFSET]: String(entry.range.offset), [PAX_FILE_SIZE]: String(entry.range.fileSize) } } : {}),
+    };
+    const sink = pack.entry(header, done);
     let position = 0;
     while (position < size) {
       const want = Math.min(READ_SIZE, size - position);
       const buffer = Buffer.allocUnsafe(want);
-      const { bytesRead } = await handle.read(buffer, 0, want, position);
+      const bytesRead = fd === undefined ? 0 : fs.readSync(fd, buffer, 0, want, start + position);
       // Shrunk since it was opened: zeros for the rest (WAL replay rewrites those pages).
       const chunk = bytesRead === 0 ? buffer.fill(0) : buffer.subarray(0, bytesRead);
       crc = crc32(chunk, crc);
@@ -145,8 +173,8 @@ async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onByt
     }
     sink.end(undefined);
     await Promise.race([finished, aborted]);
-    return { path: entry.path, size, mode: entry.mode, mtime: entry.mtime, checksum: formatChecksum(crc) };
+    return { path: entry.path, size, mode: entry.mode, mtime: entry.mtime, checksum: formatChecksum(crc), ...(entry.range ? { range: entry.range } : {}) };
   } finally {
-    await handle.close();
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }

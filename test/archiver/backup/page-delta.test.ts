@@ -388,6 +388,7 @@ describe('a malformed delta blob', () => {
     ['a block number repeated', withBlocks([0, 2, 2]), /not strictly ascending \(2 after 2\)/],
     ['block numbers descending', withBlocks([2, 0]), /not strictly ascending \(0 after 2\)/],
     ['a block beyond the end of the file', withBlocks([0, 4]), /block 4 lies beyond the end of the file/],
+    ['a block starting at the end of the file', withBlocks([0, 4], 4 * PAGE), /block 4 lies beyond the end of the file \(32768 bytes, pages of 8192\)/],
     ['a block in a file of 0 bytes', withBlocks([0], 0), /announces 1 blocks, more than the 0 of a file of 0 bytes/],
     ['bytes after its last page', Buffer.concat([valid, Buffer.from([0])]), /goes on after its last page/],
     ['bytes after a header of no blocks', Buffer.concat([withBlocks([]), Buffer.alloc(10)]), /goes on after its last page/],

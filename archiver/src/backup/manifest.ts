@@ -31,6 +31,32 @@ export interface ManifestFile {
   readonly ranges?: readonly ManifestRange[];
 }
 
+/**
+ * A relation file of a delta backup, stored as the pages changed since its base backup started
+ * (page-delta.ts's blob: a header, the block numbers, the pages). Restored by laying down the
+ * file as the base restores it, then applying the blob.
+ */
+export interface ManifestDelta {
+  readonly path: string;
+  /** The file's size when it was read (what it is after the blob is applied). */
+  readonly size: number;
+  readonly mode: number;
+  readonly mtime: number;
+  /** Bytes of the blob (or of all its ranges' blobs). */
+  readonly blobSize: number;
+  /** Pages in the blob (in all its ranges' blobs). */
+  readonly pages: number;
+  /** CRC-32 of the blob (a ranged file: of the first range's; each range has its own). */
+  readonly checksum: string;
+  /** Index into `parts` (of the first range). */
+  readonly part: number;
+  /**
+   * A file larger than a part: one blob per range of the file, each holding the pages of its
+   * range; `offset` is the range's start in the file, `size` the blob's bytes.
+   */
+  readonly ranges?: readonly ManifestRange[];
+}
+
 /** A byte range of a file, stored as a tar entry of its own in `part`. */
 export interface ManifestRange {
   readonly part: number;
@@ -95,7 +121,15 @@ export interface BackupManifest {
   readonly stopSnapshot: StopSnapshot | undefined;
   readonly parts: readonly ManifestPart[];
   readonly directories: readonly ManifestDirectory[];
+  /** The files stored whole. */
   readonly files: readonly ManifestFile[];
+  /**
+   * A delta backup: the backup it is a delta of (which may be a delta itself), whose start LSN is
+   * the threshold of its pages. Absent: a full backup.
+   */
+  readonly base?: string;
+  /** A delta backup's relation files, stored as their changed pages. */
+  readonly deltas?: readonly ManifestDelta[];
 }
 
 export function encodeManifest(manifest: BackupManifest): Buffer {

@@ -8,15 +8,14 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BACKUP_LAYOUT, backupPrefix } from '../../../contract';
 import type { ArchiverConfig } from '../config';
-import { crc32Combine } from '../crc32-combine';
-import { formatChecksum } from '../envelope';
-import { CorruptObjectError, TargetNotEmptyError } from '../errors';
+import { TargetNotEmptyError } from '../errors';
 import { Logger } from '../logger';
 import type { Storage } from '../storage/storage';
 import { findBackup, listBackups } from './catalog';
 import type { BackupManifest } from './manifest';
-import type { ExpectedPiece } from './part-jobs';
+import { deltaChain } from './delta-chain';
 import { PartRunner } from './part-runner';
+import { planRestore } from './restore-plan';
 import { Progress } from './progress';
 import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
 import { RecoveryTarget, checkReachable, chooseBackup, describeTarget } from './recovery-target';
@@ -37,34 +36,39 @@ export interface BackupFetchOptions {
 
 export async function backupFetch(config: ArchiverConfig, storage: Storage, log: Logger, options: BackupFetchOptions): Promise<BackupManifest> {
   const backup = await pickBackup(storage, options.backup, options.target);
-  const pieces = piecesByPart(backup);
+  const chain = backup.base === undefined ? [backup] : deltaChain(backup, await listBackups(storage), storage.location);
+  const plan = planRestore(chain);
   const target = path.resolve(options.directory);
   const created = await prepareTarget(target);
   const blog = log.child({ backup: backup.name });
-  blog.info('restore started', { directory: target, target: describeTarget(options.target), stop_lsn: backup.stopLsn, stop_time: backup.stopTime });
+  blog.info('restore started', { directory: target, target: describeTarget(options.target), stop_lsn: backup.stopLsn, stop_time: backup.stopTime, ...(chain.length > 1 ? { chain: chain.map((b) => b.name).join(',') } : {}) });
   try {
     for (const directory of backup.directories) {
       await fs.mkdir(path.join(target, directory.path), { recursive: true, mode: directory.mode });
       await fs.chmod(path.join(target, directory.path), directory.mode);
     }
-    const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: backup.size, log: blog, terminal: options.terminal });
+    const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: plan.bytes, log: blog, terminal: options.terminal });
     const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes));
-    const prefix = backupPrefix(backup.name);
-    // The largest parts first: the threads then finish close together.
-    const order = backup.parts.map((part, index) => ({ index, bytes: part.size })).sort((a, b) => b.bytes - a.bytes || a.index - b.index);
     try {
-      await runner.run(
-        order.map(({ index }) => ({
-          op: 'fetch' as const,
-          fetch: { key: `${prefix}${backup.parts[index].key}`, target, pieces: pieces[index], directories: backup.directories, sync: options.sync ?? true },
-        })),
-      );
+      // The chain's backups one after the other (a delta applies onto what its base wrote), the
+      // parts of each in parallel, the largest first: the threads then finish close together.
+      for (const layer of plan.layers) {
+        const prefix = backupPrefix(layer.backup.name);
+        const order = [...layer.parts.keys()].sort((a, b) => layer.backup.parts[b].size - layer.backup.parts[a].size || a - b);
+        await runner.run(
+          order.map((index) => ({
+            op: 'fetch' as const,
+            fetch: { key: `${prefix}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync: options.sync ?? true },
+          })),
+        );
+      }
     } finally {
       await runner.close();
     }
     // A file restored as ranges got its time only now that every range is written.
-    for (const file of backup.files) if (file.ranges) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
+    for (const file of plan.rangedFiles) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
     progress.finish();
+    const prefix = backupPrefix(backup.name);
     await writeFile(target, 'backup_label', await storage.get(`${prefix}${BACKUP_LAYOUT.backupLabel}`));
     if (backup.hasTablespaceMap) await writeFile(target, 'tablespace_map', await storage.get(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`));
     await fs.mkdir(path.join(target, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
@@ -82,40 +86,6 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
     await emptyDirectory(target, created);
     throw error;
   }
-}
-
-/**
- * What each part must hold, from the manifest: whole files, and ranges of the larger ones. The
- * ranges of a file must cover it exactly and combine into its CRC-32: a manifest that says
- * otherwise is refused before anything is written.
- */
-export function piecesByPart(backup: BackupManifest): ExpectedPiece[][] {
-  const pieces: ExpectedPiece[][] = backup.parts.map(() => []);
-  const what = `the manifest of ${backup.name}`;
-  const partOf = (index: number, file: string): ExpectedPiece[] => {
-    const part = pieces[index];
-    if (!part) throw new CorruptObjectError(`${what} puts ${file} in part ${index}, which it does not list`);
-    return part;
-  };
-  for (const file of backup.files) {
-    const { path: name, mode, mtime } = file;
-    if (!file.ranges) {
-      partOf(file.part, name).push({ path: name, size: file.size, mode, mtime, checksum: file.checksum });
-      continue;
-    }
-    let crc = 0;
-    let covered = 0;
-    for (const range of file.ranges) {
-      if (range.offset !== covered) throw new CorruptObjectError(`${what} lists ranges of ${name} that do not cover it (a range at ${range.offset} after ${covered} bytes)`);
-      crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
-      covered += range.size;
-      partOf(range.part, name).push({ path: name, size: range.size, mode, mtime, checksum: range.checksum, offset: range.offset, fileSize: file.size });
-    }
-    if (covered !== file.size || formatChecksum(crc) !== file.checksum) {
-      throw new CorruptObjectError(`${what} lists ranges of ${name} that do not make the file (${covered} bytes, CRC-32 ${formatChecksum(crc)}; the file: ${file.size} bytes, CRC-32 ${file.checksum})`);
-    }
-  }
-  return pieces;
 }
 
 async function pickBackup(storage: Storage, name: string, target: RecoveryTarget): Promise<BackupManifest> {

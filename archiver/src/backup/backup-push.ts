@@ -20,14 +20,19 @@ import { BackupError, BackupInProgressError } from '../errors';
 import { Logger } from '../logger';
 import { nextSegment } from '../wal-names';
 import { backupName, manifestKey } from './catalog';
-import { PG_CONTROL, walkDataDirectory } from './data-directory';
+import { DataEntry, PG_CONTROL, walkDataDirectory } from './data-directory';
 import { formatLsn, parseLsn, segmentEndingAt } from './lsn';
-import { BackupManifest, ManifestFile, ManifestRange, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import { BackupManifest, ManifestDelta, ManifestFile, ManifestRange, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import type { Storage } from '../storage/storage';
+import { listBackups } from './catalog';
+import { deltaChain } from './delta-chain';
+import { isPagedRelationFile } from './page-delta';
+import type { DeltaSpec, StoredFile } from './part-stream';
 import { crc32Combine } from '../crc32-combine';
 import { formatChecksum } from '../envelope';
 import { PartRunner, PushedPart } from './part-runner';
 import { PlannedPiece, planParts, partKey } from './parts-plan';
-import { ConnectionSettings, PostgresSession } from './postgres-session';
+import { ConnectionSettings, PostgresSession, ServerFacts } from './postgres-session';
 import { Progress } from './progress';
 
 export interface BackupPushOptions {
@@ -42,7 +47,21 @@ export interface BackupPushOptions {
   readonly connection?: ConnectionSettings;
   /** A progress bar (true), log lines (false). @default stderr is a terminal */
   readonly terminal?: boolean;
+  /**
+   * A delta backup of the newest complete backup when one can serve as its base (same database
+   * and timeline, a chain shorter than `deltaMaxSteps`); a full backup otherwise. @default false
+   */
+  readonly delta?: boolean;
+  /** Deltas in a row at most before a full backup is taken again. @default DEFAULT_DELTA_MAX_STEPS */
+  readonly deltaMaxSteps?: number;
 }
+
+/**
+ * A full backup then up to six deltas: with a daily schedule, a full backup a week. Each step
+ * adds the delta's restore time (its share of changed pages), and every one of them must be in
+ * the archive for the newest to restore.
+ */
+export const DEFAULT_DELTA_MAX_STEPS = 6;
 
 /** Takes a base backup into `archive`; resolves with its manifest once it is listed. */
 export async function backupPush(config: ArchiverConfig, archive: Archive, log: Logger, options: BackupPushOptions = {}): Promise<BackupManifest> {
@@ -71,7 +90,8 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
   const name = backupName(new Date());
   const prefix = backupPrefix(name);
   const blog = log.child({ backup: name });
-  blog.info('backup started', { data_directory: facts.dataDirectory, from: facts.inRecovery ? 'standby' : 'primary', location: storage.location });
+  const base = options.delta ? await chooseDeltaBase(storage, facts, options.deltaMaxSteps ?? DEFAULT_DELTA_MAX_STEPS, blog) : undefined;
+  blog.info('backup started', { data_directory: facts.dataDirectory, from: facts.inRecovery ? 'standby' : 'primary', location: storage.location, ...(base ? { delta_of: base.name } : {}) });
   const start = await session.startBackup(name, options.fast ?? true);
   let stopped = false;
   try {
@@ -79,10 +99,17 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     const totalBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
     const progress = new Progress({ what: `backup ${name}`, totalBytes, log: blog, terminal: options.terminal });
     const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    // A delta stores each relation file's pages changed since its base started.
+    const baseSizes = base ? new Map([...base.files, ...(base.deltas ?? [])].map((file) => [file.path, file.size])) : undefined;
+    const deltaOf = (entry: DataEntry): DeltaSpec | undefined =>
+      base && entry.type === 'file' && isPagedRelationFile(entry.path) ? { threshold: parseLsn(base.startLsn), baseSize: baseSizes!.get(entry.path) ?? 0, pageSize: facts.pageSize } : undefined;
     const toJob = (part: readonly PlannedPiece[], index: number) => ({
       op: 'push' as const,
       key: `${prefix}${partKey(index)}`,
-      entries: part.map(({ entry, range }) => ({ absolute: path.join(facts.dataDirectory, entry.path), path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, ...(range ? { range } : {}) })),
+      entries: part.map(({ entry, range }) => {
+        const delta = deltaOf(entry);
+        return { absolute: path.join(facts.dataDirectory, entry.path), path: entry.path, type: entry.type, mode: entry.mode, mtime: entry.mtime, ...(range ? { range } : {}), ...(delta ? { delta } : {}) };
+      }),
       compression: config.compression,
       level: config.compressionLevel,
     });
@@ -108,6 +135,9 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     stopped = true;
     const snapshot = await session.snapshot().catch(() => undefined);
     const label = parseBackupLabel(stop.backupLabel);
+    if (base && label.timeline !== base.timeline) {
+      throw new BackupError(`the server moved to timeline ${label.timeline} during a delta backup of ${base.name} (timeline ${base.timeline}): page LSNs of two timelines cannot be compared; take a full backup`);
+    }
     await storage.put(`${prefix}${BACKUP_LAYOUT.backupLabel}`, Buffer.from(stop.backupLabel));
     if (stop.tablespaceMap) await storage.put(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`, Buffer.from(stop.tablespaceMap));
 
@@ -115,7 +145,7 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
     blog.info('waiting for the WAL of the backup to reach the archive', { start_wal: label.startWal, stop_wal: stopWal });
     await waitForWal(archive, label.startWal, stopWal, facts.walSegmentSize, (options.walTimeoutSeconds ?? 300) * 1000);
 
-    const files = manifestFiles(pushed);
+    const { files, deltas } = manifestFiles(pushed);
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
       name,
@@ -133,13 +163,14 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
       fromStandby: facts.inRecovery,
       dataDirectory: facts.dataDirectory,
       compression: config.compression,
-      size: files.reduce((sum, file) => sum + file.size, 0),
+      size: [...files, ...deltas].reduce((sum, file) => sum + file.size, 0),
       storedSize: pushed.reduce((sum, part) => sum + part.storedSize, 0),
       hasTablespaceMap: stop.tablespaceMap !== '',
       stopSnapshot: snapshot,
       parts: pushed.map((part, index) => ({ key: partKey(index), size: part.tarBytes, storedSize: part.storedSize })),
       directories: entries.filter((entry) => entry.type === 'directory').map((entry) => ({ path: entry.path, mode: entry.mode })),
       files,
+      ...(base ? { base: base.name, deltas } : {}),
     };
     await storage.put(manifestKey(name), encodeManifest(manifest), { ifAbsent: true });
     blog.info('backup complete', {
@@ -148,7 +179,8 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
       timeline: manifest.timeline,
       bytes: manifest.size,
       stored_bytes: manifest.storedSize,
-      files: files.length,
+      files: files.length + deltas.length,
+      ...(base ? { delta_of: base.name, delta_files: deltas.length, delta_pages: deltas.reduce((sum, d) => sum + d.pages, 0) } : {}),
       seconds: Math.round((Date.parse(manifest.stopTime) - Date.parse(manifest.startTime)) / 100) / 10,
     });
     return manifest;
@@ -167,38 +199,74 @@ function partBytes(part: readonly PlannedPiece[]): number {
 }
 
 /**
- * The manifest's files from what each part stored, in path order: a file stored as ranges is one
- * entry, with its ranges in order and the CRC-32 of the whole file combined from theirs.
+ * The manifest's files and page deltas from what each part stored, in path order: a file stored as
+ * ranges is one entry, with its ranges in order and the CRC-32 of the whole (file, or blobs one
+ * after the other) combined from theirs.
  */
-export function manifestFiles(pushed: readonly PushedPart[]): ManifestFile[] {
+export function manifestFiles(pushed: readonly PushedPart[]): { files: ManifestFile[]; deltas: ManifestDelta[] } {
   const files: ManifestFile[] = [];
-  const ranged = new Map<string, { file: Omit<ManifestFile, 'checksum' | 'part' | 'size'>; ranges: ManifestRange[] }>();
+  const deltas: ManifestDelta[] = [];
+  const ranged = new Map<string, { first: StoredFile; pieces: { stored: StoredFile; part: number }[] }>();
   pushed.forEach((part, index) => {
     for (const stored of part.files) {
-      if (!stored.range) {
-        files.push({ path: stored.path, size: stored.size, mode: stored.mode, mtime: stored.mtime, checksum: stored.checksum, part: index });
-        continue;
-      }
-      let entry = ranged.get(stored.path);
-      if (!entry) {
-        entry = { file: { path: stored.path, mode: stored.mode, mtime: stored.mtime }, ranges: [] };
+      if (stored.range) {
+        const entry = ranged.get(stored.path) ?? { first: stored, pieces: [] };
         ranged.set(stored.path, entry);
+        entry.pieces.push({ stored, part: index });
+      } else if (stored.delta) {
+        deltas.push({ path: stored.path, size: stored.delta.fileSize, mode: stored.mode, mtime: stored.mtime, blobSize: stored.size, pages: stored.delta.pages, checksum: stored.checksum, part: index });
+      } else {
+        files.push({ path: stored.path, size: stored.size, mode: stored.mode, mtime: stored.mtime, checksum: stored.checksum, part: index });
       }
-      entry.ranges.push({ part: index, offset: stored.range.offset, size: stored.size, checksum: stored.checksum });
     }
   });
-  for (const { file, ranges } of ranged.values()) {
-    ranges.sort((a, b) => a.offset - b.offset);
+  for (const { first, pieces } of ranged.values()) {
+    pieces.sort((a, b) => a.stored.range!.offset - b.stored.range!.offset);
+    const fileSize = first.range!.fileSize;
     let crc = 0;
-    let size = 0;
-    for (const range of ranges) {
-      if (range.offset !== size) throw new BackupError(`the ranges of ${file.path} do not cover it: one ends at ${size}, the next starts at ${range.offset}`);
-      crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
-      size += range.size;
+    let stored = 0;
+    let covered = 0;
+    let pages = 0;
+    for (const { stored: piece } of pieces) {
+      const range = piece.range!;
+      if (range.offset !== covered || range.fileSize !== fileSize) throw new BackupError(`the ranges of ${first.path} do not cover it: one ends at ${covered}, the next starts at ${range.offset}`);
+      covered += range.length;
+      crc = crc32Combine(crc, parseInt(piece.checksum, 16), piece.size);
+      stored += piece.size;
+      pages += piece.delta?.pages ?? 0;
     }
-    files.push({ ...file, size, checksum: formatChecksum(crc), part: ranges[0].part, ranges });
+    if (covered !== fileSize) throw new BackupError(`the ranges of ${first.path} end at ${covered}, before the file's end at ${fileSize}`);
+    const ranges: ManifestRange[] = pieces.map(({ stored: piece, part }) => ({ part, offset: piece.range!.offset, size: piece.size, checksum: piece.checksum }));
+    const common = { path: first.path, mode: first.mode, mtime: first.mtime, checksum: formatChecksum(crc), part: ranges[0].part, ranges };
+    if (first.delta) deltas.push({ ...common, size: fileSize, blobSize: stored, pages });
+    else files.push({ ...common, size: stored });
   }
-  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const byPath = <T extends { path: string }>(a: T, b: T) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  return { files: files.sort(byPath), deltas: deltas.sort(byPath) };
+}
+
+/**
+ * The newest complete backup a delta can rest on: same database, same timeline (page LSNs of two
+ * timelines do not compare), a chain of fewer than `maxSteps` deltas. None: a full backup, and the
+ * log says why.
+ */
+async function chooseDeltaBase(storage: Storage, facts: ServerFacts, maxSteps: number, log: Logger): Promise<BackupManifest | undefined> {
+  const backups = (await listBackups(storage)).filter((backup) => backup.systemIdentifier === facts.systemIdentifier);
+  const newest = backups[backups.length - 1];
+  const full = (reason: string) => {
+    log.info('taking a full backup instead of a delta', { reason });
+    return undefined;
+  };
+  if (!newest) return full('the archive holds no complete backup of this database');
+  if (newest.timeline !== facts.timeline) return full(`the newest backup ${newest.name} is of timeline ${newest.timeline}, the server is on ${facts.timeline}`);
+  let steps: number;
+  try {
+    steps = deltaChain(newest, backups, storage.location).length - 1;
+  } catch (error) {
+    return full(`the chain of ${newest.name} is broken: ${(error as Error).message}`);
+  }
+  if (steps >= maxSteps) return full(`the newest backup ${newest.name} ends a chain of ${steps} delta(s), the most allowed (--delta-max-steps ${maxSteps})`);
+  return newest;
 }
 
 /** START WAL LOCATION's file and START TIMELINE from a backup_label. */

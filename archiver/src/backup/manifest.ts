@@ -46,13 +46,13 @@ export interface ManifestDelta {
   readonly blobSize: number;
   /** Pages in the blob (in all its ranges' blobs). */
   readonly pages: number;
-  /** CRC-32 of the blob (a ranged file: of the first range's; each range has its own). */
+  /** CRC-32 of the blob (a file stored as ranges: of its ranges' blobs one after the other). */
   readonly checksum: string;
   /** Index into `parts` (of the first range). */
   readonly part: number;
   /**
    * A file larger than a part: one blob per range of the file, each holding the pages of its
-   * range; `offset` is the range's start in the file, `size` the blob's bytes.
+   * range; `offset` is the range's start in the file, `size` and `checksum` the blob's.
    */
   readonly ranges?: readonly ManifestRange[];
 }

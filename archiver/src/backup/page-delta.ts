@@ -98,6 +98,11 @@ export interface ChangedBlocksOptions {
   readonly baseSize: number;
   /** The cluster's page size (BLCKSZ, `SHOW block_size`), usually 8192. */
   readonly pageSize: number;
+  /**
+   * Scan from this byte on (a multiple of the page size): a range of a file larger than a part
+   * (parts-plan.ts); its pages before are another range's. @default 0
+   */
+  readonly from?: number;
 }
 
 /**
@@ -108,8 +113,10 @@ export interface ChangedBlocksOptions {
  */
 export async function scanChangedBlocks(handle: FileHandle, size: number, options: ChangedBlocksOptions): Promise<number[]> {
   const { threshold, baseSize, pageSize } = options;
+  const from = options.from ?? 0;
   checkPageSize(pageSize);
   checkFileSize(size);
+  if (!Number.isInteger(from) || from < 0 || from % pageSize !== 0) throw new RangeError(`a scan starts on a page boundary, not at byte ${from}`);
   // pd_lsn compared as two 32-bit halves: no bigint per page.
   const thresholdHigh = Number(threshold >> 32n);
   const thresholdLow = Number(threshold & 0xffffffffn);
@@ -121,7 +128,7 @@ export async function scanChangedBlocks(handle: FileHandle, size: number, option
   const buffer = Buffer.allocUnsafe(chunkSize);
   const changed: number[] = [];
   const scanned = Math.min(fullBlocks, baseBlocks);
-  let block = 0;
+  let block = from / pageSize;
   while (block < scanned) {
     const blocks = Math.min(scanned - block, chunkSize / pageSize);
     const got = await readFully(handle, buffer, blocks * pageSize, block * pageSize);

@@ -15,7 +15,9 @@ import { decodeStream, formatChecksum } from '../envelope';
 import { CorruptObjectError } from '../errors';
 import type { Storage } from '../storage/storage';
 import type { ManifestDirectory } from './manifest';
-import { PAX_FILE_SIZE, PAX_OFFSET, PartEntry, PartResult, partStream } from './part-stream';
+import { DeltaApplier } from './page-delta';
+import { PAX_DELTA, PAX_FILE_SIZE, PAX_OFFSET, PartEntry, PartResult, partStream } from './part-stream';
+import type { ExpectedPiece } from './restore-plan';
 
 /** Stores the part at `key`; resolves once it is durably stored, with what it holds. */
 export async function pushPart(storage: Storage, key: string, entries: readonly PartEntry[], codec: Codec, onBytes: (bytes: number) => void): Promise<PartResult & { storedSize: number }> {
@@ -38,20 +40,6 @@ export async function pushPart(storage: Storage, key: string, entries: readonly 
   if (put.status === 'rejected') throw put.reason;
   if (read.status === 'rejected') throw read.reason;
   return { ...read.value, storedSize };
-}
-
-/** One tar entry a part must hold: a whole file, or a range of one (`offset` set). */
-export interface ExpectedPiece {
-  readonly path: string;
-  /** Bytes of the entry. */
-  readonly size: number;
-  readonly mode: number;
-  readonly mtime: number;
-  /** CRC-32 of the entry's bytes. */
-  readonly checksum: string;
-  /** A range: where it goes in the file, and the whole file's size. */
-  readonly offset?: number;
-  readonly fileSize?: number;
 }
 
 export interface FetchPartJob {
@@ -111,27 +99,38 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       if (entry.header.type !== 'file' || !piece) throw new CorruptObjectError(`${what} holds ${entry.header.type} ${key} that its manifest does not list`);
       if (seen.has(key)) throw new CorruptObjectError(`${what} holds ${key} twice`);
       if (piece.offset !== undefined && Number(pax[PAX_FILE_SIZE]) !== piece.fileSize) throw new CorruptObjectError(`${what} holds ${key} as a range of a ${pax[PAX_FILE_SIZE]}-byte file; its manifest says ${piece.fileSize} bytes`);
+      if ((pax[PAX_DELTA] === '1') !== (piece.delta === true)) throw new CorruptObjectError(`${what} holds ${key} ${piece.delta ? 'whole, where its manifest lists a page delta' : 'as a page delta, where its manifest lists the file'}`);
       seen.add(key);
+      if (piece.action === 'skip') {
+        // Another backup of the chain has what the restored file needs here.
+        for await (const _chunk of entry as AsyncIterable<Buffer>);
+        continue;
+      }
       await syncs.room();
-      // A range shares its file with the other ranges: created by whichever comes first.
-      const fd = fs.openSync(destination, piece.offset === undefined ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode);
+      // A range shares its file with the other ranges, and a delta is applied onto what an older
+      // backup of the chain wrote (or onto nothing): opened without O_EXCL. A whole file is new.
+      const exclusive = piece.action === 'write' && piece.offset === undefined;
+      const fd = fs.openSync(destination, exclusive ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode);
       let crc = 0;
       let size = 0;
       try {
+        const applier = piece.action === 'apply' ? new DeltaApplier(fd, `the page delta of ${key} in ${what}`) : undefined;
         let position = piece.offset ?? 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {
           crc = crc32(chunk, crc);
           size += chunk.length;
           onBytes(chunk.length);
-          writeAll(fd, chunk, position);
+          if (applier) applier.write(chunk);
+          else writeAll(fd, chunk, position);
           position += chunk.length;
         }
         if (size !== piece.size || formatChecksum(crc) !== piece.checksum) {
           throw new CorruptObjectError(`${key} from ${what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${size} bytes, CRC-32 ${formatChecksum(crc)})`);
         }
+        applier?.end();
         // The mode despite the umask; a range's time is set once every range is written.
         fs.fchmodSync(fd, piece.mode);
-        if (piece.offset === undefined) fs.futimesSync(fd, piece.mtime, piece.mtime);
+        if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
       } catch (error) {
         fs.closeSync(fd);
         throw error;

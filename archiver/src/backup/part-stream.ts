@@ -21,11 +21,24 @@ import { crc32 } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import type { Codec } from '../compression';
 import { encodeStream, formatChecksum } from '../envelope';
+import type { FileHandle } from 'node:fs/promises';
+import { deltaBlobChunks, deltaBlobSize, encodeDeltaHeader, scanChangedBlocks } from './page-delta';
 import type { FileRange } from './parts-plan';
 
 /** The pax keywords of a range's tar entry: where it starts, and the whole file's size. */
 export const PAX_OFFSET = 'PGWA.offset';
 export const PAX_FILE_SIZE = 'PGWA.size';
+/** The pax keyword of a delta backup's page-delta entry (page-delta.ts's blob, not the file). */
+export const PAX_DELTA = 'PGWA.delta';
+
+/** How to store a relation file as a page delta against its base backup. */
+export interface DeltaSpec {
+  /** The base backup's start LSN: pages at or above it are stored. */
+  readonly threshold: bigint;
+  /** The file's size in the base backup (0: the base has no such file). */
+  readonly baseSize: number;
+  readonly pageSize: number;
+}
 
 export interface PartEntry {
   /** Where to read it. */
@@ -37,6 +50,8 @@ export interface PartEntry {
   readonly mtime: number;
   /** Only this range of the file (a file larger than a part). */
   readonly range?: FileRange;
+  /** Store the pages changed since the base, not the file (a delta backup's relation file). */
+  readonly delta?: DeltaSpec;
 }
 
 export interface StoredFile {
@@ -49,6 +64,8 @@ export interface StoredFile {
   readonly checksum: string;
   /** Set for a range of a file. */
   readonly range?: FileRange;
+  /** Set for a page delta: `size` and `checksum` are the blob's. */
+  readonly delta?: { readonly fileSize: number; readonly pages: number };
 }
 
 export interface PartResult {
@@ -114,7 +131,7 @@ export function partStream(entries: readonly PartEntry[], codec: Codec, onBytes:
         await Promise.race([addEntry(pack, { name: entry.path, type: 'directory', mode: entry.mode, mtime: new Date(entry.mtime * 1000) }), aborted]);
         continue;
       }
-      const stored = await Promise.race([addFile(pack, entry, onBytes, aborted), aborted]);
+      const stored = await Promise.race([entry.delta ? addDelta(pack, entry, entry.delta, onBytes, aborted) : addFile(pack, entry, onBytes, aborted), aborted]);
       if (stored) files.push(stored);
       else vanished.push(entry.path);
     }
@@ -177,4 +194,53 @@ async function addFile(pack: ReturnType<typeof tarPack>, entry: PartEntry, onByt
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+/**
+ * A relation file (or a range of one) of a delta backup, as the pages changed since the base
+ * started: a first pass finds them, a second reads them into the blob (tar wants the entry's size
+ * before its bytes). A whole file that vanished is left out; a range of one is stored as zero
+ * pages, as addFile stores it as zeros.
+ */
+async function addDelta(pack: ReturnType<typeof tarPack>, entry: PartEntry, spec: DeltaSpec, onBytes: (bytes: number) => void, aborted: Promise<never>): Promise<StoredFile | undefined> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.promises.open(entry.absolute, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if (!entry.range) return undefined;
+  }
+  try {
+    const from = entry.range?.offset ?? 0;
+    const end = entry.range ? entry.range.offset + entry.range.length : (await handle!.stat()).size;
+    const fileSize = entry.range?.fileSize ?? end;
+    const blocks = handle
+      ? await scanChangedBlocks(handle, end, { threshold: spec.threshold, baseSize: spec.baseSize, pageSize: spec.pageSize, from })
+      : Array.from({ length: Math.ceil((end - from) / spec.pageSize) }, (_, i) => from / spec.pageSize + i);
+    onBytes(end - from);
+    const size = deltaBlobSize(fileSize, spec.pageSize, blocks);
+    let done: (error?: Error | null) => void = () => undefined;
+    const finished = new Promise<void>((resolve, reject) => {
+      done = (error) => (error ? reject(error) : resolve());
+    });
+    const pax: Record<string, string> = { [PAX_DELTA]: '1', ...(entry.range ? { [PAX_OFFSET]: String(entry.range.offset), [PAX_FILE_SIZE]: String(entry.range.fileSize) } : {}) };
+    const sink = pack.entry({ name: entry.path, type: 'file', size, mode: entry.mode, mtime: new Date(entry.mtime * 1000), pax }, done);
+    let crc = 0;
+    const chunks = handle ? deltaBlobChunks(handle, fileSize, spec.pageSize, blocks) : zeroBlob(fileSize, spec.pageSize, blocks);
+    for await (const chunk of chunks) {
+      crc = crc32(chunk, crc);
+      if (!sink.write(chunk)) await Promise.race([new Promise<void>((resolve) => sink.once('drain', () => resolve())), aborted]);
+    }
+    sink.end(undefined);
+    await Promise.race([finished, aborted]);
+    return { path: entry.path, size, mode: entry.mode, mtime: entry.mtime, checksum: formatChecksum(crc), ...(entry.range ? { range: entry.range } : {}), delta: { fileSize, pages: blocks.length } };
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** The blob of zero pages for a range of a file that vanished. */
+async function* zeroBlob(fileSize: number, pageSize: number, blocks: readonly number[]): AsyncIterable<Buffer> {
+  yield encodeDeltaHeader(fileSize, pageSize, blocks);
+  for (const block of blocks) yield Buffer.alloc(Math.min(pageSize, fileSize - block * pageSize));
 }

@@ -30,6 +30,8 @@ export interface ServerFacts {
   readonly walSegmentSize: number;
   /** The timeline being written (primary) or replayed (standby). */
   readonly timeline: number;
+  /** BLCKSZ: the size of a relation's pages. */
+  readonly pageSize: number;
 }
 
 export interface BackupStart {
@@ -80,6 +82,7 @@ export class PostgresSession {
                   pg_is_in_recovery() AS in_recovery,
                   current_setting('data_directory') AS data_directory,
                   current_setting('wal_segment_size') AS wal_segment_size,
+                  current_setting('block_size')::int AS block_size,
                   CASE WHEN pg_is_in_recovery()
                        THEN (SELECT COALESCE(min_recovery_end_timeline, timeline_id) FROM pg_control_recovery(), pg_control_checkpoint())
                        ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline`,
@@ -92,6 +95,7 @@ export class PostgresSession {
         dataDirectory: row.data_directory,
         walSegmentSize: parseSize(row.wal_segment_size),
         timeline: Number(row.timeline),
+        pageSize: Number(row.block_size),
       };
       if (facts.versionNum < 130000) throw new PostgresError(`PostgreSQL ${facts.versionNum} is not supported by backup-push: it needs 13 or later`);
       return new PostgresSession(client, facts);

@@ -31,7 +31,8 @@ function terminalOf(flags: Map<string, string | true>): boolean | undefined {
 }
 
 export async function runBackupPush(args: readonly string[], out: Out = stdout): Promise<void> {
-  const { positional, flags } = parseArgs('backup-push', args, { spread: 'flag', concurrency: 'value', 'part-size-mib': 'value', 'wal-timeout': 'value', json: 'flag', 'no-progress': 'flag' });
+  const { positional, flags } = parseArgs('backup-push', args, { spread: 'flag', concurrency: 'value', 'part-size-mib': 'value', 'wal-timeout': 'value', json: 'flag', 'no-progress': 'flag', delta: 'flag', 'delta-max-steps': 'value' });
+  if (flags.has('delta-max-steps') && !flags.has('delta')) throw new UsageError('backup-push: --delta-max-steps bounds the chain of --delta backups: add --delta');
   if (positional.length > 0) throw new UsageError(`backup-push takes no arguments (it reads the data directory of the server at PGHOST); got ${positional.join(' ')}`);
   const config = readConfig();
   const log = new Logger(config.logLevel);
@@ -44,6 +45,8 @@ export async function runBackupPush(args: readonly string[], out: Out = stdout):
       partBytes: partMib === undefined ? undefined : partMib * 1024 * 1024,
       walTimeoutSeconds: positiveInteger('backup-push', flags, 'wal-timeout'),
       terminal: terminalOf(flags),
+      delta: flags.has('delta'),
+      deltaMaxSteps: positiveInteger('backup-push', flags, 'delta-max-steps'),
     });
     out(flags.has('json') ? `${JSON.stringify(summary(manifest), null, 2)}\n` : `${manifest.name}\n`);
   } finally {
@@ -147,6 +150,7 @@ export function summary(backup: BackupManifest): Record<string, unknown> {
     systemIdentifier: backup.systemIdentifier,
     pgVersion: backup.pgVersion,
     compression: backup.compression,
+    base: backup.base ?? null,
   };
 }
 
@@ -155,10 +159,10 @@ const MiB = 1024 * 1024;
 /** backup-list's table: one backup per line, oldest first; times in UTC with their zone. */
 export function backupTable(backups: readonly BackupManifest[]): string {
   if (backups.length === 0) return 'no complete backups\n';
-  const header = ['name', 'started (UTC)', 'finished (UTC)', 'start LSN', 'stop LSN', 'timeline', 'size MiB', 'stored MiB', 'seconds', 'from'];
+  const header = ['name', 'started (UTC)', 'finished (UTC)', 'start LSN', 'stop LSN', 'timeline', 'size MiB', 'stored MiB', 'seconds', 'from', 'type'];
   const rows = backups.map((b) => {
     const s = summary(b);
-    return [b.name, utc(b.startTime), utc(b.stopTime), b.startLsn, b.stopLsn, String(b.timeline), (b.size / MiB).toFixed(1), (b.storedSize / MiB).toFixed(1), (s.seconds as number).toFixed(1), s.from as string];
+    return [b.name, utc(b.startTime), utc(b.stopTime), b.startLsn, b.stopLsn, String(b.timeline), (b.size / MiB).toFixed(1), (b.storedSize / MiB).toFixed(1), (s.seconds as number).toFixed(1), s.from as string, b.base === undefined ? 'full' : `delta of ${b.base}`];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();

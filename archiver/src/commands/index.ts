@@ -82,16 +82,20 @@ no archive yet.`,
     name: ARCHIVER_COMMANDS.backupPush,
     synopsis: '[options]',
     summary: 'take a base backup of the running database (in the archiver sidecar)',
-    help: `Options: --spread, --concurrency N, --part-size-mib N, --wal-timeout SECONDS, --json, --no-progress.
+    help: `Options: --spread, --concurrency N, --part-size-mib N, --wal-timeout SECONDS, --delta,
+--delta-max-steps N, --json, --no-progress.
 
 Takes a base backup of the server at PGHOST (a Unix socket directory; default /var/run/postgresql)
 into the archive, reading its data directory directly between pg_backup_start and pg_backup_stop
 (primary or standby). Runs where the data volume is mounted at the server's path: the archiver
-sidecar. Parts are compressed on worker threads and stored in parallel (--concurrency, default 2);
-the backup is listed only once every part and the WAL up to its stop position are in the archive
+sidecar. Parts (--part-size-mib, default 64; a larger file is cut into ranges) are compressed on
+worker threads and stored in parallel (--concurrency, default 2); the backup is listed only once every part and the WAL up to its stop position are in the archive
 (waits up to --wal-timeout seconds, default 300). One backup per database at a time. Prints the
 backup's name (--json: its summary). A progress bar on a terminal, log lines otherwise.
---spread: a spread checkpoint at the start instead of an immediate one.`,
+--spread: a spread checkpoint at the start instead of an immediate one.
+--delta: store only the pages changed since the newest backup (same database and timeline) began,
+and every other file whole; a full backup when there is no such backup or its chain already holds
+--delta-max-steps deltas (default 6).`,
     load: () => require('./backups').runBackupPush,
   },
   {

@@ -76,7 +76,7 @@ describe.each(BACKEND_NAMES)('base backups on %s', (backendName) => {
     expect(listed.status).toBe(0);
     expect(JSON.parse(listed.stdout).map((b: { name: string }) => b.name)).toEqual([summary.name]);
     const table = archiver(['backup-list'], env);
-    expect(table.stdout.split('\n')[0]).toMatch(/^name\s+started \(UTC\)\s+finished \(UTC\)\s+start LSN\s+stop LSN\s+timeline\s+size MiB\s+stored MiB\s+seconds\s+from$/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^name\s+started \(UTC\)\s+finished \(UTC\)\s+start LSN\s+stop LSN\s+timeline\s+size MiB\s+stored MiB\s+seconds\s+from\s+type$/);
     expect(table.stdout).toContain(`${summary.name}  `);
   }, 180_000);
 

@@ -1,0 +1,141 @@
+/**
+ * What a restore writes, part by part: pure, over the manifests of the backup and, for a delta,
+ * of its chain (delta-chain.ts, the full backup first). Every file of the backup restored comes
+ * from one backup of the chain stored whole — the newest that holds it whole — then the page
+ * deltas of the later backups, in chain order; a file that none of them holds whole starts empty
+ * (its first delta was taken against a base without it and holds every page). Everything else in
+ * the chain's parts is skipped, and a part with nothing to restore is not downloaded.
+ *
+ * The layers run one after the other (the chain's order is the order of the writes to a file);
+ * the parts of a layer run in parallel.
+ */
+import { crc32Combine } from '../crc32-combine';
+import { formatChecksum } from '../envelope';
+import { CorruptObjectError } from '../errors';
+import type { BackupManifest, ManifestDelta, ManifestFile } from './manifest';
+
+/** One tar entry a part holds: a whole file, a range of one, or a page delta of either. */
+export interface ExpectedPiece {
+  readonly path: string;
+  /** Bytes of the entry (a delta: of its blob). */
+  readonly size: number;
+  readonly mode: number;
+  readonly mtime: number;
+  /** CRC-32 of the entry's bytes. */
+  readonly checksum: string;
+  /** A range: where it goes in the file, and the whole file's size. */
+  readonly offset?: number;
+  readonly fileSize?: number;
+  /** A page-delta blob (page-delta.ts), not the file's bytes. */
+  readonly delta?: boolean;
+  /** write: lay the file (or range) down; apply: apply the blob onto it; skip: not needed. */
+  readonly action: 'write' | 'apply' | 'skip';
+  /** The last write to this file: it gets its mode and time now (a range: once every range is written). */
+  readonly final?: boolean;
+}
+
+export interface RestoreLayer {
+  readonly backup: BackupManifest;
+  /** Per part of `backup` (index into its `parts`): what it holds; absent: nothing to restore from it. */
+  readonly parts: ReadonlyMap<number, readonly ExpectedPiece[]>;
+  /** Bytes written or applied from this layer. */
+  readonly bytes: number;
+}
+
+export interface RestorePlan {
+  readonly layers: readonly RestoreLayer[];
+  /** Files restored as ranges: their time is set once every layer is done. */
+  readonly rangedFiles: readonly { readonly path: string; readonly mtime: number }[];
+  readonly bytes: number;
+}
+
+type Entry = { readonly kind: 'file'; readonly file: ManifestFile } | { readonly kind: 'delta'; readonly file: ManifestDelta };
+
+/** `chain`: the full backup first, the one restored last (a full backup: a chain of one). */
+export function planRestore(chain: readonly BackupManifest[]): RestorePlan {
+  const last = chain.length - 1;
+  const entriesOf = chain.map((backup) => {
+    const map = new Map<string, Entry>();
+    for (const file of backup.files) map.set(file.path, { kind: 'file', file });
+    for (const file of backup.deltas ?? []) map.set(file.path, { kind: 'delta', file });
+    return map;
+  });
+  // For each file of the backup restored: which layer writes it whole (-1: none), which apply.
+  const source = new Map<string, number>();
+  const applies = new Map<string, Set<number>>();
+  for (const path of entriesOf[last].keys()) {
+    const layers = new Set<number>();
+    let k = last;
+    let from = -1;
+    for (; k >= 0; k--) {
+      const entry = entriesOf[k].get(path);
+      if (!entry) break;
+      if (entry.kind === 'file') {
+        from = k;
+        break;
+      }
+      layers.add(k);
+    }
+    source.set(path, from);
+    applies.set(path, layers);
+  }
+  let total = 0;
+  const layers = chain.map((backup, k): RestoreLayer => {
+    const parts = new Map<number, ExpectedPiece[]>();
+    let bytes = 0;
+    const add = (part: number, piece: ExpectedPiece) => {
+      if (!backup.parts[part]) throw new CorruptObjectError(`the manifest of ${backup.name} puts ${piece.path} in part ${part}, which it does not list`);
+      const list = parts.get(part) ?? [];
+      parts.set(part, list);
+      list.push(piece);
+      if (piece.action !== 'skip') bytes += piece.size;
+    };
+    for (const entry of entriesOf[k].values()) {
+      const { file } = entry;
+      const action = entry.kind === 'file' ? (source.get(file.path) === k ? 'write' : 'skip') : applies.get(file.path)?.has(k) ? 'apply' : 'skip';
+      const final = action !== 'skip' && k === last;
+      const common = { path: file.path, mode: file.mode, mtime: file.mtime, action, ...(final ? { final } : {}), ...(entry.kind === 'delta' ? { delta: true } : {}) } as const;
+      if (!file.ranges) {
+        add(file.part, { ...common, size: entry.kind === 'delta' ? entry.file.blobSize : file.size, checksum: file.checksum });
+        continue;
+      }
+      checkRanges(backup, entry);
+      for (const range of file.ranges) add(range.part, { ...common, size: range.size, checksum: range.checksum, offset: range.offset, fileSize: file.size });
+    }
+    // A part that holds only what is skipped is not downloaded.
+    for (const [part, pieces] of parts) if (pieces.every((piece) => piece.action === 'skip')) parts.delete(part);
+    total += bytes;
+    return { backup, parts, bytes };
+  });
+  const rangedFiles = [...entriesOf[last].values()].filter(({ file }) => file.ranges).map(({ file }) => ({ path: file.path, mtime: file.mtime }));
+  return { layers, rangedFiles, bytes: total };
+}
+
+/**
+ * The ranges of a file must cover it in order and combine into its CRC-32 (a delta's: into its
+ * blobs'): a manifest that says otherwise is refused before anything is written.
+ */
+function checkRanges(backup: BackupManifest, entry: Entry): void {
+  const what = `the manifest of ${backup.name}`;
+  const { file } = entry;
+  const ranges = file.ranges!;
+  let crc = 0;
+  let stored = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const range = ranges[i];
+    const expectedOffset = i === 0 ? 0 : undefined;
+    if ((expectedOffset !== undefined && range.offset !== expectedOffset) || (i > 0 && range.offset <= ranges[i - 1].offset) || range.offset >= Math.max(1, file.size)) {
+      throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (a range at ${range.offset})`);
+    }
+    if (entry.kind === 'file') {
+      const end = i + 1 < ranges.length ? ranges[i + 1].offset : file.size;
+      if (range.size !== end - range.offset) throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (a range of ${range.size} bytes at ${range.offset}, the next at ${end})`);
+    }
+    crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
+    stored += range.size;
+  }
+  const expectedStored = entry.kind === 'delta' ? entry.file.blobSize : file.size;
+  if (stored !== expectedStored || formatChecksum(crc) !== file.checksum) {
+    throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (${stored} bytes, CRC-32 ${formatChecksum(crc)}; the manifest's whole: ${expectedStored} bytes, CRC-32 ${file.checksum})`);
+  }
+}

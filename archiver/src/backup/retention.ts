@@ -37,8 +37,8 @@ import { BackupNotFoundError, UsageError } from '../errors';
 import type { ObjectInfo } from '../storage/storage';
 import { walFileKind } from '../wal-names';
 import { manifestKey } from './catalog';
-import { timelineOf } from './lsn';
 import { withBases } from './delta-chain';
+import { timelineOf } from './lsn';
 import type { BackupManifest } from './manifest';
 
 /** An unfinished backup younger than this, and newer than the newest complete one, may be running. */
@@ -74,7 +74,7 @@ export interface BackupDecision {
   readonly timeline: number;
   /** The backup it is a delta of; undefined for a full backup. */
   readonly base: string | undefined;
-  /** Why it cannot be restored (a backup its chain rests on is missing); undefined when it can. */
+  /** Why it cannot be restored (a backup its chain rests on is missing or of another database, or its bases loop); undefined when it can. */
   readonly broken: string | undefined;
   readonly keep: boolean;
   /** Why it is kept (every rule that keeps it, every kept delta resting on it), or why it goes. */

@@ -4,20 +4,31 @@
  * (commands/retention.ts) lists, plans here, prints the plan and, with --confirm, deletes in the
  * plan's order.
  *
- * 1. The backups kept: the union of what each rule keeps (`retain N`: the N newest; `before T`: those
- *    finished at or after T; `before <backup>`: that one and the newer ones; `--window D`: the newest
- *    that finished before now − D, and every newer one), and always the newest complete backup.
- *    Every rule keeps a run of the newest, so the kept backups are the newest ones.
- * 2. The WAL kept: everything at or after the earliest startWal of the kept backups, on every
- *    timeline (segments, `.partial` and `.backup` files by the segment their name starts with),
- *    and every `.history` file. What is older is of no use to any kept backup (each replays from its
- *    own startWal onwards) and goes. With no complete backup at all, no WAL goes.
- * 3. Unfinished backups (objects under `basebackups/<name>/` without a manifest) go when they
+ * 1. The backups the rules keep: the union of what each rule keeps (`retain N`: the N newest;
+ *    `before T`: those finished at or after T; `before <backup>`: that one and the newer ones;
+ *    `--window D`: the newest that finished before now − D, and every newer one), and always the
+ *    newest complete backup. Every rule keeps a run of the newest. The rules count backups, full
+ *    and delta alike: `retain 3` keeps the 3 newest backups, which may be one full backup and two
+ *    deltas of it (backup-list shows the chains).
+ * 2. The bases of the backups kept: every backup a kept delta rests on, down to its full backup
+ *    (delta-chain.ts's withBases), is kept too, with the reason `base of kept delta <name>`: a
+ *    listed backup is always restorable. The backups kept are then the newest ones and the chains
+ *    they rest on. A delta whose chain is broken (a base missing, deleted by hand; a loop) cannot be
+ *    restored: the plan says so (`broken`), and the rules treat it as any other backup — nothing
+ *    more is deleted because of it, and the bases of its chain still there are kept with it.
+ * 3. The WAL kept: everything at or after the earliest startWal of the backups kept (bases
+ *    included: a kept base stays restorable to its own point), on every timeline (segments,
+ *    `.partial` and `.backup` files by the segment their name starts with), and every `.history`
+ *    file. What is older is of no use to any kept backup (each replays from its own startWal
+ *    onwards) and goes. With no complete backup at all, no WAL goes.
+ * 4. Unfinished backups (objects under `basebackups/<name>/` without a manifest) go when they
  *    cannot be running: last written over a day ago, or started before the newest complete
  *    backup started (backups of a database run one at a time).
- * 4. The order: the manifests of the backups deleted first — a backup stops being listed before
- *    any of its parts goes, so a delete cut short never leaves a listed backup with parts missing —
- *    then their other objects and the unfinished leftovers, then the WAL.
+ * 5. The order: the manifests of the backups deleted first — a backup stops being listed before
+ *    any of its parts goes, so a delete cut short never leaves a listed backup with parts missing;
+ *    a delta's manifest goes in a step before its base's (the newest of a chain first), so it never
+ *    leaves a listed delta whose base is gone — then their other objects and the unfinished
+ *    leftovers, then the WAL.
  *
  * `everything` deletes every object of the archive, in the same order, `archive.json` last.
  */
@@ -26,6 +37,7 @@ import { BackupNotFoundError, UsageError } from '../errors';
 import type { ObjectInfo } from '../storage/storage';
 import { walFileKind } from '../wal-names';
 import { manifestKey } from './catalog';
+import { withBases } from './delta-chain';
 import { timelineOf } from './lsn';
 import type { BackupManifest } from './manifest';
 
@@ -60,8 +72,12 @@ export interface BackupDecision {
   readonly stopTime: string;
   readonly startWal: string;
   readonly timeline: number;
+  /** The backup it is a delta of; undefined for a full backup. */
+  readonly base: string | undefined;
+  /** Why it cannot be restored (a backup its chain rests on is missing or of another database, or its bases loop); undefined when it can. */
+  readonly broken: string | undefined;
   readonly keep: boolean;
-  /** Why it is kept (every rule that keeps it), or why it goes. */
+  /** Why it is kept (every rule that keeps it, every kept delta resting on it), or why it goes. */
   readonly reasons: readonly string[];
   /** Its objects (the manifest's key first). */
   readonly keys: readonly string[];
@@ -98,7 +114,7 @@ export interface RetentionPlan {
   /** The complete backups, oldest first. */
   readonly backups: readonly BackupDecision[];
   readonly unfinished: readonly UnfinishedDecision[];
-  /** The first segment kept (on any timeline): the earliest startWal of the kept backups. */
+  /** The first segment kept (on any timeline): the earliest startWal of the kept backups, bases included. */
   readonly walKeptFrom: string | undefined;
   readonly walDeleted: readonly WalRange[];
   readonly walKept: readonly WalRange[];
@@ -144,6 +160,34 @@ function ranges(names: readonly string[]): WalRange[] {
     });
 }
 
+/**
+ * Why `backup` cannot be restored, as delta-chain.ts's deltaChain would refuse it (a base missing,
+ * of another database, or a loop); undefined for a full backup and a delta whose chain is whole.
+ */
+function brokenChain(backup: BackupManifest, byName: ReadonlyMap<string, BackupManifest>): string | undefined {
+  const seen = new Set([backup.name]);
+  for (let current = backup; current.base !== undefined; ) {
+    const base = byName.get(current.base);
+    if (!base) return current === backup ? `its base ${current.base} is missing` : `its chain rests on ${current.base} (the base of ${current.name}), which is missing`;
+    if (base.systemIdentifier !== current.systemIdentifier) return `${current.name}'s base ${base.name} is a backup of another database (system ${base.systemIdentifier})`;
+    if (seen.has(base.name)) return `its chain loops back to ${base.name}`;
+    seen.add(base.name);
+    current = base;
+  }
+  return undefined;
+}
+
+/** How many bases `backup` rests on among `byName` (0: a full backup, or a delta whose base is not there). */
+function chainDepth(backup: BackupManifest, byName: ReadonlyMap<string, BackupManifest>): number {
+  const seen = new Set([backup.name]);
+  let depth = 0;
+  for (let base = backup.base === undefined ? undefined : byName.get(backup.base); base && !seen.has(base.name); base = base.base === undefined ? undefined : byName.get(base.base)) {
+    seen.add(base.name);
+    depth++;
+  }
+  return depth;
+}
+
 /** The plan for `policy` (see the module's comment). Throws UsageError for a policy without a rule, BackupNotFoundError for an unknown `beforeBackup`. */
 export function planRetention(input: RetentionInput, policy: RetentionPolicy): RetentionPlan {
   const everything = policy.everything ?? false;
@@ -168,7 +212,7 @@ export function planRetention(input: RetentionInput, policy: RetentionPolicy): R
     } else others.push(object.key);
   }
 
-  // 1. The backups kept.
+  // 1. The backups the rules keep.
   const backups = input.backups;
   const reasons = backups.map(() => [] as string[]);
   const keepFrom = (index: number, reason: string) => {
@@ -196,23 +240,42 @@ export function planRetention(input: RetentionInput, policy: RetentionPolicy): R
     }
     if (backups.length > 0) reasons[backups.length - 1].push('the newest complete backup');
   }
+
+  // 2. The bases of the backups kept, each with the kept deltas that rest on it directly.
+  const byName = new Map(backups.map((backup) => [backup.name, backup]));
+  const closed = withBases(backups.filter((_, i) => reasons[i].length > 0).map((backup) => backup.name), backups);
+  const restingOn = new Map<string, string[]>();
+  for (const backup of backups) {
+    if (!closed.has(backup.name) || backup.base === undefined || backup.base === backup.name || !byName.has(backup.base)) continue;
+    if (!restingOn.has(backup.base)) restingOn.set(backup.base, []);
+    restingOn.get(backup.base)!.push(backup.name);
+  }
+  backups.forEach((backup, i) => {
+    const deltas = restingOn.get(backup.name);
+    if (deltas) reasons[i].push(`base of kept delta${deltas.length > 1 ? 's' : ''} ${deltas.join(', ')}`);
+  });
+
+  const firstKept = reasons.findIndex((list) => list.length > 0);
   const decisions: BackupDecision[] = backups.map((backup, i) => {
     const keep = reasons[i].length > 0;
     const own = (backupObjects.get(backup.name) ?? []).map((object) => object.key).filter((key) => key !== manifestKey(backup.name));
+    const goes = everything ? 'everything' : firstKept < 0 || i < firstKept ? 'older than every backup kept' : 'kept by no rule, and no kept delta rests on it';
     return {
       name: backup.name,
       startTime: backup.startTime,
       stopTime: backup.stopTime,
       startWal: backup.startWal,
       timeline: backup.timeline,
+      base: backup.base,
+      broken: brokenChain(backup, byName),
       keep,
-      reasons: keep ? reasons[i] : [everything ? 'everything' : 'older than every backup kept'],
+      reasons: keep ? reasons[i] : [goes],
       keys: [manifestKey(backup.name), ...own],
     };
   });
   const kept = decisions.filter((decision) => decision.keep);
 
-  // 2. The WAL kept: from the earliest startWal of the kept backups (position only: the 16
+  // 3. The WAL kept: from the earliest startWal of the kept backups (position only: the 16
   // hexadecimal digits after the timeline), and every history file.
   const walKeptFrom = everything ? undefined : kept.map((decision) => decision.startWal).sort((a, b) => a.slice(8).localeCompare(b.slice(8)))[0];
   const walGoes: string[] = [];
@@ -228,7 +291,7 @@ export function planRetention(input: RetentionInput, policy: RetentionPolicy): R
     else walStays.push(name);
   }
 
-  // 3. Unfinished backups.
+  // 4. Unfinished backups.
   const complete = new Set(backups.map((backup) => backup.name));
   const newest = backups[backups.length - 1];
   const unfinished: UnfinishedDecision[] = [];
@@ -256,13 +319,19 @@ export function planRetention(input: RetentionInput, policy: RetentionPolicy): R
     unfinished.push({ name, objects: keys.length, bytes: objects.reduce((sum, object) => sum + object.size, 0), startedAt: startedAt.toISOString(), lastWritten: lastWritten.toISOString(), keep, reason, keys });
   }
 
-  // 4. The order.
+  // 5. The order. The manifests by depth among the deleted, the deepest first: a delta's goes a step before its base's.
   const deleted = decisions.filter((decision) => !decision.keep);
+  const deletedByName = new Map(deleted.map((decision) => [decision.name, byName.get(decision.name)!]));
+  const depths = new Map([...deletedByName.values()].map((backup) => [backup.name, chainDepth(backup, deletedByName)]));
+  const deepest = Math.max(0, ...depths.values());
   const leftoverKeys = unfinished.filter((u) => !u.keep).flatMap((u) => u.keys);
   const isManifest = (key: string) => key === manifestKey(key.slice(ARCHIVE_LAYOUT.basebackups.length).split('/')[0]);
+  const manifests: string[][] = [];
+  for (let depth = deepest; depth >= 0; depth--) manifests.push(deleted.filter((decision) => depths.get(decision.name) === depth).map((decision) => decision.keys[0]));
+  // With `everything`, an unread manifest (written after the listing) goes in the first step too.
+  manifests[0].push(...leftoverKeys.filter(isManifest));
   const steps: DeletionStep[] = [
-    // With `everything`, an unread manifest (written after the listing) goes first too.
-    { what: 'manifests', keys: [...deleted.map((decision) => decision.keys[0]), ...leftoverKeys.filter(isManifest)] },
+    ...manifests.map((keys): DeletionStep => ({ what: 'manifests', keys })),
     { what: 'backups', keys: [...deleted.flatMap((decision) => decision.keys.slice(1)), ...leftoverKeys.filter((key) => !isManifest(key))] },
     { what: 'wal', keys: walGoes.sort().map((name) => `${ARCHIVE_LAYOUT.wal}${name}`) },
   ];
@@ -297,9 +366,12 @@ export function describePlan(plan: RetentionPlan, confirmed: boolean): string {
   const gone = plan.backups.filter((b) => !b.keep);
   const stays = plan.backups.filter((b) => b.keep);
   const leftovers = plan.unfinished.filter((u) => !u.keep);
+  const kind = (b: BackupDecision) => `${b.base === undefined ? 'full' : `delta of ${b.base}`}${b.broken ? ` (broken: ${b.broken})` : ''}`;
   lines.push(`backups: ${verb} ${gone.length}, kept ${stays.length}`);
-  for (const b of gone) lines.push(`  delete ${b.name}  finished ${b.stopTime}  (${b.reasons.join('; ')})`);
-  for (const b of stays) lines.push(`  keep   ${b.name}  finished ${b.stopTime}  (${b.reasons.join('; ')})`);
+  for (const b of gone) lines.push(`  delete ${b.name}  ${kind(b)}, finished ${b.stopTime}  (${b.reasons.join('; ')})`);
+  for (const b of stays) lines.push(`  keep   ${b.name}  ${kind(b)}, finished ${b.stopTime}  (${b.reasons.join('; ')})`);
+  const broken = plan.backups.filter((b) => b.broken !== undefined);
+  if (broken.length > 0) lines.push(`broken chains: ${broken.length} backup(s) cannot be restored (their chain rests on a backup that is missing or not theirs): ${broken.map((b) => b.name).join(', ')}`);
   if (plan.unfinished.length > 0) {
     lines.push(`unfinished backups: ${verb} ${leftovers.length}, kept ${plan.unfinished.length - leftovers.length}`);
     for (const u of plan.unfinished) lines.push(`  ${u.keep ? 'keep  ' : 'delete'} ${u.name}  ${u.objects} object(s), last written ${u.lastWritten}  (${u.reason})`);
@@ -321,7 +393,7 @@ export function planSummary(plan: RetentionPlan, confirmed: boolean): Record<str
     dryRun: !confirmed,
     everything: plan.everything,
     objects: plannedDeletions(plan),
-    backups: plan.backups.map(({ keys: _keys, ...decision }) => decision),
+    backups: plan.backups.map(({ keys: _keys, base, broken, ...decision }) => ({ ...decision, base: base ?? null, broken: broken ?? null })),
     unfinished: plan.unfinished.map(({ keys: _keys, ...decision }) => decision),
     wal: { keptFrom: plan.walKeptFrom ?? null, deleted: plan.walDeleted, kept: plan.walKept, history: plan.historyKept },
     otherKept: plan.otherKept,

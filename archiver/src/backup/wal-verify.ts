@@ -3,7 +3,10 @@
  * archived segment, on every timeline a recovery may follow?
  *
  * 1. Every complete backup is a starting point (its timeline, its startWal); with no backup, the
- *    oldest archived segment is.
+ *    oldest archived segment is. Deltas and the backups they rest on alike: a delta's chain begins
+ *    with older backups (its base, down to a full backup), which stay listed as long as the delta
+ *    (retention keeps them) and each stay restorable to their own point, so the check starts at
+ *    the oldest of them, not at the delta's own start.
  * 2. A timeline is followed from a starting point when it is the backup's own, or when its history
  *    (`0000000N.history`: every ancestor with the LSN where it switched to the next) names the
  *    backup's timeline with a switch at or after the backup's start: replay of that backup can
@@ -81,7 +84,7 @@ export interface WalVerifyInput {
   readonly walNames: readonly string[];
   /** The archived history files, parsed. */
   readonly histories: readonly TimelineHistory[];
-  /** The complete backups (any order). */
+  /** The complete backups (any order), deltas and their bases alike. */
   readonly backups: readonly VerifiedBackup[];
   /** The cluster's WAL segment size (archive.json). */
   readonly segmentSize: number;
@@ -111,7 +114,7 @@ export interface TimelineReport {
 
 export interface WalVerifyReport {
   readonly ok: boolean;
-  /** Where checking starts: the oldest backup's startWal, or the oldest segment when there is no backup. */
+  /** Where checking starts: the oldest backup's startWal (a full backup deltas rest on, often), or the oldest segment when there is no backup. */
   readonly from: { readonly backup: string | undefined; readonly segment: string } | undefined;
   /** The newest segment checked: the last of the newest timeline. */
   readonly newest: string | undefined;

@@ -1,6 +1,7 @@
 /**
  * The retention planner (backup/retention.ts), pure: which backups, WAL files and unfinished
- * backups `delete` removes, which it keeps and why, and in which order; and delete's command line.
+ * backups `delete` removes, which it keeps and why (a kept delta keeps its chain), and in which order;
+ * and delete's command line.
  */
 import { describe, expect, it } from 'vitest';
 import { RetentionInput, RetentionPlan, RetentionPolicy, describePlan, planRetention, planSummary, plannedDeletions } from '../../../archiver/src/backup/retention';
@@ -263,6 +264,148 @@ describe('unfinished backups', () => {
     expect(p.unfinished).toEqual([]);
     expect(p.otherKept).toEqual(expect.arrayContaining(backupKeys(name)));
     expect(deletedKeys(p).filter((k) => k.includes(name))).toEqual([]);
+  });
+});
+
+describe('delta chains', () => {
+  /** A delta of `base` started `daysAgo` days before NOW at segment `segno` (see backup()). */
+  const delta = (daysAgo: number, segno: number, base: BackupManifest | string): BackupManifest => ({ ...backup(daysAgo, segno), base: typeof base === 'string' ? base : base.name });
+  const decision = (p: RetentionPlan, b: BackupManifest) => p.backups.find((d) => d.name === b.name)!;
+  const manifestOf = (b: BackupManifest) => `basebackups/${b.name}/manifest.json`;
+
+  // full ← d1 ← d2: 10, 5 and 1 day(s) ago, at segments 0x10, 0x20, 0x30.
+  const full = backup(10, 0x10);
+  const d1 = delta(5, 0x20, full);
+  const d2 = delta(1, 0x30, d1);
+  const chain: Archive = { backups: [full, d1, d2], wal: WAL };
+
+  it('retain 1 on a chain keeps the whole chain, and the WAL from the full backup\'s startWal', () => {
+    const p = plan(chain, { retain: 1 });
+    expect(kept(p)).toEqual([full.name, d1.name, d2.name]);
+    expect(decision(p, d2).reasons).toEqual(['one of the 1 newest', 'the newest complete backup']);
+    expect(decision(p, d1).reasons).toEqual([`base of kept delta ${d2.name}`]);
+    expect(decision(p, full).reasons).toEqual([`base of kept delta ${d1.name}`]);
+    expect(p.walKeptFrom).toBe(full.startWal);
+    expect(deletedWal(p)).toEqual(segs(1, 0x08, 0x0f));
+    expect(p.steps.map((s) => s.what)).toEqual(['wal']);
+  });
+
+  it('retain 1 over two chains keeps the newest chain only, and deletes the WAL before its full backup', () => {
+    // A ← dA 10 and 8 days ago (0x10, 0x14); B ← dB 5 days and 1 day ago (0x20, 0x30).
+    const a = backup(10, 0x10);
+    const dA = delta(8, 0x14, a);
+    const b = backup(5, 0x20);
+    const dB = delta(1, 0x30, b);
+    const p = plan({ backups: [a, dA, b, dB], wal: WAL }, { retain: 1 });
+    expect(kept(p)).toEqual([b.name, dB.name]);
+    expect(gone(p)).toEqual([a.name, dA.name]);
+    expect(decision(p, b).reasons).toEqual([`base of kept delta ${dB.name}`]);
+    expect(decision(p, dA).reasons).toEqual(['older than every backup kept']);
+    expect(p.walKeptFrom).toBe(b.startWal);
+    expect(deletedWal(p)).toEqual([...segs(1, 0x08, 0x1f), `${seg(1, 0x10)}.00000028.backup`].sort());
+    expect(deletedKeys(p).filter((k) => k.includes(b.name) || k.includes(dB.name))).toEqual([]);
+    // A delete cut short never leaves dA listed without its base: dA's manifest goes a step before A's.
+    expect(p.steps.map((s) => s.what)).toEqual(['manifests', 'manifests', 'backups', 'wal']);
+    expect(p.steps[0].keys).toEqual([manifestOf(dA)]);
+    expect(p.steps[1].keys).toEqual([manifestOf(a)]);
+  });
+
+  it('before <d2> keeps d2\'s chain, and deletes an older full backup', () => {
+    const older = backup(20, 0x08);
+    const p = plan({ backups: [older, full, d1, d2], wal: WAL }, { beforeBackup: d2.name });
+    expect(kept(p)).toEqual([full.name, d1.name, d2.name]);
+    expect(gone(p)).toEqual([older.name]);
+    expect(decision(p, d2).reasons).toEqual([`${d2.name} or newer`, 'the newest complete backup']);
+    expect(p.walKeptFrom).toBe(full.startWal);
+  });
+
+  it('--window keeps the chain of the backup it needs: a delta needs its full backup', () => {
+    // The newest backup finished before now − 3d is d1: d1 and d2 are kept by the rule, full as their base.
+    const p = plan(chain, { windowMs: 3 * DAY });
+    expect(kept(p)).toEqual([full.name, d1.name, d2.name]);
+    expect(decision(p, d1).reasons).toEqual(['needed for the 3d recovery window', `base of kept delta ${d2.name}`]);
+    expect(decision(p, full).reasons).toEqual([`base of kept delta ${d1.name}`]);
+    expect(p.walKeptFrom).toBe(full.startWal);
+  });
+
+  it('several kept deltas of one base: one reason names them all; a newer full backup no kept delta rests on goes', () => {
+    // F ← d1 and F ← d3, with a full G between: retain 1 keeps d3, and F under it; G and d1 go.
+    const f = backup(10, 0x10);
+    const e1 = delta(8, 0x14, f);
+    const g = backup(5, 0x20);
+    const e3 = delta(1, 0x30, f);
+    const p = plan({ backups: [f, e1, g, e3], wal: WAL }, { retain: 1 });
+    expect(kept(p)).toEqual([f.name, e3.name]);
+    expect(decision(p, g).reasons).toEqual(['kept by no rule, and no kept delta rests on it']);
+    expect(decision(p, e1).reasons).toEqual(['kept by no rule, and no kept delta rests on it']);
+    expect(p.walKeptFrom).toBe(f.startWal);
+    expect(decision(plan({ backups: [f, e1, g, e3], wal: WAL }, { retain: 3 }), f).reasons).toEqual([`base of kept deltas ${e1.name}, ${e3.name}`]);
+  });
+
+  it('a broken chain (a base deleted by hand): no crash, the rules as they are, the plan says it cannot be restored', () => {
+    const missing = nameAt(ago(7 * DAY));
+    const old = backup(20, 0x08);
+    const b1 = delta(5, 0x20, missing);
+    const b2 = delta(1, 0x30, b1);
+    const archive: Archive = { backups: [old, b1, b2], wal: WAL };
+    const p = plan(archive, { retain: 1 });
+    // b2 by the rule, b1 under it (what is left of the chain); nothing else goes because of the break.
+    expect(kept(p)).toEqual([b1.name, b2.name]);
+    expect(gone(p)).toEqual([old.name]);
+    expect(decision(p, b1).broken).toBe(`its base ${missing} is missing`);
+    expect(decision(p, b2).broken).toBe(`its chain rests on ${missing} (the base of ${b1.name}), which is missing`);
+    expect(decision(p, old).broken).toBeUndefined();
+    expect(p.walKeptFrom).toBe(b1.startWal);
+    expect(gone(plan(archive, { retain: 3 }))).toEqual([]);
+    const text = describePlan(p, false);
+    expect(text).toContain(`keep   ${b1.name}  delta of ${missing} (broken: its base ${missing} is missing), finished ${b1.stopTime}  (base of kept delta ${b2.name})`);
+    expect(text).toContain(`broken chains: 2 backup(s) cannot be restored (their chain rests on a backup that is missing or not theirs): ${b1.name}, ${b2.name}`);
+    const summary = planSummary(p, false) as { backups: Record<string, unknown>[] };
+    expect(summary.backups.map((b) => [b.name, b.base, b.broken])).toEqual([
+      [old.name, null, null],
+      [b1.name, missing, `its base ${missing} is missing`],
+      [b2.name, b1.name, decision(p, b2).broken],
+    ]);
+  });
+
+  it('a broken delta no rule keeps goes like any other backup', () => {
+    const lone = delta(10, 0x10, nameAt(ago(11 * DAY)));
+    const p = plan({ backups: [lone, backup(1, 0x30)], wal: WAL }, { retain: 1 });
+    expect(gone(p)).toEqual([lone.name]);
+    expect(p.walKeptFrom).toBe(seg(1, 0x30));
+  });
+
+  it('bases that loop do not hang the plan', () => {
+    const x = delta(5, 0x20, 'base_loop');
+    const y = { ...delta(1, 0x30, x), name: 'base_loop' };
+    const p = plan({ backups: [backup(10, 0x10), x, y], wal: WAL }, { retain: 1 });
+    expect(kept(p)).toEqual([x.name, 'base_loop']);
+    expect(decision(p, x).broken).toMatch(/loops back/);
+  });
+
+  it('the plan names each backup full or a delta of its base, and why a base stays; JSON has base', () => {
+    const older = backup(20, 0x08);
+    const p = plan({ backups: [older, full, d1, d2], wal: WAL }, { retain: 1 });
+    const text = describePlan(p, false);
+    expect(text).toContain(`delete ${older.name}  full, finished ${older.stopTime}  (older than every backup kept)`);
+    expect(text).toContain(`keep   ${full.name}  full, finished ${full.stopTime}  (base of kept delta ${d1.name})`);
+    expect(text).toContain(`keep   ${d1.name}  delta of ${full.name}, finished ${d1.stopTime}  (base of kept delta ${d2.name})`);
+    expect(text).toContain(`keep   ${d2.name}  delta of ${d1.name}, finished ${d2.stopTime}  (one of the 1 newest; the newest complete backup)`);
+    expect(text).not.toContain('broken');
+    const summary = planSummary(p, false) as { backups: Record<string, unknown>[]; wal: { keptFrom: string } };
+    expect(summary.backups.map((b) => [b.name, b.keep, b.base, b.broken])).toEqual([
+      [older.name, false, null, null],
+      [full.name, true, null, null],
+      [d1.name, true, full.name, null],
+      [d2.name, true, d1.name, null],
+    ]);
+    expect(summary.wal.keptFrom).toBe(full.startWal);
+  });
+
+  it('delete everything deletes a chain\'s manifests from its newest delta down', () => {
+    const p = planRetention(input(chain), { everything: true });
+    expect(p.steps.map((s) => s.what)).toEqual(['manifests', 'manifests', 'manifests', 'backups', 'wal', 'identity']);
+    expect(p.steps.slice(0, 3).map((s) => s.keys)).toEqual([[manifestOf(d2)], [manifestOf(d1)], [manifestOf(full)]]);
   });
 });
 

@@ -156,6 +156,38 @@ describe('timeline switches', () => {
   });
 });
 
+describe('delta backups', () => {
+  /** A delta of `base`, taken `minutes` after T0 from segment `start` of `timeline`. */
+  const deltaOf = (base: VerifiedBackup, timeline: number, start: number, minutes: number) => ({ ...backupAt(timeline, start, start + 1, minutes), base: base.name });
+
+  it('starts at the start of a delta\'s base, the older backup: a hole between the two is a gap', () => {
+    const full = backupAt(1, 0x10);
+    const delta = deltaOf(full, 1, 0x20, 60);
+    const wal = segs(1, 0x08, 0x28);
+    // The delta first: the order of the backups does not matter.
+    const report = verify(without(wal, seg(1, 0x15)), [delta, full]);
+    expect(report.from).toEqual({ backup: full.name, segment: seg(1, 0x10) });
+    expect(report.gaps).toEqual([{ timeline: 1, first: seg(1, 0x15), last: seg(1, 0x15), missing: 1 }]);
+    expect(describeWalVerify(report)).toContain(`from ${seg(1, 0x10)} (start of the oldest backup, ${full.name}) to ${seg(1, 0x28)}`);
+    expect(verify(wal, [delta, full]).ok).toBe(true);
+  });
+
+  it('a delta on a new timeline, its base on the parent: the parent is checked from the base\'s start to the switch', () => {
+    // Promotion at 0/25000100: the full backup on 1 at 0x10, a delta of it on 2 at 0x28.
+    const switched = [...segs(1, 0x08, 0x24), `${seg(1, 0x25)}.partial`, ...segs(2, 0x25, 0x30)];
+    const histories = { 2: [[1, '0/25000100']] as [number, string][] };
+    const full = backupAt(1, 0x10);
+    const delta = deltaOf(full, 2, 0x28, 60);
+    const report = verify(without(switched, seg(1, 0x12)), [delta, full], histories);
+    expect(report.from).toEqual({ backup: full.name, segment: seg(1, 0x10) });
+    expect(report.timelines.map((t) => [t.timeline, t.first, t.last])).toEqual([
+      [1, seg(1, 0x10), seg(1, 0x24)],
+      [2, seg(2, 0x25), seg(2, 0x30)],
+    ]);
+    expect(report.gaps).toEqual([{ timeline: 1, first: seg(1, 0x12), last: seg(1, 0x12), missing: 1 }]);
+  });
+});
+
 describe('without backups', () => {
   it('checks from the oldest archived segment', () => {
     const report = verify(without(segs(1, 0x05, 0x09), seg(1, 0x07)), []);

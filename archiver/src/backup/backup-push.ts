@@ -172,6 +172,11 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
       files,
       ...(base ? { base: base.name, deltas } : {}),
     };
+    // A delete that ran meanwhile may have taken the base (it could not know of this delta):
+    // listed without it, this backup could never be restored.
+    if (base && (await storage.stat(manifestKey(base.name))) === undefined) {
+      throw new BackupError(`the base of this delta, ${base.name}, was deleted while it was taken (a delete ran meanwhile): take the backup again`);
+    }
     await storage.put(manifestKey(name), encodeManifest(manifest), { ifAbsent: true });
     blog.info('backup complete', {
       start_lsn: manifest.startLsn,

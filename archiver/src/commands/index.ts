@@ -139,15 +139,15 @@ is refused (exit 2) with the earliest reachable point.`,
     help: `Options: --window <duration>, --confirm, --json.
 
 Deletes what the rules no longer keep; without --confirm it only prints what it would delete.
-  retain <N>             keep the N newest complete backups
+  retain <N>             keep the N newest complete backups (deltas count as backups)
   before <time|backup>   keep the backups finished at or after an ISO 8601 time WITH a zone
                          (2026-11-30T06:00:00Z), or the backup named and the newer ones
   --window <duration>    keep what a recovery to any point of the last <duration> needs (30d, 12h,
                          1d12h; units s m h d w): the newest backup finished before now - duration,
                          and everything newer. With retain or before, the union is kept.
   everything             every object of the archive: WAL, backups, archive.json
-The newest complete backup is always kept (except by everything), and so is every WAL file from the
-earliest start of the kept backups on, on every timeline, and every .history file. Older WAL goes.
+The newest complete backup is always kept (except by everything), so is every backup a kept delta
+rests on, and every WAL file from the earliest start of the kept backups on, on every timeline, and every .history file. Older WAL goes.
 Unfinished backups (no manifest) go when last written over a day ago or started before the newest
 complete backup; a newer one may be running and stays. Manifests are deleted first, then the
 backups' other objects, then WAL. --json: the plan as JSON.`,

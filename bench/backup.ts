@@ -3,7 +3,7 @@
  * backup and restore and pg_basebackup, in one run on this machine; then point-in-time recovery
  * from each tool's backup up to a promoted server.
  *
- *   npx tsx bench/backup.ts [--scale N] [--quick] [--repeats N] [--pitr-segments N] [--no-build] [--skip-s3] [--skip-pitr]
+ *   npx tsx bench/backup.ts [--scale N] [--quick] [--repeats N] [--pitr-segments N] [--no-build] [--skip-s3] [--skip-pitr] [--skip-delta] [--skip-backups]
  *
  * Setup (untimed): one PostgreSQL 15 cluster with a pgbench database (`pgbench -i -s SCALE`:
  * scale 70 is ~1 GiB; archiving is off while it loads, then a checkpoint). Its archive_command
@@ -65,6 +65,10 @@ export interface BackupBenchmarkOptions {
   /** WAL segments written between the PITR backups and the target time.
    * @default 64 (1 GiB), 16 with `quick` */
   readonly pitrSegments?: number;
+  /** Run the timed backups and restores against pgBackRest (the PITR part needs them). @default true */
+  readonly backups?: boolean;
+  /** Run the delta backup part. @default true */
+  readonly delta?: boolean;
   /** Build archiver/dist first (archiver/scripts/build.ts). @default true */
   readonly build?: boolean;
   /** Where the tables go. @default console.log */
@@ -118,6 +122,7 @@ export interface BackupBenchmarkResult {
   readonly databaseBytes: number;
   readonly backups: readonly BackupRow[];
   readonly pitr: readonly PitrRow[];
+  readonly deltas: readonly DeltaRow[];
   readonly targets: readonly Target[];
 }
 
@@ -798,6 +803,137 @@ function pitrTargets(rows: readonly PitrRow[], storages: readonly StorageKind[])
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3. Delta backups
+
+export interface DeltaRow {
+  readonly storage: StorageKind;
+  readonly error?: string;
+  readonly full?: string;
+  readonly delta?: string;
+  /** Of the relation files' pages, those the delta stored. */
+  readonly changedPages?: number;
+  readonly filePages?: number;
+  readonly fullStoredBytes?: number;
+  readonly deltaStoredBytes?: number;
+  readonly deltaBackupSeconds?: number;
+  /** Medians and ranges of the interleaved restores. */
+  readonly fullRestoreSeconds?: number;
+  readonly fullRestoreRange?: readonly [number, number];
+  readonly chainRestoreSeconds?: number;
+  readonly chainRestoreRange?: readonly [number, number];
+}
+
+/** Rows updated so that about `share` of pgbench_accounts' pages change (old pages and where the new versions go). */
+function changePages(cluster: PostgresCluster, share: number): void {
+  const rows = Number(cluster.sql('select count(*) from pgbench_accounts'));
+  // fillfactor 100: each updated row leaves its page (changed) for a page at the end (changed).
+  cluster.sql(`update pgbench_accounts set abalance = abalance + 1 where aid <= ${Math.round((rows * share) / 2)}`);
+}
+
+async function runDelta(ctx: Context, repeats: number): Promise<DeltaRow[]> {
+  const push = async (storage: StorageKind, args: string[]) => {
+    const time = await timed(ctx.archiver.launcher, ['backup-push', '--json', ...args], { ...ctx.oursEnv[storage]!, ...ctx.pgEnv }, undefined, ctx.scratch.dir);
+    if (time.out.status !== 0) throw new Error(`backup-push ${args.join(' ')} exit ${time.out.status}: ${tail(time.out)}`);
+    return { time, summary: JSON.parse(time.out.stdout) as { name: string; storedSize: number; base: string | null; deltaPages?: number; deltaFilePages?: number } };
+  };
+  const fulls = new Map<StorageKind, { name: string; storedSize: number }>();
+  const rows: DeltaRow[] = [];
+  for (const storage of ctx.storages) {
+    progress(`delta: a full backup, ${storage}`);
+    fulls.set(storage, (await push(storage, [])).summary);
+  }
+  progress('delta: changing ~5% of the pages of pgbench_accounts');
+  changePages(ctx.source, 0.05);
+  for (const storage of ctx.storages) {
+    try {
+      await settle();
+      progress(`delta: backup-push --delta, ${storage}`);
+      const delta = await push(storage, ['--delta']);
+      const full = fulls.get(storage)!;
+      if (delta.summary.base !== full.name) throw new Error(`backup-push --delta rested on ${delta.summary.base}, not on the full backup just taken (${full.name})`);
+      const restores = { full: [] as number[], chain: [] as number[] };
+      for (let round = 0; round < repeats; round++) {
+        // Interleaved, each round starting with the other one.
+        const order = round % 2 === 0 ? (['full', 'chain'] as const) : (['chain', 'full'] as const);
+        for (const which of order) {
+          const name = which === 'full' ? full.name : delta.summary.name;
+          const dir = ctx.scratch.mkdir(`delta-restore-${storage}-${which}-r${round}`);
+          try {
+            await settle();
+            const time = await timed(ctx.archiver.launcher, ['backup-fetch', name, dir], ctx.oursEnv[storage]!, undefined, ctx.scratch.dir);
+            if (time.out.status !== 0) throw new Error(`backup-fetch ${name} exit ${time.out.status}: ${tail(time.out)}`);
+            const written = bytesUnder(dir);
+            if (written < ctx.databaseBytes) throw new Error(`the restore of ${name} wrote ${(written / MB).toFixed(0)} MB, less than the database's ${(ctx.databaseBytes / MB).toFixed(0)} MB`);
+            restores[which].push(time.seconds);
+            progress(`  restore ${which === 'full' ? 'full' : 'full + delta'} ${time.seconds.toFixed(2)} s`);
+          } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        }
+      }
+      rows.push({
+        storage,
+        full: full.name,
+        delta: delta.summary.name,
+        changedPages: delta.summary.deltaPages,
+        filePages: delta.summary.deltaFilePages,
+        fullStoredBytes: full.storedSize,
+        deltaStoredBytes: delta.summary.storedSize,
+        deltaBackupSeconds: delta.time.seconds,
+        fullRestoreSeconds: median(restores.full),
+        fullRestoreRange: range(restores.full),
+        chainRestoreSeconds: median(restores.chain),
+        chainRestoreRange: range(restores.chain),
+      });
+    } catch (error) {
+      const message = (error as Error).message.slice(0, 600);
+      progress(`  FAILED: ${message}`);
+      rows.push({ storage, error: message });
+    }
+  }
+  return rows;
+}
+
+function deltaTable(rows: readonly DeltaRow[], repeats: number): string {
+  const secondsWithRange = (value: number | undefined, spread: readonly [number, number] | undefined) => `${fixed(value, 2)}${repeats > 1 && spread ? ` (${fixed(spread[0], 2)}–${fixed(spread[1], 2)})` : ''}`;
+  const body = rows.map((r) =>
+    r.error !== undefined
+      ? [r.storage, '—', '—', '—', '—', '—', '—', '—', r.error]
+      : [
+          r.storage,
+          `${r.changedPages} of ${r.filePages} (${fixed((100 * r.changedPages!) / r.filePages!, 1)}%)`,
+          fixed(r.fullStoredBytes! / MB, 1),
+          fixed(r.deltaStoredBytes! / MB, 1),
+          `${fixed((100 * r.deltaStoredBytes!) / r.fullStoredBytes!, 1)}%`,
+          fixed(r.deltaBackupSeconds, 2),
+          secondsWithRange(r.fullRestoreSeconds, r.fullRestoreRange),
+          secondsWithRange(r.chainRestoreSeconds, r.chainRestoreRange),
+          `${fixed(r.chainRestoreSeconds! / r.fullRestoreSeconds!, 2)}×`,
+        ],
+  );
+  const runs = repeats > 1 ? `; restores: median of ${repeats} interleaved rounds (range)` : '; restores: one round';
+  return (
+    `\n### Delta backup after ~5% of pgbench_accounts' pages changed (ours, zstd)${runs}\n\n` +
+    table(['storage', 'pages stored (of the relation files\')', 'full stored MB', 'delta stored MB', 'delta ÷ full', 'delta backup s', 'restore full s', 'restore full + delta s', 'chain ÷ full'], body)
+  );
+}
+
+function deltaTargets(rows: readonly DeltaRow[]): Target[] {
+  return rows.flatMap((r) => {
+    const stored = r.error === undefined ? r.deltaStoredBytes! / r.fullStoredBytes! : undefined;
+    const chain = r.error === undefined ? r.chainRestoreSeconds! / r.fullRestoreSeconds! : undefined;
+    return [
+      { description: `delta size, ${r.storage}: ≤ 10% of the full backup's after ~5% of pages changed`, met: stored === undefined ? undefined : stored <= 0.1, detail: stored === undefined ? `not measured: ${r.error}` : `${fixed(100 * stored, 1)}%` },
+      {
+        description: `delta restore, ${r.storage}: the chain ≤ 1.2× the time of the full backup's restore`,
+        met: chain === undefined ? undefined : chain <= 1.2,
+        detail: chain === undefined ? `not measured: ${r.error}` : `${fixed(r.chainRestoreSeconds, 2)} s vs ${fixed(r.fullRestoreSeconds, 2)} s = ${times(chain)}`,
+      },
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 
 export async function runBackupBenchmark(options: BackupBenchmarkOptions = {}): Promise<BackupBenchmarkResult> {
   const quick = options.quick ?? false;
@@ -809,6 +945,7 @@ export async function runBackupBenchmark(options: BackupBenchmarkOptions = {}): 
   let s3: S3Server | undefined;
   let backups: BackupRow[] = [];
   let pitr: PitrRow[] = [];
+  let deltas: DeltaRow[] = [];
   const targets: Target[] = [];
   let databaseBytes = NaN;
   let ctx: Context | undefined;
@@ -818,17 +955,26 @@ export async function runBackupBenchmark(options: BackupBenchmarkOptions = {}): 
     const caFile = s3 ? readableCertificate(s3, scratch) : undefined;
     ctx = await setUp(scratch, archiver, s3, caFile, scale);
     databaseBytes = ctx.databaseBytes;
-    backups = await runBackups(ctx, repeats);
-    write(backupTable(backups, ctx.databaseBytes, repeats));
-    targets.push(...backupTargets(backups, ctx.storages));
-    write(`\n${[...targets.map((t) => targetLine(t.description, t.met, t.detail)), ...backupInformation(backups)].join('\n')}`);
-    if (options.pitr ?? true) {
+    if (options.backups ?? true) {
+      backups = await runBackups(ctx, repeats);
+      write(backupTable(backups, ctx.databaseBytes, repeats));
+      targets.push(...backupTargets(backups, ctx.storages));
+      write(`\n${[...targets.map((t) => targetLine(t.description, t.met, t.detail)), ...backupInformation(backups)].join('\n')}`);
+    }
+    if ((options.pitr ?? true) && (options.backups ?? true)) {
       const setup = await setUpPitr(ctx, backups, pitrSegments);
       pitr = await runPitr(ctx, setup, repeats);
       write(pitrTable(pitr, setup, repeats));
       const pitrTargetList = pitrTargets(pitr, ctx.storages);
       targets.push(...pitrTargetList);
       write(`\n${pitrTargetList.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
+    }
+    if (options.delta ?? true) {
+      deltas = await runDelta(ctx, repeats);
+      write(deltaTable(deltas, repeats));
+      const deltaTargetList = deltaTargets(deltas);
+      targets.push(...deltaTargetList);
+      write(`\n${deltaTargetList.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
     }
     if (ctx.s3Watch?.restarts) write(`\nNote: s3rver died ${ctx.s3Watch.restarts} time(s) during this run; it was restarted and the runs it broke were repeated.`);
   } finally {
@@ -838,7 +984,7 @@ export async function runBackupBenchmark(options: BackupBenchmarkOptions = {}): 
     await s3?.stop();
     scratch.cleanupSync();
   }
-  return { databaseBytes, backups, pitr, targets };
+  return { databaseBytes, backups, pitr, deltas, targets };
 }
 
 function parseArgs(argv: readonly string[]): BackupBenchmarkOptions {
@@ -857,7 +1003,9 @@ function parseArgs(argv: readonly string[]): BackupBenchmarkOptions {
     else if (arg === '--no-build') options.build = false;
     else if (arg === '--skip-s3') options.s3 = false;
     else if (arg === '--skip-pitr') options.pitr = false;
-    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --scale N, --quick, --repeats N, --pitr-segments N, --no-build, --skip-s3, --skip-pitr`);
+    else if (arg === '--skip-delta') options.delta = false;
+    else if (arg === '--skip-backups') options.backups = false;
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}: use --scale N, --quick, --repeats N, --pitr-segments N, --no-build, --skip-s3, --skip-pitr, --skip-delta, --skip-backups`);
   }
   return options;
 }

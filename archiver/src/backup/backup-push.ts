@@ -171,6 +171,7 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
       directories: entries.filter((entry) => entry.type === 'directory').map((entry) => ({ path: entry.path, mode: entry.mode })),
       files,
       ...(base ? { base: base.name, deltas } : {}),
+      pageSize: facts.pageSize,
     };
     // A delete that ran meanwhile may have taken the base (it could not know of this delta):
     // listed without it, this backup could never be restored.

@@ -130,6 +130,8 @@ export interface BackupManifest {
   readonly base?: string;
   /** A delta backup's relation files, stored as their changed pages. */
   readonly deltas?: readonly ManifestDelta[];
+  /** BLCKSZ of the server (absent in backups taken before delta backups existed). */
+  readonly pageSize?: number;
 }
 
 export function encodeManifest(manifest: BackupManifest): Buffer {

@@ -151,6 +151,13 @@ export function summary(backup: BackupManifest): Record<string, unknown> {
     pgVersion: backup.pgVersion,
     compression: backup.compression,
     base: backup.base ?? null,
+    ...(backup.deltas
+      ? {
+          // What share of the relation files' pages the delta stored.
+          deltaPages: backup.deltas.reduce((sum, d) => sum + d.pages, 0),
+          deltaFilePages: backup.deltas.reduce((sum, d) => sum + Math.ceil(d.size / (backup.pageSize ?? 8192)), 0),
+        }
+      : {}),
   };
 }
 

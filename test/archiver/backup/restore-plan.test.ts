@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { decodeManifest, BackupManifest, ManifestDelta, ManifestFile } from '../../../archiver/src/backup/manifest';
+import { planRestore } from '../../../archiver/src/backup/restore-plan';
+import { deltaChain, withBases } from '../../../archiver/src/backup/delta-chain';
+import { CorruptObjectError, BackupNotFoundError, UnsupportedObjectError } from '../../../archiver/src/errors';
+import { crc32 } from 'node:zlib';
+
+const file = (path: string, part = 0, size = 100): ManifestFile => ({ path, size, mode: 0o600, mtime: 1, checksum: '0000abcd', part });
+const delta = (path: string, part = 0, size = 8192 * 4): ManifestDelta => ({ path, size, mode: 0o600, mtime: 2, blobSize: 50, pages: 1, checksum: '0000beef', part });
+
+function backup(name: string, files: ManifestFile[], deltas?: ManifestDelta[], base?: string, parts = 2): BackupManifest {
+  return {
+    format: 2, name, label: name, startLsn: '0/1000000', stopLsn: '0/2000000', startWal: '', stopWal: '', timeline: 1,
+    startTime: '2026-11-30T06:00:00Z', stopTime: '2026-11-30T06:01:00Z', systemIdentifier: '1', pgVersion: 150000, walSegmentSize: 16 << 20,
+    fromStandby: false, dataDirectory: '/d', compression: 'zstd', size: 0, storedSize: 0, hasTablespaceMap: false, stopSnapshot: undefined,
+    parts: Array.from({ length: parts }, (_, i) => ({ key: `parts/000${i + 1}.tar`, size: 10 * (parts - i), storedSize: 1 })),
+    directories: [], files, ...(deltas ? { deltas } : {}), ...(base ? { base } : {}),
+  };
+}
+
+/** `path:action` of every piece of a layer's part, sorted. */
+const actions = (plan: ReturnType<typeof planRestore>, layer: number) =>
+  [...plan.layers[layer].parts.entries()].flatMap(([part, pieces]) => pieces.map((p) => `${part}:${p.path}:${p.action}${p.final ? ':final' : ''}`)).sort();
+
+describe('planning the restore of a full backup', () => {
+  it('writes every file, each in its part, all final', () => {
+    const plan = planRestore([backup('A', [file('PG_VERSION', 0), file('base/1/1', 1)])]);
+    expect(plan.layers).toHaveLength(1);
+    expect(actions(plan, 0)).toEqual(['0:PG_VERSION:write:final', '1:base/1/1:write:final']);
+    expect(plan.bytes).toBe(200);
+  });
+});
+
+describe('planning the restore of a delta chain', () => {
+  const full = backup('A', [file('PG_VERSION', 0), file('base/1/10', 1, 1000), file('base/1/11', 1), file('base/1/12_vm', 0), file('base/1/gone', 0)]);
+  const d1 = backup('B', [file('PG_VERSION', 0), file('base/1/12_vm', 0)], [delta('base/1/10', 1), delta('base/1/11', 0), delta('base/1/13', 1)], 'A');
+  const d2 = backup('C', [file('PG_VERSION', 0), file('base/1/12_vm', 1)], [delta('base/1/10', 0), delta('base/1/13', 1)], 'B');
+
+  it('writes each file once, from the newest backup that holds it whole, then applies the later deltas in order', () => {
+    const plan = planRestore([full, d1, d2]);
+    expect(plan.layers.map((l) => l.backup.name)).toEqual(['A', 'B', 'C']);
+    // base/1/10: whole in A, deltas in B and C. base/1/11 is not in C: dropped. base/1/13: new in B.
+    // (A part of only skipped pieces is left out altogether: see the next test.)
+    expect(actions(plan, 0)).toEqual(['1:base/1/10:write', '1:base/1/11:skip']);
+    expect(actions(plan, 1)).toEqual(['1:base/1/10:apply', '1:base/1/13:apply']);
+    expect(actions(plan, 2)).toEqual(['0:PG_VERSION:write:final', '0:base/1/10:apply:final', '1:base/1/12_vm:write:final', '1:base/1/13:apply:final']);
+  });
+
+  it('does not download a part with nothing needed in it', () => {
+    const plan = planRestore([full, d1, d2]);
+    // A's part 0 holds only files C has whole or dropped.
+    expect([...plan.layers[0].parts.keys()]).toEqual([1]);
+    expect([...plan.layers[1].parts.keys()]).toEqual([1]);
+  });
+
+  it('a delta restored alone (its chain A, B) applies B onto A', () => {
+    const plan = planRestore([full, d1]);
+    expect(actions(plan, 0)).toContain('1:base/1/10:write');
+    expect(actions(plan, 0)).toContain('1:base/1/11:write');
+    expect(actions(plan, 1)).toContain('0:base/1/11:apply:final');
+  });
+
+  it('refuses a piece in a part the manifest does not list', () => {
+    expect(() => planRestore([backup('A', [file('x', 5)])])).toThrow(new CorruptObjectError('the manifest of A puts x in part 5, which it does not list'));
+  });
+
+  it('refuses ranges that do not make the file', () => {
+    const a = new Uint8Array(100).fill(1);
+    const b = new Uint8Array(60).fill(2);
+    const hex = (n: number) => n.toString(16).padStart(8, '0');
+    const whole = { ...file('big', 0, 160), checksum: hex(crc32(Buffer.concat([a, b]))), ranges: [{ part: 0, offset: 0, size: 100, checksum: hex(crc32(a)) }, { part: 1, offset: 100, size: 60, checksum: hex(crc32(b)) }] };
+    expect(() => planRestore([backup('A', [whole])])).not.toThrow();
+    expect(() => planRestore([backup('A', [{ ...whole, checksum: '00000000' }])])).toThrow(/lists ranges of big that do not make the file/);
+    expect(() => planRestore([backup('A', [{ ...whole, ranges: [whole.ranges[0], { ...whole.ranges[1], offset: 90 }] }])])).toThrow(/lists ranges of big that do not make the file/);
+  });
+});
+
+describe('the chain of a delta', () => {
+  const a = backup('A', []);
+  const b = backup('B', [], [], 'A');
+  const c = backup('C', [], [], 'B');
+
+  it('goes back to the full backup, oldest first', () => {
+    expect(deltaChain(c, [a, b, c], 'file:///x').map((m) => m.name)).toEqual(['A', 'B', 'C']);
+    expect(deltaChain(a, [a, b, c], 'file:///x').map((m) => m.name)).toEqual(['A']);
+  });
+
+  it('fails naming the missing base', () => {
+    expect(() => deltaChain(c, [b, c], 'file:///x')).toThrow(new BackupNotFoundError('backup B is a delta of A, which is not a complete backup at file:///x: C cannot be restored (restore an older full backup, or take a new one)'));
+  });
+
+  it('refuses a base of another database, and a loop', () => {
+    expect(() => deltaChain(b, [{ ...a, systemIdentifier: '2' }, b], 'x')).toThrow(CorruptObjectError);
+    expect(() => deltaChain(backup('L', [], [], 'M'), [backup('L', [], [], 'M'), backup('M', [], [], 'L')], 'x')).toThrow(/loop/);
+  });
+
+  it('withBases closes a set of names over their bases', () => {
+    expect([...withBases(['C'], [a, b, c])].sort()).toEqual(['A', 'B', 'C']);
+    expect([...withBases(['A'], [a, b, c])]).toEqual(['A']);
+  });
+});
+
+describe('manifest formats', () => {
+  const encoded = (format: number) => Buffer.from(JSON.stringify({ ...backup('A', []), format }));
+  it('reads format 1 (before ranges and deltas) and 2', () => {
+    expect(decodeManifest(encoded(1), 'm').format).toBe(1);
+    expect(decodeManifest(encoded(2), 'm').format).toBe(2);
+  });
+  it('refuses a newer format: upgrade the archiver', () => {
+    expect(() => decodeManifest(encoded(3), 'm')).toThrow(new UnsupportedObjectError('m has manifest format 3; this archiver reads formats up to 2: upgrade the archiver'));
+  });
+});

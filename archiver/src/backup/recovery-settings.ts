@@ -24,6 +24,15 @@ export function confString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
+/** The setting of each kind of recovery target: PostgreSQL takes at most one of them set. */
+const TARGET_SETTINGS = {
+  immediate: 'recovery_target',
+  lsn: 'recovery_target_lsn',
+  name: 'recovery_target_name',
+  time: 'recovery_target_time',
+  xid: 'recovery_target_xid',
+} as const;
+
 export function recoverySettings(options: RecoverySettingsOptions): string {
   const lines = [
     '',
@@ -32,12 +41,18 @@ export function recoverySettings(options: RecoverySettingsOptions): string {
     `restore_command = ${confString(options.restoreCommand)}`,
   ];
   const target = options.target;
+  // The restored postgresql.auto.conf may hold the settings of another recovery: the one the
+  // backed-up server was itself restored with (they outlive it). The last line of a setting wins,
+  // so each target setting is written here: the others empty first (PostgreSQL applies them in
+  // file order and refuses a second target), then the one chosen; and the inclusiveness.
+  const chosen = target.kind === 'latest' ? undefined : TARGET_SETTINGS[target.kind];
+  for (const setting of Object.values(TARGET_SETTINGS)) if (setting !== chosen) lines.push(`${setting} = ''`);
   if (target.kind === 'time') lines.push(`recovery_target_time = ${confString(target.time)}`);
   else if (target.kind === 'lsn') lines.push(`recovery_target_lsn = ${confString(target.lsn)}`);
   else if (target.kind === 'xid') lines.push(`recovery_target_xid = ${confString(target.xid)}`);
   else if (target.kind === 'name') lines.push(`recovery_target_name = ${confString(target.name)}`);
   else if (target.kind === 'immediate') lines.push(`recovery_target = 'immediate'`);
-  if (options.inclusive !== undefined && target.kind !== 'latest' && target.kind !== 'immediate') lines.push(`recovery_target_inclusive = ${options.inclusive ? 'on' : 'off'}`);
+  lines.push(`recovery_target_inclusive = ${options.inclusive === false && target.kind !== 'latest' && target.kind !== 'immediate' ? 'off' : 'on'}`);
   lines.push(`recovery_target_timeline = ${confString(options.timeline ?? 'latest')}`);
   if (target.kind !== 'latest') lines.push(`recovery_target_action = ${confString(options.action ?? 'promote')}`);
   return `${lines.join('\n')}\n`;

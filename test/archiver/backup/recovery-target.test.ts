@@ -90,7 +90,12 @@ describe('the recovery settings backup-fetch --recovery writes', () => {
         '# Recovery settings written by archiver backup-fetch (backup base_A, 2026-11-30T06:00:00.000Z).',
         '# PostgreSQL removes recovery.signal when the recovery ends; remove these lines afterwards.',
         "restore_command = '/opt/archiver/bin/archiver wal-fetch %f %p'",
+        "recovery_target = ''",
+        "recovery_target_lsn = ''",
+        "recovery_target_name = ''",
+        "recovery_target_xid = ''",
         "recovery_target_time = '2026-11-30 01:30:00+00:00'",
+        "recovery_target_inclusive = on",
         "recovery_target_timeline = 'latest'",
         "recovery_target_action = 'promote'",
         '',
@@ -101,7 +106,18 @@ describe('the recovery settings backup-fetch --recovery writes', () => {
   it('replays the whole archive with no target, and quotes what it writes', () => {
     const text = recoverySettings({ ...common, restoreCommand: "it's \\ here", target: parseRecoveryTarget({}) });
     expect(text).toContain("restore_command = 'it''s \\\\ here'");
-    expect(text).not.toMatch(/recovery_target_action|recovery_target_(time|lsn|xid|name) /);
+    expect(text).not.toMatch(/recovery_target_action|recovery_target(_time|_lsn|_xid|_name)? = '[^']/);
+  });
+
+  it('empties every other target, before the one chosen, so that a target an earlier restore left in postgresql.auto.conf is overridden', () => {
+    // A backup of a server that was itself restored to a target holds that restore's settings.
+    const none = recoverySettings({ ...common, target: parseRecoveryTarget({}) });
+    for (const setting of ['recovery_target', 'recovery_target_lsn', 'recovery_target_name', 'recovery_target_time', 'recovery_target_xid']) expect(none).toContain(`\n${setting} = ''\n`);
+    expect(none).toContain('recovery_target_inclusive = on\n');
+    const name = recoverySettings({ ...common, target: parseRecoveryTarget({ name: 'before-migration' }) });
+    expect(name).not.toContain("recovery_target_name = ''");
+    // PostgreSQL applies the settings in file order and refuses a second target: the empty ones first.
+    expect(name.lastIndexOf(" = ''")).toBeLessThan(name.indexOf("recovery_target_name = 'before-migration'"));
   });
 
   it('writes exclusive targets, timelines and actions when asked', () => {

@@ -64,6 +64,7 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   BackupNotFoundError: EXIT_CODES.notFound,
   RecoveryTargetError: EXIT_CODES.usage,
   TargetNotEmptyError: EXIT_CODES.usage,
+  RestoreWriteError: EXIT_CODES.error,
   WalNotContinuousError: EXIT_CODES.error,
 };
 

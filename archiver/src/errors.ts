@@ -279,6 +279,14 @@ export class RecoveryTargetError extends Error {
   public override readonly name = 'RecoveryTargetError';
 }
 
+/**
+ * `backup-fetch` could not write a file of the restore (a full disk, permissions): the message
+ * names the file and the system's reason (e.g. ENOSPC). What it wrote is removed.
+ */
+export class RestoreWriteError extends Error {
+  public override readonly name = 'RestoreWriteError';
+}
+
 /** `backup-fetch` into a directory that is not empty: nothing is overwritten. */
 export class TargetNotEmptyError extends Error {
   public override readonly name = 'TargetNotEmptyError';

@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
 import { extract as tarExtract } from 'tar-stream';
 import type { Codec, CompressionName } from '../compression';
 import { decodeStream, formatChecksum } from '../envelope';
-import { CorruptObjectError } from '../errors';
+import { CorruptObjectError, RestoreWriteError } from '../errors';
 import type { Storage } from '../storage/storage';
 import type { ManifestDirectory } from './manifest';
 import { DeltaApplier } from './page-delta';
@@ -82,7 +82,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       callback();
     },
   });
-  const writing = (async () => {
+  const writer = (async () => {
     for await (const entry of extract) {
       const name = entry.header.name.replace(/\/+$/, '');
       const destination = safeJoin(job.target, name, what);
@@ -110,7 +110,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       // A range shares its file with the other ranges, and a delta is applied onto what an older
       // backup of the chain wrote (or onto nothing): opened without O_EXCL. A whole file is new.
       const exclusive = piece.action === 'write' && piece.offset === undefined;
-      const fd = fs.openSync(destination, exclusive ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode);
+      const fd = writing(destination, () => fs.openSync(destination, exclusive ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode));
       let crc = 0;
       let size = 0;
       try {
@@ -120,17 +120,19 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
           crc = crc32(chunk, crc);
           size += chunk.length;
           onBytes(chunk.length);
-          if (applier) applier.write(chunk);
-          else writeAll(fd, chunk, position);
+          if (applier) writing(destination, () => applier.write(chunk));
+          else writing(destination, () => writeAll(fd, chunk, position));
           position += chunk.length;
         }
         if (size !== piece.size || formatChecksum(crc) !== piece.checksum) {
           throw new CorruptObjectError(`${key} from ${what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${size} bytes, CRC-32 ${formatChecksum(crc)})`);
         }
-        applier?.end();
-        // The mode despite the umask; a range's time is set once every range is written.
-        fs.fchmodSync(fd, piece.mode);
-        if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
+        writing(destination, () => {
+          applier?.end();
+          // The mode despite the umask; a range's time is set once every range is written.
+          fs.fchmodSync(fd, piece.mode);
+          if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
+        });
       } catch (error) {
         fs.closeSync(fd);
         throw error;
@@ -139,25 +141,41 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       else fs.closeSync(fd);
     }
   })();
-  // A file that fails (damaged, unexpected, disk full) stops the download.
-  writing.catch((error: Error) => sink.destroy(error));
+  // A file that fails (damaged, unexpected, disk full) stops the download. Whichever fails first
+  // says what happened: the writer (a damaged file, a full disk), or the download (the storage,
+  // a damaged part), which in turn stops the writer with an error of no interest.
+  let writerFailure: { error: unknown } | undefined;
+  writer.catch((error: Error) => {
+    writerFailure ??= { error };
+    sink.destroy(error);
+  });
   try {
-    const body = await storage.getStream(job.key);
     try {
+      const body = await storage.getStream(job.key);
       await pipeline(body, decodeStream(what, codecFor), sink);
     } catch (error) {
+      const first = writerFailure;
       extract.destroy();
-      // The writer's own error (a damaged file) says more than the stopped pipeline's.
-      const writerError = await Promise.race([writing.then(() => undefined, (e: unknown) => e), new Promise((resolve) => setTimeout(resolve, 5000, undefined))]);
-      throw writerError ?? error;
+      throw first ? first.error : error;
     }
-    await writing;
+    await writer;
   } finally {
     await syncs.settle();
   }
   await syncs.done();
   const missing = job.pieces.map((piece) => pieceKey(piece.path, piece.offset)).filter((key) => !seen.has(key));
   if (missing.length > 0) throw new CorruptObjectError(`${what} lacks ${missing.length} file(s) its manifest lists: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+}
+
+/** Runs a write to `file`; a system error (ENOSPC, EACCES...) becomes a RestoreWriteError naming the file. */
+function writing<T>(file: string, action: () => T): T {
+  try {
+    return action();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (typeof e.code === 'string' && e.syscall !== undefined) throw new RestoreWriteError(`cannot write ${file}: ${e.message}`);
+    throw error;
+  }
 }
 
 /** pwrite until every byte is written (a write may be short). */
@@ -173,7 +191,7 @@ function writeAll(fd: number, chunk: Buffer, position: number): void {
  */
 class BackgroundSyncs {
   private readonly pending = new Set<Promise<void>>();
-  private failure: Error | undefined;
+  private failure: RestoreWriteError | undefined;
 
   constructor(private readonly limit: number) {}
 
@@ -182,7 +200,7 @@ class BackgroundSyncs {
       fs.fsync(fd, (syncError) => {
         fs.close(fd, (closeError) => {
           const error = syncError ?? closeError;
-          if (error && !this.failure) this.failure = Object.assign(error, { message: `fsync of ${file} failed: ${error.message}` });
+          if (error && !this.failure) this.failure = new RestoreWriteError(`cannot fsync ${file}: ${error.message}`);
           resolve();
         });
       });

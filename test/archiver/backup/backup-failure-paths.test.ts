@@ -245,7 +245,7 @@ describe('backup-fetch', () => {
     }
     // The message names the cause: the storage, the part and the location.
     expect(lastLog(fetch.stderr())).toMatchObject({ level: 'error', command: 'backup-fetch', error: 'StorageError', exit: '1' });
-    expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ failed: /);
+    expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ \(endpoint http:\/\/127\.0\.0\.1:\d+\) failed: /);
   }, 300_000);
 
   it('fails within its deadlines when the storage stops answering half-way (frozen), and leaves nothing', async () => {
@@ -265,7 +265,7 @@ describe('backup-fetch', () => {
       backend.s3!.resume();
     }
     expect(lastLog(fetch.stderr())).toMatchObject({ level: 'error', command: 'backup-fetch', error: 'StorageError', exit: '1' });
-    expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ failed: .*(stalled: no progress for 5000 ms|no answer within 5000 ms)/);
+    expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ \(endpoint http:\/\/127\.0\.0\.1:\d+\) failed: .*(stalled: no progress for 5000 ms|no answer within 5000 ms|timed out after 5000 ms)/);
   }, 180_000);
 
   /** backup-fetch --recovery into a new directory, and a cluster started on it, recovered. */

@@ -308,7 +308,8 @@ async function waitForWal(archive: Archive, first: string, last: string, segment
         `the WAL the backup needs is not in the archive after ${Math.round(timeoutMs / 1000)} s (missing: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}): check that archiving works (archive_mode, archive_command, the archiver's log)`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    // Never past the deadline: one more look at it, then the verdict.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(delay, deadline - Date.now()))));
     delay = Math.min(delay * 2, 5000);
   }
 }

@@ -76,7 +76,72 @@ export const ARCHIVER_ENV = {
   recoveryDeadlineSeconds: 'ARCHIVER_RECOVERY_DEADLINE_SECONDS',
   /** `debug`, `info` (default) or `warn`. */
   logLevel: 'ARCHIVER_LOG_LEVEL',
+
+  // Base backups run by the `archiver` sidecar (its own scheduler: no operator, no CronJob).
+  /**
+   * The pod's name (`<statefulset>-<ordinal>`, from the downward API): the sidecar's role comes
+   * from it, as the start script's does (ordinal 0 is the primary).
+   */
+  podName: 'POD_NAME',
+  /**
+   * `on` (the sidecar's default) or `off`: as soon as the server accepts connections and the archive
+   * holds no complete backup of its current timeline (a new database, or one just restored and
+   * promoted), the member that takes backups takes one.
+   */
+  backupAtReady: 'ARCHIVER_BACKUP_AT_READY',
+  /** A five-field cron expression, in UTC (`0 2 * * *`), for scheduled base backups. Unset: none. */
+  backupSchedule: 'ARCHIVER_BACKUP_SCHEDULE',
+  /**
+   * `primary` (default) or `standby`: which member takes the backups. `standby`: the standby of the
+   * lowest ordinal that is streaming (the primary when there is none), as CloudNativePG prefers.
+   */
+  backupFrom: 'ARCHIVER_BACKUP_FROM',
+  /** Retention after each scheduled backup: keep this many complete backups (`delete retain N`). Unset: no count rule. */
+  backupRetain: 'ARCHIVER_BACKUP_RETAIN',
+  /** Retention after each scheduled backup: keep a recovery window (`delete --window 30d`). Unset: no window rule. */
+  backupWindow: 'ARCHIVER_BACKUP_WINDOW',
+
+  // What `archiver bootstrap` does with an empty data directory (pod 0's start script runs it).
+  /**
+   * `restore` (default): restore the newest complete backup of this database's own archive and
+   * replay all its WAL; initdb when the archive is empty; refuse when it holds WAL but no backup.
+   * `initdb`: initdb on an empty archive, refuse otherwise (the user restores by hand).
+   */
+  bootstrapMode: 'ARCHIVER_BOOTSTRAP',
+  /**
+   * Another database's archive (a repository URL in the same storage, same credentials) to
+   * initialise from when this database's own archive is empty: KubeDB's `init.postgresWAL`,
+   * CloudNativePG's `bootstrap.recovery`. Ignored once the own archive holds a backup.
+   */
+  bootstrapSource: 'ARCHIVER_BOOTSTRAP_SOURCE',
+  /**
+   * The recovery target of a bootstrap from `bootstrapSource`: `latest` (default), `immediate`,
+   * `time:<ISO 8601 with a zone>`, `lsn:<X/Y>`, `xid:<n>` or `name:<restore point>`.
+   */
+  bootstrapTarget: 'ARCHIVER_BOOTSTRAP_TARGET',
+  /** `true` (default) or `false`: recovery_target_inclusive of a bootstrap from a source. */
+  bootstrapTargetInclusive: 'ARCHIVER_BOOTSTRAP_TARGET_INCLUSIVE',
+  /** recovery_target_timeline of a bootstrap from a source: `latest` (default), `current` or a number. */
+  bootstrapTargetTimeline: 'ARCHIVER_BOOTSTRAP_TARGET_TIMELINE',
 } as const;
+
+/** The values of ARCHIVER_BACKUP_FROM. */
+export const BACKUP_FROM = ['primary', 'standby'] as const;
+export type BackupFrom = (typeof BACKUP_FROM)[number];
+
+/** The values of ARCHIVER_BOOTSTRAP. */
+export const BOOTSTRAP_MODES = ['restore', 'initdb'] as const;
+export type BootstrapMode = (typeof BOOTSTRAP_MODES)[number];
+
+/**
+ * What `archiver bootstrap <data directory>` prints on stdout when it exits 0: `initdb` (the archive
+ * is empty: the start script runs initdb), `restored` (the directory holds a restored backup set to
+ * recover and promote: the start script starts the server on it) or `present` (the directory
+ * already holds a database: nothing done). A refusal exits EXIT_CODES.error with the reason in its
+ * log line, and the directory untouched.
+ */
+export const BOOTSTRAP_OUTCOMES = ['initdb', 'restored', 'present'] as const;
+export type BootstrapOutcome = (typeof BOOTSTRAP_OUTCOMES)[number];
 
 export type ArchiverEnvName = (typeof ARCHIVER_ENV)[keyof typeof ARCHIVER_ENV];
 

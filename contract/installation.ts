@@ -36,6 +36,7 @@ export const ARCHIVER_COMMANDS = {
   backupFetch: 'backup-fetch',
   delete: 'delete',
   walVerify: 'wal-verify',
+  bootstrap: 'bootstrap',
 } as const;
 
 /** The launcher in an archiver tree installed at `installDir`. */

@@ -65,6 +65,7 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   RecoveryTargetError: EXIT_CODES.usage,
   TargetNotEmptyError: EXIT_CODES.usage,
   RestoreWriteError: EXIT_CODES.error,
+  BootstrapRefusedError: EXIT_CODES.error,
   WalNotContinuousError: EXIT_CODES.error,
 };
 

@@ -287,6 +287,15 @@ export class RestoreWriteError extends Error {
   public override readonly name = 'RestoreWriteError';
 }
 
+/**
+ * `archiver bootstrap` will not start a database on this volume: its archive holds WAL but no
+ * backup, or holds a backup where a new database was asked for, or the directory holds something
+ * else. Nothing was done; the message says why and what to do.
+ */
+export class BootstrapRefusedError extends Error {
+  public override readonly name = 'BootstrapRefusedError';
+}
+
 /** `backup-fetch` into a directory that is not empty: nothing is overwritten. */
 export class TargetNotEmptyError extends Error {
   public override readonly name = 'TargetNotEmptyError';

@@ -5,7 +5,9 @@
  */
 import * as path from 'node:path';
 import { readConfig } from '../config';
-import { UsageError } from '../errors';
+import { ARCHIVER_ENV, BOOTSTRAP_MODES, BootstrapMode } from '../../../contract';
+import { ConfigError, UsageError } from '../errors';
+import { bootstrap, parseBootstrapTarget } from '../backup/bootstrap';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';
 import { backupFetch } from '../backup/backup-fetch';
@@ -127,9 +129,53 @@ export async function runBackupFetch(args: readonly string[], out: Out = stdout)
 
 /** This archiver's launcher, as PostgreSQL would run it: `<tree>/bin/archiver wal-fetch %f %p`. */
 function defaultRestoreCommand(): string {
-  const launcher = path.resolve(__dirname, '..', 'bin', 'archiver');
-  if (!__filename.endsWith('.cjs')) throw new UsageError("backup-fetch: --recovery needs --restore-command when the archiver runs from its sources (e.g. --restore-command '/opt/archiver/bin/archiver wal-fetch %f %p')");
-  return `${launcher} wal-fetch %f %p`;
+  return `${launcherPath('backup-fetch: --recovery needs --restore-command')} wal-fetch %f %p`;
+}
+
+/** `<tree>/bin/archiver`, the launcher of the tree this bundle belongs to. */
+function launcherPath(what: string): string {
+  if (!__filename.endsWith('.cjs')) throw new UsageError(`${what} when the archiver runs from its sources (e.g. --restore-command '/opt/archiver/bin/archiver wal-fetch %f %p')`);
+  return path.resolve(__dirname, '..', 'bin', 'archiver');
+}
+
+/**
+ * `archiver bootstrap <data directory>`: pod 0's start script runs it on an empty volume; prints
+ * what to do next (contract BOOTSTRAP_OUTCOMES): initdb, restored or present.
+ */
+export async function runBootstrap(args: readonly string[], out: Out = stdout): Promise<void> {
+  const { positional, flags } = parseArgs('bootstrap', args, { 'no-progress': 'flag' });
+  if (positional.length !== 1) throw new UsageError(`bootstrap takes the data directory (PGDATA); got ${positional.length} argument(s)`);
+  const env = process.env;
+  const modeText = env[ARCHIVER_ENV.bootstrapMode] ?? 'restore';
+  if (!(BOOTSTRAP_MODES as readonly string[]).includes(modeText)) throw new ConfigError(ARCHIVER_ENV.bootstrapMode, `${JSON.stringify(modeText)}: expected ${BOOTSTRAP_MODES.join(' or ')}`);
+  const config = readConfig();
+  const log = new Logger(config.logLevel);
+  const sourceRepository = env[ARCHIVER_ENV.bootstrapSource]?.trim() || undefined;
+  const sourceConfig = sourceRepository === undefined ? undefined : readConfig({ ...env, [ARCHIVER_ENV.repository]: sourceRepository });
+  if (sourceRepository !== undefined && sourceRepository.replace(/\/+$/, '') === (env[ARCHIVER_ENV.repository] ?? '').replace(/\/+$/, '')) {
+    throw new ConfigError(ARCHIVER_ENV.bootstrapSource, `names this database's own archive (${sourceRepository}): a source is another database's archive`);
+  }
+  const inclusiveText = env[ARCHIVER_ENV.bootstrapTargetInclusive];
+  if (inclusiveText !== undefined && !['true', 'false'].includes(inclusiveText)) throw new ConfigError(ARCHIVER_ENV.bootstrapTargetInclusive, `${JSON.stringify(inclusiveText)}: expected true or false`);
+  const timeline = env[ARCHIVER_ENV.bootstrapTargetTimeline];
+  if (timeline !== undefined && !/^(latest|current|\d+)$/.test(timeline)) throw new ConfigError(ARCHIVER_ENV.bootstrapTargetTimeline, `${JSON.stringify(timeline)}: expected latest, current or a timeline number`);
+  const target = parseBootstrapTarget(env[ARCHIVER_ENV.bootstrapTarget]);
+  const own = await openRepository(config, { log });
+  const source = sourceConfig ? await openRepository(sourceConfig, { log }) : undefined;
+  try {
+    const outcome = await bootstrap(config, log, {
+      dataDirectory: positional[0],
+      mode: modeText as BootstrapMode,
+      own: own.storage,
+      source: source && sourceConfig ? { repository: sourceRepository!, target, inclusive: inclusiveText === undefined ? undefined : inclusiveText === 'true', timeline, config: sourceConfig, storage: source.storage } : undefined,
+      launcher: launcherPath('bootstrap: the restore_command needs the installed launcher'),
+      terminal: terminalOf(flags),
+    });
+    out(`${outcome}\n`);
+  } finally {
+    await own.close();
+    await source?.close();
+  }
 }
 
 /** What backup-list --json and backup-push --json print of a backup. */

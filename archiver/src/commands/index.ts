@@ -99,6 +99,20 @@ and every other file whole; a full backup when there is no such backup or its ch
     load: () => require('./backups').runBackupPush,
   },
   {
+    name: ARCHIVER_COMMANDS.bootstrap,
+    synopsis: '<data directory>',
+    summary: 'restore an empty data directory from the archive, or say to initdb (pod 0\'s start script)',
+    help: `Decides what an empty data directory becomes, from what this database's archive holds, and
+prints it: 'restored' (the newest complete backup was restored into it, with recovery settings:
+start the server and it replays every archived segment, then promotes), 'initdb' (the archive is
+empty: initialise a new database) or 'present' (it already holds a database). Refuses (exit 1,
+nothing done) when the archive holds WAL but no complete backup, or when ARCHIVER_BOOTSTRAP=initdb
+and it holds a backup. With ARCHIVER_BOOTSTRAP_SOURCE (another database's archive) and an empty own
+archive, restores the source to ARCHIVER_BOOTSTRAP_TARGET (latest, immediate, time:<ISO with zone>,
+lsn:<X/Y>, xid:<n>, name:<point>) instead. The restore goes to <data directory>.restore first.`,
+    load: () => require('./backups').runBootstrap,
+  },
+  {
     name: ARCHIVER_COMMANDS.backupList,
     synopsis: '[--json]',
     summary: 'list the complete base backups, oldest first',

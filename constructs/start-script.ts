@@ -3,7 +3,7 @@
  * ConfigMap: the pod's role from its ordinal, a bounded wait for the archiver sidecar, and the
  * standby's one-time clone of pod 0.
  */
-import { SPOOL_LAYOUT } from '../contract';
+import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 
 export interface StartScriptOptions {
@@ -14,9 +14,10 @@ export interface StartScriptOptions {
 }
 
 /**
- * The container's command. The role comes from the pod ordinal: pod 0 initialises (on an empty
- * volume) and runs the primary; the others clone pod 0 once with pg_basebackup and run as
- * standbys.
+ * The container's command. The role comes from the pod ordinal: pod 0 runs the primary; on an
+ * empty volume it first asks `archiver bootstrap` what the volume becomes (the database restored
+ * from its archive, a new one, or a refusal that stops the container with the reason in its log);
+ * the others clone pod 0 once with pg_basebackup and run as standbys.
  */
 export function renderStartScript(options: StartScriptOptions): string {
   return `#!/bin/bash
@@ -40,7 +41,15 @@ done
 
 if [ "$ordinal" = "0" ]; then
   echo "start: $POD_NAME is the primary"
-  # The official image's entrypoint runs initdb when the volume is empty, then starts postgres.
+  if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    # An empty volume. The archiver decides from this database's archive: restore its newest
+    # backup (the server then replays every archived segment and promotes), a new database
+    # (initdb, below), or a refusal (an archive with WAL but no backup): the container stops with
+    # the reason in its log, the volume untouched. Never initdb over an archive with a database.
+    outcome="$(${archiverLauncher()} ${ARCHIVER_COMMANDS.bootstrap} "$PGDATA")"
+    echo "start: bootstrap: $outcome"
+  fi
+  # The official image's entrypoint runs initdb when the volume is still empty, then starts postgres.
   exec docker-entrypoint.sh postgres "\${config[@]}"
 fi
 

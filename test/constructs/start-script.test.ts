@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { find, seedProps, synthDatabase } from './fixtures';
 
@@ -18,18 +19,30 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
 
-/** Runs start.sh as pod `podName` with the spool at `spool`; resolves with its output and duration. */
-function runStartScript(podName: string, spool: string): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
+/**
+ * Runs start.sh as pod `podName` with the spool at `spool`; resolves with its output and duration.
+ * The archiver's launcher is a stub too: it prints its arguments to stderr and `bootstrap` on
+ * stdout (`initdb` unless told otherwise), or fails.
+ */
+function runStartScript(
+  podName: string,
+  spool: string,
+  options: { bootstrap?: { stdout: string; status: number }; pgdata?: string } = {},
+): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
   const bin = path.join(scratch, 'bin');
   fs.mkdirSync(bin, { recursive: true });
   for (const stub of ['docker-entrypoint.sh', 'postgres']) {
     fs.writeFileSync(path.join(bin, stub), `#!/bin/sh\necho "${stub} $*"\n`, { mode: 0o755 });
   }
+  const install = fs.mkdtempSync(path.join(scratch, 'archiver-'));
+  fs.mkdirSync(path.join(install, 'bin'));
+  const bootstrap = options.bootstrap ?? { stdout: 'initdb', status: 0 };
+  fs.writeFileSync(path.join(install, 'bin', 'archiver'), `#!/bin/sh\necho "archiver $*" >&2\necho "${bootstrap.stdout}"\nexit ${bootstrap.status}\n`, { mode: 0o755 });
   const file = path.join(scratch, `start-${podName}.sh`);
-  fs.writeFileSync(file, script.split(ARCHIVER_SPOOL_DIR).join(spool));
+  fs.writeFileSync(file, script.split(ARCHIVER_SPOOL_DIR).join(spool).split(ARCHIVER_INSTALL_DIR).join(install));
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('bash', [file], { env: { PATH: `${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: path.join(scratch, 'pgdata') } });
+    const child = spawn('bash', [file], { env: { PATH: `${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: options.pgdata ?? path.join(scratch, 'pgdata') } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -54,9 +67,9 @@ describe('the start-up script', () => {
     fs.writeFileSync(path.join(spool, 'daemon.port'), `${(sidecar.address() as net.AddressInfo).port} ${'0'.repeat(32)}\n`);
     try {
       const result = await runStartScript('wal-postgres-0', spool);
-      expect(result.stderr).toBe('');
+      expect(result.stderr).toBe(`archiver bootstrap ${path.join(scratch, 'pgdata')}\n`);
       expect(result.status).toBe(0);
-      expect(result.stdout).toBe('start: wal-postgres-0 is the primary\ndocker-entrypoint.sh postgres -c config_file=/etc/postgresql-archived/postgresql.conf\n');
+      expect(result.stdout).toBe('start: wal-postgres-0 is the primary\nstart: bootstrap: initdb\ndocker-entrypoint.sh postgres -c config_file=/etc/postgresql-archived/postgresql.conf\n');
       expect(result.seconds).toBeLessThan(3);
     } finally {
       sidecar.close();
@@ -78,4 +91,51 @@ describe('the start-up script', () => {
     expect(result.seconds).toBeGreaterThanOrEqual(9);
     expect(result.seconds).toBeLessThan(20);
   }, 30_000);
+
+  describe('pod 0 on an empty volume asks the archiver first', () => {
+    const liveSpool = async () => {
+      const spool = fs.mkdtempSync(path.join(scratch, 'spool-'));
+      const sidecar = net.createServer((socket) => socket.end());
+      await new Promise<void>((resolve) => sidecar.listen({ host: '127.0.0.1', port: 0 }, resolve));
+      fs.writeFileSync(path.join(spool, 'daemon.port'), `${(sidecar.address() as net.AddressInfo).port} ${'0'.repeat(32)}\n`);
+      return { spool, close: () => sidecar.close() };
+    };
+
+    it('restored: the server starts on the restored directory through the entrypoint', async () => {
+      const { spool, close } = await liveSpool();
+      try {
+        const result = await runStartScript('wal-postgres-0', spool, { bootstrap: { stdout: 'restored', status: 0 } });
+        expect(result.status).toBe(0);
+        expect(result.stdout).toBe('start: wal-postgres-0 is the primary\nstart: bootstrap: restored\ndocker-entrypoint.sh postgres -c config_file=/etc/postgresql-archived/postgresql.conf\n');
+      } finally {
+        close();
+      }
+    });
+
+    it('refused: the container stops (non-zero) and never runs initdb', async () => {
+      const { spool, close } = await liveSpool();
+      try {
+        const result = await runStartScript('wal-postgres-0', spool, { bootstrap: { stdout: '', status: 1 } });
+        expect(result.status).toBe(1);
+        expect(result.stdout).not.toContain('docker-entrypoint.sh');
+        expect(result.stdout).not.toContain('postgres -c');
+      } finally {
+        close();
+      }
+    });
+
+    it('a volume that holds a database: no bootstrap', async () => {
+      const { spool, close } = await liveSpool();
+      const pgdata = fs.mkdtempSync(path.join(scratch, 'pgdata-'));
+      fs.writeFileSync(path.join(pgdata, 'PG_VERSION'), '15\n');
+      try {
+        const result = await runStartScript('wal-postgres-0', spool, { bootstrap: { stdout: 'should not run', status: 1 }, pgdata });
+        expect(result.status).toBe(0);
+        expect(result.stderr).toBe('');
+        expect(result.stdout).toBe('start: wal-postgres-0 is the primary\ndocker-entrypoint.sh postgres -c config_file=/etc/postgresql-archived/postgresql.conf\n');
+      } finally {
+        close();
+      }
+    });
+  });
 });

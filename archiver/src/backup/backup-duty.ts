@@ -84,7 +84,7 @@ export function hasBackupOf(backups: readonly BackupManifest[], server: { readon
   return backups.some((backup) => backup.systemIdentifier === server.systemIdentifier && backup.timeline === server.timeline);
 }
 
-/** A complete backup of this database started at or after `since` (less CLOCK_SKEW_MS): the tick is served. */
-export function servedSince(backups: readonly BackupManifest[], since: Date, systemIdentifier: string): BackupManifest | undefined {
-  return backups.find((backup) => backup.systemIdentifier === systemIdentifier && Date.parse(backup.startTime) >= since.getTime() - CLOCK_SKEW_MS);
+/** A complete backup of this database started at or after `since` (less `skewMs`): the tick is served. */
+export function servedSince(backups: readonly BackupManifest[], since: Date, systemIdentifier: string, skewMs: number = CLOCK_SKEW_MS): BackupManifest | undefined {
+  return backups.find((backup) => backup.systemIdentifier === systemIdentifier && Date.parse(backup.startTime) >= since.getTime() - skewMs);
 }

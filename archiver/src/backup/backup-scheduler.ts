@@ -29,8 +29,8 @@ import type { ArchiverConfig, BackupSettings } from '../config';
 import type { Archive } from '../archive';
 import type { Logger } from '../logger';
 import { readArchiveContents, deletePlanned } from './archive-contents';
-import { backupDuty, hasBackupOf, servedSince, type BackupDuty, type DutyTiming, type MemberState } from './backup-duty';
-import { BackupLease } from './backup-lease';
+import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, servedSince, type BackupDuty, type DutyTiming, type MemberState } from './backup-duty';
+import { BackupLease, LEASE_RENEW_MS, LEASE_TTL_MS } from './backup-lease';
 import { backupPush, type BackupPushOptions } from './backup-push';
 import { BackupSchedule } from './backup-schedule';
 import { listBackups } from './catalog';
@@ -46,6 +46,8 @@ export interface SchedulerTiming extends DutyTiming {
   readonly retryMinMs?: number;
   /** @default 1800000 (30 min) */
   readonly retryMaxMs?: number;
+  /** How much earlier than a tick a backup may have started and still serve it (backup-duty.ts). @default CLOCK_SKEW_MS */
+  readonly clockSkewMs?: number;
   /** @default LEASE_TTL_MS */
   readonly leaseTtlMs?: number;
   /** @default LEASE_RENEW_MS */
@@ -107,14 +109,15 @@ export class BackupScheduler {
     this.since = this.clock();
     this.log = props.log.child({ member: props.settings.podName });
     this.timing = {
-      standbyStepMs: props.timing?.standbyStepMs ?? 60_000,
-      primaryFallbackMs: props.timing?.primaryFallbackMs ?? 15 * 60_000,
+      standbyStepMs: props.timing?.standbyStepMs ?? STANDBY_STEP_MS,
+      primaryFallbackMs: props.timing?.primaryFallbackMs ?? PRIMARY_FALLBACK_MS,
       readyPollMs: props.timing?.readyPollMs ?? 2_000,
       readyCheckMs: props.timing?.readyCheckMs ?? 30_000,
       retryMinMs: props.timing?.retryMinMs ?? 60_000,
       retryMaxMs: props.timing?.retryMaxMs ?? 30 * 60_000,
-      leaseTtlMs: props.timing?.leaseTtlMs ?? 10 * 60_000,
-      leaseRenewMs: props.timing?.leaseRenewMs ?? 2 * 60_000,
+      clockSkewMs: props.timing?.clockSkewMs ?? CLOCK_SKEW_MS,
+      leaseTtlMs: props.timing?.leaseTtlMs ?? LEASE_TTL_MS,
+      leaseRenewMs: props.timing?.leaseRenewMs ?? LEASE_RENEW_MS,
     };
     this.retryDelayMs = this.timing.retryMinMs;
   }
@@ -154,7 +157,7 @@ export class BackupScheduler {
       if (!duty.takes) return this.skipped('schedule', `not this member: ${duty.why}`, 'debug');
       await this.sleep(duty.delayMs);
       if (this.stopped) return this.skipped('schedule', 'the sidecar is stopping');
-      const served = servedSince(await listBackups(this.props.archive.storage), tick, state.systemIdentifier);
+      const served = servedSince(await listBackups(this.props.archive.storage), tick, state.systemIdentifier, this.timing.clockSkewMs);
       if (served) return this.skipped('schedule', `${served.name} started since the tick ${tick.toISOString()}`);
       return this.take('schedule', duty, { tick: tick.toISOString() });
     });

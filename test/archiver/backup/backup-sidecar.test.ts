@@ -114,3 +114,30 @@ describe('the sidecar takes base backups without being asked', () => {
     expect(backups()).toHaveLength(1);
   }, 60_000);
 });
+
+describe('the scheduler never costs the WAL work', () => {
+  it('a mistake in ARCHIVER_BACKUP_* is logged and the sidecar serves the WAL calls all the same', async () => {
+    const logFile = path.join(scratch, 'bad-config.log');
+    const env = { ...archiveEnv, ARCHIVER_SPOOL: path.join(scratch, 'bad-config-spool'), ARCHIVER_DAEMON_IDLE_SECONDS: '0', POD_NAME: 'db-0', ARCHIVER_BACKUP_SCHEDULE: '61 2 * * *' };
+    // startSidecar resolves once it listens for calls.
+    const started = await startSidecar([LAUNCHER, 'daemon'], env, { logFile, cwd: scratch, ...postgresUser() });
+    sidecars.add(started);
+    await waitUntil(() => logLines(fs.readFileSync(logFile, 'utf8')).some((line) => line.msg === 'scheduled backups are off'), 'the sidecar to give up on backups');
+    const off = logLines(fs.readFileSync(logFile, 'utf8')).find((line) => line.msg === 'scheduled backups are off')!;
+    expect(off).toMatchObject({ level: 'error', error_name: 'ConfigError' });
+    expect(off.error).toMatch(/^ARCHIVER_BACKUP_SCHEDULE: "61 2 \* \* \*" is not a five-field cron expression \(Invalid value for minute: 61\): write minute hour/);
+    expect(started.exitCode).toBeNull();
+    await stop(started);
+  }, 30_000);
+
+  it('the scheduler and croner are a bundle of their own, which the WAL calls never load', () => {
+    const lib = path.join(path.dirname(LAUNCHER), '..', 'lib');
+    const main = fs.readFileSync(path.join(lib, 'archiver.cjs'), 'utf8');
+    const scheduler = fs.readFileSync(path.join(lib, 'scheduler.cjs'), 'utf8');
+    expect(main).toContain('./scheduler.cjs');
+    expect(main).not.toContain('CronPattern');
+    expect(main).not.toContain('function startBackupScheduler');
+    expect(scheduler).toContain('CronPattern');
+    expect(scheduler).toContain('function startBackupScheduler');
+  });
+});

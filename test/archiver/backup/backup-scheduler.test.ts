@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LEASE_KEY, encodeLease } from '../../../archiver/src/backup/backup-lease';
 import { BackupScheduler, type BackupSchedulerProps, type SchedulerOutcome } from '../../../archiver/src/backup/backup-scheduler';
 import { listBackups } from '../../../archiver/src/backup/catalog';
@@ -181,4 +181,32 @@ describe('on the schedule', () => {
     await down.checkReady();
     expect(lines.filter((line) => line.msg === 'waiting for PostgreSQL to accept connections')).toHaveLength(1);
   }, 60_000);
+});
+
+describe('the clock', () => {
+  it('fires at each tick of the schedule in UTC, says when the next one is, and a failed tick does not stop the next', async () => {
+    vi.useFakeTimers({ now: new Date('2026-11-30T10:02:30Z'), toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    try {
+      // No server behind this socket: every tick fails at once, which is all this test needs of it.
+      const { scheduler: ticking, lines } = scheduler('db-0', primary!, { atReady: false, schedule: '*/5 * * * *' }, { connection: { host: path.join(scratch, 'no-socket-here'), port: 5432 } });
+      ticking.start();
+      expect(lines.find((line) => line.msg === 'backup scheduled')).toMatchObject({ next: '2026-11-30T10:05:00.000Z', schedule: '*/5 * * * *', at_ready: 'off' });
+      const failures = () => lines.filter((line) => line.msg === 'scheduled backup failed');
+
+      await vi.advanceTimersByTimeAsync(2 * 60_000 + 29_000);
+      expect(failures()).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(1_000);
+      await vi.waitFor(() => expect(failures()).toHaveLength(1));
+      expect(failures()[0]).toMatchObject({ reason: 'schedule', error_name: 'PostgresError', next: '2026-11-30T10:10:00.000Z' });
+
+      await vi.advanceTimersByTimeAsync(5 * 60_000);
+      await vi.waitFor(() => expect(failures()).toHaveLength(2));
+      expect(failures()[1]).toMatchObject({ next: '2026-11-30T10:15:00.000Z' });
+      await ticking.stop();
+      await vi.advanceTimersByTimeAsync(10 * 60_000);
+      expect(failures()).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

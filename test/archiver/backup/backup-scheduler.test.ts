@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LEASE_KEY, encodeLease } from '../../../archiver/src/backup/backup-lease';
 import { BackupScheduler, type BackupSchedulerProps, type SchedulerOutcome } from '../../../archiver/src/backup/backup-scheduler';
-import { listBackups } from '../../../archiver/src/backup/catalog';
+import { backupName, listBackups } from '../../../archiver/src/backup/catalog';
 import type { Archive } from '../../../archiver/src/archive';
 import { readConfig, type ArchiverConfig, type BackupSettings } from '../../../archiver/src/config';
 import { openRepository } from '../../../archiver/src/repository';
@@ -165,6 +165,22 @@ describe('on the schedule', () => {
     expect(await db0.runTick(new Date())).toMatchObject({ kind: 'taken' });
     expect(lines.find((line) => line.msg === 'taking a base backup')?.lease_replaced).toMatch(/^left by an earlier run of db-0/);
     expect(await archive.storage.stat(LEASE_KEY)).toBeUndefined();
+  }, 120_000);
+
+  it('a backup in the same second as another (the name is one per second) takes a later name and leaves the other alone', async () => {
+    // Objects under the names of this second and the next two: another backup's, unfinished or done.
+    const now = Date.now();
+    const taken = [0, 1, 2].map((s) => backupName(new Date(now + s * 1000)));
+    for (const name of taken) await archive.storage.put(`basebackups/${name}/parts/0000.tar`, Buffer.from('another backup'));
+    try {
+      const { scheduler: db0 } = scheduler('db-0', primary!);
+      const outcome = await db0.runTick(new Date());
+      expect(outcome).toMatchObject({ kind: 'taken' });
+      expect((outcome as { backup: string }).backup > taken[2]).toBe(true);
+      for (const name of taken) expect((await archive.storage.get(`basebackups/${name}/parts/0000.tar`)).toString()).toBe('another backup');
+    } finally {
+      await archive.storage.delete(taken.map((name) => `basebackups/${name}/parts/0000.tar`));
+    }
   }, 120_000);
 
   it('a server that cannot be reached fails the tick with a log line, and the next tick works', async () => {

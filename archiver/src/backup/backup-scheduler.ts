@@ -78,6 +78,9 @@ export type SchedulerOutcome =
   | { readonly kind: 'skipped'; readonly reason: BackupReason; readonly why: string }
   | { readonly kind: 'failed'; readonly reason: BackupReason; readonly error: Error };
 
+/** How long stop() waits for the lease to be released. */
+const STOP_RELEASE_MS = 5_000;
+
 /** setTimeout's limit (about 24.8 days): a later tick is reached in several waits. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -147,7 +150,13 @@ export class BackupScheduler {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     for (const wake of this.sleepers) wake();
-    await this.lease?.release().catch(() => undefined);
+    // Best effort, briefly: a pod stopping must not wait on a storage that does not answer (the
+    // lease then expires on its own, or this member's next run replaces it).
+    if (this.lease) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.lease.release().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, STOP_RELEASE_MS)))]);
+      clearTimeout(timer);
+    }
   }
 
   /** One tick of the schedule (step 3). Never throws. */

@@ -17,15 +17,16 @@ export async function waitForStreaming(standby: PostgresCluster, timeoutMs = 60_
 
 /**
  * A hot standby streaming from `primary` (which must allow replication connections from
- * 127.0.0.1: initdb's default pg_hba.conf with trust does). Remove it with `remove()`.
+ * 127.0.0.1: initdb's default pg_hba.conf with trust does). It archives nothing unless `settings`
+ * say so (archive_mode = on: once promoted). Remove it with `remove()`.
  */
-export async function startStreamingStandby(primary: PostgresCluster, env: Record<string, string> = {}): Promise<PostgresCluster> {
+export async function startStreamingStandby(primary: PostgresCluster, env: Record<string, string> = {}, settings: Record<string, string | number> = {}): Promise<PostgresCluster> {
   const copy = primary.baseBackup();
   try {
     const standby = await PostgresCluster.create({
       env,
       fromDataDirectory: copy,
-      settings: { hot_standby: 'on', primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres'`, archive_mode: 'off' },
+      settings: { hot_standby: 'on', primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres'`, archive_mode: 'off', ...settings },
     });
     fs.writeFileSync(path.join(standby.dataDir, 'standby.signal'), '');
     giveToPostgres(standby.dataDir);

@@ -88,7 +88,9 @@ export class PostgresSession {
                   current_setting('block_size')::int AS block_size,
                   CASE WHEN pg_is_in_recovery()
                        THEN (SELECT COALESCE(min_recovery_end_timeline, timeline_id) FROM pg_control_recovery(), pg_control_checkpoint())
-                       ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline`,
+                       -- The timeline WAL is written on now: right after a promotion the last
+                       -- checkpoint may still name the old one.
+                       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END AS timeline`,
         )
       ).rows[0];
       const facts: ServerFacts = {

@@ -35,13 +35,15 @@ const schedulers: BackupScheduler[] = [];
 beforeAll(async () => {
   // PostgreSQL archives through the archiver, each call alone (no background archiver here).
   const env = { ARCHIVER_REPOSITORY: `file://${repository}`, ARCHIVER_DAEMON: 'off' };
-  primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'` } });
+  const archiving = { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'` };
+  primary = await PostgresCluster.create({ env, settings: archiving });
   primary.start();
   primary.sql('create table t(id int); insert into t select generate_series(1, 1000)');
   // The first archived segment creates archive.json and wal/ as postgres, as in a pod.
   primary.sql('select pg_switch_wal()');
   await primary.waitForArchiving();
-  standby = await startStreamingStandby(primary);
+  // It archives once promoted (the last test).
+  standby = await startStreamingStandby(primary, env, archiving);
   config = readConfig({ ARCHIVER_REPOSITORY: `file://${repository}`, ARCHIVER_WORKERS: '0' }, scratch, () => false);
   archive = await openRepository(config);
 }, 120_000);
@@ -225,4 +227,21 @@ describe('the clock', () => {
       vi.useRealTimers();
     }
   });
+});
+
+describe('after a promotion', () => {
+  it('the promoted standby, now the primary on a new timeline, gets the first backup of that timeline at ready', async () => {
+    const { scheduler: db1, lines } = scheduler('db-1', standby!);
+    expect(await db1.checkReady()).toMatchObject({ kind: 'skipped', why: 'a standby, and ARCHIVER_BACKUP_FROM=primary' });
+    primary!.stop();
+    // Asked at once after the promotion, before its checkpoint: the timeline is the one WAL is written on.
+    standby!.sql('select pg_promote()');
+
+    const outcome = await db1.checkReady();
+    expect(outcome).toMatchObject({ kind: 'taken', reason: 'at-ready' });
+    const backup = (await listBackups(archive.storage)).find((b) => b.name === (outcome as { backup: string }).backup)!;
+    expect(backup).toMatchObject({ timeline: 2, fromStandby: false });
+    expect(lines.find((line) => line.msg === 'taking a base backup')).toMatchObject({ reason: 'at-ready', member: 'db-1', role: 'primary', timeline: '2' });
+    expect(await db1.checkReady()).toMatchObject({ kind: 'skipped', why: 'the archive holds a backup of this timeline' });
+  }, 120_000);
 });

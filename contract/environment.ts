@@ -80,7 +80,10 @@ export const ARCHIVER_ENV = {
   // Base backups run by the `archiver` sidecar (its own scheduler: no operator, no CronJob).
   /**
    * The pod's name (`<statefulset>-<ordinal>`, from the downward API): the sidecar's role comes
-   * from it, as the start script's does (ordinal 0 is the primary).
+   * from it, as the start script's does (ordinal 0 is the primary). The sidecar takes backups only
+   * with it set: it names the member holding the backup lease (`basebackups/.lease`), and its
+   * ordinal orders the standbys under ARCHIVER_BACKUP_FROM=standby. Whether a member is the
+   * primary the sidecar asks its server (pg_is_in_recovery), not the ordinal.
    */
   podName: 'POD_NAME',
   /**
@@ -89,11 +92,18 @@ export const ARCHIVER_ENV = {
    * promoted), the member that takes backups takes one.
    */
   backupAtReady: 'ARCHIVER_BACKUP_AT_READY',
-  /** A five-field cron expression, in UTC (`0 2 * * *`), for scheduled base backups. Unset: none. */
+  /**
+   * A five-field cron expression, in UTC (`0 2 * * *`), for scheduled base backups. Unset: none.
+   * Minute hour day-of-month month day-of-week, as cron reads them (no seconds field, no `@daily`);
+   * the archiver checks it with croner and the sidecar logs a mistake and takes no backups.
+   */
   backupSchedule: 'ARCHIVER_BACKUP_SCHEDULE',
   /**
    * `primary` (default) or `standby`: which member takes the backups. `standby`: the standby of the
    * lowest ordinal that is streaming (the primary when there is none), as CloudNativePG prefers.
+   * Each member sees only its own server: a streaming standby goes (ordinal − 1) minutes after the
+   * tick, the primary at once when no standby streams from it, else 15 minutes after as a fallback;
+   * the first to find the tick unserved takes the lease (archiver/src/backup/backup-duty.ts).
    */
   backupFrom: 'ARCHIVER_BACKUP_FROM',
   /** Retention after each scheduled backup: keep this many complete backups (`delete retain N`). Unset: no count rule. */

@@ -15,6 +15,8 @@
  *   lib/backups.cjs        the base-backup commands with pg and tar-stream, loaded only for them
  *   lib/backup-worker.cjs  a worker thread that stores or restores the parts of a base backup
  *   lib/retention.cjs      delete (retention) and wal-verify, loaded only for them
+ *   lib/scheduler.cjs      the sidecar's base-backup scheduler with croner, pg and the backup and
+ *                          retention code, loaded only by the background archiver in a pod (and check)
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */
 import * as fs from 'node:fs';
@@ -42,6 +44,7 @@ const out = path.join(root, 'dist');
 const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version as string;
 
 const ERRORS = path.join(root, 'src/errors.ts');
+const SCHEDULER = path.join(root, 'src/backup/backup-scheduler.ts');
 
 /**
  * The backends' modules stay out of the main bundle (open.ts requires their own bundles), and
@@ -58,6 +61,11 @@ function splitBundles(self: string): Plugin {
       build.onResolve({ filter: /^\.\/(backups|retention)$/ }, (args) =>
         args.importer.endsWith(path.join('commands', 'index.ts')) ? { path: `${args.path}.cjs`, external: true } : undefined,
       );
+      // The background archiver and `check` load the scheduler's bundle only when they need it.
+      build.onResolve({ filter: /(^|\/)backup-scheduler$/ }, (args) => {
+        const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
+        return resolved === SCHEDULER && self !== SCHEDULER ? { path: './scheduler.cjs', external: true } : undefined;
+      });
       build.onResolve({ filter: /(^|\/)errors$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
         return resolved === ERRORS && self !== ERRORS ? { path: './errors.cjs', external: true } : undefined;
@@ -166,6 +174,7 @@ async function buildInto(staging: string): Promise<void> {
     ['src/commands/backups.ts', 'lib/backups.cjs'],
     ['src/commands/retention.ts', 'lib/retention.cjs'],
     ['src/backup/part-worker.ts', 'lib/backup-worker.cjs'],
+    ['src/backup/backup-scheduler.ts', 'lib/scheduler.cjs'],
   ];
   for (const [entry, outfile] of bundles) {
     const entryPoint = path.join(root, entry);

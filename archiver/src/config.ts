@@ -9,6 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   ARCHIVER_ENV,
+  BACKUP_FROM,
+  BackupFrom,
   DAEMON_MODES,
   DATA_DIRECTORY_MARKER,
   DEFAULT_AWS_REGION,
@@ -22,10 +24,11 @@ import {
   spoolOwner,
 } from '../../contract';
 import { CompressionName, parseCompressionName } from './compression';
+import { DURATION_SYNTAX, durationMs } from './duration';
 import { ConfigError } from './errors';
 import type { StorageOptions } from './storage/storage';
 
-export type { DaemonMode };
+export type { BackupFrom, DaemonMode };
 
 export interface ArchiverConfig {
   /** ARCHIVER_REPOSITORY as given, for messages. */
@@ -252,6 +255,83 @@ export function readConfig(env: Env = process.env, cwd: string = process.cwd(), 
     daemonLog: env[ARCHIVER_ENV.daemonLog] || undefined,
     recoveryDeadlineSeconds: integer(env, ARCHIVER_ENV.recoveryDeadlineSeconds, DEFAULT_RECOVERY_DEADLINE_SECONDS, 0, 7 * 24 * 3600),
     logLevel: choice(env, ARCHIVER_ENV.logLevel, ['debug', 'info', 'warn'] as const, 'info'),
+  };
+}
+
+/**
+ * The sidecar's own base backups (backup-scheduler.ts): who takes them, when, and what retention
+ * follows. Read apart from readConfig: only the sidecar's background archiver (and `check`) reads
+ * them, so that a mistake here never fails a WAL call.
+ */
+export interface BackupSettings {
+  /** POD_NAME: `<statefulset>-<ordinal>`; undefined when unset (then the sidecar takes no backups). */
+  readonly podName: string | undefined;
+  /** The ordinal at the end of podName. */
+  readonly ordinal: number | undefined;
+  /** ARCHIVER_BACKUP_AT_READY: a first backup of each new database and timeline. */
+  readonly atReady: boolean;
+  /**
+   * ARCHIVER_BACKUP_SCHEDULE as given (five fields, UTC); undefined: no scheduled backups. Its
+   * grammar is checked by backup-schedule.ts's parseBackupSchedule, in the scheduler's bundle (the
+   * cron library stays out of the WAL calls' bundle); here only its shape.
+   */
+  readonly schedule: string | undefined;
+  /** ARCHIVER_BACKUP_FROM. */
+  readonly from: BackupFrom;
+  /** ARCHIVER_BACKUP_RETAIN: `delete retain N` after each scheduled backup. */
+  readonly retain: number | undefined;
+  /** ARCHIVER_BACKUP_WINDOW: `delete --window` after each scheduled backup, in milliseconds. */
+  readonly windowMs: number | undefined;
+}
+
+/** A StatefulSet pod's name: a DNS label ending in `-<ordinal>`. */
+const POD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?-(0|[1-9]\d{0,5})$/;
+
+/** The ordinal of a StatefulSet pod's name (`db-2`: 2), or undefined when it is not one. */
+export function podOrdinal(podName: string): number | undefined {
+  const match = POD_NAME.exec(podName);
+  return match && podName.length <= 63 ? Number(match[2]) : undefined;
+}
+
+/** Reads ARCHIVER_BACKUP_* and POD_NAME; every problem is a ConfigError naming the variable and the fix. */
+export function readBackupSettings(env: Env = process.env): BackupSettings {
+  const podName = env[ARCHIVER_ENV.podName] || undefined;
+  const ordinal = podName === undefined ? undefined : podOrdinal(podName);
+  if (podName !== undefined && ordinal === undefined) {
+    throw new ConfigError(ARCHIVER_ENV.podName, `${JSON.stringify(podName)} is not a StatefulSet pod's name (<name>-<ordinal>, e.g. db-0): render it from the downward API (fieldRef metadata.name)`);
+  }
+  const scheduleRaw = env[ARCHIVER_ENV.backupSchedule]?.trim().replace(/\s+/g, ' ') || undefined;
+  if (scheduleRaw !== undefined) {
+    const fields = scheduleRaw.split(' ').length;
+    if (fields !== 5) {
+      const hint = fields === 6 ? ' (a seconds field is not accepted)' : '';
+      throw new ConfigError(ARCHIVER_ENV.backupSchedule, `${JSON.stringify(scheduleRaw)} has ${fields} field(s)${hint}: write five, minute hour day-of-month month day-of-week, in UTC (e.g. "0 2 * * *" for 02:00 UTC daily)`);
+    }
+  }
+  const retainRaw = env[ARCHIVER_ENV.backupRetain];
+  let retain: number | undefined;
+  if (retainRaw !== undefined && retainRaw.trim() !== '') {
+    retain = Number(retainRaw.trim());
+    if (!/^\d+$/.test(retainRaw.trim()) || !Number.isSafeInteger(retain) || retain < 1) {
+      throw new ConfigError(ARCHIVER_ENV.backupRetain, `${JSON.stringify(retainRaw)} is not a whole number of at least 1: the count of complete backups to keep (delete retain N), or unset for no count rule`);
+    }
+  }
+  const windowRaw = env[ARCHIVER_ENV.backupWindow];
+  let windowMs: number | undefined;
+  if (windowRaw !== undefined && windowRaw.trim() !== '') {
+    windowMs = durationMs(windowRaw);
+    if (windowMs === undefined || windowMs <= 0) {
+      throw new ConfigError(ARCHIVER_ENV.backupWindow, `${JSON.stringify(windowRaw)} is not ${windowMs === 0 ? 'longer than 0' : DURATION_SYNTAX}: the recovery window to keep (delete --window), or unset for no window rule`);
+    }
+  }
+  return {
+    podName,
+    ordinal,
+    atReady: choice(env, ARCHIVER_ENV.backupAtReady, ['on', 'off'] as const, 'on') === 'on',
+    schedule: scheduleRaw,
+    from: choice(env, ARCHIVER_ENV.backupFrom, BACKUP_FROM, 'primary'),
+    retain,
+    windowMs,
   };
 }
 

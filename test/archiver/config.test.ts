@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeConfig, readConfig } from '../../archiver/src/config';
+import { describeConfig, podOrdinal, readBackupSettings, readConfig } from '../../archiver/src/config';
 import { ConfigError } from '../../archiver/src/errors';
 
 const s3 = { ARCHIVER_REPOSITORY: 's3://kubedb/kubedb/demo/wal-postgres/archive', AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret/value+1' };
@@ -104,5 +104,53 @@ describe('archiver configuration from the environment', () => {
     expect(readConfig({ ...s3, ARCHIVER_DAEMON: 'off' }).daemon).toBe('off');
     expect(() => readConfig({ ...s3, ARCHIVER_DAEMON: 'sidecar' })).toThrow('ARCHIVER_DAEMON: "sidecar" is not one of on, external, off');
     expect(() => readConfig({ ...s3, ARCHIVER_DAEMON_IDLE_SECONDS: '-1' })).toThrow('ARCHIVER_DAEMON_IDLE_SECONDS: "-1" is not a whole number from 0 to 604800');
+  });
+});
+
+describe("the sidecar's base backups from the environment (readBackupSettings)", () => {
+  it('reads what the constructs render: the pod, at ready, the UTC schedule, the member, retention', () => {
+    expect(
+      readBackupSettings({
+        POD_NAME: 'wal-postgres-2',
+        ARCHIVER_BACKUP_AT_READY: 'off',
+        ARCHIVER_BACKUP_SCHEDULE: ' 0  2 * * * ',
+        ARCHIVER_BACKUP_FROM: 'standby',
+        ARCHIVER_BACKUP_RETAIN: '7',
+        ARCHIVER_BACKUP_WINDOW: '1d12h',
+      }),
+    ).toStrictEqual({ podName: 'wal-postgres-2', ordinal: 2, atReady: false, schedule: '0 2 * * *', from: 'standby', retain: 7, windowMs: 36 * 3_600_000 });
+  });
+
+  it('defaults: at ready on, from the primary, no schedule, no retention; no POD_NAME, no member', () => {
+    expect(readBackupSettings({})).toStrictEqual({ podName: undefined, ordinal: undefined, atReady: true, schedule: undefined, from: 'primary', retain: undefined, windowMs: undefined });
+    expect(readBackupSettings({ ARCHIVER_BACKUP_SCHEDULE: '', ARCHIVER_BACKUP_RETAIN: '', ARCHIVER_BACKUP_WINDOW: '' })).toMatchObject({ schedule: undefined, retain: undefined, windowMs: undefined });
+  });
+
+  it('takes the ordinal from the end of a StatefulSet pod name', () => {
+    expect(podOrdinal('db-0')).toBe(0);
+    expect(podOrdinal('my-db-12')).toBe(12);
+    expect(podOrdinal('db')).toBeUndefined();
+    expect(podOrdinal('db-01')).toBeUndefined();
+    expect(podOrdinal('DB-1')).toBeUndefined();
+  });
+
+  it.each([
+    [{ POD_NAME: 'db' }, 'POD_NAME: "db" is not a StatefulSet pod\'s name (<name>-<ordinal>, e.g. db-0): render it from the downward API'],
+    [{ ARCHIVER_BACKUP_AT_READY: 'yes' }, 'ARCHIVER_BACKUP_AT_READY: "yes" is not one of on, off'],
+    [{ ARCHIVER_BACKUP_FROM: 'replica' }, 'ARCHIVER_BACKUP_FROM: "replica" is not one of primary, standby'],
+    [{ ARCHIVER_BACKUP_SCHEDULE: '0 0 2 * * *' }, 'ARCHIVER_BACKUP_SCHEDULE: "0 0 2 * * *" has 6 field(s) (a seconds field is not accepted): write five, minute hour day-of-month month day-of-week, in UTC (e.g. "0 2 * * *"'],
+    [{ ARCHIVER_BACKUP_SCHEDULE: '@daily' }, 'ARCHIVER_BACKUP_SCHEDULE: "@daily" has 1 field(s): write five'],
+    [{ ARCHIVER_BACKUP_RETAIN: '0' }, 'ARCHIVER_BACKUP_RETAIN: "0" is not a whole number of at least 1: the count of complete backups to keep (delete retain N), or unset'],
+    [{ ARCHIVER_BACKUP_RETAIN: 'seven' }, 'ARCHIVER_BACKUP_RETAIN: "seven" is not a whole number of at least 1'],
+    [{ ARCHIVER_BACKUP_RETAIN: '2.5' }, 'ARCHIVER_BACKUP_RETAIN: "2.5" is not a whole number of at least 1'],
+    [{ ARCHIVER_BACKUP_WINDOW: '30 days' }, 'ARCHIVER_BACKUP_WINDOW: "30 days" is not a duration such as 30d, 12h, 1d12h or 90m (units s, m, h, d, w): the recovery window to keep (delete --window), or unset'],
+    [{ ARCHIVER_BACKUP_WINDOW: '0d' }, 'ARCHIVER_BACKUP_WINDOW: "0d" is not longer than 0'],
+  ])('fails, naming the variable and the fix, on %j', (env, message) => {
+    expect(() => readBackupSettings(env)).toThrow(ConfigError);
+    expect(() => readBackupSettings(env)).toThrow(message);
+  });
+
+  it('never fails a WAL call: readConfig does not read them', () => {
+    expect(() => readConfig({ ...s3, POD_NAME: 'db', ARCHIVER_BACKUP_SCHEDULE: 'nonsense', ARCHIVER_BACKUP_RETAIN: '-1' })).not.toThrow();
   });
 });

@@ -87,7 +87,7 @@ export async function backupPush(config: ArchiverConfig, archive: Archive, log: 
 async function takeBackup(config: ArchiverConfig, archive: Archive, session: PostgresSession, log: Logger, options: BackupPushOptions): Promise<BackupManifest> {
   const { facts } = session;
   const storage = archive.storage;
-  const name = backupName(new Date());
+  const name = await freeBackupName(storage);
   const prefix = backupPrefix(name);
   const blog = log.child({ backup: name });
   const base = options.delta ? await chooseDeltaBase(storage, facts, options.deltaMaxSteps ?? DEFAULT_DELTA_MAX_STEPS, blog) : undefined;
@@ -193,9 +193,12 @@ async function takeBackup(config: ArchiverConfig, archive: Archive, session: Pos
   } catch (error) {
     blog.warn('backup failed: nothing of it is listed', { error: (error as Error).message });
     if (!stopped) await session.stopBackup().catch(() => undefined);
-    // Best effort: an unfinished backup is never listed, and `delete` removes what is left.
-    const left = await storage.list(prefix).catch(() => []);
-    await storage.delete(left.map((object) => object.key)).catch(() => undefined);
+    // Best effort: an unfinished backup is never listed, and `delete` removes what is left. Never
+    // another backup's objects: a manifest this backup did not write (it writes it last) is one's.
+    if ((await storage.stat(manifestKey(name)).catch(() => undefined)) === undefined) {
+      const left = await storage.list(prefix).catch(() => []);
+      await storage.delete(left.map((object) => object.key)).catch(() => undefined);
+    }
     throw error;
   }
 }
@@ -318,6 +321,20 @@ async function waitForWal(archive: Archive, first: string, last: string, segment
  * At most one backup per data directory: an abstract Unix socket named after it (released by the
  * kernel when the process dies, however it dies; shared by a pod's containers).
  */
+/**
+ * A name (one per second, backupName) under which the archive holds nothing yet: a backup that
+ * starts in the second another one started in (a small database's backup takes less than a
+ * second; a scheduled one may follow one taken at ready) waits for the next second rather than
+ * write its parts among the other's.
+ */
+async function freeBackupName(storage: Storage): Promise<string> {
+  for (;;) {
+    const name = backupName(new Date());
+    if ((await storage.list(backupPrefix(name))).length === 0) return name;
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 10));
+  }
+}
+
 async function acquireBackupLock(dataDirectory: string): Promise<{ release(): Promise<void> } | undefined> {
   const name = `\0pg-wal-archiver-backup/${createHash('sha256').update(dataDirectory).digest('hex').slice(0, 32)}`;
   const server = net.createServer((socket) => socket.destroy());

@@ -20,6 +20,8 @@ export interface ConnectionSettings {
   readonly user?: string;
   /** @default PGDATABASE, else postgres */
   readonly database?: string;
+  /** What pg_stat_activity shows. @default 'archiver backup' */
+  readonly applicationName?: string;
 }
 
 export interface ServerFacts {
@@ -52,6 +54,7 @@ export function connectionSettingsFromEnvironment(env: NodeJS.ProcessEnv = proce
     port: env.PGPORT ? Number(env.PGPORT) : 5432,
     user: env.PGUSER || 'postgres',
     database: env.PGDATABASE || 'postgres',
+    applicationName: 'archiver backup',
   };
 }
 
@@ -62,8 +65,8 @@ export class PostgresSession {
   ) {}
 
   static async open(settings: ConnectionSettings = {}): Promise<PostgresSession> {
-    const resolved = { ...connectionSettingsFromEnvironment(), ...definedOnly(settings) };
-    const client = new Client({ ...resolved, application_name: 'archiver backup', connectionTimeoutMillis: 10_000 });
+    const { applicationName, ...resolved } = { ...connectionSettingsFromEnvironment(), ...definedOnly(settings) };
+    const client = new Client({ ...resolved, application_name: applicationName, connectionTimeoutMillis: 10_000 });
     try {
       await client.connect();
     } catch (error) {
@@ -85,7 +88,9 @@ export class PostgresSession {
                   current_setting('block_size')::int AS block_size,
                   CASE WHEN pg_is_in_recovery()
                        THEN (SELECT COALESCE(min_recovery_end_timeline, timeline_id) FROM pg_control_recovery(), pg_control_checkpoint())
-                       ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END AS timeline`,
+                       -- The timeline WAL is written on now: right after a promotion the last
+                       -- checkpoint may still name the old one.
+                       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END AS timeline`,
         )
       ).rows[0];
       const facts: ServerFacts = {
@@ -120,6 +125,21 @@ export class PostgresSession {
         : 'SELECT lsn::text AS lsn, labelfile, spcmapfile, now() AS time FROM pg_stop_backup(false)';
     const row = (await this.client.query(sql)).rows[0];
     return { stopLsn: row.lsn, stopTime: row.time, backupLabel: row.labelfile ?? '', tablespaceMap: row.spcmapfile ?? '' };
+  }
+
+  /**
+   * What a member of a replicated database needs to know to decide who takes the backups
+   * (backup-duty.ts): in recovery, whether its WAL receiver streams; otherwise how many standbys
+   * stream from it.
+   */
+  async replication(): Promise<{ streaming: boolean; streamingStandbys: number }> {
+    const row = (
+      await this.client.query(
+        `SELECT COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1), false) AS streaming,
+                (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::int AS standbys`,
+      )
+    ).rows[0];
+    return { streaming: row.streaming === true, streamingStandbys: Number(row.standbys) };
   }
 
   /** The running transactions now (see StopSnapshot in manifest.ts). */

@@ -1,9 +1,10 @@
 /**
- * `archiver check [--storage]`: prints the configuration (credentials masked) as JSON; with
+ * `archiver check [--storage]`: prints the configuration (credentials masked) as JSON, and the
+ * sidecar's base-backup settings (POD_NAME, ARCHIVER_BACKUP_*) when any is set; with
  * `--storage`, reads the archive's identity to prove the storage answers, and fails (not found)
  * when the location holds no archive yet.
  */
-import { readConfig, describeConfig } from '../config';
+import { readBackupSettings, readConfig, describeConfig } from '../config';
 import { ArchiveNotFoundError, UsageError } from '../errors';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';
@@ -13,6 +14,12 @@ export async function run(args: readonly string[], out: (text: string) => void =
   if (unknown.length > 0) throw new UsageError(`check takes only --storage; got ${unknown.join(' ')}`);
   const config = readConfig();
   const report: Record<string, unknown> = { config: describeConfig(config) };
+  if (Object.keys(process.env).some((name) => name.startsWith('ARCHIVER_BACKUP_'))) {
+    const backups = readBackupSettings();
+    // The cron grammar is checked by the scheduler's bundle, loaded only here and in the sidecar.
+    if (backups.schedule !== undefined) (await import('../backup/backup-scheduler')).BackupSchedule.parse(backups.schedule);
+    report.backups = backups;
+  }
   if (!args.includes('--storage')) return out(`${JSON.stringify(report, null, 2)}\n`);
   const archive = await openRepository(config, { log: new Logger(config.logLevel) });
   try {

@@ -51,7 +51,14 @@ PostgreSQL stops recovery instead; 74 only at the true end of the archive.`,
     summary: 'run the background archiver in the foreground (the pod\'s archiver sidecar)',
     help: `Runs the background archiver of the spool in the foreground: it pushes ready WAL ahead of
 PostgreSQL's calls, prefetches WAL for recovery and answers the calls. At most one runs per spool;
-another exits at once. Outside a pod the first call starts one (ARCHIVER_DAEMON=on).`,
+another exits at once. Outside a pod the first call starts one (ARCHIVER_DAEMON=on).
+
+As the pod's sidecar (ARCHIVER_DAEMON_IDLE_SECONDS=0) with POD_NAME set, it also takes the
+database's base backups: a first one once the server at PGHOST accepts connections and the archive
+holds none of its timeline (ARCHIVER_BACKUP_AT_READY, default on), one at each tick of
+ARCHIVER_BACKUP_SCHEDULE (five-field cron, UTC) followed by retention (ARCHIVER_BACKUP_RETAIN,
+ARCHIVER_BACKUP_WINDOW), from the member ARCHIVER_BACKUP_FROM names (primary, default, or
+standby), one member at a time (the lease basebackups/.lease).`,
     load: () => require('./daemon').run,
   },
   {

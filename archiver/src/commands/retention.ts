@@ -10,6 +10,7 @@ import { parseTargetTime } from '../backup/recovery-target';
 import { RetentionPolicy, describePlan, planRetention, planSummary } from '../backup/retention';
 import { TimelineHistory, describeWalVerify, parseTimelineHistory, verifyWal } from '../backup/wal-verify';
 import { readConfig } from '../config';
+import { DURATION_SYNTAX, durationMs } from '../duration';
 import { UsageError, WalNotContinuousError } from '../errors';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';
@@ -19,14 +20,10 @@ import { parseArgs } from './args';
 type Out = (text: string) => void;
 const stdout: Out = (text) => process.stdout.write(text);
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
 /** `30d`, `12h`, `1d12h`, `90m`, `2w`: a duration in milliseconds. */
 export function parseDuration(text: string, what = '--window'): number {
-  const trimmed = text.trim().toLowerCase();
-  if (!/^(\d+[smhdw])+$/.test(trimmed)) throw new UsageError(`${what} takes a duration such as 30d, 12h, 1d12h or 90m (units s, m, h, d, w); got ${JSON.stringify(text)}`);
-  let ms = 0;
-  for (const match of trimmed.matchAll(/(\d+)([smhdw])/g)) ms += Number(match[1]) * UNITS[match[2]];
+  const ms = durationMs(text);
+  if (ms === undefined) throw new UsageError(`${what} takes ${DURATION_SYNTAX}; got ${JSON.stringify(text)}`);
   if (ms <= 0) throw new UsageError(`${what} must be longer than 0; got ${JSON.stringify(text)}`);
   return ms;
 }

@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { HEARTBEAT_SECONDS } from '../../../contract';
-import { ArchiverConfig } from '../config';
+import { ArchiverConfig, readBackupSettings } from '../config';
+import type { Archive } from '../archive';
 import { Logger } from '../logger';
 import { Prefetcher } from '../prefetcher';
 import { Pusher } from '../pusher';
@@ -49,6 +50,33 @@ export interface DaemonOptions {
   readonly dataDirectory?: string;
   /** How often idleness, the spool's owner and the postmaster are checked. @default 1000 (less for idle times under 4 s) */
   readonly watchIntervalMs?: number;
+  /**
+   * Base backups taken by this background archiver itself (backup/backup-scheduler.ts): the
+   * environment POD_NAME and ARCHIVER_BACKUP_* are read from, or `false` for none. They need
+   * POD_NAME; a mistake in them is logged and leaves the WAL work running.
+   * @default - process.env when this is the pod's sidecar (ARCHIVER_DAEMON_IDLE_SECONDS=0 and no
+   * `dataDirectory`: not started by a call); none otherwise
+   */
+  readonly backups?: false | Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Starts the sidecar's backup scheduler, loaded only now (lib/scheduler.cjs: croner, pg, the
+ * backup code). Never throws: whatever goes wrong here is logged, and the WAL work goes on.
+ */
+async function startBackups(config: ArchiverConfig, archive: Archive, log: Logger, env: Readonly<Record<string, string | undefined>>): Promise<{ stop(): Promise<void> } | undefined> {
+  try {
+    const settings = readBackupSettings(env);
+    if (settings.podName === undefined || settings.ordinal === undefined) {
+      log.debug('no base backups by this background archiver: POD_NAME is not set');
+      return undefined;
+    }
+    const { startBackupScheduler } = await import('../backup/backup-scheduler');
+    return startBackupScheduler({ config, archive, log, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
+  } catch (error) {
+    log.error('scheduled backups are off', { error: (error as Error).message, error_name: (error as Error).name });
+    return undefined;
+  }
 }
 
 function timingSafeEqualStrings(a: string, b: string): boolean {
@@ -191,6 +219,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   }, options.watchIntervalMs ?? (config.daemonIdleSeconds > 0 ? Math.min(1000, config.daemonIdleSeconds * 250) : 1000));
   watch.unref();
 
+  let backups: { stop(): Promise<void> } | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(watch);
@@ -198,6 +227,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       removeAddress(spool.portFile, address);
       for (const watcher of watchers.values()) watcher.close();
       prefetcher.close();
+      await backups?.stop();
       await pusher.drain();
       await archive.close();
       await lock.release();
@@ -215,5 +245,12 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
     prefetch: config.prefetch,
     postmaster_pid: postmaster,
   });
+  const sidecar = config.daemonIdleSeconds === 0 && options.dataDirectory === undefined;
+  const backupEnv = options.backups ?? (sidecar ? process.env : false);
+  if (backupEnv !== false) {
+    backups = await startBackups(config, archive, log, backupEnv);
+    // Stopped while the scheduler was loading.
+    if (stopping) await backups?.stop();
+  }
   return { address, stopped, stop };
 }

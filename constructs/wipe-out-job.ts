@@ -42,8 +42,8 @@ export interface WipeOutJobProps {
    */
   readonly backoffLimit?: number;
   /**
-   * Seconds a finished Job is kept (Argo CD deletes a succeeded one at once; a failed one is
-   * kept this long for its log).
+   * Seconds a finished Job is kept when nothing else deletes it (Argo CD deletes a succeeded hook
+   * at once, and a failed one to create it again; a Job applied by hand stays this long).
    * @default 86400 - a day
    */
   readonly ttlSecondsAfterFinished?: number;

@@ -156,19 +156,19 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(postgres.volumeMounts.at(-1)).toStrictEqual({ name: 'recovery', mountPath: '/recovery' });
   });
 
-  it('adds variables and ports to the archiver sidecar, e.g. a base backup schedule and a metrics port', () => {
+  it('adds variables and ports to the archiver sidecar, e.g. a log level and a metrics port', () => {
     // GIVEN
     const { db, chart } = databaseChart(seedProps());
     // WHEN
-    db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
     db.statefulSet.archiverSidecar.addPort({ name: 'metrics', containerPort: 9187 });
     // THEN
     const statefulSet = find(synth(chart), 'StatefulSet', 'wal-postgres');
     const sidecar = container(statefulSet, 'archiver');
-    expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
     expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9187 }]);
     // Only the sidecar has them.
-    expect(envOf(postgresContainer(statefulSet)).ARCHIVER_BASEBACKUP_SCHEDULE).toBeUndefined();
+    expect(envOf(postgresContainer(statefulSet)).ARCHIVER_LOG_LEVEL).toBeUndefined();
   });
 
   it('annotates the pod template beside the configuration checksum', () => {

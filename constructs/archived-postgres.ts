@@ -11,12 +11,15 @@ import { Construct, IConstruct } from 'constructs';
 import { ARCHIVER_INSTALL_DIR, archivePath } from '../contract';
 import { ArchiveStorage } from './archive-storage';
 import { ArchiverContainerFactory } from './archiver-container-factory';
+import { BackupProps, backupEnvironment, checkBackups } from './backups';
+import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
 import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, show } from './validation';
+import { WipeOutJob } from './wipe-out-job';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
 export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
@@ -106,10 +109,24 @@ export interface ArchivedPostgresProps {
    */
   readonly authSecretName?: string;
   /**
-   * What removing the database from Git deletes.
+   * What removing the database from Git deletes. `WipeOut` also renders an Argo CD PostDelete
+   * hook that deletes the archive (`{name}-wipeout`, see WipeOutJob).
    * @default TerminationPolicy.DELETE
    */
   readonly terminationPolicy?: TerminationPolicy;
+  /**
+   * Base backups, taken by the `archiver` sidecar: at ready, on a schedule, with retention.
+   * @default - a backup as soon as a new primary accepts connections and its archive holds none of
+   * its timeline, from the primary; no schedule, no retention
+   */
+  readonly backups?: BackupProps;
+  /**
+   * What pod 0 does with an empty data volume: restore from the database's own archive, initdb,
+   * or initialise from another database's archive to a point in time.
+   * @default Bootstrap.restore() - the newest backup of the own archive and all its WAL; initdb
+   * when the archive is empty; refuse to start when it holds WAL but no backup
+   */
+  readonly bootstrap?: Bootstrap;
 }
 
 /** The first database of each `namespace/name`, per app (construct tree root). */
@@ -171,6 +188,10 @@ export class ArchivedPostgres extends Construct {
   public readonly archiverContainers: ArchiverContainerFactory;
   public readonly statefulSet: PostgresStatefulSet;
   public readonly disruptionBudget: k8s.KubePodDisruptionBudget;
+  /** What pod 0 does with an empty data volume (`bootstrap`). */
+  public readonly bootstrap: Bootstrap;
+  /** The Argo CD PostDelete hook that deletes the archive: under TerminationPolicy.WIPE_OUT only. */
+  public readonly wipeOut?: WipeOutJob;
 
   private readonly props: ArchivedPostgresProps;
   /** The database constructed earlier in the same app with the same namespace and name, if any. */
@@ -193,6 +214,7 @@ export class ArchivedPostgres extends Construct {
     this.standbyServiceName = `${this.name}-standby`;
     this.governingServiceName = `${this.name}-pods`;
     this.archivePath = archivePath(this.archiveStorage?.prefix, this.namespace, this.name);
+    this.bootstrap = props.bootstrap ?? Bootstrap.restore();
     this.selectorLabels = Object.freeze({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name });
     this.labels = Object.freeze({ ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' });
     const image = props.image ?? `postgres:${props.version}`;
@@ -255,6 +277,8 @@ export class ArchivedPostgres extends Construct {
       archiver: this.archiverContainers,
       archiverResources,
       terminationPolicy: this.terminationPolicy,
+      bootstrapEnv: this.bootstrapEnvironment(),
+      backupEnv: backupEnvironment(props.backups),
     });
     this.disruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
       metadata: metadata(this.name),
@@ -264,6 +288,15 @@ export class ArchivedPostgres extends Construct {
         selector: { matchLabels: this.selectorLabels },
       },
     });
+
+    if (this.terminationPolicy === TerminationPolicy.WIPE_OUT) {
+      this.wipeOut = new WipeOutJob(this, 'WipeOut', {
+        name: this.name,
+        namespace: this.namespace,
+        archiver: this.archiverContainers,
+        resources: archiverResources,
+      });
+    }
 
     for (const [key, value] of Object.entries(pruneAnnotations(this.terminationPolicy))) this.addAnnotation(key, value);
   }
@@ -279,6 +312,12 @@ export class ArchivedPostgres extends Construct {
    */
   public addAnnotation(key: string, value: string): void {
     for (const object of this.apiObjects) object.metadata.addAnnotation(key, value);
+  }
+
+  /** The bootstrap's environment; a bootstrap that is not a `Bootstrap` (plain JavaScript) is reported by validation. */
+  private bootstrapEnvironment(): k8s.EnvVar[] {
+    if (!(this.bootstrap instanceof Bootstrap)) return [];
+    return this.bootstrap.bind({ storage: this.archiveStorage, namespace: this.namespace, name: this.name });
   }
 
   /** Every problem with the props, each as "field: value is wrong, expected ...". */
@@ -319,6 +358,13 @@ export class ArchivedPostgres extends Construct {
       add('archiver.archiveTimeout', `${timeoutMs} ms is not a whole number of seconds: PostgreSQL's archive_timeout counts seconds; use Duration.seconds(60)`);
     } else if (timeoutMs / 1000 < MIN_ARCHIVE_TIMEOUT_SECONDS || timeoutMs / 1000 > MAX_ARCHIVE_TIMEOUT_SECONDS) {
       add('archiver.archiveTimeout', `${timeoutMs / 1000} s is outside ${MIN_ARCHIVE_TIMEOUT_SECONDS} s to ${MAX_ARCHIVE_TIMEOUT_SECONDS} s: every timeout archives a whole 16 MiB segment even on an idle database (at 1 s that is up to 1.4 TB a day), and more than a day leaves too much committed work out of the archive; 60 s is the usual choice`);
+    }
+
+    errors.push(...checkBackups('backups', props.backups, this.replicas));
+    if (!(this.bootstrap instanceof Bootstrap)) {
+      add('bootstrap', `${show(this.bootstrap)} is not a Bootstrap: use Bootstrap.restore() (the default), Bootstrap.initdb() or Bootstrap.fromArchive({...})`);
+    } else {
+      for (const problem of this.bootstrap.validate({ storage: this.archiveStorage, namespace: this.namespace, name: this.name })) add(`bootstrap.${problem.field}`, problem.message);
     }
 
     // Two databases with the same namespace and name would render the same objects and write

@@ -82,6 +82,13 @@ export interface PostgresStatefulSetProps {
   readonly archiver: ArchiverContainerFactory;
   /** The `archiver` sidecar's resources. */
   readonly archiverResources: ContainerResources;
+  /**
+   * What pod 0 does with an empty data volume: the PostgreSQL container's ARCHIVER_BOOTSTRAP*
+   * variables (`Bootstrap.bind()`), read by `archiver bootstrap` in the start script.
+   */
+  readonly bootstrapEnv: k8s.EnvVar[];
+  /** The sidecar's base backups: its ARCHIVER_BACKUP_* variables (`backupEnvironment()`). */
+  readonly backupEnv: k8s.EnvVar[];
   readonly terminationPolicy: TerminationPolicy;
 }
 
@@ -124,6 +131,7 @@ export class PostgresStatefulSet {
         // (it would be adopted by the postmaster, PID 1 here) and works alone while the
         // sidecar is down.
         { name: ARCHIVER_ENV.daemon, value: 'external' },
+        ...props.bootstrapEnv,
       ],
       resources: renderResources(props.resources),
       securityContext: containerSecurityContext(),
@@ -150,13 +158,27 @@ export class PostgresStatefulSet {
     // The background archiver: warm before the first segment is ready, outside the postmaster's
     // process tree, its log in `kubectl logs -c archiver`. It sees the data volume at the same
     // path, so the paths PostgreSQL passes mean the same file here. It never idles out (a
-    // container that exits is restarted with a back-off).
+    // container that exits is restarted with a back-off). It takes the base backups: its role
+    // comes from the pod's name, as the start script's does, and it reaches the server over the
+    // Unix socket, where peer authentication maps its uid (999) to the superuser.
     this.archiverSidecar = new PodContainer(archiver.container({
       name: 'archiver',
       command: archiverDaemonCommand(),
-      env: [{ name: ARCHIVER_ENV.daemonIdleSeconds, value: '0' }],
+      env: [
+        { name: ARCHIVER_ENV.daemonIdleSeconds, value: '0' },
+        { name: ARCHIVER_ENV.podName, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+        // libpq's names, which the archiver's backups read.
+        { name: 'PGHOST', value: SOCKET_DIR },
+        { name: 'PGUSER', value: SUPERUSER },
+        ...props.backupEnv,
+      ],
       resources: props.archiverResources,
-      volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
+      volumeMounts: [
+        { name: 'data', mountPath: DATA_MOUNT },
+        { name: 'tmp', mountPath: '/tmp' },
+        // Connecting to a socket needs no write access to its directory.
+        { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
+      ],
     }));
 
     this.apiObject = new k8s.KubeStatefulSet(scope, 'StatefulSet', {

@@ -11,9 +11,12 @@ import { container, databaseChart, find, seedProps, synth } from './fixtures';
 
 const gcs = ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' });
 
+/** What only the sidecar has: the background archiver's idling, and its base backups' pod name, server and schedule. */
+const SIDECAR_ONLY = ['ARCHIVER_DAEMON_IDLE_SECONDS', 'POD_NAME', 'PGHOST', 'PGUSER', 'ARCHIVER_BACKUP_AT_READY', 'ARCHIVER_BACKUP_FROM'];
+
 /** The sidecar's environment without what only the sidecar has. */
 function sidecarArchiverEnv(sidecar: any): any[] {
-  return sidecar.env.filter((v: any) => v.name !== 'ARCHIVER_DAEMON_IDLE_SECONDS');
+  return sidecar.env.filter((v: any) => !SIDECAR_ONLY.includes(v.name));
 }
 
 describe('ArchiverContainerFactory gives a Job or CronJob the archiver of a database', () => {

@@ -43,13 +43,23 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const sidecar = containers[1];
     expect(sidecar.image).toBe('pg-wal-archiver:0.1.0');
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
-    const { ARCHIVER_DAEMON_IDLE_SECONDS, ...sidecarEnv } = envOf(sidecar);
-    const { ARCHIVER_DAEMON, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
     // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
     expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
     expect(ARCHIVER_DAEMON).toBe('external');
     expect(sidecarEnv).toStrictEqual(archiverEnv);
     expect(sidecar.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    // The default bootstrap and backups.
+    expect(ARCHIVER_BOOTSTRAP).toBe('restore');
+    expect([ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM]).toStrictEqual(['on', 'primary']);
+    // The sidecar takes base backups: its role from the pod's name, the server over the Unix socket as the superuser.
+    expect(sidecarPodName).toStrictEqual(POD_NAME);
+    expect(POD_NAME).toStrictEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+    expect(PGHOST).toBe('/var/run/postgresql');
+    expect(PGUSER).toBe('postgres');
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql', readOnly: true });
+    expect(postgres.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql' });
     expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
     expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } });
     // Nothing of the superuser's reaches the sidecar.
@@ -141,24 +151,24 @@ describe('PostgresStatefulSet grows after construction', () => {
     db.statefulSet.postgres.addEnv({ name: 'RECOVERY_TARGET', value: 'latest' });
     // THEN
     const postgres = postgresContainer(find(synth(chart), 'StatefulSet', 'wal-postgres'));
-    expect(postgres.env.at(-2)).toStrictEqual({ name: 'ARCHIVER_DAEMON', value: 'external' });
+    expect(postgres.env.at(-2)).toStrictEqual({ name: 'ARCHIVER_BOOTSTRAP', value: 'restore' });
     expect(postgres.env.at(-1)).toStrictEqual({ name: 'RECOVERY_TARGET', value: 'latest' });
     expect(postgres.volumeMounts.at(-1)).toStrictEqual({ name: 'recovery', mountPath: '/recovery' });
   });
 
-  it('adds variables and ports to the archiver sidecar, e.g. a base backup schedule and a metrics port', () => {
+  it('adds variables and ports to the archiver sidecar, e.g. a log level and a metrics port', () => {
     // GIVEN
     const { db, chart } = databaseChart(seedProps());
     // WHEN
-    db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
     db.statefulSet.archiverSidecar.addPort({ name: 'metrics', containerPort: 9187 });
     // THEN
     const statefulSet = find(synth(chart), 'StatefulSet', 'wal-postgres');
     const sidecar = container(statefulSet, 'archiver');
-    expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_BASEBACKUP_SCHEDULE', value: '0 3 * * *' });
+    expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
     expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9187 }]);
     // Only the sidecar has them.
-    expect(envOf(postgresContainer(statefulSet)).ARCHIVER_BASEBACKUP_SCHEDULE).toBeUndefined();
+    expect(envOf(postgresContainer(statefulSet)).ARCHIVER_LOG_LEVEL).toBeUndefined();
   });
 
   it('annotates the pod template beside the configuration checksum', () => {

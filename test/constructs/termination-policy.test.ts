@@ -36,4 +36,11 @@ describe('TerminationPolicy', () => {
       expect(objects.filter((o) => o.metadata.annotations?.['kustomize.toolkit.fluxcd.io/prune'] !== undefined)).toStrictEqual([]);
     }
   });
+
+  it('deletes the archive under WipeOut only: an Argo CD PostDelete hook Job (see wipe-out-job.test.ts)', () => {
+    for (const policy of Object.values(TerminationPolicy)) {
+      const jobs = synthDatabase(seedProps({ terminationPolicy: policy })).objects.filter((o) => o.kind === 'Job');
+      expect(jobs.map((o) => `${o.metadata.name} ${o.metadata.annotations?.['argocd.argoproj.io/hook']}`)).toStrictEqual(policy === TerminationPolicy.WIPE_OUT ? ['wal-postgres-wipeout PostDelete'] : []);
+    }
+  });
 });

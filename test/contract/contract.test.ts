@@ -8,6 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LAUNCHER_CONSTANTS, fillLauncher } from '../../archiver/scripts/build';
+import { Duration } from 'cdk8s';
+import { connectionSettingsFromEnvironment } from '../../archiver/src/backup/postgres-session';
 import { resolveSpool } from '../../archiver/src/config';
 import * as errors from '../../archiver/src/errors';
 import {
@@ -20,8 +22,12 @@ import {
   SPOOL_LAYOUT,
   exitCodeForErrorName,
 } from '../../contract';
+import { Bootstrap, POSTGRES_PORT, RecoveryTarget, SOCKET_DIR, SUPERUSER } from '../../constructs';
 import { ROOT } from '../../testkit/archiver';
 import { container, envOf, find, seedProps, synthDatabase } from '../constructs/fixtures';
+
+/** libpq's connection variables, which the archiver's base backups read (archiver/src/backup/postgres-session.ts). */
+const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE'];
 
 describe('the pod and the archiver', () => {
   const { objects } = synthDatabase(seedProps());
@@ -42,11 +48,36 @@ describe('the pod and the archiver', () => {
     expect(config['start.sh']).toContain(`<"${rendered}/${SPOOL_LAYOUT.port}"`);
   });
 
-  it('render only environment names the contract defines for the archiver', () => {
-    const known = new Set<string>(Object.values(ARCHIVER_ENV));
+  it('render only environment names the contract defines for the archiver (and, for the sidecar\'s backups, libpq\'s names the archiver reads)', () => {
+    const known = new Set<string>([...Object.values(ARCHIVER_ENV), ...LIBPQ_ENV]);
     for (const name of ['archiver']) {
       for (const variable of Object.keys(envOf(container(statefulSet, name)))) expect(known).toContain(variable);
     }
+    // The PostgreSQL container's other variables are the image's and the start script's (PGDATA, POSTGRES_*).
+    const archiverNames = (env: Record<string, unknown>) => Object.keys(env).filter((variable) => variable.startsWith('ARCHIVER_'));
+    for (const variable of archiverNames(envOf(container(statefulSet, 'postgres')))) expect(known).toContain(variable);
+    // Every bootstrap and backup variable, set.
+    const full = find(synthDatabase(seedProps({
+      backups: { schedule: '0 2 * * *', retention: { count: 7, window: Duration.days(30) }, from: 'standby', atReady: true },
+      bootstrap: Bootstrap.fromArchive({ namespace: 'demo', name: 'other', target: RecoveryTarget.time('2026-11-30T10:00:00Z'), inclusive: false, timeline: 2 }),
+    })).objects, 'StatefulSet', 'wal-postgres');
+    const rendered = [...archiverNames(envOf(container(full, 'postgres'))), ...Object.keys(envOf(container(full, 'archiver')))];
+    for (const variable of rendered) expect(known).toContain(variable);
+    for (const key of ['backupAtReady', 'backupSchedule', 'backupFrom', 'backupRetain', 'backupWindow', 'bootstrapMode', 'bootstrapSource', 'bootstrapTarget', 'bootstrapTargetInclusive', 'bootstrapTargetTimeline', 'podName'] as const) {
+      expect(rendered).toContain(ARCHIVER_ENV[key]);
+    }
+  });
+
+  it('give the sidecar\'s backups the server the pod runs, over its Unix socket, as the superuser', () => {
+    const sidecar = container(statefulSet, 'archiver');
+    const settings = connectionSettingsFromEnvironment(envOf(sidecar));
+    expect(settings.host).toBe(SOCKET_DIR);
+    expect(settings.port).toBe(POSTGRES_PORT);
+    expect(settings.user).toBe(SUPERUSER);
+    const socketVolume = container(statefulSet, 'postgres').volumeMounts.find((m: any) => m.mountPath === SOCKET_DIR).name;
+    expect(sidecar.volumeMounts.find((m: any) => m.mountPath === SOCKET_DIR)?.name).toBe(socketVolume);
+    expect(config['postgresql.conf']).toContain(`unix_socket_directories = '${SOCKET_DIR}'`);
+    expect(config['pg_hba.conf']).toMatch(/^local\s+all\s+all\s+peer\s*$/m);
   });
 });
 

@@ -8,6 +8,7 @@ import { readBackupSettings, readConfig, describeConfig } from '../config';
 import { ArchiveNotFoundError, UsageError } from '../errors';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';
+import { BUNDLED } from '../storage/open';
 
 export async function run(args: readonly string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<void> {
   const unknown = args.filter((a) => a !== '--storage');
@@ -17,7 +18,7 @@ export async function run(args: readonly string[], out: (text: string) => void =
   if (Object.keys(process.env).some((name) => name.startsWith('ARCHIVER_BACKUP_'))) {
     const backups = readBackupSettings();
     // The cron grammar is checked by the scheduler's bundle, loaded only here and in the sidecar.
-    if (backups.schedule !== undefined) (await import('../backup/backup-scheduler')).BackupSchedule.parse(backups.schedule);
+    if (backups.schedule !== undefined) (BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler')).BackupSchedule.parse(backups.schedule);
     report.backups = backups;
   }
   if (!args.includes('--storage')) return out(`${JSON.stringify(report, null, 2)}\n`);

@@ -28,6 +28,7 @@ import { Logger } from '../logger';
 import { Prefetcher } from '../prefetcher';
 import { Pusher } from '../pusher';
 import { openRepository } from '../repository';
+import { BUNDLED } from '../storage/open';
 import { Spool } from '../spool';
 import { DaemonAddress, removeAddress, writeAddress } from './address';
 import { DaemonContext, dispatch } from './handlers';
@@ -71,7 +72,8 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
       log.debug('no base backups by this background archiver: POD_NAME is not set');
       return undefined;
     }
-    const { startBackupScheduler } = await import('../backup/backup-scheduler');
+    // require() in the bundle, not import(): see storage/open.ts.
+    const { startBackupScheduler } = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
     return startBackupScheduler({ config, archive, log, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
   } catch (error) {
     log.error('scheduled backups are off', { error: (error as Error).message, error_name: (error as Error).name });

@@ -8,7 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { BACKUP_LAYOUT, backupPrefix } from '../../../contract';
 import type { ArchiverConfig } from '../config';
-import { RestoreWriteError, TargetNotEmptyError } from '../errors';
+import { TargetNotEmptyError } from '../errors';
 import { Logger } from '../logger';
 import type { Storage } from '../storage/storage';
 import { findBackup, listBackups } from './catalog';
@@ -58,7 +58,7 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
         await runner.run(
           order.map((index) => ({
             op: 'fetch' as const,
-            fetch: { key: `${prefix}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories },
+            fetch: { key: `${prefix}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync: options.sync ?? true },
           })),
         );
       }
@@ -77,10 +77,7 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       await fs.appendFile(path.join(target, 'postgresql.auto.conf'), settings, { mode: 0o600 });
       await writeFile(target, 'recovery.signal', Buffer.alloc(0));
     }
-    if (options.sync ?? true) {
-      await syncFiles(target, [...backup.files, ...(backup.deltas ?? [])].map((file) => file.path));
-      await syncDirectories(target, backup);
-    }
+    if (options.sync ?? true) await syncDirectories(target, backup);
     await fs.chmod(target, 0o700);
     blog.info('restore complete', { directory: target, bytes: backup.size, recovery: options.recovery ? 'configured' : 'not configured' });
     return backup;
@@ -135,32 +132,6 @@ async function writeFile(directory: string, name: string, data: Buffer): Promise
   } finally {
     await handle.close();
   }
-}
-
-/** Files fsynced at once, in libuv's pool. */
-const SYNCS_AT_ONCE = 16;
-
-/**
- * fsyncs every restored file, once every part is written: most of the data is then already on
- * its way to the disk, and no fsync holds up the creation of the files still to come.
- */
-async function syncFiles(target: string, files: readonly string[]): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < files.length) {
-      const file = path.join(target, files[next++]);
-      let handle: fs.FileHandle | undefined;
-      try {
-        handle = await fs.open(file, 'r');
-        await handle.sync();
-      } catch (error) {
-        throw new RestoreWriteError(`cannot fsync ${file}: ${(error as Error).message}`);
-      } finally {
-        await handle?.close();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SYNCS_AT_ONCE, files.length) }, lane));
 }
 
 /** fsyncs every directory, deepest first, so that every file's name is durable too. */

@@ -118,7 +118,7 @@ describe('a database that loses its volume restores itself from its own archive 
     await pod.waitReady({ primary: true });
     const log = pod.log();
     expect(log).toContain('start: wal-postgres-0 is the primary');
-    expect(log).toMatch(/bootstrap: the archive at \S+ is empty: a new database/);
+    expect(log).toMatch(/bootstrap: the archive at s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive \(endpoint \S+\) is empty: a new database/);
     expect(log).toContain('start: bootstrap: initdb');
     expect(log).toContain('PostgreSQL init process complete; ready for start up.');
     expect(pod.sql('show archive_command')).toMatch(/archiver\/dist\/bin\/archiver wal-push %p$/);
@@ -161,7 +161,7 @@ describe('a database that loses its volume restores itself from its own archive 
     await pod.start();
     await pod.waitReady({ primary: true, timeoutMs: 120_000 });
     const log = pod.log().slice(from);
-    expect(log).toMatch(/bootstrap: the archive at \S+ holds a complete backup: restoring the newest/);
+    expect(log).toMatch(/bootstrap: the archive at s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive \(endpoint \S+\) holds a complete backup: restoring the newest/);
     expect(log).toContain('start: bootstrap: restored');
     expect(log).not.toContain('init process complete');
     expect(log).toContain(`restored log file "${lastArchived}" from archive`);
@@ -224,7 +224,7 @@ describe('a database that loses its volume restores itself from its own archive 
     await pod.start();
     await pod.waitReady({ primary: true, timeoutMs: 120_000 });
     let log = pod.log();
-    expect(log).toMatch(/bootstrap: the archive at \S+wal-postgres-pitr\/archive is empty: initialising from s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive/);
+    expect(log).toMatch(/bootstrap: the archive at s3:\/\/kubedb\/kubedb\/demo\/wal-postgres-pitr\/archive \(endpoint \S+\) is empty: initialising from s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive/);
     expect(log).toContain('start: bootstrap: restored');
     expect(log).toMatch(/recovery stopping before commit of transaction \d+, time /);
     expect(pod.sql("select note, count(*), min(id), max(id) from ledger group by note")).toBe('before|100|1|100');
@@ -253,7 +253,7 @@ describe('a database that loses its volume restores itself from its own archive 
     await pod.start();
     await pod.waitReady({ primary: true, timeoutMs: 120_000 });
     log = pod.log().slice(from);
-    expect(log).toMatch(/bootstrap: the archive at \S+wal-postgres-pitr\/archive holds a complete backup: restoring the newest/);
+    expect(log).toMatch(/bootstrap: the archive at s3:\/\/kubedb\/kubedb\/demo\/wal-postgres-pitr\/archive \(endpoint \S+\) holds a complete backup: restoring the newest/);
     expect(log).toContain('start: bootstrap: restored');
     expect(pod.sql("select note, count(*), min(id), max(id) from ledger group by note order by note")).toBe('before|100|1|100\nown|100|1001|1100');
   }, 180_000);
@@ -291,7 +291,7 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     const log = pod.log().slice(from);
     expect(code, log).not.toBe(0);
     expect(log).toContain('start: wal-postgres-0 is the primary');
-    expect(log).toMatch(/bootstrap refused: the archive at \S+ holds \d+ object\(s\) \(WAL\) but no complete backup/);
+    expect(log).toMatch(/level=error .*bootstrap refused: the archive at s3:\/\/kubedb\/kubedb\/demo\/wal-postgres\/archive \(endpoint \S+\) holds \d+ object\(s\) \(WAL\) but no complete backup/);
     expect(log).not.toContain('start: bootstrap:');
     expect(log).not.toContain('init process complete');
     expect(log).not.toContain('The files belonging to this database system');

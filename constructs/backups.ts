@@ -7,7 +7,7 @@
 import { Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Cron } from 'croner';
-import { ARCHIVER_ENV, BACKUP_FROM, BackupFrom } from '../contract';
+import { ARCHIVER_ENV, BACKUP_FROM, BackupFrom, formatDuration } from '../contract';
 import { show } from './validation';
 
 /** The shortest recovery window retention may keep: a shorter one deletes backups minutes old. */
@@ -61,17 +61,9 @@ export interface BackupProps {
   readonly atReady?: boolean;
 }
 
-/** The archiver's duration syntax (`delete --window`): the largest unit that divides it. */
+/** The archiver's duration syntax (`delete --window`, contract/duration.ts). */
 export function renderWindow(window: Duration): string {
-  const ms = window.toMilliseconds();
-  const units: [number, string][] = [
-    [86_400_000, 'd'],
-    [3_600_000, 'h'],
-    [60_000, 'm'],
-    [1000, 's'],
-  ];
-  for (const [unit, suffix] of units) if (ms % unit === 0) return `${ms / unit}${suffix}`;
-  return `${ms}ms`;
+  return formatDuration(window.toMilliseconds());
 }
 
 /** Month and day names a five-field expression may use, as standard cron knows them. */

@@ -24,7 +24,7 @@ import {
   spoolOwner,
 } from '../../contract';
 import { CompressionName, parseCompressionName } from './compression';
-import { DURATION_SYNTAX, durationMs } from './duration';
+import { DURATION_SYNTAX, durationMs } from '../../contract';
 import { ConfigError } from './errors';
 import type { StorageOptions } from './storage/storage';
 

@@ -145,3 +145,20 @@ describe('the archiver\'s errors and the exit-code table', () => {
     for (const name of ['WalGapError', 'RecoveryStopError']) expect(errors.exitCodeOf(errors.reviveError({ name, message: 'm' }))).toBe(EXIT_CODES.stopRecovery);
   });
 });
+
+describe('the duration syntax both sides write and read', () => {
+  it('reads back what it writes, in the largest unit that divides it', async () => {
+    const { durationMs, formatDuration } = await import('../../contract');
+    for (const [ms, text] of [
+      [30 * 86_400_000, '30d'],
+      [36 * 3_600_000, '36h'],
+      [90 * 60_000, '90m'],
+      [45_000, '45s'],
+    ] as const) {
+      expect(formatDuration(ms)).toBe(text);
+      expect(durationMs(text)).toBe(ms);
+    }
+    expect(durationMs('1d12h')).toBe(36 * 3_600_000);
+    expect(durationMs('soon')).toBeUndefined();
+  });
+});

@@ -32,7 +32,7 @@
  *
  * `everything` deletes every object of the archive, in the same order, `archive.json` last.
  */
-import { ARCHIVE_LAYOUT } from '../../../contract';
+import { ARCHIVE_LAYOUT, formatDuration } from '../../../contract';
 import { BackupNotFoundError, UsageError } from '../errors';
 import type { ObjectInfo } from '../storage/storage';
 import { walFileKind } from '../wal-names';
@@ -134,16 +134,6 @@ function timeOfName(name: string): Date | undefined {
   return Number.isNaN(at) ? undefined : new Date(at);
 }
 
-function describeWindow(ms: number): string {
-  const units: [number, string][] = [
-    [86_400_000, 'd'],
-    [3_600_000, 'h'],
-    [60_000, 'm'],
-    [1000, 's'],
-  ];
-  for (const [unit, suffix] of units) if (ms % unit === 0) return `${ms / unit}${suffix}`;
-  return `${ms}ms`;
-}
 
 function ranges(names: readonly string[]): WalRange[] {
   const byTimeline = new Map<number, string[]>();
@@ -236,7 +226,7 @@ export function planRetention(input: RetentionInput, policy: RetentionPolicy): R
       backups.forEach((backup, i) => {
         if (Date.parse(backup.stopTime) <= cutoff) index = i;
       });
-      keepFrom(index, `needed for the ${describeWindow(policy.windowMs)} recovery window`);
+      keepFrom(index, `needed for the ${formatDuration(policy.windowMs)} recovery window`);
     }
     if (backups.length > 0) reasons[backups.length - 1].push('the newest complete backup');
   }

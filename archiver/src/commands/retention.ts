@@ -10,7 +10,7 @@ import { parseTargetTime } from '../backup/recovery-target';
 import { RetentionPolicy, describePlan, planRetention, planSummary } from '../backup/retention';
 import { TimelineHistory, describeWalVerify, parseTimelineHistory, verifyWal } from '../backup/wal-verify';
 import { readConfig } from '../config';
-import { DURATION_SYNTAX, durationMs } from '../duration';
+import { DURATION_SYNTAX, durationMs } from '../../../contract';
 import { UsageError, WalNotContinuousError } from '../errors';
 import { Logger } from '../logger';
 import { openRepository } from '../repository';

@@ -1,7 +1,8 @@
 /**
  * Durations as people write them for retention windows: `30d`, `12h`, `1d12h`, `90m`, `2w`
- * (units s, m, h, d, w). Read by `delete --window` and by ARCHIVER_BACKUP_WINDOW alike; tiny and
- * dependency-free, so that the configuration (config.ts, in every call's bundle) can check it.
+ * (units s, m, h, d, w). Read by `delete --window` and ARCHIVER_BACKUP_WINDOW, written by the
+ * constructs (`backups.retention.window`) and by the retention plan's reasons: one definition of
+ * the syntax on both sides of the contract.
  */
 
 /** What a duration looks like, for messages. */
@@ -16,4 +17,10 @@ export function durationMs(text: string): number | undefined {
   let ms = 0;
   for (const match of trimmed.matchAll(/(\d+)([smhdw])/g)) ms += Number(match[1]) * UNITS[match[2]];
   return ms;
+}
+
+/** `ms` in that syntax, in the largest unit that divides it (`30d`, `36h`); `<n>ms` otherwise. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's']) if (ms % UNITS[unit] === 0) return `${ms / UNITS[unit]}${unit}`;
+  return `${ms}ms`;
 }

@@ -6,25 +6,18 @@
  * --delta-max-steps; a broken chain or a damaged delta is refused, leaving nothing.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { LAUNCHER, runArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
+import { PostgresCluster } from '../../../testkit/postgres';
+import { archivingEnv, testScratch } from '../../../testkit/scratch';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-delta-'));
-fs.chmodSync(scratch, 0o755);
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { dir: scratch, postgresDirectory } = testScratch('backup-delta-');
 
 const archiver = runArchiverAsPostgres;
 
-function postgresDirectory(): string {
-  const directory = fs.mkdtempSync(path.join(scratch, 'dir-'));
-  giveToPostgres(directory);
-  return directory;
-}
 
 interface Manifest {
   name: string;
@@ -75,7 +68,7 @@ const noted: { full?: Manifest; first?: Manifest; second?: Manifest; rowsAtFirst
 beforeAll(async () => {
   backend = await startBackend('a local directory', scratch);
   const base = postgresDirectory();
-  env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
+  env = archivingEnv(backend.env, base);
   primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'`, archive_timeout: 60 } });
   primary.start();
   primary.sql('create table big(id int primary key, payload text)');

@@ -5,26 +5,18 @@
  * damaged part fails it without leaving anything behind.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { LAUNCHER, eventually, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
+import { archivingEnv, testScratch } from '../../../testkit/scratch';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-faults-'));
-fs.chmodSync(scratch, 0o755);
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { dir: scratch, postgresDirectory } = testScratch('backup-faults-');
 
 const archiver = runArchiverAsPostgres;
 
-/** A directory the archiver (running as postgres) may create things in. */
-function postgresDirectory(): string {
-  const directory = fs.mkdtempSync(path.join(scratch, 'dir-'));
-  giveToPostgres(directory);
-  return directory;
-}
 
 let backend: TestBackend;
 let primary: PostgresCluster;
@@ -35,7 +27,7 @@ const backupNames = () => (JSON.parse(archiver(['backup-list', '--json'], env).s
 beforeAll(async () => {
   backend = await startBackend('a local directory', scratch);
   const base = postgresDirectory();
-  env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
+  env = archivingEnv(backend.env, base);
   primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'`, archive_timeout: 60, max_wal_senders: 5 } });
   primary.start();
   primary.sql('create table t(id int, payload text)');

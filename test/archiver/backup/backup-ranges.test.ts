@@ -6,26 +6,19 @@
  * is written. Once on the local backend and once on s3rver.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { LAUNCHER, runArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
+import { PostgresCluster } from '../../../testkit/postgres';
+import { archivingEnv, testScratch } from '../../../testkit/scratch';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-ranges-'));
-fs.chmodSync(scratch, 0o755);
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { dir: scratch, postgresDirectory } = testScratch('backup-ranges-');
 
 const archiver = runArchiverAsPostgres;
 
-function postgresDirectory(): string {
-  const directory = fs.mkdtempSync(path.join(scratch, 'dir-'));
-  giveToPostgres(directory);
-  return directory;
-}
 
 interface Manifest {
   name: string;
@@ -45,7 +38,7 @@ describe.each(['a local directory', 's3rver (S3-compatible)'] as const)('a table
   beforeAll(async () => {
     backend = await startBackend(backendName, scratch);
     const base = postgresDirectory();
-    env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
+    env = archivingEnv(backend.env, base);
     primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'`, archive_timeout: 60 } });
     primary.start();
     primary.sql('create table t(id int, payload text)');

@@ -7,7 +7,6 @@
  * backup, a lost volume restores from its own archive, never from the source again.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
@@ -15,18 +14,12 @@ import { LAUNCHER, runArchiverAsPostgres, stopArchiver } from '../../../testkit/
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 import { ArchiveState, decideBootstrap, parseBootstrapTarget } from '../../../archiver/src/backup/bootstrap';
 import type { BackupManifest } from '../../../archiver/src/backup/manifest';
+import { testScratch } from '../../../testkit/scratch';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'bootstrap-'));
-fs.chmodSync(scratch, 0o755);
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { dir: scratch, postgresDirectory } = testScratch('bootstrap-');
 
 const archiver = runArchiverAsPostgres;
 
-function postgresDirectory(): string {
-  const directory = fs.mkdtempSync(path.join(scratch, 'dir-'));
-  giveToPostgres(directory);
-  return directory;
-}
 
 describe('the decision (pure)', () => {
   const backup = { name: 'base_20261130T060000Z' } as BackupManifest;

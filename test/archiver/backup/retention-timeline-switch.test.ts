@@ -7,18 +7,15 @@
  * keeps the newest backup, every history file and the WAL from its start on; the kept backup
  * restores with every row.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../../archiver/src/storage/open';
 import { LAUNCHER, runArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
+import { PostgresCluster } from '../../../testkit/postgres';
+import { archivingEnv as callEnv, testScratch } from '../../../testkit/scratch';
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'retention-timeline-switch-'));
-fs.chmodSync(scratch, 0o755);
-afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+const { dir: scratch, postgresDirectory } = testScratch('retention-timeline-switch-');
 
 /** As the sidecar runs it: as postgres, beside the server. */
 const archiver = runArchiverAsPostgres;
@@ -41,12 +38,6 @@ function segmentOf(timeline: number, lsn: string): string {
   return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / 0x1000000))}`;
 }
 
-/** A directory the archiver and PostgreSQL (running as postgres) may create things in. */
-function postgresDirectory(): string {
-  const directory = fs.mkdtempSync(path.join(scratch, 'dir-'));
-  giveToPostgres(directory);
-  return directory;
-}
 
 /** The position of a WAL file name (log and segment, the timeline left out). */
 const position = (name: string) => name.slice(8, 24);
@@ -70,7 +61,7 @@ describe.each(['s3rver (S3-compatible)', 'the GCS emulator'] as const)('delete a
   /** The configuration of a server's archive_command, with a spool of its own. */
   function archivingEnv(): Record<string, string> {
     const base = postgresDirectory();
-    const env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
+    const env = callEnv(backend.env, base);
     envs.push(env);
     return env;
   }

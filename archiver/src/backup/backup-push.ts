@@ -22,14 +22,12 @@ import { nextSegment } from '../wal-names';
 import { backupName, manifestKey } from './catalog';
 import { DataEntry, PG_CONTROL, walkDataDirectory } from './data-directory';
 import { formatLsn, parseLsn, segmentEndingAt } from './lsn';
-import { BackupManifest, ManifestDelta, ManifestFile, ManifestRange, MANIFEST_FORMAT, encodeManifest } from './manifest';
+import { BackupManifest, ManifestDelta, ManifestFile, ManifestRange, MANIFEST_FORMAT, combinedRanges, encodeManifest } from './manifest';
 import type { Storage } from '../storage/storage';
 import { listBackups } from './catalog';
 import { deltaChain } from './delta-chain';
 import { isPagedRelationFile } from './page-delta';
 import type { DeltaSpec, StoredFile } from './part-stream';
-import { crc32Combine } from '../crc32-combine';
-import { formatChecksum } from '../envelope';
 import { PartRunner, PushedPart } from './part-runner';
 import { PlannedPiece, planParts, partKey } from './parts-plan';
 import { ConnectionSettings, PostgresSession, ServerFacts } from './postgres-session';
@@ -232,21 +230,17 @@ export function manifestFiles(pushed: readonly PushedPart[]): { files: ManifestF
   for (const { first, pieces } of ranged.values()) {
     pieces.sort((a, b) => a.stored.range!.offset - b.stored.range!.offset);
     const fileSize = first.range!.fileSize;
-    let crc = 0;
-    let stored = 0;
     let covered = 0;
-    let pages = 0;
     for (const { stored: piece } of pieces) {
       const range = piece.range!;
       if (range.offset !== covered || range.fileSize !== fileSize) throw new BackupError(`the ranges of ${first.path} do not cover it: one ends at ${covered}, the next starts at ${range.offset}`);
       covered += range.length;
-      crc = crc32Combine(crc, parseInt(piece.checksum, 16), piece.size);
-      stored += piece.size;
-      pages += piece.delta?.pages ?? 0;
     }
     if (covered !== fileSize) throw new BackupError(`the ranges of ${first.path} end at ${covered}, before the file's end at ${fileSize}`);
     const ranges: ManifestRange[] = pieces.map(({ stored: piece, part }) => ({ part, offset: piece.range!.offset, size: piece.size, checksum: piece.checksum }));
-    const common = { path: first.path, mode: first.mode, mtime: first.mtime, checksum: formatChecksum(crc), part: ranges[0].part, ranges };
+    const { size: stored, checksum } = combinedRanges(ranges);
+    const pages = pieces.reduce((sum, { stored: piece }) => sum + (piece.delta?.pages ?? 0), 0);
+    const common = { path: first.path, mode: first.mode, mtime: first.mtime, checksum, part: ranges[0].part, ranges };
     if (first.delta) deltas.push({ ...common, size: fileSize, blobSize: stored, pages });
     else files.push({ ...common, size: stored });
   }

@@ -35,7 +35,7 @@ export interface ArchiveState {
   readonly location: string;
   /** Complete backups, oldest first. */
   readonly backups: readonly BackupManifest[];
-  /** Any object at all (WAL, unfinished backups, archive.json). */
+  /** Any object at all (WAL, unfinished backups, archive.json); counted only when there is no backup. */
   readonly objects: number;
 }
 
@@ -94,13 +94,12 @@ export function parseBootstrapTarget(text: string | undefined): RecoveryTarget {
   return parse();
 }
 
+/** The archive's backups and, only when it has none, whether it holds anything at all. */
 async function archiveState(storage: Storage): Promise<ArchiveState> {
-  const [backups, identity, wal, basebackups] = await Promise.all([
-    listBackups(storage),
-    storage.stat(ARCHIVE_LAYOUT.identity),
-    storage.list(ARCHIVE_LAYOUT.wal),
-    storage.list(ARCHIVE_LAYOUT.basebackups),
-  ]);
+  const backups = await listBackups(storage);
+  // With a backup, nothing else matters: no listing of every WAL segment of a large archive.
+  if (backups.length > 0) return { location: storage.location, backups, objects: backups.length };
+  const [identity, wal, basebackups] = await Promise.all([storage.stat(ARCHIVE_LAYOUT.identity), storage.list(ARCHIVE_LAYOUT.wal), storage.list(ARCHIVE_LAYOUT.basebackups)]);
   return { location: storage.location, backups, objects: (identity ? 1 : 0) + wal.length + basebackups.length };
 }
 

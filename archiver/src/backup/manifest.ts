@@ -5,6 +5,8 @@
  * part that holds it.
  */
 import { CompressionName } from '../compression';
+import { crc32Combine } from '../crc32-combine';
+import { formatChecksum } from '../envelope';
 import { CorruptObjectError, UnsupportedObjectError } from '../errors';
 
 /**
@@ -132,6 +134,21 @@ export interface BackupManifest {
   readonly deltas?: readonly ManifestDelta[];
   /** BLCKSZ of the server (absent in backups taken before delta backups existed). */
   readonly pageSize?: number;
+}
+
+/**
+ * The bytes and CRC-32 of ranges stored one after the other, combined from theirs: what the
+ * manifest records for a file (or a delta's blobs) stored as ranges. backup-push writes it;
+ * backup-fetch checks a manifest against it before writing anything.
+ */
+export function combinedRanges(ranges: readonly { readonly size: number; readonly checksum: string }[]): { size: number; checksum: string } {
+  let crc = 0;
+  let size = 0;
+  for (const range of ranges) {
+    crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
+    size += range.size;
+  }
+  return { size, checksum: formatChecksum(crc) };
 }
 
 export function encodeManifest(manifest: BackupManifest): Buffer {

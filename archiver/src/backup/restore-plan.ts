@@ -9,10 +9,8 @@
  * The layers run one after the other (the chain's order is the order of the writes to a file);
  * the parts of a layer run in parallel.
  */
-import { crc32Combine } from '../crc32-combine';
-import { formatChecksum } from '../envelope';
 import { CorruptObjectError } from '../errors';
-import type { BackupManifest, ManifestDelta, ManifestFile } from './manifest';
+import { BackupManifest, ManifestDelta, ManifestFile, combinedRanges } from './manifest';
 
 /** One tar entry a part holds: a whole file, a range of one, or a page delta of either. */
 export interface ExpectedPiece {
@@ -119,8 +117,6 @@ function checkRanges(backup: BackupManifest, entry: Entry): void {
   const what = `the manifest of ${backup.name}`;
   const { file } = entry;
   const ranges = file.ranges!;
-  let crc = 0;
-  let stored = 0;
   for (let i = 0; i < ranges.length; i++) {
     const range = ranges[i];
     const expectedOffset = i === 0 ? 0 : undefined;
@@ -131,11 +127,10 @@ function checkRanges(backup: BackupManifest, entry: Entry): void {
       const end = i + 1 < ranges.length ? ranges[i + 1].offset : file.size;
       if (range.size !== end - range.offset) throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (a range of ${range.size} bytes at ${range.offset}, the next at ${end})`);
     }
-    crc = crc32Combine(crc, parseInt(range.checksum, 16), range.size);
-    stored += range.size;
   }
+  const { size: stored, checksum } = combinedRanges(ranges);
   const expectedStored = entry.kind === 'delta' ? entry.file.blobSize : file.size;
-  if (stored !== expectedStored || formatChecksum(crc) !== file.checksum) {
-    throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (${stored} bytes, CRC-32 ${formatChecksum(crc)}; the manifest's whole: ${expectedStored} bytes, CRC-32 ${file.checksum})`);
+  if (stored !== expectedStored || checksum !== file.checksum) {
+    throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (${stored} bytes, CRC-32 ${checksum}; the manifest's whole: ${expectedStored} bytes, CRC-32 ${file.checksum})`);
   }
 }

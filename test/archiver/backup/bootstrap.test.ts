@@ -156,6 +156,24 @@ describe('with PostgreSQL 15', () => {
     expect(again.stdout).toBe('present\n');
   });
 
+  it('a restore that fails half-way (an object it cannot read) leaves neither the directory nor its staging copy (exit 1)', () => {
+    const parts = path.join(ownRoot, 'basebackups');
+    const newest = fs.readdirSync(parts).filter((name) => name.startsWith('base_')).sort().pop()!;
+    const part = path.join(parts, newest, 'parts', fs.readdirSync(path.join(parts, newest, 'parts')).sort()[0]);
+    fs.chmodSync(part, 0o000);
+    try {
+      const parent = postgresDirectory();
+      const directory = path.join(parent, 'data');
+      const result = archiver(['bootstrap', directory, '--no-progress'], envFor(ownRoot, 'x'));
+      expect(result.status).toBe(EXIT_CODES.error);
+      expect(result.stderr).toMatch(/msg="restore failed: what it wrote is removed"/);
+      expect(result.stdout).toBe('');
+      expect(fs.readdirSync(parent)).toEqual([]);
+    } finally {
+      fs.chmodSync(part, 0o600);
+    }
+  });
+
   it('ARCHIVER_BOOTSTRAP=initdb refuses an archive with a backup; a directory with stray files is refused too', () => {
     const parent = postgresDirectory();
     const refused = archiver(['bootstrap', path.join(parent, 'data')], { ...envFor(ownRoot, 'x'), ARCHIVER_BOOTSTRAP: 'initdb' });

@@ -246,6 +246,7 @@ export class ArchivedPostgres extends Construct {
       primaryHost: `${this.name}-0.${this.governingServiceName}`,
       archiveTimeoutSeconds: Math.round(this.archiveTimeout.toMilliseconds() / 1000),
       archiverInstallDir: ARCHIVER_INSTALL_DIR,
+      version: this.version,
     });
     this.services = new PostgresServices(this, {
       statefulSetName: this.name,

@@ -10,6 +10,7 @@ import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
 import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { renderProbeScript } from './probe-script';
 import { renderStartScript } from './start-script';
 import { show } from './validation';
 
@@ -45,6 +46,8 @@ export interface PostgresConfigProps {
   readonly archiveTimeoutSeconds: number;
   /** Where the archiver is installed in the PostgreSQL container. */
   readonly archiverInstallDir: string;
+  /** PostgreSQL major version. */
+  readonly version: number;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -95,12 +98,14 @@ export class PostgresConfig {
     this.settings.set(name, value);
   }
 
-  /** The files of the ConfigMap, in this order: postgresql.conf, pg_hba.conf, start.sh. */
+  /** The files of the ConfigMap, in this order: postgresql.conf, pg_hba.conf, start.sh, probe.sh. */
   public get files(): Record<string, string> {
+    const { id, primaryHost, version } = this.props;
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
-      'pg_hba.conf': renderPgHbaConf(this.props.id),
-      'start.sh': renderStartScript({ id: this.props.id, primaryHost: this.props.primaryHost }),
+      'pg_hba.conf': renderPgHbaConf(id),
+      'start.sh': renderStartScript({ id, primaryHost, version }),
+      'probe.sh': renderProbeScript({ id, primaryHost }),
     };
   }
 
@@ -159,6 +164,9 @@ hot_standby = on
 primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${SUPERUSER}`)}
 # A standby that falls further behind than this catches up from the archive (restore_command).
 wal_keep_size = '256MB'
+# pg_rewind needs it: a standby left behind on an old timeline (pod 0 restored from the archive)
+# is rewound to pod 0's history instead of cloned again (start.sh).
+wal_log_hints = on
 
 # Continuous archiving. archive_mode = on archives on the primary only; standbys do not push.
 archive_mode = on

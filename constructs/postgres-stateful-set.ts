@@ -137,15 +137,11 @@ export class PostgresStatefulSet {
       securityContext: containerSecurityContext(),
       // A standby's first clone or a long archive recovery may take a while: up to an hour.
       startupProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 360 },
-      readinessProbe: { exec: { command: pgIsReady }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
-      // Alive while the server answers at all: pg_isready exits 1 ("rejecting connections",
-      // e.g. during recovery) or 0; only 2 (no response) means the server is gone.
-      livenessProbe: {
-        exec: { command: ['/bin/sh', '-c', `${pgIsReady.join(' ')}; [ $? -ne 2 ]`] },
-        periodSeconds: 10,
-        timeoutSeconds: 5,
-        failureThreshold: 6,
-      },
+      // probe.sh (probe-script.ts): the server accepts connections (ready) or answers at all
+      // (live), and a standby follows pod 0: one that cannot is taken out of the Services and
+      // restarted, and start.sh rewinds it or clones it again.
+      readinessProbe: { exec: { command: ['/bin/bash', `${CONFIG_DIR}/probe.sh`, 'ready'] }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
+      livenessProbe: { exec: { command: ['/bin/bash', `${CONFIG_DIR}/probe.sh`, 'live'] }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
       volumeMounts: [
         { name: 'data', mountPath: DATA_MOUNT },
         { name: 'config', mountPath: CONFIG_DIR, readOnly: true },

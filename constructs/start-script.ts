@@ -1,32 +1,86 @@
 /**
  * The PostgreSQL container's command, rendered as a bash script that a reviewer reads in the
- * ConfigMap: the pod's role from its ordinal, a bounded wait for the archiver sidecar, and the
- * standby's one-time clone of pod 0.
+ * ConfigMap: the pod's role from its ordinal, a bounded wait for the archiver sidecar, pod 0's
+ * bootstrap of an empty volume, and the standbys' copy of pod 0 — cloned into an empty volume,
+ * and compared with pod 0 at every start so that a standby whose data cannot follow pod 0 any
+ * more (pod 0 restored from the archive onto a new timeline, or initialised anew) is rewound or
+ * cloned again instead of streaming nothing.
  */
 import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
+import { PROBE_STATE_DIR } from './probe-script';
 
 export interface StartScriptOptions {
   /** `namespace/name`, written into the script's header. */
   readonly id: string;
   /** Host name of pod 0 through the governing Service, which the standbys clone and stream from. */
   readonly primaryHost: string;
+  /** PostgreSQL major version: pg_rewind reads the configuration file and fetches WAL from 15 on. */
+  readonly version: number;
 }
+
+/**
+ * The SQL a standby sends pod 0 to learn whether its data can follow pod 0: `follows`, `diverged`
+ * (the same system, but pod 0's history left the standby's timeline before the standby's
+ * position: pg_rewind), `other-system` (another database: clone again) or `wait` (pod 0 is still
+ * in recovery). `$system`, `$tli` and `$lsn` are the standby's, read from its control file and
+ * checked to be numbers before they are put in.
+ *
+ * pod 0's timeline history file lists, for each ancestor timeline, the LSN where pod 0's history
+ * left it; a standby on such a timeline beyond that point holds WAL pod 0 never had (and PostgreSQL
+ * refuses to follow: "new timeline N forked off current database system timeline M before current
+ * recovery point").
+ */
+const FOLLOWS_QUERY = `select case
+  when pg_is_in_recovery() then 'wait'
+  when (select system_identifier::text from pg_control_system()) <> '$system' then 'other-system'
+  else (
+    with current_timeline as (select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) as name),
+    fork as (
+      select split_part(line, E'\\\\t', 2)::pg_lsn as at
+      from current_timeline,
+        regexp_split_to_table(coalesce(pg_read_file('pg_wal/' || name || '.history', 0, 1048576, true), ''), E'\\\\n') as line
+      where split_part(line, E'\\\\t', 1) = '$tli')
+    select case
+      when $tli = ('x' || name)::bit(32)::int then 'follows'
+      when $tli > ('x' || name)::bit(32)::int then 'diverged'
+      when not exists (select from fork) then 'diverged'
+      when '$lsn'::pg_lsn > (select max(at) from fork) then 'diverged'
+      else 'follows'
+    end
+    from current_timeline)
+end`;
+
+/** What a standby waits for before it copies pod 0: `up`, else why not yet. */
+const PRIMARY_STATE_QUERY = `select case
+  when pg_is_in_recovery() then 'in recovery'
+  when exists (select from pg_file_settings
+    where sourcefile = current_setting('data_directory') || '/postgresql.auto.conf'
+      and (name = 'restore_command' or name like 'recovery\\\\_target%'))
+    then 'its postgresql.auto.conf still holds the settings of its recovery'
+  else 'up'
+end`;
 
 /**
  * The container's command. The role comes from the pod ordinal: pod 0 runs the primary; on an
  * empty volume it first asks `archiver bootstrap` what the volume becomes (the database restored
  * from its archive, a new one, or a refusal that stops the container with the reason in its log);
- * the others clone pod 0 once with pg_basebackup and run as standbys.
+ * the others are standbys of pod 0.
  */
 export function renderStartScript(options: StartScriptOptions): string {
+  // pg_rewind's --config-file is new in 15; without it, it cannot read restore_command (the
+  // configuration is not in PGDATA) and works with the WAL in pg_wal alone.
+  const rewindOptions = options.version >= 15 ? ' --restore-target-wal --config-file="$conf_file"' : '';
   return `#!/bin/bash
 # Start-up of ${options.id}, rendered by the ArchivedPostgres construct.
-# Pod 0 is the primary; pods 1..N-1 are streaming standbys cloned from pod 0.
+# Pod 0 is the primary; pods 1..N-1 are streaming standbys of pod 0.
 set -euo pipefail
 
-config=(-c "config_file=${CONFIG_DIR}/postgresql.conf")
+conf_file=${CONFIG_DIR}/postgresql.conf
+config=(-c "config_file=$conf_file")
 ordinal="\${POD_NAME##*-}"
+primary_host=${options.primaryHost}
+primary_port=${POSTGRES_PORT}
 
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first
 # restore_command and archive_command calls already reach it (without it they work alone: slower,
@@ -53,26 +107,105 @@ if [ "$ordinal" = "0" ]; then
   exec docker-entrypoint.sh postgres "\${config[@]}"
 fi
 
-echo "start: $POD_NAME is a standby of ${options.primaryHost}"
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  until pg_isready -q -h "${options.primaryHost}" -p ${POSTGRES_PORT}; do
-    echo "start: waiting for the primary ${options.primaryHost} to accept connections"
+echo "start: $POD_NAME is a standby of $primary_host"
+# What the probes saw before this start (probe-script.ts) says nothing about the data after it.
+rm -f ${PROBE_STATE_DIR}/probe-*.state
+# The password comes from PGPASSWORD.
+on_primary() {
+  PGCONNECT_TIMEOUT=10 psql --host="$primary_host" --port="$primary_port" --username=${SUPERUSER} --dbname=postgres \\
+    --no-password --no-psqlrc --tuples-only --no-align --quiet -v ON_ERROR_STOP=1 --command="$1"
+}
+# Pod 0 accepts connections, is out of recovery, and its sidecar has removed the settings of that
+# recovery from its postgresql.auto.conf (a copy would carry them: a recovery target makes a
+# standby promote itself): a copy of it is a copy of the primary.
+primary_state() {
+  on_primary "${PRIMARY_STATE_QUERY}" 2>/dev/null || echo unreachable
+}
+
+wait_for_primary() {
+  local state
+  while state="$(primary_state)" && [ "$state" != up ]; do
+    echo "start: waiting for the primary $primary_host: $state"
     sleep 5
   done
+}
+
+clone_primary() {
+  wait_for_primary
   # Clone into a scratch directory and rename it into place: a clone cut short by a restart is
   # never mistaken for a data directory.
   rm -rf "$PGDATA.clone"
-  pg_basebackup --host="${options.primaryHost}" --port=${POSTGRES_PORT} --username=${SUPERUSER} \\
+  pg_basebackup --host="$primary_host" --port="$primary_port" --username=${SUPERUSER} \\
     --pgdata="$PGDATA.clone" --wal-method=stream --checkpoint=fast --no-password --progress
   mv "$PGDATA.clone" "$PGDATA"
+}
+
+# A field of the local control file (untranslated).
+control() { LC_ALL=C pg_controldata "$PGDATA" | sed -n "s/^$1: *//p"; }
+lsn_number() { echo $(( (16#\${1%/*} << 32) | 16#\${1#*/} )); }
+
+# Whether the local data can follow pod 0 (FOLLOWS_QUERY in start-script.ts): the local position
+# is the furthest point its files may hold changes of: the minimum recovery point a standby keeps
+# ahead of every page it writes, or its last checkpoint.
+follows_primary() {
+  local system tli lsn min_tli min_lsn
+  system="$(control 'Database system identifier')"
+  tli="$(control 'Latest checkpoint.s TimeLineID')"
+  lsn="$(control 'Latest checkpoint location')"
+  min_tli="$(control 'Min recovery ending loc.s timeline')"
+  min_lsn="$(control 'Minimum recovery ending location')"
+  if ! [[ "$system" =~ ^[0-9]+$ && "$tli" =~ ^[0-9]+$ && "$lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ &&
+    "$min_tli" =~ ^[0-9]+$ && "$min_lsn" =~ ^[0-9A-F]+/[0-9A-F]+$ ]]; then
+    echo "start: the control file of $PGDATA cannot be read" >&2
+    echo unreadable
+    return
+  fi
+  if [ "$min_tli" != 0 ] && (( $(lsn_number "$min_lsn") > $(lsn_number "$lsn") )); then
+    tli="$min_tli"
+    lsn="$min_lsn"
+  fi
+  echo "start: local data: system $system, timeline $tli, up to $lsn" >&2
+  on_primary "${FOLLOWS_QUERY}" 2>/dev/null || echo unknown
+}
+
+# A rewind cut short leaves data that pg_rewind's documentation says to replace.
+if [ -e "$PGDATA.rewinding" ]; then
+  echo "start: a pg_rewind of the local data was interrupted: discarding it and cloning the primary again"
+  rm -rf "$PGDATA"
+  rm -f "$PGDATA.rewinding"
 fi
-# A standby follows pod 0 and nothing else. The clone copied pod 0's postgresql.auto.conf, which
-# holds the recovery settings of pod 0's own restore when it was bootstrapped from an archive: a
-# recovery target (a standby would stop at the first commit after it and promote itself, a second
-# primary) and the restore_command of another database's archive. They go; the rendered
-# restore_command applies.
-if [ -f "$PGDATA/postgresql.auto.conf" ]; then
-  sed -i -E '/^[[:space:]]*(restore_command|recovery_target[a-z_]*)[[:space:]]*=/d' "$PGDATA/postgresql.auto.conf"
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  verdict="$(follows_primary)"
+  case "$verdict" in
+    follows)
+      echo "start: the local data follows the primary's history" ;;
+    diverged)
+      # The primary's history left the local timeline before the local position: pod 0 was
+      # restored from the archive (onto a new timeline) while this standby had received WAL the
+      # archive never got. That WAL is discarded: the primary never had it.
+      echo "start: the local data has WAL that the primary's history does not: rewinding it to the primary with pg_rewind"
+      # pg_rewind copies pod 0's configuration files: only once they are clean (wait_for_primary).
+      wait_for_primary
+      rm -f "$PGDATA/standby.signal"
+      touch "$PGDATA.rewinding"
+      if ! pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${SUPERUSER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
+        echo "start: pg_rewind failed (above): discarding the local data and cloning the primary again"
+        rm -rf "$PGDATA"
+        clone_primary
+      fi
+      rm -f "$PGDATA.rewinding" ;;
+    other-system)
+      echo "start: the local data belongs to another database system than the primary's (pod 0 was initialised anew): discarding it and cloning the primary again"
+      rm -rf "$PGDATA"
+      clone_primary ;;
+    *)
+      # The primary is down, still recovering, or the control file is unreadable: start on the
+      # local data (reads stay available); the probes compare again once the primary is up, and
+      # a standby that cannot follow it is restarted and comes back here.
+      echo "start: cannot compare with the primary now ($verdict): starting on the local data" ;;
+  esac
+else
+  clone_primary
 fi
 # Every start of pods 1..N-1 is a standby start.
 touch "$PGDATA/standby.signal"

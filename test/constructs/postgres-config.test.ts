@@ -17,8 +17,8 @@ describe('PostgresConfig, given the seed example', () => {
   const { db, objects } = synthDatabase(seedProps());
   const config = find(objects, 'ConfigMap', 'wal-postgres-config');
 
-  it('holds postgresql.conf, pg_hba.conf and start.sh in the ConfigMap {name}-config', () => {
-    expect(Object.keys(config.data!)).toStrictEqual(['pg_hba.conf', 'postgresql.conf', 'start.sh']);
+  it('holds postgresql.conf, pg_hba.conf, start.sh and probe.sh in the ConfigMap {name}-config', () => {
+    expect(Object.keys(config.data!)).toStrictEqual(['pg_hba.conf', 'postgresql.conf', 'probe.sh', 'start.sh']);
     expect(config.data).toStrictEqual(db.config.files);
     expect(db.config.configMapName).toBe('wal-postgres-config');
   });
@@ -51,7 +51,7 @@ describe('PostgresConfig, given the seed example', () => {
   it('names the parameters it manages', () => {
     expect(db.config.managedSettings).toStrictEqual([
       'listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'password_encryption',
-      'wal_level', 'max_wal_senders', 'hot_standby', 'primary_conninfo', 'wal_keep_size',
+      'wal_level', 'max_wal_senders', 'hot_standby', 'primary_conninfo', 'wal_keep_size', 'wal_log_hints',
       'archive_mode', 'archive_command', 'archive_timeout', 'restore_command',
     ]);
   });

@@ -83,7 +83,8 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const script = config.data!['start.sh'];
     expect(script).toContain('ordinal="${POD_NAME##*-}"');
     expect(script).toContain('if [ "$ordinal" = "0" ]; then');
-    expect(script).toContain('pg_basebackup --host="wal-postgres-0.wal-postgres-pods"');
+    expect(script).toContain('primary_host=wal-postgres-0.wal-postgres-pods\n');
+    expect(script).toContain('pg_basebackup --host="$primary_host"');
     expect(script).toContain('touch "$PGDATA/standby.signal"');
     expect(config.data!['postgresql.conf']).toContain("primary_conninfo = 'host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres'");
   });
@@ -110,9 +111,10 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(pod.serviceAccountName).toBe('wal-postgres');
   });
 
-  it('has probes and requests', () => {
-    expect(postgres.readinessProbe.exec.command).toStrictEqual(['pg_isready', '--quiet', '--host=/var/run/postgresql', '--port=5432']);
-    expect(postgres.livenessProbe.exec.command[2]).toBe('pg_isready --quiet --host=/var/run/postgresql --port=5432; [ $? -ne 2 ]');
+  it('has probes and requests: ready and live through probe.sh (a standby also follows pod 0), started when pg_isready answers', () => {
+    expect(postgres.readinessProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'ready']);
+    expect(postgres.livenessProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'live']);
+    expect(postgres.startupProbe.exec.command).toStrictEqual(['pg_isready', '--quiet', '--host=/var/run/postgresql', '--port=5432']);
     expect(postgres.startupProbe.failureThreshold * postgres.startupProbe.periodSeconds).toBe(3600);
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '1Gi' } });
   });

@@ -11,15 +11,22 @@
  * (the port is the container's 5432 in the pod, libpq's default). Each replacement fails when the
  * rendered string is gone (`replaced`): a change of the rendering shows here.
  *
+ * The kubelet's part that the stories need is played too (`Kubelet`): the postgres container's
+ * rendered startup, readiness and liveness probes (probe.sh) run with their rendered periods and
+ * thresholds, and a container whose liveness fails is stopped (SIGTERM, then SIGKILL after the
+ * grace period) and started again. A container that exits is not restarted (story 3 looks at the
+ * exit).
+ *
  * The official image's entrypoint, which start.sh runs for pod 0, is not installed here: a small
  * stand-in (`ENTRYPOINT_SHIM`) on PATH does what the official one does for `postgres ...`, and
  * `postgres`, `initdb`, `pg_ctl`, `pg_isready`, `pg_basebackup` are PostgreSQL 15's.
  */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
+import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { S3Server } from '../../testkit/s3-server';
@@ -106,6 +113,13 @@ export class RenderedPod {
   private sidecar: ChildProcess | undefined;
   private postgres: ChildProcess | undefined;
   private postgresExit: Promise<number | null> | undefined;
+  private readonly probes: ContainerProbes;
+  private readonly gracePeriodMs: number;
+  private kubelet: Kubelet | undefined;
+  /** Restarts of the postgres container after its liveness probe failed. */
+  public livenessRestarts = 0;
+  /** Whether the readiness probe's last verdict was a success (undefined: not probed yet). */
+  public ready: boolean | undefined;
 
   constructor(private readonly options: RenderedPodOptions) {
     const { objects, name, dir, port, s3 } = options;
@@ -137,13 +151,23 @@ export class RenderedPod {
     fs.writeFileSync(path.join(this.configDir, 'pg_hba.conf'), files['pg_hba.conf']);
 
     let script = files['start.sh'];
-    script = replaced(script, `config_file=${CONFIG_DIR}/postgresql.conf`, `config_file=${confPath}`);
+    script = replaced(script, `conf_file=${CONFIG_DIR}/postgresql.conf`, `conf_file=${confPath}`);
     script = replaced(script, ARCHIVER_SPOOL_DIR, path.join(this.volume, path.relative(DATA_MOUNT, ARCHIVER_SPOOL_DIR)));
     script = replaced(script, ARCHIVER_INSTALL_DIR, BUILD);
-    script = replaced(script, primaryHost, '127.0.0.1');
-    script = replaced(script, `-p ${POSTGRES_PORT}`, `-p ${primaryPort}`);
-    script = replaced(script, `--port=${POSTGRES_PORT}`, `--port=${primaryPort}`);
+    script = replaced(script, `primary_host=${primaryHost}`, 'primary_host=127.0.0.1');
+    script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
+    script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
     fs.writeFileSync(path.join(this.configDir, 'start.sh'), script);
+
+    let probe = files['probe.sh'];
+    probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
+    probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
+    probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
+    fs.writeFileSync(path.join(this.configDir, 'probe.sh'), probe);
+    this.probes = probesOf(container(statefulSet, 'postgres'), (arg) =>
+      arg.split(CONFIG_DIR).join(this.configDir).split(`--host=${SOCKET_DIR}`).join(`--host=${this.run}`).split(`--port=${POSTGRES_PORT}`).join(`--port=${port}`),
+    );
+    this.gracePeriodMs = (statefulSet.spec.template.spec.terminationGracePeriodSeconds ?? 30) * 1000;
 
     const shim = path.join(this.binDir, 'docker-entrypoint.sh');
     fs.writeFileSync(shim, ENTRYPOINT_SHIM.replace('@PORT@', String(port)));
@@ -193,9 +217,27 @@ export class RenderedPod {
     this.postgresExit = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
   }
 
-  /** The sidecar, then the postgres container, as the kubelet starts the pod. */
+  /** The sidecar, then the postgres container, as the kubelet starts the pod; its probes run until it stops. */
   async start(): Promise<void> {
     await this.startSidecar();
+    this.startPostgres();
+    this.kubelet = new Kubelet(this, this.probes);
+  }
+
+  /** A probe's command run as the kubelet runs it: in the container, with its environment and timeout; whether it succeeded. */
+  runProbe(probe: ExecProbe): Promise<{ ok: boolean; output: string }> {
+    return new Promise((resolve) => {
+      execFile(probe.command[0], probe.command.slice(1), { env: this.postgresEnv, ...postgresUser(), cwd: this.options.dir, encoding: 'utf8', timeout: probe.timeoutSeconds * 1000 }, (error, stdout, stderr) => {
+        resolve({ ok: !error, output: `${stdout}${stderr}`.trim() });
+      });
+    });
+  }
+
+  /** The kubelet restarts the container after its liveness probe failed `failures` times. */
+  async restartAfterLivenessFailure(failures: number, output: string): Promise<void> {
+    fs.appendFileSync(this.containerLog, `kubelet: liveness probe failed ${failures} times (${output}): restarting the postgres container\n`);
+    this.livenessRestarts += 1;
+    await this.stopPostgres('SIGTERM');
     this.startPostgres();
   }
 
@@ -304,14 +346,18 @@ export class RenderedPod {
     }
   }
 
-  /** Stops the postgres container (fast shutdown: SIGINT to the postmaster, start.sh's pid after its exec), then the whole group. */
-  async stopPostgres(): Promise<void> {
+  /**
+   * Stops the postgres container: by default a fast shutdown (SIGINT to the postmaster, start.sh's
+   * pid after its exec); the kubelet sends SIGTERM (a smart shutdown) and SIGKILL after the pod's
+   * grace period. Then the whole group.
+   */
+  async stopPostgres(signal: 'SIGINT' | 'SIGTERM' = 'SIGINT'): Promise<void> {
     const child = this.postgres;
     if (!child || child.pid === undefined) return;
     if (this.postgresRunning) {
       const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGINT');
-      const timer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), 30_000);
+      child.kill(signal);
+      const timer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), signal === 'SIGTERM' ? this.gracePeriodMs : 30_000);
       await exited;
       clearTimeout(timer);
     }
@@ -325,8 +371,10 @@ export class RenderedPod {
     this.sidecar = undefined;
   }
 
-  /** The pod deleted: the postgres container, then the sidecar. */
+  /** The pod deleted: its probes, the postgres container, then the sidecar. */
   async stop(): Promise<void> {
+    await this.kubelet?.stop();
+    this.kubelet = undefined;
     await this.stopPostgres();
     await this.stopSidecar();
   }
@@ -343,6 +391,102 @@ export class RenderedPod {
   async remove(): Promise<void> {
     await this.stop().catch(() => undefined);
     fs.rmSync(this.options.dir, { recursive: true, force: true });
+  }
+}
+
+/** An exec probe of the rendered container, its command with the container's paths replaced. */
+export interface ExecProbe {
+  readonly command: string[];
+  readonly periodSeconds: number;
+  readonly timeoutSeconds: number;
+  readonly failureThreshold: number;
+}
+
+interface ContainerProbes {
+  readonly startup?: ExecProbe;
+  readonly readiness?: ExecProbe;
+  readonly liveness?: ExecProbe;
+}
+
+/** The exec probes of a rendered container, with Kubernetes' defaults for what is not rendered. */
+function probesOf(rendered: any, localize: (arg: string) => string): ContainerProbes {
+  const probe = (p: any): ExecProbe | undefined => {
+    if (!p) return undefined;
+    if (!p.exec) throw new Error(`the rendered probe ${JSON.stringify(p)} is not an exec probe: teach rendered-pod.ts to run it`);
+    return {
+      command: p.exec.command.map(localize),
+      periodSeconds: p.periodSeconds ?? 10,
+      timeoutSeconds: p.timeoutSeconds ?? 1,
+      failureThreshold: p.failureThreshold ?? 3,
+    };
+  };
+  return { startup: probe(rendered.startupProbe), readiness: probe(rendered.readinessProbe), liveness: probe(rendered.livenessProbe) };
+}
+
+/**
+ * The kubelet's probing of one container, as far as the stories need it: the startup probe until
+ * it succeeds (its failure threshold restarts the container), then readiness and liveness, each on
+ * its own period; `failureThreshold` consecutive liveness failures restart the container, and the
+ * probing starts over with the startup probe.
+ */
+class Kubelet {
+  private stopped = false;
+  private readonly loop: Promise<void>;
+
+  constructor(private readonly pod: RenderedPod, private readonly probes: ContainerProbes) {
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  private async sleep(seconds: number): Promise<void> {
+    const until = Date.now() + seconds * 1000;
+    while (!this.stopped && Date.now() < until) await sleep(Math.min(200, until - Date.now()));
+  }
+
+  private async run(): Promise<void> {
+    const { startup, readiness, liveness } = this.probes;
+    while (!this.stopped) {
+      this.pod.ready = false;
+      // Startup: nothing else runs until it succeeds.
+      let failures = 0;
+      let restart: string | undefined;
+      while (startup && !this.stopped) {
+        await this.sleep(startup.periodSeconds);
+        if (this.stopped || !this.pod.postgresRunning) continue;
+        const result = await this.pod.runProbe(startup);
+        if (result.ok) break;
+        if (++failures >= startup.failureThreshold) {
+          restart = `startup: ${result.output}`;
+          break;
+        }
+      }
+      // Readiness and liveness, on one clock: both periods are the same in the rendering, and
+      // each is checked on its own period anyway.
+      failures = 0;
+      let readinessFailures = 0;
+      let tick = 0;
+      while (!restart && !this.stopped) {
+        await this.sleep(1);
+        tick += 1;
+        if (this.stopped || !this.pod.postgresRunning) continue;
+        if (readiness && tick % readiness.periodSeconds === 0) {
+          const result = await this.pod.runProbe(readiness);
+          readinessFailures = result.ok ? 0 : readinessFailures + 1;
+          if (result.ok) this.pod.ready = true;
+          else if (readinessFailures >= readiness.failureThreshold) this.pod.ready = false;
+        }
+        if (liveness && tick % liveness.periodSeconds === 0) {
+          const result = await this.pod.runProbe(liveness);
+          failures = result.ok ? 0 : failures + 1;
+          if (failures >= liveness.failureThreshold) restart = `liveness: ${result.output}`;
+        }
+      }
+      if (restart && !this.stopped) await this.pod.restartAfterLivenessFailure(failures, restart);
+    }
   }
 }
 

@@ -11,8 +11,8 @@
  *   1. first start on an empty volume: initdb, archiving, a base backup at ready;
  *   2. its volume deleted: the newest backup restored, every archived segment replayed, promoted
  *      onto a new timeline, archiving on, the new timeline's backup at ready;
- *   2b. the standby that streamed from the old pod 0 follows the new timeline: a KNOWN GAP, run as
- *      `it.fails` (see there);
+ *   2b. the standby that streamed from the old pod 0, past where the new timeline leaves the old
+ *      one, is found by its rendered probes, restarted, rewound by start.sh, and streams again;
  *   4. a second database bootstrapped from its archive to a time: exactly the rows before it, its
  *      own archive location; then its volume deleted: it restores from its own archive;
  *   4b. a standby of a database bootstrapped to a time stays a standby (the bootstrap's recovery
@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage, Bootstrap, RecoveryTarget } from '../../constructs';
-import { logLines } from '../../testkit/archiver';
+import { ROOT, logLines } from '../../testkit/archiver';
 import { freePort } from '../../testkit/ports';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
 import { KubeObject, container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
@@ -188,27 +188,44 @@ describe('a database that loses its volume restores itself from its own archive 
     expect(logLines(pod.archiverLog()).filter((l) => l.level === 'error')).toEqual([]);
   }, 180_000);
 
-  // KNOWN GAP (issue 10, "Standbys"), kept as `it.fails` so that it runs and turns red once fixed:
-  // the standby received the old pod 0's last, never archived WAL (its shutdown checkpoint) and is
-  // past the point where timeline 2 forks off; PostgreSQL 15 logs "new timeline 2 forked off
-  // current database system timeline 1 before current recovery point 0/80000A0" every 5 s, streams
-  // nothing, and pg_isready (its probes) still says ready. Nothing re-clones it or runs pg_rewind:
-  // start.sh clones only into an empty volume, and the standby never restarts by itself.
-  // When fixed, change `it.fails` to `it`.
-  it.fails('2b. the standby that streamed from the old pod 0 follows the new timeline (or is cloned again): it streams timeline 2 and serves its rows', async () => {
+  // The standby received the old pod 0's last, never archived WAL (its shutdown checkpoint): it is
+  // past the point where timeline 2 leaves timeline 1, and PostgreSQL refuses to follow ("new
+  // timeline 2 forked off current database system timeline 1 before current recovery point")
+  // while pg_isready says ready. Its rendered probes see a standby that neither streams nor
+  // replays while pod 0 is up: not ready, then not live; the kubelet restarts the container, and
+  // start.sh finds the local data diverged from pod 0's history and rewinds it with pg_rewind.
+  it('2b. the standby that streamed from the old pod 0 is found not to follow, restarted by its liveness probe and rewound: it streams timeline 2 and serves its rows', async () => {
     const pod = need(pod0, 'pod 0');
     const replica = need(standby, 'the standby');
     pod.sql("insert into orders values (0, 'for the standby')");
     const lsn = pod.sql('select pg_current_wal_lsn()');
-    const deadline = Date.now() + 20_000;
+    const from = replica.log().length;
+    // Up to the stall time, then the liveness probe's failure threshold, then the rewind.
+    const deadline = Date.now() + 240_000;
+    let notReadySeen = false;
     while (replica.tryPsql(`select received_tli = 2 and status = 'streaming' from pg_stat_wal_receiver`) !== 't' || replica.tryPsql(`select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`) !== 't') {
+      if (replica.ready === false && replica.livenessRestarts === 0) notReadySeen = true;
       if (Date.now() > deadline) {
-        throw new Error(`the standby does not follow timeline 2 (wal receiver: ${replica.tryPsql('select received_tli, status from pg_stat_wal_receiver') || 'none'}; in recovery: ${replica.tryPsql('select pg_is_in_recovery()')}):\n${replica.log().slice(-2500)}`);
+        throw new Error(`the standby does not follow timeline 2 (wal receiver: ${replica.tryPsql('select received_tli, status from pg_stat_wal_receiver') || 'none'}; in recovery: ${replica.tryPsql('select pg_is_in_recovery()')}):\n${replica.log().slice(-4000)}`);
       }
       await sleep(250);
     }
     expect(replica.sql("select note from orders where id = 0")).toBe('for the standby');
-  }, 60_000);
+    expect(replica.sql(ORDERS)).toBe(pod.sql(ORDERS));
+    // Taken out of the Services before the restart, restarted once, rewound rather than cloned.
+    expect(notReadySeen).toBe(true);
+    expect(replica.livenessRestarts).toBe(1);
+    const log = replica.log().slice(from);
+    expect(log).toMatch(/kubelet: liveness probe failed 6 times \(liveness: standby neither streamed nor replayed WAL for \d+ s/);
+    expect(log).toMatch(/start: local data: system \d+, timeline 1, up to /);
+    expect(log).toContain('start: the local data has WAL that the primary\'s history does not: rewinding it to the primary with pg_rewind');
+    expect(log).toContain('Done!');
+    expect(log).not.toContain('cloning the primary again');
+    // Ready again.
+    const readyBy = Date.now() + 30_000;
+    while (replica.ready !== true && Date.now() < readyBy) await sleep(250);
+    expect(replica.ready).toBe(true);
+  }, 300_000);
 
   it('4. a second database bootstrapped from this one\'s archive to a time has exactly the rows before it, archives into its own location, and after losing its volume restores from its own archive', async () => {
     const source = need(pod0, 'pod 0');
@@ -242,6 +259,16 @@ describe('a database that loses its volume restores itself from its own archive 
     expect(pod.sql("select note, count(*), min(id), max(id) from ledger group by note")).toBe('before|100|1|100');
     expect(pod.sql(ORDERS)).toBe(sourceOrders);
     expect(pod.sql(SYSTEM)).toBe(systemIdentifier);
+    // The recovery's settings (the source's restore_command, the target) do not outlive it: the
+    // sidecar resets them once the server is out of recovery, so no backup or clone carries them.
+    const recoverySettings = "select count(*) from pg_file_settings where sourcefile like '%/postgresql.auto.conf' and (name = 'restore_command' or name like 'recovery\\_target%')";
+    const cleanBy = Date.now() + 30_000;
+    while (pod.sql(recoverySettings) !== '0' && Date.now() < cleanBy) await sleep(250);
+    expect(pod.sql(recoverySettings)).toBe('0');
+    expect(pod.sql('show restore_command')).toBe(`${path.join(ROOT, 'archiver/dist')}/bin/archiver wal-fetch %f %p`);
+    expect(logLines(pod.archiverLog()).filter((l) => l.msg === 'the recovery is over: its settings are removed from postgresql.auto.conf and the configuration reloaded').map((l) => l.settings)).toEqual([
+      'recovery_target,recovery_target_action,recovery_target_inclusive,recovery_target_lsn,recovery_target_name,recovery_target_time,recovery_target_timeline,recovery_target_xid,restore_command',
+    ]);
     const timeline = pod.sql(TIMELINE);
     expect(Number.parseInt(timeline, 16)).toBeGreaterThan(2);
 

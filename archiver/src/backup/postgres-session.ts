@@ -154,6 +154,11 @@ export class PostgresSession {
     return { xmin: row.xmin, xmax: row.xmax, xip: row.xip };
   }
 
+  /** One statement; its rows. */
+  async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
+    return (await this.client.query(sql)).rows as T[];
+  }
+
   async close(): Promise<void> {
     await this.client.end().catch(() => undefined);
   }

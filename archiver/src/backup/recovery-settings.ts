@@ -37,7 +37,7 @@ export function recoverySettings(options: RecoverySettingsOptions): string {
   const lines = [
     '',
     `# Recovery settings written by archiver backup-fetch (backup ${options.backupName}, ${options.writtenAt.toISOString()}).`,
-    '# PostgreSQL removes recovery.signal when the recovery ends; remove these lines afterwards.',
+    '# PostgreSQL removes recovery.signal when the recovery ends, not these lines: the archiver sidecar resets them then; elsewhere remove them.',
     `restore_command = ${confString(options.restoreCommand)}`,
   ];
   const target = options.target;

@@ -21,7 +21,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { HEARTBEAT_SECONDS } from '../../../contract';
+import { ARCHIVER_ENV, HEARTBEAT_SECONDS } from '../../../contract';
 import { ArchiverConfig, readBackupSettings } from '../config';
 import type { Archive } from '../archive';
 import { Logger } from '../logger';
@@ -62,22 +62,29 @@ export interface DaemonOptions {
 }
 
 /**
- * Starts the sidecar's backup scheduler, loaded only now (lib/scheduler.cjs: croner, pg, the
- * backup code). Never throws: whatever goes wrong here is logged, and the WAL work goes on.
+ * Starts the sidecar's backup scheduler and the watch for the end of a recovery
+ * (backup/recovery-end.ts), loaded only now (lib/scheduler.cjs: croner, pg, the backup code).
+ * Never throws: whatever goes wrong here is logged, and the WAL work goes on.
  */
 async function startBackups(config: ArchiverConfig, archive: Archive, log: Logger, env: Readonly<Record<string, string | undefined>>): Promise<{ stop(): Promise<void> } | undefined> {
+  const started: { stop(): Promise<void> }[] = [];
+  const all = { stop: async () => void (await Promise.all(started.map((s) => s.stop()))) };
   try {
-    const settings = readBackupSettings(env);
-    if (settings.podName === undefined || settings.ordinal === undefined) {
+    if (!env[ARCHIVER_ENV.podName]) {
       log.debug('no base backups by this background archiver: POD_NAME is not set');
       return undefined;
     }
     // require() in the bundle, not import(): see storage/open.ts.
-    const { startBackupScheduler } = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
-    return startBackupScheduler({ config, archive, log, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
+    const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
+    started.push(scheduler.startRecoveryEndWatcher({ log }));
+    const settings = readBackupSettings(env);
+    if (settings.podName === undefined || settings.ordinal === undefined) return all;
+    const backups = scheduler.startBackupScheduler({ config, archive, log, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
+    if (backups) started.push(backups);
+    return all;
   } catch (error) {
     log.error('scheduled backups are off', { error: (error as Error).message, error_name: (error as Error).name });
-    return undefined;
+    return started.length > 0 ? all : undefined;
   }
 }
 

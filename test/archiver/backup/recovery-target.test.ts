@@ -88,7 +88,7 @@ describe('the recovery settings backup-fetch --recovery writes', () => {
       [
         '',
         '# Recovery settings written by archiver backup-fetch (backup base_A, 2026-11-30T06:00:00.000Z).',
-        '# PostgreSQL removes recovery.signal when the recovery ends; remove these lines afterwards.',
+        '# PostgreSQL removes recovery.signal when the recovery ends, not these lines: the archiver sidecar resets them then; elsewhere remove them.',
         "restore_command = '/opt/archiver/bin/archiver wal-fetch %f %p'",
         "recovery_target = ''",
         "recovery_target_lsn = ''",

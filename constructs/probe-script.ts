@@ -1,0 +1,89 @@
+/**
+ * The PostgreSQL container's readiness and liveness probes, rendered as a bash script in the
+ * ConfigMap (`probe.sh ready`, `probe.sh live`). A standby that cannot follow pod 0 streams
+ * nothing while pg_isready still says it accepts connections: it would serve stale reads (or rows
+ * pod 0 no longer has) for ever. So on a standby the probes also ask whether it follows pod 0:
+ * not ready at once, and not live, so that the kubelet restarts the container and start.sh
+ * compares the data with pod 0's and rewinds it or clones it again.
+ */
+import { POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+
+/** Where the probes keep what they last saw (an emptyDir: it outlives a container restart, which start.sh clears). */
+export const PROBE_STATE_DIR = '/tmp';
+
+/**
+ * Seconds a standby may go without streaming and without replaying a byte while pod 0 is up before
+ * its probes fail. A standby catching up from the archive replays (restore_command); one whose
+ * walreceiver reconnects after a restart of pod 0 streams again within wal_retrieve_retry_interval
+ * (5 s).
+ */
+export const STANDBY_STALL_SECONDS = 30;
+
+export interface ProbeScriptOptions {
+  /** `namespace/name`, written into the script's header. */
+  readonly id: string;
+  /** Host name of pod 0 through the governing Service. */
+  readonly primaryHost: string;
+}
+
+export function renderProbeScript(options: ProbeScriptOptions): string {
+  return `#!/bin/bash
+# Probes of ${options.id}, rendered by the ArchivedPostgres construct.
+#   probe.sh ready   the server accepts connections and, on a standby, follows pod 0;
+#   probe.sh live    the server answers at all (pg_isready's "rejecting connections" counts: a long
+#                    recovery is alive) and, on a standby, follows pod 0.
+# A standby does not follow pod 0 when pod 0 is up (accepts connections, out of recovery) and the
+# standby is another database system, or it has neither streamed nor replayed a byte for
+# ${STANDBY_STALL_SECONDS} s (e.g. pod 0 was restored from the archive onto a timeline that left the
+# standby's behind). Its liveness failing, the kubelet restarts the container: start.sh rewinds it
+# or clones it again.
+set -uo pipefail
+mode="$1"
+state_dir=${PROBE_STATE_DIR}
+state="$state_dir/probe-$mode.state"
+
+pg_isready --quiet --host=${SOCKET_DIR} --port=${POSTGRES_PORT}
+case $? in
+  0) ;;
+  1) [ "$mode" = live ] && exit 0 || exit 1 ;;
+  *) exit 1 ;;
+esac
+[ "\${POD_NAME##*-}" = 0 ] && exit 0
+
+IFS='|' read -r recovering receiver replayed system < <(
+  psql --host=${SOCKET_DIR} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
+    --no-psqlrc --tuples-only --no-align --quiet --command="select pg_is_in_recovery(),
+      coalesce((select status from pg_stat_wal_receiver), 'none'),
+      coalesce(pg_last_wal_replay_lsn()::text, 'none'),
+      (select system_identifier from pg_control_system())"
+) || exit 0
+if [ "$recovering" != t ] || [ "$receiver" = streaming ]; then
+  rm -f "$state"
+  exit 0
+fi
+
+# Not streaming. Only pod 0, up, can tell whether this standby should be. The password comes
+# from PGPASSWORD.
+primary_system="$(PGCONNECT_TIMEOUT=3 psql --host=${options.primaryHost} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
+  --no-password --no-psqlrc --tuples-only --no-align --quiet \\
+  --command='select system_identifier from pg_control_system() where not pg_is_in_recovery()' 2>/dev/null)"
+if [ -z "$primary_system" ]; then
+  rm -f "$state"
+  exit 0
+fi
+if [ "$primary_system" != "$system" ]; then
+  echo "standby of another database system ($system) than pod 0's ($primary_system)"
+  exit 1
+fi
+now="$(date +%s)"
+if read -r seen since <"$state" 2>/dev/null && [ "$seen" = "$replayed" ]; then
+  if (( now - since >= ${STANDBY_STALL_SECONDS} )); then
+    echo "standby neither streamed nor replayed WAL for $((now - since)) s (replayed up to $replayed; walreceiver: $receiver) while pod 0 is up"
+    exit 1
+  fi
+else
+  echo "$replayed $now" >"$state.tmp" && mv "$state.tmp" "$state"
+fi
+exit 0
+`;
+}

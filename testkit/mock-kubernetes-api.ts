@@ -75,6 +75,8 @@ export class MockKubernetesApi {
   public readonly requests: RecordedRequest[] = [];
   /** Answers every request with this instead, while set. */
   public forcedAnswer: ForcedAnswer | undefined;
+  /** The Roles and RoleBindings that authorize the ServiceAccount; undefined: everything allowed. */
+  public rbac: readonly RenderedObject[] | undefined;
   private readonly objects = new Map<string, Record<string, unknown>>();
 
   constructor(
@@ -85,8 +87,9 @@ export class MockKubernetesApi {
     public readonly token: string,
     private readonly directory: string,
     private readonly serviceAccount: { readonly namespace: string; readonly name: string },
-    private readonly rbac: readonly RenderedObject[] | undefined,
+    rbac: readonly RenderedObject[] | undefined,
   ) {
+    this.rbac = rbac;
     server.on('request', (request, response) => {
       const { status, body, contentType } = this.answer(request.method ?? '', request.url ?? '', request.headers.authorization);
       this.requests.push({ method: request.method ?? '', path: request.url ?? '', authorization: request.headers.authorization, status });
@@ -120,6 +123,13 @@ export class MockKubernetesApi {
 
   public deletePod(namespace: string, name: string): void {
     this.objects.delete(key(RESOURCES[1].resource, namespace, name));
+  }
+
+  /** Forgets every object, request and forced answer (the RBAC stays as set). */
+  public reset(): void {
+    this.objects.clear();
+    this.requests.length = 0;
+    this.forcedAnswer = undefined;
   }
 
   /** The requests for `path`'s object. */

@@ -113,9 +113,10 @@ export async function runDelete(args: readonly string[], out: Out = stdout, now:
   const log = new Logger(config.logLevel);
   if (onlyWhenGone) {
     // Before the storage is even opened: nothing of the archive is touched while the database exists.
+    // The API is looked up at each request, so that a pod without one (no KUBERNETES_SERVICE_HOST)
+    // is refused like any request that got no answer: naming the object, nothing deleted.
     const { namespace, name } = onlyWhenGone.database;
-    const api = inClusterApi(process.env);
-    await waitUntilGone({ objects: databaseObjects(namespace, name), get: (path) => api.get(path), timeoutMs: onlyWhenGone.timeoutMs, log });
+    await waitUntilGone({ objects: databaseObjects(namespace, name), get: (path) => inClusterApi(process.env).get(path), timeoutMs: onlyWhenGone.timeoutMs, log });
   }
   const archive = await openRepository(config, { log });
   try {

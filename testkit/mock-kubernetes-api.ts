@@ -77,6 +77,8 @@ export class MockKubernetesApi {
   public forcedAnswer: ForcedAnswer | undefined;
   /** The Roles and RoleBindings that authorize the ServiceAccount; undefined: everything allowed. */
   public rbac: readonly RenderedObject[] | undefined;
+  /** The ServiceAccount the token belongs to (a test running another pod's Job sets that pod's). */
+  public serviceAccount: { readonly namespace: string; readonly name: string };
   private readonly objects = new Map<string, Record<string, unknown>>();
 
   constructor(
@@ -86,9 +88,10 @@ export class MockKubernetesApi {
     /** The ServiceAccount's token: what the archiver must send, and never print. */
     public readonly token: string,
     private readonly directory: string,
-    private readonly serviceAccount: { readonly namespace: string; readonly name: string },
+    serviceAccount: { readonly namespace: string; readonly name: string },
     rbac: readonly RenderedObject[] | undefined,
   ) {
+    this.serviceAccount = serviceAccount;
     this.rbac = rbac;
     server.on('request', (request, response) => {
       const { status, body, contentType } = this.answer(request.method ?? '', request.url ?? '', request.headers.authorization);

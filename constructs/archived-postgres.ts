@@ -110,7 +110,8 @@ export interface ArchivedPostgresProps {
   readonly authSecretName?: string;
   /**
    * What removing the database from Git deletes. `WipeOut` also renders an Argo CD PostDelete
-   * hook that deletes the archive (`{name}-wipeout`, see WipeOutJob).
+   * hook that deletes the archive once the StatefulSet and its pod 0 are gone (`{name}-wipeout`,
+   * see WipeOutJob).
    * @default TerminationPolicy.DELETE
    */
   readonly terminationPolicy?: TerminationPolicy;
@@ -294,6 +295,7 @@ export class ArchivedPostgres extends Construct {
       this.wipeOut = new WipeOutJob(this, 'WipeOut', {
         name: this.name,
         namespace: this.namespace,
+        statefulSetName: this.statefulSet.apiObject.name,
         archiver: this.archiverContainers,
         resources: archiverResources,
       });

@@ -17,7 +17,10 @@ export enum TerminationPolicy {
   HALT = 'Halt',
   /** Delete everything in the cluster, volume claims included; keep the WAL archive. */
   DELETE = 'Delete',
-  /** Delete everything, volume claims included, and the WAL archive too. */
+  /**
+   * Delete everything, volume claims included, and the WAL archive too: an Argo CD PostDelete hook
+   * Job (WipeOutJob) that deletes the archive only once the StatefulSet and its pod 0 are gone.
+   */
   WIPE_OUT = 'WipeOut',
 }
 

@@ -76,6 +76,12 @@ export const ARCHIVER_ENV = {
   recoveryDeadlineSeconds: 'ARCHIVER_RECOVERY_DEADLINE_SECONDS',
   /** `debug`, `info` (default) or `warn`. */
   logLevel: 'ARCHIVER_LOG_LEVEL',
+  /**
+   * The directory of the ServiceAccount's `token` and `ca.crt` that `delete --only-when-gone`
+   * presents to the Kubernetes API. Default SERVICE_ACCOUNT_DIR (contract/only-when-gone.ts), where
+   * the kubelet mounts them; tests only.
+   */
+  serviceAccountDir: 'ARCHIVER_SERVICE_ACCOUNT_DIR',
 
   // Base backups run by the `archiver` sidecar (its own scheduler: no operator, no CronJob).
   /**

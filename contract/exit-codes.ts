@@ -67,6 +67,10 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   RestoreWriteError: EXIT_CODES.error,
   BootstrapRefusedError: EXIT_CODES.error,
   WalNotContinuousError: EXIT_CODES.error,
+  /** `delete --only-when-gone`: the database still exists; nothing deleted. */
+  DatabaseStillExistsError: EXIT_CODES.error,
+  /** `delete --only-when-gone`: the Kubernetes API gave no clear answer; nothing deleted (fail closed). */
+  KubernetesApiError: EXIT_CODES.error,
 };
 
 /** The exit code for an error reported under `name`. */

@@ -237,7 +237,8 @@ class S3ServerProcess implements S3Server {
   }
 }
 
-async function generateSelfSignedCertificate(directory: string): Promise<{ key: string; cert: string }> {
+/** A fresh self-signed certificate (and its key) for IP 127.0.0.1 in `directory`, made with the openssl CLI. */
+export async function generateSelfSignedCertificate(directory: string): Promise<{ key: string; cert: string }> {
   fs.mkdirSync(directory, { recursive: true });
   const key = path.join(directory, 'key.pem');
   const cert = path.join(directory, 'cert.pem');

@@ -313,6 +313,24 @@ export class WalNotContinuousError extends Error {
   public override readonly name = 'WalNotContinuousError';
 }
 
+/**
+ * `delete --only-when-gone`: the database's StatefulSet or its pod 0 still exists after the wait.
+ * Nothing was deleted; the message names the object and whether it is being deleted.
+ */
+export class DatabaseStillExistsError extends Error {
+  public override readonly name = 'DatabaseStillExistsError';
+}
+
+/**
+ * `delete --only-when-gone` could not tell whether the database is gone: the Kubernetes API could
+ * not be reached, its certificate was not signed by the ServiceAccount's CA, or it answered
+ * anything but the object or "not found" (401, 403, 5xx). Nothing was deleted (fail closed); the
+ * message names the answer and the fix.
+ */
+export class KubernetesApiError extends Error {
+  public override readonly name = 'KubernetesApiError';
+}
+
 // ---------------------------------------------------------------------------------------------
 
 const REVIVABLE: Record<string, new (message: string) => Error> = {

@@ -28,7 +28,7 @@ describe('Every synthesized object validates against the Kubernetes 1.27 schemas
       terminationPolicy: TerminationPolicy.DO_NOT_TERMINATE,
       resources: { requests: { cpu: '1', memory: '2Gi' }, limits: { cpu: '2', memory: '2Gi' } },
     })],
-    ['WipeOut (its Job and ServiceAccount), backups, a bootstrap from another archive', seedProps({
+    ['WipeOut (its Job, ServiceAccount, Role and RoleBinding), backups, a bootstrap from another archive', seedProps({
       terminationPolicy: TerminationPolicy.WIPE_OUT,
       backups: { schedule: '0 2 * * *', retention: { count: 7, window: Duration.days(30) }, from: 'standby' },
       bootstrap: Bootstrap.fromArchive({ namespace: 'demo', name: 'orders', target: RecoveryTarget.time('2026-11-30T10:00:00Z'), inclusive: false, timeline: 2 }),
@@ -41,7 +41,7 @@ describe('Every synthesized object validates against the Kubernetes 1.27 schemas
     const objects = synthDatabase(props).objects;
     expect(objects.flatMap((o) => schema.validate(o))).toStrictEqual([]);
     if (props.terminationPolicy === TerminationPolicy.WIPE_OUT) {
-      expect(objects.filter((o) => o.metadata.name === 'wal-postgres-wipeout').map((o) => o.kind)).toStrictEqual(['ServiceAccount', 'Job']);
+      expect(objects.filter((o) => o.metadata.name === 'wal-postgres-wipeout').map((o) => o.kind)).toStrictEqual(['ServiceAccount', 'Role', 'RoleBinding', 'Job']);
     }
   });
 });

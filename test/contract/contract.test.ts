@@ -16,13 +16,15 @@ import {
   ARCHIVER_ENV,
   ERROR_EXIT_CODES,
   EXIT_CODES,
+  databaseObjects,
   RECOVERY_MODES,
   RECOVERY_SIGNAL_FILES,
   SPOOL_DEFAULT_FROM_DATA_DIRECTORY,
   SPOOL_LAYOUT,
   exitCodeForErrorName,
 } from '../../contract';
-import { Bootstrap, POSTGRES_PORT, RecoveryTarget, SOCKET_DIR, SUPERUSER } from '../../constructs';
+import { parseDeleteArgs } from '../../archiver/src/commands/retention';
+import { Bootstrap, POSTGRES_PORT, RecoveryTarget, SOCKET_DIR, SUPERUSER, TerminationPolicy } from '../../constructs';
 import { ROOT } from '../../testkit/archiver';
 import { container, envOf, find, seedProps, synthDatabase } from '../constructs/fixtures';
 
@@ -160,5 +162,27 @@ describe('the duration syntax both sides write and read', () => {
     }
     expect(durationMs('1d12h')).toBe(36 * 3_600_000);
     expect(durationMs('soon')).toBeUndefined();
+  });
+});
+
+describe('the WipeOut Job and the archiver\'s --only-when-gone', () => {
+  const { objects } = synthDatabase(seedProps({ terminationPolicy: TerminationPolicy.WIPE_OUT }), 'orders');
+  const statefulSet = find(objects, 'StatefulSet', 'orders');
+  const job = find(objects, 'Job', 'orders-wipeout');
+  const [, , ...args] = job.spec.template.spec.containers[0].command;
+
+  it('name the database\'s own StatefulSet in the Job\'s command, as the archiver reads it', () => {
+    expect(parseDeleteArgs(args.slice(1)).onlyWhenGone?.database).toStrictEqual({ namespace: statefulSet.metadata.namespace, name: statefulSet.metadata.name });
+  });
+
+  it('grant the Job\'s ServiceAccount get on exactly the objects the archiver asks for', () => {
+    const asked = databaseObjects(statefulSet.metadata.namespace!, statefulSet.metadata.name).map((o) => `${o.apiGroup}/${o.resource}/${o.name}`);
+    const role = find(objects, 'Role', 'orders-wipeout');
+    const granted = role.rules.flatMap((rule: any) => rule.apiGroups.flatMap((g: string) => rule.resources.flatMap((r: string) => rule.resourceNames.map((n: string) => `${g}/${r}/${n}`))));
+    expect(granted).toStrictEqual(asked);
+    expect(asked).toStrictEqual(['apps/statefulsets/orders', '/pods/orders-0']);
+    expect(role.rules.every((rule: any) => rule.verbs.length === 1 && rule.verbs[0] === 'get')).toBe(true);
+    const binding = find(objects, 'RoleBinding', 'orders-wipeout');
+    expect(binding.subjects).toStrictEqual([{ kind: 'ServiceAccount', name: job.spec.template.spec.serviceAccountName, namespace: job.metadata.namespace }]);
   });
 });

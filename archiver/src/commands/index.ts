@@ -4,7 +4,7 @@
  * per WAL segment, and a command's module (with what it imports) costs start-up time. A new
  * command is one entry here and one module beside this one exporting `run`.
  */
-import { ARCHIVER_COMMANDS } from '../../../contract';
+import { ARCHIVER_COMMANDS, ARCHIVER_ENV, DEFAULT_GONE_TIMEOUT, GONE_POLL_SECONDS, GONE_TIMEOUT_FLAG, KUBERNETES_SERVICE_ENV, ONLY_WHEN_GONE_FLAG, SERVICE_ACCOUNT_DIR } from '../../../contract';
 
 export type CommandRun = (args: readonly string[]) => Promise<void>;
 
@@ -157,7 +157,8 @@ is refused (exit 2) with the earliest reachable point.`,
     name: ARCHIVER_COMMANDS.delete,
     synopsis: 'retain <N> | before <time|backup> | everything [options]',
     summary: 'delete old backups and the WAL no kept backup needs (a dry run without --confirm)',
-    help: `Options: --window <duration>, --confirm, --json.
+    help: `Options: --window <duration>, --confirm, --json; for everything: ${ONLY_WHEN_GONE_FLAG} <namespace>/<statefulset>,
+${GONE_TIMEOUT_FLAG} <duration>.
 
 Deletes what the rules no longer keep; without --confirm it only prints what it would delete.
   retain <N>             keep the N newest complete backups (deltas count as backups)
@@ -171,7 +172,16 @@ The newest complete backup is always kept (except by everything), so is every ba
 rests on, and every WAL file from the earliest start of the kept backups on, on every timeline, and every .history file. Older WAL goes.
 Unfinished backups (no manifest) go when last written over a day ago or started before the newest
 complete backup; a newer one may be running and stays. Manifests are deleted first, then the
-backups' other objects, then WAL. --json: the plan as JSON.`,
+backups' other objects, then WAL. --json: the plan as JSON.
+
+${ONLY_WHEN_GONE_FLAG} <namespace>/<statefulset> (everything only; the WipeOut Job's guard): before
+anything is deleted, asks the Kubernetes API, as the pod's ServiceAccount, for the StatefulSet and
+its pod 0. Deletes only when the API server answers "not found" for both; while either exists
+(terminating pods too) it asks again every ${GONE_POLL_SECONDS} s for ${GONE_TIMEOUT_FLAG} (default ${DEFAULT_GONE_TIMEOUT}), then refuses
+(exit 1, DatabaseStillExistsError). Any other answer (401, 403, 5xx, an unreachable API, a
+certificate not signed by the ServiceAccount's CA) refuses at once (exit 1, KubernetesApiError).
+Nothing is deleted on a refusal. Reads ${KUBERNETES_SERVICE_ENV.host}, ${KUBERNETES_SERVICE_ENV.port}, and the
+token and ca.crt in ${SERVICE_ACCOUNT_DIR} (${ARCHIVER_ENV.serviceAccountDir}).`,
     load: () => require('./retention').runDelete,
   },
   {

@@ -10,9 +10,11 @@ import { parseTargetTime } from '../backup/recovery-target';
 import { RetentionPolicy, describePlan, planRetention, planSummary } from '../backup/retention';
 import { TimelineHistory, describeWalVerify, parseTimelineHistory, verifyWal } from '../backup/wal-verify';
 import { readConfig } from '../config';
-import { DURATION_SYNTAX, durationMs } from '../../../contract';
+import { DEFAULT_GONE_TIMEOUT, DURATION_SYNTAX, GONE_TIMEOUT_FLAG, ONLY_WHEN_GONE_FLAG, databaseObjects, durationMs } from '../../../contract';
 import { UsageError, WalNotContinuousError } from '../errors';
+import { inClusterApi } from '../kubernetes-api';
 import { Logger } from '../logger';
+import { DatabaseRef, parseDatabaseRef, waitUntilGone } from '../only-when-gone';
 import { openRepository } from '../repository';
 import { DEFAULT_WAL_SEGMENT_SIZE, walFileKind } from '../wal-names';
 import { parseArgs } from './args';
@@ -28,9 +30,27 @@ export function parseDuration(text: string, what = '--window'): number {
   return ms;
 }
 
+/** `delete everything --only-when-gone`: the database that must be gone before anything is deleted. */
+export interface OnlyWhenGone {
+  readonly database: DatabaseRef;
+  /** How long an existing database is waited for (GONE_TIMEOUT_FLAG). */
+  readonly timeoutMs: number;
+}
+
+export interface DeleteArgs {
+  readonly policy: RetentionPolicy;
+  readonly confirm: boolean;
+  readonly json: boolean;
+  /** Set by ONLY_WHEN_GONE_FLAG (`everything` only). */
+  readonly onlyWhenGone?: OnlyWhenGone;
+}
+
+const onlyWhenGoneOption = ONLY_WHEN_GONE_FLAG.slice(2);
+const goneTimeoutOption = GONE_TIMEOUT_FLAG.slice(2);
+
 /** The policy of `delete`'s command line (without the storage). */
-export function parseDeleteArgs(args: readonly string[]): { policy: RetentionPolicy; confirm: boolean; json: boolean } {
-  const { positional, flags } = parseArgs('delete', args, { window: 'value', confirm: 'flag', json: 'flag' });
+export function parseDeleteArgs(args: readonly string[]): DeleteArgs {
+  const { positional, flags } = parseArgs('delete', args, { window: 'value', confirm: 'flag', json: 'flag', [onlyWhenGoneOption]: 'value', [goneTimeoutOption]: 'value' });
   const window = flags.get('window');
   const policy: { -readonly [K in keyof RetentionPolicy]: RetentionPolicy[K] } = {};
   if (typeof window === 'string') policy.windowMs = parseDuration(window);
@@ -70,13 +90,34 @@ export function parseDeleteArgs(args: readonly string[]): { policy: RetentionPol
     default:
       throw new UsageError(`delete: unknown rule ${JSON.stringify(rule)}; the rules are retain <N>, before <time|backup>, everything (and --window <duration>)`);
   }
-  return { policy, confirm: flags.has('confirm'), json: flags.has('json') };
+  const gone = flags.get(onlyWhenGoneOption);
+  const goneTimeout = flags.get(goneTimeoutOption);
+  if (typeof gone === 'string' && !policy.everything) {
+    throw new UsageError(`${ONLY_WHEN_GONE_FLAG} is for delete everything (the WipeOut Job's command); retention rules run beside a live database`);
+  }
+  if (typeof goneTimeout === 'string' && typeof gone !== 'string') throw new UsageError(`${GONE_TIMEOUT_FLAG} needs ${ONLY_WHEN_GONE_FLAG} <namespace>/<statefulset>`);
+  const parsed = { policy, confirm: flags.has('confirm'), json: flags.has('json') };
+  if (typeof gone !== 'string') return parsed;
+  return {
+    ...parsed,
+    onlyWhenGone: {
+      database: parseDatabaseRef(gone, ONLY_WHEN_GONE_FLAG),
+      timeoutMs: parseDuration(typeof goneTimeout === 'string' ? goneTimeout : DEFAULT_GONE_TIMEOUT, GONE_TIMEOUT_FLAG),
+    },
+  };
 }
 
 export async function runDelete(args: readonly string[], out: Out = stdout, now: () => Date = () => new Date()): Promise<void> {
-  const { policy, confirm, json } = parseDeleteArgs(args);
+  const { policy, confirm, json, onlyWhenGone } = parseDeleteArgs(args);
   const config = readConfig();
   const log = new Logger(config.logLevel);
+  if (onlyWhenGone) {
+    // Before the storage is even opened: nothing of the archive is touched while the database exists.
+    // The API is looked up at each request, so that a pod without one (no KUBERNETES_SERVICE_HOST)
+    // is refused like any request that got no answer: naming the object, nothing deleted.
+    const { namespace, name } = onlyWhenGone.database;
+    await waitUntilGone({ objects: databaseObjects(namespace, name), get: (path) => inClusterApi(process.env).get(path), timeoutMs: onlyWhenGone.timeoutMs, log });
+  }
   const archive = await openRepository(config, { log });
   try {
     const contents = await readArchiveContents(archive.storage);

@@ -11,6 +11,7 @@ import { Construct, IConstruct } from 'constructs';
 import { ARCHIVER_INSTALL_DIR, archivePath } from '../contract';
 import { ArchiveStorage } from './archive-storage';
 import { ArchiverContainerFactory } from './archiver-container-factory';
+import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
@@ -18,11 +19,16 @@ import { PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
-import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, show } from './validation';
+import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, show } from './validation';
 import { WipeOutJob } from './wipe-out-job';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
 export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
+
+/** The official PostgreSQL image of a major version, fully qualified. */
+export function defaultPostgresImage(version: number): string {
+  return `docker.io/library/postgres:${version}`;
+}
 
 /** archive_timeout bounds, in seconds. */
 export const MIN_ARCHIVE_TIMEOUT_SECONDS = 15;
@@ -54,14 +60,6 @@ export interface ArchiverProps {
    */
   readonly archiveTimeout?: Duration;
   /**
-   * The archiver image. It runs twice in each pod: as the init container that copies the
-   * archiver into the PostgreSQL container (PostgreSQL runs it as archive_command and
-   * restore_command), and as the `archiver` sidecar, the background archiver that pushes ready
-   * WAL ahead of PostgreSQL's calls and prefetches WAL for recovery.
-   * @default DEFAULT_ARCHIVER_IMAGE
-   */
-  readonly image?: string;
-  /**
    * The `archiver` sidecar's resources. It compresses and uploads up to 8 segments at once
    * while catching up on a backlog, and idles otherwise.
    * @default - requests { cpu: "100m", memory: "256Mi" }, limits { memory: "512Mi" }
@@ -73,11 +71,19 @@ export interface ArchivedPostgresProps {
   /** PostgreSQL major version, one of SUPPORTED_VERSIONS. */
   readonly version: number;
   /**
-   * The PostgreSQL image. Must be the official image or one built from it (Debian based: the
-   * archiver's Node runtime needs glibc).
-   * @default `postgres:${version}`
+   * The PostgreSQL image, fully qualified: `registry/repository:tag`, pinned with a digest if you
+   * like (`docker.io/library/postgres:16.4@sha256:<64 hex digits>`). Must be the official image or
+   * one built from it (Debian based: the archiver's Node runtime needs glibc). The archiver image
+   * is set once per app: `ArchiverImage.use(app, reference)`.
+   * @default `docker.io/library/postgres:${version}`
    */
   readonly image?: string;
+  /**
+   * `image` names no registry (`postgres:16`) or names the node itself (`localhost/postgres:16`),
+   * and that is meant: the image is loaded onto every node by hand, never pulled.
+   * @default false - `image` must name the registry the nodes pull from
+   */
+  readonly allowLocalImage?: boolean;
   /**
    * Members: pod 0 is the primary, the others are streaming hot standbys.
    * @default 1
@@ -217,7 +223,7 @@ export class ArchivedPostgres extends Construct {
     this.bootstrap = props.bootstrap ?? Bootstrap.restore();
     this.selectorLabels = Object.freeze({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name });
     this.labels = Object.freeze({ ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' });
-    const image = props.image ?? `postgres:${props.version}`;
+    const image = props.image ?? defaultPostgresImage(props.version);
     const dataVolume = {
       storageClassName: props.storage?.storageClassName,
       accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
@@ -259,7 +265,8 @@ export class ArchivedPostgres extends Construct {
     this.archiverContainers = new ArchiverContainerFactory({
       storage: this.archiveStorage,
       archivePath: this.archivePath,
-      image: props.archiver?.image,
+      // The app's (ArchiverImage.use); validation reports a missing one.
+      image: ArchiverImage.referenceOf(this) ?? '',
     });
     this.statefulSet = new PostgresStatefulSet(this, {
       name: this.name,
@@ -333,7 +340,12 @@ export class ArchivedPostgres extends Construct {
     if (!Number.isInteger(props.version) || !SUPPORTED_VERSIONS.includes(props.version)) {
       add('version', `${show(props.version)} is not a supported PostgreSQL major version: use one of ${SUPPORTED_VERSIONS.join(', ')}`);
     }
-    if (props.image !== undefined) add('image', checkImage(props.image));
+    if (props.image !== undefined) {
+      add('image', checkImageReference(props.image, { allowLocalImage: props.allowLocalImage, example: defaultPostgresImage(this.version) }));
+    }
+    if (ArchiverImage.referenceOf(this) === undefined) {
+      add('archiver image', `is not set: name it once for the app, in app.ts before the charts: ArchiverImage.use(app, ${show(ARCHIVER_IMAGE_EXAMPLE)}) (build and push it with npm run archiver:image)`);
+    }
     if (!Number.isInteger(this.replicas) || this.replicas < 1) {
       add('replicas', `${show(this.replicas)} is not a whole number of at least 1: pod 0 is the primary and every further replica a standby`);
     } else if (this.replicas > 32) {
@@ -350,7 +362,9 @@ export class ArchivedPostgres extends Construct {
       add('archiver.storage', 'is missing: give ArchiveStorage.s3({...}) or ArchiveStorage.gcs({...})');
     } else {
       for (const problem of this.archiveStorage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
-      if (props.archiver.image !== undefined) add('archiver.image', checkImage(props.archiver.image));
+      if ((props.archiver as { image?: unknown }).image !== undefined) {
+        add('archiver.image', 'is no longer a database prop: the archiver image is set once per app, ArchiverImage.use(app, reference) in app.ts');
+      }
       errors.push(...checkContainerResources('archiver.resources', props.archiver.resources));
     }
     const timeoutMs = this.archiveTimeout.toMilliseconds();

@@ -1,6 +1,7 @@
 export * from './archived-postgres';
 export * from './archive-storage';
 export * from './archiver-container-factory';
+export * from './archiver-image';
 export * from './backups';
 export * from './bootstrap';
 export * from './container-resources';

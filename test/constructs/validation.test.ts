@@ -5,9 +5,9 @@
  */
 import { Chart, Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage, TerminationPolicy } from '../../constructs';
+import { ArchivedPostgres, ArchivedPostgresProps, ArchiverImage, ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
-import { seedProps, testApp } from './fixtures';
+import { TEST_ARCHIVER_IMAGE, seedProps, testApp } from './fixtures';
 
 /** The validation errors of one database `id` in namespace demo. */
 function errorsOf(props: ArchivedPostgresProps, id = 'wal-postgres', namespace = 'demo'): string[] {
@@ -170,6 +170,85 @@ describe('ArchivedPostgres validation', () => {
     expect(collectValidationErrors(app)).toStrictEqual([
       '[team-b/wal-postgres] name: "wal-postgres" in namespace "demo" is already used by team-a/wal-postgres: two databases would share their objects and their WAL archive; choose another name or namespace',
     ]);
+  });
+
+  describe('images', () => {
+    /** The errors of an app whose archiver image is `archiverImage` (null: not set), with one seed database. */
+    const appErrors = (archiverImage: string | null, options: { allowLocalImage?: boolean } = {}, props = seedProps()) => {
+      const app = testApp({ archiverImage, ...options });
+      new ArchivedPostgres(new Chart(app, 'test', { namespace: 'demo' }), 'wal-postgres', props);
+      return collectValidationErrors(app);
+    };
+
+    it('fails on a PostgreSQL image that names no registry, naming the fully qualified one', () => {
+      expect(errorsOf(seedProps({ version: 16, image: 'postgres:16' }))).toStrictEqual([
+        '[test/wal-postgres] image: "postgres:16" names no registry: each node\'s runtime would choose one (containerd pulls docker.io/library/postgres; CRI-O asks its search registries, where a short name can be squatted); name the registry, e.g. "docker.io/library/postgres:16", or set allowLocalImage: true for an image loaded onto every node',
+      ]);
+    });
+
+    it.each([
+      ['localhost/postgres:15', 'names the node itself (localhost): no node pulls it from anywhere'],
+      ['localhost:5000/postgres:15', 'names the node itself (localhost:5000)'],
+      ['docker.io/library/postgres', 'has no tag: the runtime would pull ":latest"'],
+      ['docker.io/library/postgres:15@sha256:abc', 'has the digest "sha256:abc": a digest is "sha256:" and 64 lowercase hexadecimal digits'],
+      ['docker.io/library/Postgres:15', 'is not an image reference: write registry/repository:tag'],
+      [' docker.io/library/postgres:15', 'is not an image reference'],
+    ])('fails on the PostgreSQL image %j', (image, problem) => {
+      const errors = errorsOf(seedProps({ image }));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toContain(`[test/wal-postgres] image: ${JSON.stringify(image)} ${problem}`);
+    });
+
+    it.each([
+      'docker.io/library/postgres:15',
+      'registry.example.com:5443/db/postgres:15.8-bookworm',
+      `docker.io/library/postgres:15@sha256:${'ab'.repeat(32)}`,
+      `quay.io/team/postgres@sha256:${'ab'.repeat(32)}`,
+    ])('accepts the fully qualified PostgreSQL image %j', (image) => {
+      expect(errorsOf(seedProps({ image }))).toStrictEqual([]);
+    });
+
+    it('accepts a bare or localhost PostgreSQL image when allowLocalImage says it is meant, but still wants a tag', () => {
+      expect(errorsOf(seedProps({ image: 'postgres:15', allowLocalImage: true }))).toStrictEqual([]);
+      expect(errorsOf(seedProps({ image: 'localhost/postgres:15', allowLocalImage: true }))).toStrictEqual([]);
+      expect(errorsOf(seedProps({ image: 'localhost/postgres', allowLocalImage: true }))[0]).toContain('image: "localhost/postgres" has no tag');
+    });
+
+    it('fails on each database when the app sets no archiver image, saying where to set it', () => {
+      const app = testApp({ archiverImage: null });
+      const chart = new Chart(app, 'test', { namespace: 'demo' });
+      new ArchivedPostgres(chart, 'one', seedProps());
+      new ArchivedPostgres(chart, 'two', seedProps());
+      const message = 'archiver image: is not set: name it once for the app, in app.ts before the charts: ArchiverImage.use(app, "ghcr.io/your-org/pg-wal-archiver:0.1.0") (build and push it with npm run archiver:image)';
+      expect(collectValidationErrors(app)).toStrictEqual([`[test/one] ${message}`, `[test/two] ${message}`]);
+    });
+
+    it.each([
+      ['pg-wal-archiver:0.1.0', 'names no registry: each node\'s runtime would choose one (containerd pulls docker.io/library/pg-wal-archiver;'],
+      ['localhost/pg-wal-archiver:0.1.0', 'names the node itself (localhost)'],
+    ])('fails once, under ArchiverImage, on the archiver image %j (as npm run archiver:image used to tag it)', (image, problem) => {
+      const errors = appErrors(image);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toContain(`[ArchiverImage] reference: ${JSON.stringify(image)} ${problem}`);
+      expect(errors[0]).toContain('e.g. "ghcr.io/your-org/pg-wal-archiver:0.1.0"');
+    });
+
+    it('accepts a local archiver image when allowLocalImage says it is meant (e.g. podman kube play)', () => {
+      expect(appErrors('localhost/pg-wal-archiver:0.1.0', { allowLocalImage: true })).toStrictEqual([]);
+    });
+
+    it('fails eagerly when ArchiverImage.use comes after the charts (construct context is set before children)', () => {
+      const app = testApp({ archiverImage: null });
+      new Chart(app, 'demo');
+      expect(() => ArchiverImage.use(app, TEST_ARCHIVER_IMAGE)).toThrow('ArchiverImage.use("registry.example.com/pg-wal-archiver:0.1.0") on "the app" comes after demo: call it before anything is added to it (first thing after new App())');
+    });
+
+    it('tells a plain JavaScript caller that still sets archiver.image where the image is set now', () => {
+      const archiver = { ...seedProps().archiver, image: 'registry.example.com/pg-wal-archiver:0.0.9' } as ArchivedPostgresProps['archiver'];
+      expect(errorsOf(seedProps({ archiver }))).toStrictEqual([
+        '[test/wal-postgres] archiver.image: is no longer a database prop: the archiver image is set once per app, ArchiverImage.use(app, reference) in app.ts',
+      ]);
+    });
   });
 
   it('fails on an unknown terminationPolicy (e.g. from plain JavaScript)', () => {

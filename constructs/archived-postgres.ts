@@ -15,11 +15,12 @@ import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
-import { PostgresConfig } from './postgres-config';
+import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
-import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, show } from './validation';
+import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, parseQuantity, show } from './validation';
+import { walSizesFor } from './wal-size';
 import { WipeOutJob } from './wipe-out-job';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
@@ -29,6 +30,9 @@ export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
 export function defaultPostgresImage(version: number): string {
   return `docker.io/library/postgres:${version}`;
 }
+
+/** Each member's data volume size when `storage.size` is not given. */
+export const DEFAULT_DATA_VOLUME_SIZE = '1Gi';
 
 /** archive_timeout bounds, in seconds. */
 export const MIN_ARCHIVE_TIMEOUT_SECONDS = 15;
@@ -227,7 +231,7 @@ export class ArchivedPostgres extends Construct {
     const dataVolume = {
       storageClassName: props.storage?.storageClassName,
       accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
-      size: props.storage?.size ?? '1Gi',
+      size: props.storage?.size ?? DEFAULT_DATA_VOLUME_SIZE,
     };
     const postgresRequests = { cpu: '500m', memory: '1Gi', ...props.resources?.requests };
     const postgresResources = { requests: postgresRequests, limits: { memory: postgresRequests.memory, ...props.resources?.limits } };
@@ -252,6 +256,8 @@ export class ArchivedPostgres extends Construct {
       primaryHost: `${this.name}-0.${this.governingServiceName}`,
       archiveTimeoutSeconds: Math.round(this.archiveTimeout.toMilliseconds() / 1000),
       archiverInstallDir: ARCHIVER_INSTALL_DIR,
+      // An invalid size is reported by validation; the files are rendered for the default meanwhile.
+      walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
     });
     this.services = new PostgresServices(this, {
       statefulSetName: this.name,
@@ -348,8 +354,8 @@ export class ArchivedPostgres extends Construct {
     }
     if (!Number.isInteger(this.replicas) || this.replicas < 1) {
       add('replicas', `${show(this.replicas)} is not a whole number of at least 1: pod 0 is the primary and every further replica a standby`);
-    } else if (this.replicas > 32) {
-      add('replicas', `${this.replicas} members exceed max_wal_senders and the 32 this construct supports`);
+    } else if (this.replicas > MAX_REPLICAS) {
+      add('replicas', `${this.replicas} members are more than the ${MAX_REPLICAS} this construct supports: every standby streams from pod 0, whose max_wal_senders = ${MAX_WAL_SENDERS} is sized for ${MAX_REPLICAS - 1} standbys (two senders each while one clones or reconnects) and a pg_basebackup by hand; use at most ${MAX_REPLICAS}`);
     }
     errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));

@@ -13,4 +13,5 @@ export * from './postgres-stateful-set';
 export * from './recovery-target';
 export * from './start-script';
 export * from './termination-policy';
+export * from './wal-size';
 export * from './wipe-out-job';

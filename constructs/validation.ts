@@ -3,6 +3,7 @@
  * says what is wrong and what is expected. The constructs prefix the field name and collect every
  * problem through `node.addValidation`, so one synth reports them all.
  */
+import { ARCHIVER_SPOOL_BUDGET_MIB, MIN_DATA_VOLUME_MIB } from './wal-size';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
@@ -122,11 +123,13 @@ export function parseQuantity(value: string): number | undefined {
   return number * 10 ** Number(suffix.slice(1));
 }
 
-/** A volume size: a positive Kubernetes quantity of at least 1 MiB. */
+/** A member's data volume size: a Kubernetes quantity of at least MIN_DATA_VOLUME_MIB (see wal-size.ts). */
 export function checkVolumeSize(size: string): string | undefined {
   const bytes = parseQuantity(size);
   if (bytes === undefined) return `${show(size)} is not a Kubernetes quantity: write e.g. "1Gi", "500Mi" or "10G"`;
-  if (bytes < 2 ** 20) return `${show(size)} is smaller than 1Mi: PostgreSQL needs room for at least a few 16 MiB WAL segments; write e.g. "1Gi"`;
+  if (bytes < MIN_DATA_VOLUME_MIB * 2 ** 20) {
+    return `${show(size)} is smaller than ${MIN_DATA_VOLUME_MIB}Mi, too small to run: each member's volume holds the data directory (about 40 MB after initdb), its WAL (max_wal_size and wal_keep_size, sized from the volume: at least 96 MB) and the archiver's spool (up to ${ARCHIVER_SPOOL_BUDGET_MIB} MiB of prefetched WAL during a recovery); write e.g. "1Gi"`;
+  }
   return undefined;
 }
 

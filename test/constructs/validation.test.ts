@@ -90,7 +90,23 @@ describe('ArchivedPostgres validation', () => {
   it.each(['1GB', 'ten', '-1Gi', '1 Gi', '', '100'])('fails on the storage size %j', (size) => {
     const errors = errorsOf(seedProps({ storage: { size } }));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/^\[test\/wal-postgres\] storage\.size: ".*" (is not a Kubernetes quantity: write e\.g\. "1Gi"|is smaller than 1Mi)/);
+    expect(errors[0]).toMatch(/^\[test\/wal-postgres\] storage\.size: ".*" (is not a Kubernetes quantity: write e\.g\. "1Gi"|is smaller than 512Mi)/);
+  });
+
+  it.each(['1Mi', '64Mi', '511Mi', '0.5G'])('fails on a data volume of %s, too small for initdb, the WAL and the archiver\'s spool', (size) => {
+    expect(errorsOf(seedProps({ storage: { size } }))).toStrictEqual([
+      `[test/wal-postgres] storage.size: "${size}" is smaller than 512Mi, too small to run: each member's volume holds the data directory (about 40 MB after initdb), its WAL (max_wal_size and wal_keep_size, sized from the volume: at least 96 MB) and the archiver's spool (up to 128 MiB of prefetched WAL during a recovery); write e.g. "1Gi"`,
+    ]);
+  });
+
+  it.each(['512Mi', '0.5Gi', '1Gi'])('accepts a data volume of %s', (size) => {
+    expect(errorsOf(seedProps({ storage: { size } }))).toStrictEqual([]);
+  });
+
+  it.each([33, 100])('fails on replicas %j, citing the max_wal_senders the construct renders', (replicas) => {
+    expect(errorsOf(seedProps({ replicas }))).toStrictEqual([
+      `[test/wal-postgres] replicas: ${replicas} members are more than the 32 this construct supports: every standby streams from pod 0, whose max_wal_senders = 64 is sized for 31 standbys (two senders each while one clones or reconnects) and a pg_basebackup by hand; use at most 32`,
+    ]);
   });
 
   it('fails on resource quantities of the PostgreSQL container and of the archiver sidecar, naming each field', () => {

@@ -41,13 +41,16 @@ export const MAX_ARCHIVE_TIMEOUT_SECONDS = 24 * 60 * 60;
 /** The PostgreSQL container's resources. */
 export interface PostgresResources {
   /**
+   * A quantity given only as a limit is the request too, as Kubernetes makes it
+   * (`limits: { memory: "512Mi" }` alone requests 512Mi).
    * @default { cpu: "500m", memory: "1Gi" }
    */
   readonly requests?: ResourceQuantities;
   /**
    * No CPU limit (throttling a database hurts latency more than sharing a core does); the memory
-   * limit equals the request so that the pod is never killed for memory it was promised.
-   * @default { memory: "1Gi" }
+   * limit equals the memory request so that the pod is never killed for memory it was promised.
+   * A limit below its request is a synth error (the API server would reject the StatefulSet).
+   * @default { memory: <the memory request> }
    */
   readonly limits?: ResourceQuantities;
 }
@@ -65,7 +68,8 @@ export interface ArchiverProps {
   readonly archiveTimeout?: Duration;
   /**
    * The `archiver` sidecar's resources. It compresses and uploads up to 8 segments at once
-   * while catching up on a backlog, and idles otherwise.
+   * while catching up on a backlog, and idles otherwise. A quantity given only as a limit is the
+   * request too; the default memory limit is raised to a larger memory request.
    * @default - requests { cpu: "100m", memory: "256Mi" }, limits { memory: "512Mi" }
    */
   readonly resources?: ContainerResources;
@@ -233,8 +237,7 @@ export class ArchivedPostgres extends Construct {
       accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
       size: props.storage?.size ?? DEFAULT_DATA_VOLUME_SIZE,
     };
-    const postgresRequests = { cpu: '500m', memory: '1Gi', ...props.resources?.requests };
-    const postgresResources = { requests: postgresRequests, limits: { memory: postgresRequests.memory, ...props.resources?.limits } };
+    const postgresResources = resourcesWithDefaults({ requests: { cpu: '500m', memory: '1Gi' }, limitsEqualRequests: ['memory'] }, props.resources);
     const archiverResources = resourcesWithDefaults({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } }, props.archiver?.resources);
     this.sameNameAs = registerName(this);
 

@@ -121,7 +121,8 @@ describe('ArchivedPostgres options', () => {
     expect(statefulSet.spec.template.spec.initContainers[0].image).toBe(TEST_ARCHIVER_IMAGE);
     const sidecar = statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'archiver');
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
-    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '256Mi' }, limits: { memory: '1Gi' } });
+    // The memory limit given alone is the request too, as Kubernetes makes it.
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '1Gi' } });
     expect(postgres.env).toContainEqual({ name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'pg-superuser', key: 'password' } } });
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } });
   });

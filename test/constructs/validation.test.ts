@@ -120,6 +120,17 @@ describe('ArchivedPostgres validation', () => {
     expect(errors[2]).toMatch(/^\[test\/wal-postgres\] archiver\.resources\.limits\.memory: "512MB" /);
   });
 
+  it('fails on limits below requests of the PostgreSQL container and of the archiver sidecar (the API server would reject the StatefulSet)', () => {
+    const errors = errorsOf(seedProps({
+      resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } },
+      archiver: { ...seedProps().archiver, resources: { requests: { cpu: '500m' }, limits: { cpu: '200m' } } },
+    }));
+    expect(errors).toStrictEqual([
+      expect.stringMatching(/^\[test\/wal-postgres\] resources\.limits\.memory: "1Gi" is below requests\.memory "2Gi": the API server rejects a container whose limit is below its request/),
+      expect.stringMatching(/^\[test\/wal-postgres\] archiver\.resources\.limits\.cpu: "200m" is below requests\.cpu "500m": /),
+    ]);
+  });
+
   it.each([12, 19, 15.2])('fails on the unsupported version %j', (version) => {
     expect(errorsOf(seedProps({ version }))).toStrictEqual([
       `[test/wal-postgres] version: ${version} is not a supported PostgreSQL major version: use one of 13, 14, 15, 16, 17, 18`,

@@ -395,7 +395,35 @@ export class ArchivedPostgres extends Construct {
     if (this.sameNameAs) {
       add('name', `${show(this.name)} in namespace ${show(this.namespace)} is already used by ${this.sameNameAs.node.path}: two databases would share their objects and their WAL archive; choose another name or namespace`);
     }
+    errors.push(...this.checkObjectNames());
     errors.push(...this.config.validate());
+    return errors;
+  }
+
+  /**
+   * Objects of this database that another object of the app renders under the same kind, namespace
+   * and name: `orders` and `orders-standby` both render `Service/orders-standby`, and reads of one
+   * database would reach the other. A collision between two databases is reported on the later
+   * one in the construct tree (a database of the same name is reported above, once).
+   */
+  private checkObjectNames(): string[] {
+    const identity = (o: ApiObject) => `${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}/${o.metadata.namespace ?? Chart.of(o).namespace ?? 'default'}/${o.name}`;
+    const everything = this.node.root.node.findAll();
+    const position = new Map(everything.map((c, i) => [c, i]));
+    const mine = new Set<IConstruct>(this.apiObjects);
+    const others = new Map<string, ApiObject[]>();
+    for (const o of everything) {
+      if (!ApiObject.isApiObject(o) || mine.has(o)) continue;
+      others.set(identity(o), [...(others.get(identity(o)) ?? []), o]);
+    }
+    const errors: string[] = [];
+    for (const object of this.apiObjects) {
+      for (const other of others.get(identity(object)) ?? []) {
+        const otherDb = other.node.scopes.slice().reverse().find((c): c is ArchivedPostgres => c instanceof ArchivedPostgres);
+        if (otherDb && (position.get(otherDb)! > position.get(this)! || (otherDb.name === this.name && otherDb.namespace === this.namespace))) continue;
+        errors.push(`name: ${object.kind} ${show(object.name)} in namespace ${show(this.namespace)} (${object.node.path}) is also rendered by ${other.node.path}: one would replace the other, and clients of one database would reach the other; choose a name whose objects (${show(this.name)}, "${this.name}-standby", "${this.name}-pods", "${this.name}-config", "${this.name}-wipeout") no other object of the namespace has`);
+      }
+    }
     return errors;
   }
 }

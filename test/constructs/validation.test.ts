@@ -3,7 +3,7 @@
  * node.addValidation, every problem of the app at once, each with construct path, field, value and
  * what is expected; suspected credentials never echoed.
  */
-import { Chart, Duration } from 'cdk8s';
+import { ApiObject, Chart, Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { ArchivedPostgres, ArchivedPostgresProps, ArchiverImage, ArchiveStorage, TerminationPolicy } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
@@ -276,6 +276,27 @@ describe('ArchivedPostgres validation', () => {
         '[test/wal-postgres] archiver.image: is no longer a database prop: the archiver image is set once per app, ArchiverImage.use(app, reference) in app.ts',
       ]);
     });
+  });
+
+  it('fails on databases whose objects share a name in one namespace (orders and orders-standby both render Service/orders-standby), naming both construct paths once', () => {
+    const app = testApp();
+    const chart = new Chart(app, 'test', { namespace: 'demo' });
+    new ArchivedPostgres(chart, 'orders', seedProps());
+    new ArchivedPostgres(chart, 'orders-standby', seedProps());
+    new ArchivedPostgres(new Chart(app, 'other', { namespace: 'other' }), 'orders-standby', seedProps());
+    expect(collectValidationErrors(app)).toStrictEqual([
+      '[test/orders-standby] name: Service "orders-standby" in namespace "demo" (test/orders-standby/PrimaryService) is also rendered by test/orders/StandbyService: one would replace the other, and clients of one database would reach the other; choose a name whose objects ("orders-standby", "orders-standby-standby", "orders-standby-pods", "orders-standby-config", "orders-standby-wipeout") no other object of the namespace has',
+    ]);
+  });
+
+  it('fails on a database whose object another object of the chart already renders', () => {
+    const app = testApp();
+    const chart = new Chart(app, 'test', { namespace: 'demo' });
+    new ApiObject(chart, 'legacy', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'orders' } });
+    new ArchivedPostgres(chart, 'orders', seedProps());
+    const errors = collectValidationErrors(app);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('[test/orders] name: Service "orders" in namespace "demo" (test/orders/PrimaryService) is also rendered by test/legacy: ');
   });
 
   it('fails on an unknown terminationPolicy (e.g. from plain JavaScript)', () => {

@@ -379,6 +379,8 @@ export class ArchivedPostgres extends Construct {
     const timeoutMs = this.archiveTimeout.toMilliseconds();
     if (timeoutMs % 1000 !== 0) {
       add('archiver.archiveTimeout', `${timeoutMs} ms is not a whole number of seconds: PostgreSQL's archive_timeout counts seconds; use Duration.seconds(60)`);
+    } else if (timeoutMs === 0) {
+      add('archiver.archiveTimeout', `0 s would turn archive_timeout off (in PostgreSQL 0 means disabled, not "at once"): a segment would be archived only when its 16 MiB are full, which on a quiet database can take days, and until then the committed work in it exists only on the volume; give ${MIN_ARCHIVE_TIMEOUT_SECONDS} s to ${MAX_ARCHIVE_TIMEOUT_SECONDS} s: Duration.seconds(60) is the usual choice, Duration.hours(24) the fewest segments`);
     } else if (timeoutMs / 1000 < MIN_ARCHIVE_TIMEOUT_SECONDS || timeoutMs / 1000 > MAX_ARCHIVE_TIMEOUT_SECONDS) {
       add('archiver.archiveTimeout', `${timeoutMs / 1000} s is outside ${MIN_ARCHIVE_TIMEOUT_SECONDS} s to ${MAX_ARCHIVE_TIMEOUT_SECONDS} s: every timeout archives a whole 16 MiB segment even on an idle database (at 1 s that is up to 1.4 TB a day), and more than a day leaves too much committed work out of the archive; 60 s is the usual choice`);
     }

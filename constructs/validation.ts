@@ -41,6 +41,22 @@ export function checkNamespace(namespace: string): string | undefined {
 }
 
 /**
+ * Whether a long run of characters without a separator is a token rather than words run together
+ * (`postgresqlarchivecredentialsprod1` is words): anything but lowercase letters and digits (no
+ * Secret name has them), hexadecimal only (a key), letters and digits alternating 6 times or more
+ * (random base-36: about 13 times in 32 characters), or fewer than a quarter of its letters vowels
+ * (random letters: 5 in 26; words: a third or more).
+ */
+function isTokenLike(run: string): boolean {
+  if (/[^a-z0-9]/.test(run) || /^[0-9a-f]+$/.test(run)) return true;
+  const alternations = run.match(/[a-z](?=[0-9])|[0-9](?=[a-z])/g)?.length ?? 0;
+  if (alternations >= 6) return true;
+  const letters = run.replace(/[0-9]/g, '');
+  const vowels = letters.replace(/[^aeiou]/g, '').length;
+  return letters.length === 0 || vowels / letters.length < 0.25;
+}
+
+/**
  * Values that look like a credential pasted where the *name* of a Secret belongs. The message
  * never repeats the value: it may be a real key.
  */
@@ -48,9 +64,8 @@ export function looksLikeCredential(value: string): boolean {
   if (/^(AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}$/i.test(value)) return true; // AWS access key id
   if (/-----BEGIN|"private_key"|"type"\s*:\s*"service_account"|^\s*\{/.test(value)) return true; // PEM / GCP JSON key
   if (/[+/=]/.test(value) && value.length >= 20) return true; // base64 material, e.g. an AWS secret key
-  // A long run of letters and digits with no separator is a token, not a human-chosen name.
-  const longestRun = Math.max(0, ...value.split(/[-.]/).map((part) => part.length));
-  if (longestRun >= 32) return true;
+  // A long run with no separator that does not read as words is a token, not a human-chosen name.
+  if (value.split(/[-.]/).some((part) => part.length >= 32 && isTokenLike(part))) return true;
   if (/^[A-Za-z0-9]{16,}$/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /[0-9]/.test(value)) return true;
   return false;
 }

@@ -81,6 +81,12 @@ describe('ArchivedPostgres validation', () => {
     expect(errors[0]).toMatch(/archiver\.archiveTimeout: \d+ s is outside 15 s to 86400 s: every timeout archives a whole 16 MiB segment even on an idle database/);
   });
 
+  it('fails on an archiveTimeout of 0, saying that PostgreSQL reads 0 as disabled and what to give instead', () => {
+    expect(errorsOf(seedProps({ archiver: { ...s3({}), archiveTimeout: Duration.seconds(0) } }))).toStrictEqual([
+      '[test/wal-postgres] archiver.archiveTimeout: 0 s would turn archive_timeout off (in PostgreSQL 0 means disabled, not "at once"): a segment would be archived only when its 16 MiB are full, which on a quiet database can take days, and until then the committed work in it exists only on the volume; give 15 s to 86400 s: Duration.seconds(60) is the usual choice, Duration.hours(24) the fewest segments',
+    ]);
+  });
+
   it.each([0, -1, 1.5, Number.NaN])('fails on replicas %j', (replicas) => {
     expect(errorsOf(seedProps({ replicas }))).toStrictEqual([
       `[test/wal-postgres] replicas: ${replicas} is not a whole number of at least 1: pod 0 is the primary and every further replica a standby`,
@@ -179,6 +185,26 @@ describe('ArchivedPostgres validation', () => {
       expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName): looks like a credential, not the name of a Secret \(value not shown\)/);
       expect(errors[0]).not.toContain(value);
     }
+  });
+
+  it.each([
+    'postgresqlarchivecredentialsprod1',
+    'kubedbpostgresqlarchivestoragesecret',
+    'ordersdbprodeuwest1s3archivecreds',
+    'team-a.postgresqlarchivecredentials-prod',
+  ])('accepts the Secret name %j: words run together are not a credential', (name) => {
+    expect(errorsOf(seedProps({ authSecretName: name, archiver: { storage: ArchiveStorage.s3({ storageSecretName: name, bucket: 'kubedb' }) } }))).toStrictEqual([]);
+  });
+
+  it.each([
+    ['a hexadecimal key', '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
+    ['a random base-36 token', 'x7k2m9q4w8e1r5t3y6u0i2o4p7a9s1d3f5g8'],
+    ['a token of letters without vowels', 'qwrtzpsdfghjklxcvbnmqwrtzpsdfghjkl'],
+  ])('still fails, without echoing it, on %s where a Secret name is expected', (_what, value) => {
+    const errors = errorsOf(seedProps({ archiver: { storage: ArchiveStorage.s3({ storageSecretName: value, bucket: 'kubedb' }) } }));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('archiver.storage.storageSecretName: looks like a credential, not the name of a Secret (value not shown)');
+    expect(errors[0]).not.toContain(value);
   });
 
   it('fails on an S3 endpoint that is not an http(s) URL, without echoing embedded credentials', () => {

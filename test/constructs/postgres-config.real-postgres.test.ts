@@ -10,6 +10,10 @@
  * (/opt/archiver is the build output, the socket and hba file live in the cluster's directory,
  * port and listen address are a free port on 127.0.0.1), the S3 endpoint (the test's s3rver, which
  * needs WHEN_REQUIRED checksums) and the spool directory.
+ *
+ * Then the replication and WAL settings rendered for the most members on the smallest volume:
+ * a clone and a backup by hand beside 30 streaming standbys (pg_receivewal holds one WAL sender,
+ * as a standby's walreceiver does), and the PostgreSQL rule that keeps max_wal_senders fixed.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -11,18 +11,28 @@ import { Construct, IConstruct } from 'constructs';
 import { ARCHIVER_INSTALL_DIR, archivePath } from '../contract';
 import { ArchiveStorage } from './archive-storage';
 import { ArchiverContainerFactory } from './archiver-container-factory';
+import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
-import { PostgresConfig } from './postgres-config';
+import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
-import { checkDatabaseName, checkImage, checkNamespace, checkSecretName, show } from './validation';
+import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, parseQuantity, show } from './validation';
+import { walSizesFor } from './wal-size';
 import { WipeOutJob } from './wipe-out-job';
 
 /** PostgreSQL major versions this construct renders and its archiver is tested against. */
 export const SUPPORTED_VERSIONS: readonly number[] = [13, 14, 15, 16, 17, 18];
+
+/** The official PostgreSQL image of a major version, fully qualified. */
+export function defaultPostgresImage(version: number): string {
+  return `docker.io/library/postgres:${version}`;
+}
+
+/** Each member's data volume size when `storage.size` is not given. */
+export const DEFAULT_DATA_VOLUME_SIZE = '1Gi';
 
 /** archive_timeout bounds, in seconds. */
 export const MIN_ARCHIVE_TIMEOUT_SECONDS = 15;
@@ -31,13 +41,16 @@ export const MAX_ARCHIVE_TIMEOUT_SECONDS = 24 * 60 * 60;
 /** The PostgreSQL container's resources. */
 export interface PostgresResources {
   /**
+   * A quantity given only as a limit is the request too, as Kubernetes makes it
+   * (`limits: { memory: "512Mi" }` alone requests 512Mi).
    * @default { cpu: "500m", memory: "1Gi" }
    */
   readonly requests?: ResourceQuantities;
   /**
    * No CPU limit (throttling a database hurts latency more than sharing a core does); the memory
-   * limit equals the request so that the pod is never killed for memory it was promised.
-   * @default { memory: "1Gi" }
+   * limit equals the memory request so that the pod is never killed for memory it was promised.
+   * A limit below its request is a synth error (the API server would reject the StatefulSet).
+   * @default { memory: <the memory request> }
    */
   readonly limits?: ResourceQuantities;
 }
@@ -54,16 +67,9 @@ export interface ArchiverProps {
    */
   readonly archiveTimeout?: Duration;
   /**
-   * The archiver image. It runs twice in each pod: as the init container that copies the
-   * archiver into the PostgreSQL container (PostgreSQL runs it as archive_command and
-   * restore_command), and as the `archiver` sidecar, the background archiver that pushes ready
-   * WAL ahead of PostgreSQL's calls and prefetches WAL for recovery.
-   * @default DEFAULT_ARCHIVER_IMAGE
-   */
-  readonly image?: string;
-  /**
    * The `archiver` sidecar's resources. It compresses and uploads up to 8 segments at once
-   * while catching up on a backlog, and idles otherwise.
+   * while catching up on a backlog, and idles otherwise. A quantity given only as a limit is the
+   * request too; the default memory limit is raised to a larger memory request.
    * @default - requests { cpu: "100m", memory: "256Mi" }, limits { memory: "512Mi" }
    */
   readonly resources?: ContainerResources;
@@ -73,11 +79,19 @@ export interface ArchivedPostgresProps {
   /** PostgreSQL major version, one of SUPPORTED_VERSIONS. */
   readonly version: number;
   /**
-   * The PostgreSQL image. Must be the official image or one built from it (Debian based: the
-   * archiver's Node runtime needs glibc).
-   * @default `postgres:${version}`
+   * The PostgreSQL image, fully qualified: `registry/repository:tag`, pinned with a digest if you
+   * like (`docker.io/library/postgres:16.4@sha256:<64 hex digits>`). Must be the official image or
+   * one built from it (Debian based: the archiver's Node runtime needs glibc). The archiver image
+   * is set once per app: `ArchiverImage.use(app, reference)`.
+   * @default `docker.io/library/postgres:${version}`
    */
   readonly image?: string;
+  /**
+   * `image` names no registry (`postgres:16`) or names the node itself (`localhost/postgres:16`),
+   * and that is meant: the image is loaded onto every node by hand, never pulled.
+   * @default false - `image` must name the registry the nodes pull from
+   */
+  readonly allowLocalImage?: boolean;
   /**
    * Members: pod 0 is the primary, the others are streaming hot standbys.
    * @default 1
@@ -218,14 +232,13 @@ export class ArchivedPostgres extends Construct {
     this.bootstrap = props.bootstrap ?? Bootstrap.restore();
     this.selectorLabels = Object.freeze({ 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': this.name });
     this.labels = Object.freeze({ ...this.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' });
-    const image = props.image ?? `postgres:${props.version}`;
+    const image = props.image ?? defaultPostgresImage(props.version);
     const dataVolume = {
       storageClassName: props.storage?.storageClassName,
       accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
-      size: props.storage?.size ?? '1Gi',
+      size: props.storage?.size ?? DEFAULT_DATA_VOLUME_SIZE,
     };
-    const postgresRequests = { cpu: '500m', memory: '1Gi', ...props.resources?.requests };
-    const postgresResources = { requests: postgresRequests, limits: { memory: postgresRequests.memory, ...props.resources?.limits } };
+    const postgresResources = resourcesWithDefaults({ requests: { cpu: '500m', memory: '1Gi' }, limitsEqualRequests: ['memory'] }, props.resources);
     const archiverResources = resourcesWithDefaults({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } }, props.archiver?.resources);
     this.sameNameAs = registerName(this);
 
@@ -248,6 +261,8 @@ export class ArchivedPostgres extends Construct {
       archiveTimeoutSeconds: Math.round(this.archiveTimeout.toMilliseconds() / 1000),
       archiverInstallDir: ARCHIVER_INSTALL_DIR,
       version: this.version,
+      // An invalid size is reported by validation; the files are rendered for the default meanwhile.
+      walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
     });
     this.services = new PostgresServices(this, {
       statefulSetName: this.name,
@@ -261,7 +276,8 @@ export class ArchivedPostgres extends Construct {
     this.archiverContainers = new ArchiverContainerFactory({
       storage: this.archiveStorage,
       archivePath: this.archivePath,
-      image: props.archiver?.image,
+      // The app's (ArchiverImage.use); validation reports a missing one.
+      image: ArchiverImage.referenceOf(this) ?? '',
     });
     this.statefulSet = new PostgresStatefulSet(this, {
       name: this.name,
@@ -336,11 +352,16 @@ export class ArchivedPostgres extends Construct {
     if (!Number.isInteger(props.version) || !SUPPORTED_VERSIONS.includes(props.version)) {
       add('version', `${show(props.version)} is not a supported PostgreSQL major version: use one of ${SUPPORTED_VERSIONS.join(', ')}`);
     }
-    if (props.image !== undefined) add('image', checkImage(props.image));
+    if (props.image !== undefined) {
+      add('image', checkImageReference(props.image, { allowLocalImage: props.allowLocalImage, example: defaultPostgresImage(this.version) }));
+    }
+    if (ArchiverImage.referenceOf(this) === undefined) {
+      add('archiver image', `is not set: name it once for the app, in app.ts before the charts: ArchiverImage.use(app, ${show(ARCHIVER_IMAGE_EXAMPLE)}) (build and push it with npm run archiver:image)`);
+    }
     if (!Number.isInteger(this.replicas) || this.replicas < 1) {
       add('replicas', `${show(this.replicas)} is not a whole number of at least 1: pod 0 is the primary and every further replica a standby`);
-    } else if (this.replicas > 32) {
-      add('replicas', `${this.replicas} members exceed max_wal_senders and the 32 this construct supports`);
+    } else if (this.replicas > MAX_REPLICAS) {
+      add('replicas', `${this.replicas} members are more than the ${MAX_REPLICAS} this construct supports: every standby streams from pod 0, whose max_wal_senders = ${MAX_WAL_SENDERS} is sized for ${MAX_REPLICAS - 1} standbys (two senders each while one clones or reconnects) and a pg_basebackup by hand; use at most ${MAX_REPLICAS}`);
     }
     errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));
@@ -353,12 +374,16 @@ export class ArchivedPostgres extends Construct {
       add('archiver.storage', 'is missing: give ArchiveStorage.s3({...}) or ArchiveStorage.gcs({...})');
     } else {
       for (const problem of this.archiveStorage.validate()) add(`archiver.storage.${problem.field}`, problem.message);
-      if (props.archiver.image !== undefined) add('archiver.image', checkImage(props.archiver.image));
+      if ((props.archiver as { image?: unknown }).image !== undefined) {
+        add('archiver.image', 'is no longer a database prop: the archiver image is set once per app, ArchiverImage.use(app, reference) in app.ts');
+      }
       errors.push(...checkContainerResources('archiver.resources', props.archiver.resources));
     }
     const timeoutMs = this.archiveTimeout.toMilliseconds();
     if (timeoutMs % 1000 !== 0) {
       add('archiver.archiveTimeout', `${timeoutMs} ms is not a whole number of seconds: PostgreSQL's archive_timeout counts seconds; use Duration.seconds(60)`);
+    } else if (timeoutMs === 0) {
+      add('archiver.archiveTimeout', `0 s would turn archive_timeout off (in PostgreSQL 0 means disabled, not "at once"): a segment would be archived only when its 16 MiB are full, which on a quiet database can take days, and until then the committed work in it exists only on the volume; give ${MIN_ARCHIVE_TIMEOUT_SECONDS} s to ${MAX_ARCHIVE_TIMEOUT_SECONDS} s: Duration.seconds(60) is the usual choice, Duration.hours(24) the fewest segments`);
     } else if (timeoutMs / 1000 < MIN_ARCHIVE_TIMEOUT_SECONDS || timeoutMs / 1000 > MAX_ARCHIVE_TIMEOUT_SECONDS) {
       add('archiver.archiveTimeout', `${timeoutMs / 1000} s is outside ${MIN_ARCHIVE_TIMEOUT_SECONDS} s to ${MAX_ARCHIVE_TIMEOUT_SECONDS} s: every timeout archives a whole 16 MiB segment even on an idle database (at 1 s that is up to 1.4 TB a day), and more than a day leaves too much committed work out of the archive; 60 s is the usual choice`);
     }
@@ -375,7 +400,35 @@ export class ArchivedPostgres extends Construct {
     if (this.sameNameAs) {
       add('name', `${show(this.name)} in namespace ${show(this.namespace)} is already used by ${this.sameNameAs.node.path}: two databases would share their objects and their WAL archive; choose another name or namespace`);
     }
+    errors.push(...this.checkObjectNames());
     errors.push(...this.config.validate());
+    return errors;
+  }
+
+  /**
+   * Objects of this database that another object of the app renders under the same kind, namespace
+   * and name: `orders` and `orders-standby` both render `Service/orders-standby`, and reads of one
+   * database would reach the other. A collision between two databases is reported on the later
+   * one in the construct tree (a database of the same name is reported above, once).
+   */
+  private checkObjectNames(): string[] {
+    const identity = (o: ApiObject) => `${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}/${o.metadata.namespace ?? Chart.of(o).namespace ?? 'default'}/${o.name}`;
+    const everything = this.node.root.node.findAll();
+    const position = new Map(everything.map((c, i) => [c, i]));
+    const mine = new Set<IConstruct>(this.apiObjects);
+    const others = new Map<string, ApiObject[]>();
+    for (const o of everything) {
+      if (!ApiObject.isApiObject(o) || mine.has(o)) continue;
+      others.set(identity(o), [...(others.get(identity(o)) ?? []), o]);
+    }
+    const errors: string[] = [];
+    for (const object of this.apiObjects) {
+      for (const other of others.get(identity(object)) ?? []) {
+        const otherDb = other.node.scopes.slice().reverse().find((c): c is ArchivedPostgres => c instanceof ArchivedPostgres);
+        if (otherDb && (position.get(otherDb)! > position.get(this)! || (otherDb.name === this.name && otherDb.namespace === this.namespace))) continue;
+        errors.push(`name: ${object.kind} ${show(object.name)} in namespace ${show(this.namespace)} (${object.node.path}) is also rendered by ${other.node.path}: one would replace the other, and clients of one database would reach the other; choose a name whose objects (${show(this.name)}, "${this.name}-standby", "${this.name}-pods", "${this.name}-config", "${this.name}-wipeout") no other object of the namespace has`);
+      }
+    }
     return errors;
   }
 }

@@ -11,19 +11,16 @@ import { ContainerResources, renderResources } from './container-resources';
 import { ARCHIVER_SPOOL_DIR } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 
-/** The archiver image used when none is given. Build and push it with `npm run archiver:image`. */
-export const DEFAULT_ARCHIVER_IMAGE = 'pg-wal-archiver:0.1.0';
-
 export interface ArchiverContainerFactoryProps {
   /** Where the archive is kept. */
   readonly storage: ArchiveStorage;
   /** The archive's path inside the bucket: `{prefix}/kubedb/{namespace}/{name}/archive`. */
   readonly archivePath: string;
   /**
-   * The archiver image.
-   * @default DEFAULT_ARCHIVER_IMAGE
+   * The archiver image, fully qualified (`ArchiverImage.use` sets the app's; build and push it
+   * with `npm run archiver:image`).
    */
-  readonly image?: string;
+  readonly image: string;
   /**
    * The archiver's spool directory (ARCHIVER_SPOOL). It must be on the same filesystem as pg_wal
    * wherever PostgreSQL's calls and the sidecar share it; a pod without the data volume mounts a
@@ -101,7 +98,7 @@ export class ArchiverContainerFactory {
   private readonly binding: ArchiveStorageBinding;
 
   constructor(props: ArchiverContainerFactoryProps) {
-    this.image = props.image ?? DEFAULT_ARCHIVER_IMAGE;
+    this.image = props.image;
     this.spoolDirectory = props.spoolDirectory ?? ARCHIVER_SPOOL_DIR;
     // Props from plain JavaScript may lack the storage; the database's validation reports it.
     this.binding = props.storage ? props.storage.bind({ archivePath: props.archivePath }) : { env: [], volumes: [], volumeMounts: [] };

@@ -1,6 +1,7 @@
 export * from './archived-postgres';
 export * from './archive-storage';
 export * from './archiver-container-factory';
+export * from './archiver-image';
 export * from './backups';
 export * from './bootstrap';
 export * from './container-resources';
@@ -12,4 +13,5 @@ export * from './postgres-stateful-set';
 export * from './recovery-target';
 export * from './start-script';
 export * from './termination-policy';
+export * from './wal-size';
 export * from './wipe-out-job';

@@ -13,6 +13,22 @@ import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
 import { renderStartScript } from './start-script';
 import { show } from './validation';
+import { WalSizes } from './wal-size';
+
+/** The most members (pod 0 and its standbys) a database may have. */
+export const MAX_REPLICAS = 32;
+
+/**
+ * max_wal_senders, sized for the most members (MAX_REPLICAS), not for `replicas`: every standby
+ * streams from pod 0 and may hold two senders at once (pg_basebackup --wal-method=stream uses two
+ * while it clones; a restarted standby's previous sender lingers until wal_sender_timeout), plus
+ * two for a pg_basebackup run by hand. It does not follow `replicas` because a standby refuses to
+ * start with a lower max_wal_senders than its primary's ("recovery aborted because of insufficient
+ * parameter settings") and a rolling update restarts the standbys first: scaling down would stop
+ * the rollout at its first pod; scaling up would restart the primary. Each sender slot costs a
+ * few kB of shared memory (64 instead of 10: 3 MB more on PostgreSQL 15).
+ */
+export const MAX_WAL_SENDERS = 2 * (MAX_REPLICAS - 1) + 2;
 
 /** A postgresql.conf value: strings are quoted, numbers written as they are, booleans as on/off. */
 export type PostgresqlSettingValue = string | number | boolean;
@@ -26,6 +42,8 @@ export interface PostgresqlConfOptions {
   readonly archiveTimeoutSeconds: number;
   /** Where the archiver is installed in the container. */
   readonly archiverInstallDir: string;
+  /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
+  readonly walSizes: WalSizes;
   /**
    * Further settings, written after the managed ones in this order.
    * @default - none
@@ -48,6 +66,8 @@ export interface PostgresConfigProps {
   readonly archiverInstallDir: string;
   /** PostgreSQL major version. */
   readonly version: number;
+  /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
+  readonly walSizes: WalSizes;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -60,6 +80,9 @@ function renderSettingValue(value: PostgresqlSettingValue): string {
   if (typeof value === 'number') return String(value);
   return confString(value);
 }
+
+/** The settings sized from the data volume. */
+const WAL_SIZE_SETTINGS = ['max_wal_size', 'min_wal_size', 'wal_keep_size'];
 
 const PARAMETER_NAME = /^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$/;
 
@@ -122,7 +145,9 @@ export class PostgresConfig {
       if (!PARAMETER_NAME.test(name)) {
         errors.push(`${field}: ${show(name)} is not a parameter name: use lowercase letters, digits and '_' (a custom parameter has one '.'), e.g. "recovery_target_time"`);
       } else if (this.managedSettings.includes(name)) {
-        const hint = name === 'archive_timeout' ? 'set archiver.archiveTimeout instead' : 'it is part of the replication and archiving set-up';
+        const hint = name === 'archive_timeout' ? 'set archiver.archiveTimeout instead'
+          : WAL_SIZE_SETTINGS.includes(name) ? 'it is sized from storage.size so that the WAL fits on the volume: give a larger volume'
+            : 'it is part of the replication and archiving set-up';
         errors.push(`${field}: ${show(name)} is written by ArchivedPostgres itself (${hint}) and cannot be replaced`);
       }
       if (typeof value === 'number' && !Number.isFinite(value)) {
@@ -135,8 +160,8 @@ export class PostgresConfig {
   }
 
   private renderPostgresqlConf(settings?: ReadonlyMap<string, PostgresqlSettingValue>): string {
-    const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir } = this.props;
-    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, settings });
+    const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes } = this.props;
+    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, settings });
   }
 }
 
@@ -158,12 +183,19 @@ password_encryption = 'scram-sha-256'
 
 # Replication: pod 0 is the primary, pods 1..N-1 stream from it as hot standbys.
 wal_level = replica
-max_wal_senders = 10
+# Enough for every standby of the most members supported (${MAX_REPLICAS}), two senders each (a clone
+# with --wal-method=stream, a reconnect), and a pg_basebackup by hand; never lowered (a standby
+# refuses to start with fewer than its primary). Each clone also holds a temporary replication
+# slot (max_replication_slots, 10 by default: clones run one at a time).
+max_wal_senders = ${MAX_WAL_SENDERS}
 hot_standby = on
 # Used by standbys only (a standby.signal file is present): the password comes from PGPASSWORD.
 primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${SUPERUSER}`)}
-# A standby that falls further behind than this catches up from the archive (restore_command).
-wal_keep_size = '256MB'
+# WAL sized from the data volume (README: "The data volume and its WAL"): at most 3/8 of it.
+# A standby that falls further behind than wal_keep_size catches up from the archive (restore_command).
+wal_keep_size = '${options.walSizes.walKeepSizeMb}MB'
+max_wal_size = '${options.walSizes.maxWalSizeMb}MB'
+min_wal_size = '${options.walSizes.minWalSizeMb}MB'
 # pg_rewind needs it: a standby left behind on an old timeline (pod 0 restored from the archive)
 # is rewound to pod 0's history instead of cloned again (start.sh).
 wal_log_hints = on

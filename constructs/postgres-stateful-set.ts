@@ -29,7 +29,9 @@ export interface DataVolumeProps {
    */
   readonly accessModes?: string[];
   /**
-   * The size of each member's volume, a Kubernetes quantity.
+   * The size of each member's volume, a Kubernetes quantity of at least 512Mi. It holds the data
+   * directory, its WAL and the archiver's spool; max_wal_size, min_wal_size and wal_keep_size are
+   * sized from it (wal-size.ts).
    * @default "1Gi"
    */
   readonly size?: string;

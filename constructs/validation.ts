@@ -3,6 +3,7 @@
  * says what is wrong and what is expected. The constructs prefix the field name and collect every
  * problem through `node.addValidation`, so one synth reports them all.
  */
+import { ARCHIVER_SPOOL_BUDGET_MIB, MIN_DATA_VOLUME_MIB } from './wal-size';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
@@ -40,6 +41,22 @@ export function checkNamespace(namespace: string): string | undefined {
 }
 
 /**
+ * Whether a long run of characters without a separator is a token rather than words run together
+ * (`postgresqlarchivecredentialsprod1` is words): anything but lowercase letters and digits (no
+ * Secret name has them), hexadecimal only (a key), letters and digits alternating 6 times or more
+ * (random base-36: about 13 times in 32 characters), or fewer than a quarter of its letters vowels
+ * (random letters: 5 in 26; words: a third or more).
+ */
+function isTokenLike(run: string): boolean {
+  if (/[^a-z0-9]/.test(run) || /^[0-9a-f]+$/.test(run)) return true;
+  const alternations = run.match(/[a-z](?=[0-9])|[0-9](?=[a-z])/g)?.length ?? 0;
+  if (alternations >= 6) return true;
+  const letters = run.replace(/[0-9]/g, '');
+  const vowels = letters.replace(/[^aeiou]/g, '').length;
+  return letters.length === 0 || vowels / letters.length < 0.25;
+}
+
+/**
  * Values that look like a credential pasted where the *name* of a Secret belongs. The message
  * never repeats the value: it may be a real key.
  */
@@ -47,9 +64,8 @@ export function looksLikeCredential(value: string): boolean {
   if (/^(AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}$/i.test(value)) return true; // AWS access key id
   if (/-----BEGIN|"private_key"|"type"\s*:\s*"service_account"|^\s*\{/.test(value)) return true; // PEM / GCP JSON key
   if (/[+/=]/.test(value) && value.length >= 20) return true; // base64 material, e.g. an AWS secret key
-  // A long run of letters and digits with no separator is a token, not a human-chosen name.
-  const longestRun = Math.max(0, ...value.split(/[-.]/).map((part) => part.length));
-  if (longestRun >= 32) return true;
+  // A long run with no separator that does not read as words is a token, not a human-chosen name.
+  if (value.split(/[-.]/).some((part) => part.length >= 32 && isTokenLike(part))) return true;
   if (/^[A-Za-z0-9]{16,}$/.test(value) && /[A-Z]/.test(value) && /[a-z]/.test(value) && /[0-9]/.test(value)) return true;
   return false;
 }
@@ -122,11 +138,13 @@ export function parseQuantity(value: string): number | undefined {
   return number * 10 ** Number(suffix.slice(1));
 }
 
-/** A volume size: a positive Kubernetes quantity of at least 1 MiB. */
+/** A member's data volume size: a Kubernetes quantity of at least MIN_DATA_VOLUME_MIB (see wal-size.ts). */
 export function checkVolumeSize(size: string): string | undefined {
   const bytes = parseQuantity(size);
   if (bytes === undefined) return `${show(size)} is not a Kubernetes quantity: write e.g. "1Gi", "500Mi" or "10G"`;
-  if (bytes < 2 ** 20) return `${show(size)} is smaller than 1Mi: PostgreSQL needs room for at least a few 16 MiB WAL segments; write e.g. "1Gi"`;
+  if (bytes < MIN_DATA_VOLUME_MIB * 2 ** 20) {
+    return `${show(size)} is smaller than ${MIN_DATA_VOLUME_MIB}Mi, too small to run: each member's volume holds the data directory (about 40 MB after initdb), its WAL (max_wal_size and wal_keep_size, sized from the volume: at least 96 MB) and the archiver's spool (up to ${ARCHIVER_SPOOL_BUDGET_MIB} MiB of prefetched WAL during a recovery); write e.g. "1Gi"`;
+  }
   return undefined;
 }
 
@@ -138,9 +156,84 @@ export function checkResourceQuantity(value: string): string | undefined {
   return undefined;
 }
 
-export function checkImage(image: string): string | undefined {
-  if (image.trim() !== image || image.length === 0 || /\s/.test(image)) {
-    return `${show(image)} is not an image reference: write e.g. "postgres:15" or "registry.example.com/pg-wal-archiver:0.1.0"`;
+/** Options of `checkImageReference`. */
+export interface ImageReferenceCheckOptions {
+  /**
+   * Accept a reference that names no registry or names `localhost`: an image already on every node.
+   * @default false
+   */
+  readonly allowLocalImage?: boolean;
+  /** A fully qualified example for the message, e.g. `docker.io/library/postgres:15`. */
+  readonly example: string;
+}
+
+/** The parts of an image reference: `[registry/]repository[:tag][@digest]`. */
+export interface ImageReferenceParts {
+  /** The registry host (and port), when the first path component is one. */
+  readonly registry?: string;
+  readonly repository: string;
+  readonly tag?: string;
+  readonly digest?: string;
+}
+
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/**
+ * Splits an image reference as container runtimes do (the distribution reference grammar): the
+ * first path component is a registry when it has a '.' or ':' or is `localhost`. Undefined when it
+ * is not a reference at all.
+ */
+export function parseImageReference(reference: string): ImageReferenceParts | undefined {
+  const at = reference.indexOf('@');
+  const digest = at >= 0 ? reference.slice(at + 1) : undefined;
+  const named = at >= 0 ? reference.slice(0, at) : reference;
+  const lastSlash = named.lastIndexOf('/');
+  const colon = named.lastIndexOf(':');
+  const tag = colon > lastSlash ? named.slice(colon + 1) : undefined;
+  const name = colon > lastSlash ? named.slice(0, colon) : named;
+  const components = name.split('/');
+  const first = components[0];
+  const registry = components.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost') ? first : undefined;
+  const repository = (registry ? components.slice(1) : components).join('/');
+  if (registry !== undefined && !/^[a-zA-Z0-9.-]+(:[0-9]+)?$/.test(registry)) return undefined;
+  if (repository.length === 0 || !repository.split('/').every((c) => PATH_COMPONENT.test(c))) return undefined;
+  if (tag !== undefined && !TAG.test(tag)) return undefined;
+  if (digest !== undefined && !/^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(digest)) return undefined;
+  return { registry, repository, tag, digest };
+}
+
+/** Whether a registry host is this node itself: the image is never pulled from anywhere else. */
+function isLocalRegistry(registry: string): boolean {
+  return /^(localhost|127\.0\.0\.1)(:[0-9]+)?$/.test(registry);
+}
+
+/**
+ * An image reference the kubelet can pull: fully qualified (`registry/repository:tag`, optionally
+ * `@sha256:` digest). A reference without a registry is resolved by each node's runtime (Docker Hub
+ * for containerd, the node's search registries for CRI-O, where a short name is also open to name
+ * squatting), and a `localhost` one exists only where it was loaded: both only with
+ * `allowLocalImage`.
+ */
+export function checkImageReference(reference: string, options: ImageReferenceCheckOptions): string | undefined {
+  const example = `e.g. ${show(options.example)}`;
+  const parts = typeof reference === 'string' ? parseImageReference(reference) : undefined;
+  if (parts === undefined) {
+    return `${show(reference)} is not an image reference: write registry/repository:tag, optionally with @sha256:<digest>, ${example}`;
+  }
+  if (parts.digest !== undefined && !SHA256_DIGEST.test(parts.digest)) {
+    return `${show(reference)} has the digest ${show(parts.digest)}: a digest is "sha256:" and 64 lowercase hexadecimal digits, as \`buildah push --digestfile\` or \`docker buildx imagetools inspect\` print it`;
+  }
+  if (parts.tag === undefined && parts.digest === undefined) {
+    return `${show(reference)} has no tag: the runtime would pull ":latest", whatever it is on the day a pod starts; give a tag (and, to pin it, a digest), ${example}`;
+  }
+  if (options.allowLocalImage) return undefined;
+  if (parts.registry === undefined) {
+    return `${show(reference)} names no registry: each node's runtime would choose one (containerd pulls docker.io/${parts.repository.includes('/') ? '' : 'library/'}${parts.repository}; CRI-O asks its search registries, where a short name can be squatted); name the registry, ${example}, or set allowLocalImage: true for an image loaded onto every node`;
+  }
+  if (isLocalRegistry(parts.registry)) {
+    return `${show(reference)} names the node itself (${parts.registry}): no node pulls it from anywhere, so pods start only where it was loaded by hand; push it to a registry the nodes reach, ${example}, or set allowLocalImage: true if every node has it`;
   }
   return undefined;
 }

@@ -4,12 +4,13 @@
 #   postgresql-15       real clusters for the archiving and recovery tests
 #   openssl             the self-signed certificate of the TLS S3 server
 #   buildah podman ...  building and running the archiver image (no Docker engine here)
+#   docker-registry     a registry on 127.0.0.1 that the image command pushes to (npm run archiver:image -- --push)
 #   zstd lz4 brotli     the command-line tools that must read what the archiver writes
 set -euo pipefail
 
 need=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
-for tool in openssl buildah podman runc fuse-overlayfs zstd lz4 brotli; do
+for tool in openssl buildah podman runc fuse-overlayfs zstd lz4 brotli docker-registry; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 

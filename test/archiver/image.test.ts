@@ -1,16 +1,17 @@
 /**
- * The archiver image, built with buildah from archiver/Containerfile and run with podman (no
- * Docker engine here): its init-container job copies a working archiver into a volume, as the
+ * The archiver image, built with buildah from archiver/Containerfile, pushed to a registry, and
+ * run with podman (no Docker engine here): its init-container job copies a working archiver into a volume, as the
  * StatefulSet's init container does before PostgreSQL starts; its sidecar job serves the calls
  * PostgreSQL makes in the other container of the pod.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../contract';
 import { ROOT, fakeDataDirectory, makeSegment, waitForFile } from '../../testkit/archiver';
+import { freePort } from '../../testkit/ports';
 
 const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'image-'));
@@ -36,6 +37,47 @@ describe('the archiver image', () => {
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
     const user = spawnSync('podman', ['image', 'inspect', '--format', '{{.Config.User}}', image], { env, encoding: 'utf8' });
     expect(user.stdout.trim()).toBe('999:999');
+  });
+
+  it('is pushed with --push to the registry its reference names, and the pinned reference printed is what the registry serves', async () => {
+    const port = await freePort();
+    const dir = path.join(scratch, 'registry');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+    // Debian's docker-registry (the distribution registry), served over plain HTTP on 127.0.0.1.
+    const registry = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: 'ignore' });
+    const reference = `127.0.0.1:${port}/team-a/pg-wal-archiver:pushed`;
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!(await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.ok, () => false))) {
+        if (Date.now() > deadline) throw new Error('the registry did not start');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const pushed = spawnSync(path.join(ROOT, 'archiver/scripts/build-image.sh'), ['--push'], {
+        env: { ...env, ARCHIVER_IMAGE: reference, ARCHIVER_PUSH_TLS_VERIFY: 'false' },
+        encoding: 'utf8',
+        timeout: 170_000,
+      });
+      expect(pushed.status, pushed.stderr).toBe(0);
+      const pinned = pushed.stdout.trim().split('\n').pop()!;
+      expect(pinned).toMatch(new RegExp(`^${reference.replace(/[.]/g, '\\.')}@sha256:[0-9a-f]{64}$`));
+      expect(pushed.stderr).toContain(`build-image: pushed ${reference}; pin it in app.ts:`);
+      const manifest = await fetch(`http://127.0.0.1:${port}/v2/team-a/pg-wal-archiver/manifests/pushed`, {
+        method: 'HEAD',
+        headers: { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
+      });
+      expect(manifest.status).toBe(200);
+      expect(manifest.headers.get('docker-content-digest')).toBe(pinned.split('@')[1]);
+    } finally {
+      registry.kill();
+      spawnSync('buildah', ['--storage-driver', 'overlay', 'rmi', reference], { env });
+    }
+  }, 180_000);
+
+  it.each(['localhost/pg-wal-archiver:0.1.0', 'pg-wal-archiver:0.1.0'])('refuses --push for %j, which names no registry', (reference) => {
+    const refused = spawnSync(path.join(ROOT, 'archiver/scripts/build-image.sh'), ['--push'], { env: { ...env, ARCHIVER_IMAGE: reference }, encoding: 'utf8' });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toBe(`build-image: --push needs ARCHIVER_IMAGE to name the registry the nodes pull from, e.g. ghcr.io/your-org/pg-wal-archiver:0.1.0 (got ${reference})\n`);
   });
 
   it('installs, with the init container\'s exact command, an archiver that works in another container\'s filesystem', () => {

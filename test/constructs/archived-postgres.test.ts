@@ -3,10 +3,10 @@
  * their names and construct ids, the props' defaults, and how the database grows after construction.
  * What each piece renders is specified in the file named after it.
  */
-import { ApiObject } from 'cdk8s';
+import { ApiObject, Chart } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { ArchiveStorage } from '../../constructs';
-import { databaseChart, find, postgresContainer, seedProps, synth, synthDatabase } from './fixtures';
+import { ArchivedPostgres, ArchiveStorage, TerminationPolicy } from '../../constructs';
+import { TEST_ARCHIVER_IMAGE, databaseChart, find, postgresContainer, seedProps, synth, synthDatabase, testApp } from './fixtures';
 
 describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replicas, S3 bucket kubedb)', () => {
   const { db, objects } = synthDatabase(seedProps());
@@ -86,31 +86,43 @@ describe('ArchivedPostgres options', () => {
     expect(objects.every((o) => o.metadata.namespace === 'prod')).toBe(true);
   });
 
-  it('defaults to one member, the official image of the version, the chart namespace and the {name}-auth Secret', () => {
+  it('defaults to one member, the official image of the version (fully qualified), the chart namespace and the {name}-auth Secret', () => {
     const { db, objects } = synthDatabase({ version: 16, archiver: seedProps().archiver });
     const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
     expect(statefulSet.spec.replicas).toBe(1);
     expect(db.replicas).toBe(1);
-    expect(postgresContainer(statefulSet).image).toBe('postgres:16');
+    expect(postgresContainer(statefulSet).image).toBe('docker.io/library/postgres:16');
     expect(statefulSet.metadata.namespace).toBe('demo');
     expect(db.authSecretName).toBe('wal-postgres-auth');
     expect(statefulSet.spec.volumeClaimTemplates[0].spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } });
   });
 
-  it('uses the given images, auth Secret and resources', () => {
+  it('runs the app\'s archiver image (ArchiverImage.use) in the installer, the sidecar and the WipeOut Job', () => {
+    const app = testApp({ archiverImage: 'ghcr.io/team-a/pg-wal-archiver:0.1.0@sha256:' + 'a'.repeat(64) });
+    const chart = new Chart(app, 'test', { namespace: 'demo' });
+    new ArchivedPostgres(chart, 'wal-postgres', seedProps({ terminationPolicy: TerminationPolicy.WIPE_OUT }));
+    const objects = synth(chart);
+    const pod = find(objects, 'StatefulSet', 'wal-postgres').spec.template.spec;
+    const job = find(objects, 'Job', 'wal-postgres-wipeout').spec.template.spec;
+    expect([...pod.initContainers, ...pod.containers.slice(1), ...job.containers].map((c: any) => c.image)).toStrictEqual(Array(3).fill(`ghcr.io/team-a/pg-wal-archiver:0.1.0@sha256:${'a'.repeat(64)}`));
+  });
+
+  it('uses the given PostgreSQL image (pinned by digest here), auth Secret and resources', () => {
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
     const { objects } = synthDatabase(seedProps({
-      image: 'registry.example.com/postgres:15.8',
+      image: `registry.example.com/postgres:15.8@${digest}`,
       authSecretName: 'pg-superuser',
       resources: { requests: { cpu: '2', memory: '4Gi' } },
-      archiver: { ...seedProps().archiver, image: 'registry.example.com/pg-wal-archiver:1.2.3', resources: { requests: { cpu: '1' }, limits: { memory: '1Gi' } } },
+      archiver: { ...seedProps().archiver, resources: { requests: { cpu: '1' }, limits: { memory: '1Gi' } } },
     }));
     const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
     const postgres = postgresContainer(statefulSet);
-    expect(postgres.image).toBe('registry.example.com/postgres:15.8');
-    expect(statefulSet.spec.template.spec.initContainers[0].image).toBe('registry.example.com/pg-wal-archiver:1.2.3');
+    expect(postgres.image).toBe(`registry.example.com/postgres:15.8@${digest}`);
+    expect(statefulSet.spec.template.spec.initContainers[0].image).toBe(TEST_ARCHIVER_IMAGE);
     const sidecar = statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'archiver');
-    expect(sidecar.image).toBe('registry.example.com/pg-wal-archiver:1.2.3');
-    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '256Mi' }, limits: { memory: '1Gi' } });
+    expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
+    // The memory limit given alone is the request too, as Kubernetes makes it.
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '1Gi' } });
     expect(postgres.env).toContainEqual({ name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'pg-superuser', key: 'password' } } });
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } });
   });

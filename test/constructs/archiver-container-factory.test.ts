@@ -6,7 +6,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import { describe, expect, it } from 'vitest';
 import { archiverImageCommand } from '../../contract';
-import { ArchiverContainerFactory, ArchiveStorage, DATA_MOUNT, DEFAULT_ARCHIVER_IMAGE } from '../../constructs';
+import { ArchiverContainerFactory, ArchiveStorage, DATA_MOUNT } from '../../constructs';
 import { container, databaseChart, find, seedProps, synth } from './fixtures';
 
 const gcs = ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' });
@@ -100,10 +100,10 @@ describe('ArchiverContainerFactory gives a Job or CronJob the archiver of a data
 });
 
 describe('ArchiverContainerFactory', () => {
-  const factory = new ArchiverContainerFactory({ storage: gcs, archivePath: 'kubedb/demo/db/archive' });
+  const factory = new ArchiverContainerFactory({ storage: gcs, archivePath: 'kubedb/demo/db/archive', image: 'registry.example.com/pg-wal-archiver:0.1.0' });
 
-  it('defaults to DEFAULT_ARCHIVER_IMAGE and the spool on the data volume', () => {
-    expect(factory.image).toBe(DEFAULT_ARCHIVER_IMAGE);
+  it('runs the given image, with the spool on the data volume by default', () => {
+    expect(factory.image).toBe('registry.example.com/pg-wal-archiver:0.1.0');
     expect(factory.env[0]).toStrictEqual({ name: 'ARCHIVER_SPOOL', value: '/var/lib/postgresql/data/archiver-spool' });
   });
 
@@ -115,7 +115,7 @@ describe('ArchiverContainerFactory', () => {
       volumeMounts: [{ name: 'data', mountPath: '/data' }],
     })).toStrictEqual({
       name: 'example',
-      image: 'pg-wal-archiver:0.1.0',
+      image: 'registry.example.com/pg-wal-archiver:0.1.0',
       command: ['run'],
       env: [
         { name: 'ARCHIVER_SPOOL', value: '/var/lib/postgresql/data/archiver-spool' },
@@ -131,7 +131,7 @@ describe('ArchiverContainerFactory', () => {
     });
   });
 
-  it('uses the given image and spool directory', () => {
+  it('uses the given spool directory', () => {
     const custom = new ArchiverContainerFactory({ storage: gcs, archivePath: 'a', image: 'registry.example.com/archiver:2', spoolDirectory: '/spool' });
     expect(custom.container({ name: 'x', command: [] }).image).toBe('registry.example.com/archiver:2');
     expect(custom.env[0]).toStrictEqual({ name: 'ARCHIVER_SPOOL', value: '/spool' });
@@ -140,7 +140,7 @@ describe('ArchiverContainerFactory', () => {
   it('makes an installer that copies the archiver into a volume and reaches no archive (no environment, no key)', () => {
     expect(factory.installContainer({ volumeName: 'archiver' })).toStrictEqual({
       name: 'install-archiver',
-      image: 'pg-wal-archiver:0.1.0',
+      image: 'registry.example.com/pg-wal-archiver:0.1.0',
       command: ['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'install', '/opt/archiver'],
       securityContext: factory.securityContext,
       resources: {

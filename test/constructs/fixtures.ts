@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { App, Chart, Testing } from 'cdk8s';
 import { afterAll } from 'vitest';
 import { ARCHIVER_IMAGE_HOME, ARCHIVER_INSTALL_DIR } from '../../contract';
-import { ArchivedPostgres, ArchivedPostgresProps, ArchiveStorage } from '../../constructs';
+import { ArchivedPostgres, ArchivedPostgresProps, ArchiverImage, ArchiveStorage } from '../../constructs';
 import { ROOT } from '../../testkit/archiver';
 
 /** The names of `cdk8s.outdir.*` directories in `dir` (Testing.app()'s leftovers). */
@@ -39,9 +39,18 @@ export function testOutdir(): string {
   return path.join(scratch, `app-${++apps}`);
 }
 
-/** `Testing.app()` with its output directory in this file's scratch directory. */
-export function testApp(): App {
-  return Testing.app({ outdir: testOutdir() });
+/** The archiver image test apps set (`ArchiverImage.use`): fully qualified, never pulled by a test. */
+export const TEST_ARCHIVER_IMAGE = 'registry.example.com/pg-wal-archiver:0.1.0';
+
+/**
+ * `Testing.app()` with its output directory in this file's scratch directory, and the archiver
+ * image set as app.ts sets it (`archiverImage: null` for an app without one).
+ */
+export function testApp(options: { archiverImage?: string | null; allowLocalImage?: boolean } = {}): App {
+  const app = Testing.app({ outdir: testOutdir() });
+  const image = options.archiverImage === undefined ? TEST_ARCHIVER_IMAGE : options.archiverImage;
+  if (image !== null) ArchiverImage.use(app, image, { allowLocalImage: options.allowLocalImage });
+  return app;
 }
 
 /** The seed example's props: 2 members, 1Gi `standard` volumes, archive to the `kubedb` bucket. */

@@ -10,6 +10,10 @@
  * (/opt/archiver is the build output, the socket and hba file live in the cluster's directory,
  * port and listen address are a free port on 127.0.0.1), the S3 endpoint (the test's s3rver, which
  * needs WHEN_REQUIRED checksums) and the spool directory.
+ *
+ * Then the replication and WAL settings rendered for the most members on the smallest volume:
+ * a clone and a backup by hand beside 30 streaming standbys (pg_receivewal holds one WAL sender,
+ * as a standby's walreceiver does), and the PostgreSQL rule that keeps max_wal_senders fixed.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -227,4 +231,79 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       fs.rmSync(standbyDir, { recursive: true, force: true });
     }
   }, 180_000);
+});
+
+describe('the rendered replication and WAL settings on a real PostgreSQL 15 (32 members on the smallest volume)', () => {
+  const files = find(synthDatabase(seedProps({ replicas: 32, storage: { size: '512Mi' } })).objects, 'ConfigMap', 'wal-postgres-config').data!;
+  /** The rendered value of `name` in postgresql.conf. */
+  const rendered = (name: string) => {
+    const match = new RegExp(`^${name} = (.*)$`, 'm').exec(files['postgresql.conf']);
+    if (!match) throw new Error(`postgresql.conf no longer sets ${name}`);
+    return match[1];
+  };
+  const settings = Object.fromEntries(['wal_level', 'max_wal_senders', 'wal_keep_size', 'max_wal_size', 'min_wal_size', 'hot_standby'].map((name) => [name, rendered(name)]));
+
+  /** Runs a PostgreSQL tool as the postgres user; resolves with its exit code and output. */
+  const run = (tool: string, args: string[]) => new Promise<{ code: number | null; output: string }>((resolve) => {
+    const child = spawn(`${PG_BIN}/${tool}`, args, { ...postgresUser(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
+
+  it('lets pod 31 clone pod 0 (pg_basebackup --wal-method=stream, as start.sh) while 30 standbys stream and a pg_basebackup by hand runs', async () => {
+    let primary: PostgresCluster | undefined;
+    const receivers: ChildProcess[] = [];
+    try {
+      primary = await PostgresCluster.create({ settings });
+      primary.start();
+      expect(primary.sql('show max_wal_senders')).toBe('64');
+      expect(primary.sql("select string_agg(setting || unit, ' ' order by name) from pg_settings where name in ('max_wal_size', 'min_wal_size', 'wal_keep_size')")).toBe('128MB 64MB 64MB');
+      primary.sql('create table orders as select g as id, md5(g::text) as note from generate_series(1, 10000) g');
+
+      // Pods 1..30 streaming: one WAL sender each, as a standby's walreceiver holds.
+      for (let i = 1; i <= 30; i++) {
+        const dir = path.join(primary.baseDir, `standby-${i}`);
+        fs.mkdirSync(dir);
+        giveToPostgres(dir);
+        receivers.push(spawn(`${PG_BIN}/pg_receivewal`, ['-h', primary.baseDir, '-p', String(primary.port), '-U', 'postgres', '-D', dir, '--no-loop', '--no-password'], { ...postgresUser(), stdio: 'ignore' }));
+      }
+      const deadline = Date.now() + 30_000;
+      while (primary.sql('select count(*) from pg_stat_replication') !== '30') {
+        if (Date.now() > deadline) throw new Error(`the standbys did not all stream: ${primary.sql('select count(*) from pg_stat_replication')} of 30\n${primary.log().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+
+      // Pod 31's clone (start.sh's options) and an operator's backup at the same time: two senders each.
+      const clone = (name: string) => run('pg_basebackup', ['-h', primary!.baseDir, '-p', String(primary!.port), '-U', 'postgres', '--pgdata', path.join(primary!.baseDir, name), '--wal-method=stream', '--checkpoint=fast', '--no-password', '--no-sync']);
+      const results = await Promise.all([clone('pod-31'), clone('by-hand')]);
+      expect(results.map((r) => r.output)).toStrictEqual(['', '']);
+      expect(results.map((r) => r.code)).toStrictEqual([0, 0]);
+      expect(primary.log()).not.toContain('number of requested standby connections exceeds max_wal_senders');
+    } finally {
+      for (const receiver of receivers) receiver.kill('SIGINT');
+      await primary?.remove();
+    }
+  }, 60_000);
+
+  it('is why max_wal_senders does not follow replicas: a standby with fewer senders than its primary refuses to start', async () => {
+    let primary: PostgresCluster | undefined;
+    let standby: PostgresCluster | undefined;
+    try {
+      primary = await PostgresCluster.create({ settings });
+      primary.start();
+      const copy = primary.baseBackup();
+      standby = await PostgresCluster.create({ fromDataDirectory: copy, settings: { ...settings, max_wal_senders: 10, primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres'` } });
+      fs.rmSync(copy, { recursive: true, force: true });
+      fs.writeFileSync(path.join(standby.dataDir, 'standby.signal'), '');
+      giveToPostgres(standby.dataDir);
+      expect(() => standby!.start()).toThrow();
+      expect(standby.log()).toContain('FATAL:  recovery aborted because of insufficient parameter settings');
+      expect(standby.log()).toContain('max_wal_senders = 10 is a lower setting than on the primary server, where its value was 64.');
+    } finally {
+      await standby?.remove();
+      await primary?.remove();
+    }
+  }, 60_000);
 });

@@ -6,6 +6,8 @@
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { renderArchiveCommand, renderRestoreCommand } from '../../contract';
+import { MAX_REPLICAS, MAX_WAL_SENDERS } from '../../constructs';
+import { parseQuantity } from '../../constructs/validation';
 import { collectValidationErrors } from '../../scripts/synthesize';
 import { databaseChart, find, seedProps, synth, synthDatabase } from './fixtures';
 
@@ -51,7 +53,7 @@ describe('PostgresConfig, given the seed example', () => {
   it('names the parameters it manages', () => {
     expect(db.config.managedSettings).toStrictEqual([
       'listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'password_encryption',
-      'wal_level', 'max_wal_senders', 'hot_standby', 'primary_conninfo', 'wal_keep_size', 'wal_log_hints',
+      'wal_level', 'max_wal_senders', 'hot_standby', 'primary_conninfo', 'wal_keep_size', 'max_wal_size', 'min_wal_size', 'wal_log_hints',
       'archive_mode', 'archive_command', 'archive_timeout', 'restore_command',
     ]);
   });
@@ -61,6 +63,37 @@ describe('PostgresConfig options', () => {
   it('renders archiveTimeout in seconds', () => {
     const { objects } = synthDatabase(seedProps({ archiver: { ...seedProps().archiver, archiveTimeout: Duration.minutes(5) } }));
     expect(postgresqlConf(objects)).toContain('archive_timeout = 300\n');
+  });
+
+  it.each([
+    // volume, max_wal_size, min_wal_size, wal_keep_size (MB): WAL at most 3/8 of the volume, PostgreSQL's defaults at most
+    ['512Mi', 128, 64, 64],
+    ['1Gi', 256, 80, 128],
+    ['1G', 224, 80, 112],
+    ['3Gi', 768, 80, 256],
+    ['4Gi', 1024, 80, 256],
+    ['100Gi', 1024, 80, 256],
+  ])('sizes the WAL from a %s data volume so that it fits with room for the data', (size, max, min, keep) => {
+    const conf = postgresqlConf(synthDatabase(seedProps({ storage: { size } })).objects);
+    expect(conf).toContain(`wal_keep_size = '${keep}MB'\nmax_wal_size = '${max}MB'\nmin_wal_size = '${min}MB'\n`);
+    const bytes = parseQuantity(size)!;
+    expect((max + keep) * 2 ** 20).toBeLessThanOrEqual(bytes * 3 / 8);
+    for (const mb of [max, min, keep]) expect(mb % 16).toBe(0);
+  });
+
+  it('gives the seed\'s 1Gi volume WAL settings that fit on it (PostgreSQL\'s 1 GB max_wal_size and a 256 MB wal_keep_size did not)', () => {
+    const conf = postgresqlConf(synthDatabase(seedProps()).objects);
+    expect(conf).not.toContain("wal_keep_size = '256MB'");
+    expect(conf).toContain("max_wal_size = '256MB'");
+  });
+
+  it('allows as many WAL senders as 31 streaming standbys, one cloning, and a backup by hand need, whatever replicas is (a lower value on a standby than on its primary stops it)', () => {
+    const confs = [1, 2, 11, MAX_REPLICAS].map((replicas) => postgresqlConf(synthDatabase(seedProps({ replicas })).objects));
+    expect(MAX_REPLICAS).toBe(32);
+    expect(MAX_WAL_SENDERS).toBe(64);
+    expect(confs[0]).toContain('\nmax_wal_senders = 64\n');
+    // Scaling never changes postgresql.conf, so it never restarts the primary nor lowers the limit.
+    expect(new Set(confs).size).toBe(1);
   });
 });
 
@@ -102,12 +135,14 @@ auto_explain.log_min_duration = '1s'
     db.config.addSetting('Work-Mem', '4MB');
     db.config.addSetting('application_name', 'a\nb');
     db.config.addSetting('max_connections', Number.POSITIVE_INFINITY);
+    db.config.addSetting('max_wal_size', '4GB');
     expect(collectValidationErrors(app)).toStrictEqual([
       '[test/wal-postgres] config.addSetting("archive_timeout"): "archive_timeout" is written by ArchivedPostgres itself (set archiver.archiveTimeout instead) and cannot be replaced',
       '[test/wal-postgres] config.addSetting("archive_command"): "archive_command" is written by ArchivedPostgres itself (it is part of the replication and archiving set-up) and cannot be replaced',
       '[test/wal-postgres] config.addSetting("Work-Mem"): "Work-Mem" is not a parameter name: use lowercase letters, digits and \'_\' (a custom parameter has one \'.\'), e.g. "recovery_target_time"',
       '[test/wal-postgres] config.addSetting("application_name"): the value contains a line break or control character, which postgresql.conf cannot hold',
       '[test/wal-postgres] config.addSetting("max_connections"): Infinity is not a finite number',
+      '[test/wal-postgres] config.addSetting("max_wal_size"): "max_wal_size" is written by ArchivedPostgres itself (it is sized from storage.size so that the WAL fits on the volume: give a larger volume) and cannot be replaced',
     ]);
   });
 });

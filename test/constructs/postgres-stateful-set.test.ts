@@ -7,7 +7,7 @@ import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { checkDataVolume } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
-import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase } from './fixtures';
+import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase, TEST_ARCHIVER_IMAGE } from './fixtures';
 
 describe('PostgresStatefulSet, given the seed example', () => {
   const { objects } = synthDatabase(seedProps());
@@ -41,7 +41,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const containers = statefulSet.spec.template.spec.containers;
     expect(containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver']);
     const sidecar = containers[1];
-    expect(sidecar.image).toBe('pg-wal-archiver:0.1.0');
+    expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
     const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ...sidecarEnv } = envOf(sidecar);
     const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
@@ -69,7 +69,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
   it('installs the archiver from its image into a volume the postgres container reads', () => {
     const init = statefulSet.spec.template.spec.initContainers;
     expect(init).toHaveLength(1);
-    expect(init[0].image).toBe('pg-wal-archiver:0.1.0');
+    expect(init[0].image).toBe(TEST_ARCHIVER_IMAGE);
     expect(init[0].command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'install', '/opt/archiver']);
     expect(init[0].volumeMounts).toStrictEqual([{ name: 'archiver', mountPath: '/opt/archiver' }]);
     expect(init[0].env).toBeUndefined();

@@ -79,6 +79,18 @@ export function backupDuty(from: BackupFrom, member: MemberState, timing: DutyTi
   return { takes: true, role: 'primary', delayMs: fallback, why: `the primary, as a fallback: ${member.streamingStandbys} standby(s) stream and go first` };
 }
 
+/**
+ * Why the server the sidecar reaches on its Unix socket is not yet the one to back up, or
+ * undefined when it is. On an empty volume the official image's entrypoint runs initdb, then a
+ * temporary server that listens on the socket only (listen_addresses = '') for its init scripts,
+ * and stops it with a fast shutdown, which ends a backup of it half-way; then it starts the real
+ * server, which listens on '*' (postgresql.conf, a setting ArchivedPostgres manages).
+ */
+export function notYetServing(server: { readonly listenAddresses: string }): string | undefined {
+  if (server.listenAddresses.trim() !== '') return undefined;
+  return "PostgreSQL listens on its Unix socket only (listen_addresses is empty): the temporary server the image's entrypoint runs while it initialises a new database, and stops again";
+}
+
 /** Whether the archive holds a complete backup of this database on this timeline (else one is due at readiness). */
 export function hasBackupOf(backups: readonly BackupManifest[], server: { readonly systemIdentifier: string; readonly timeline: number }): boolean {
   return backups.some((backup) => backup.systemIdentifier === server.systemIdentifier && backup.timeline === server.timeline);

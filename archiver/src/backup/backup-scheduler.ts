@@ -8,11 +8,15 @@
  * At ready (ARCHIVER_BACKUP_AT_READY=on):
  *   1. Try the local server (PGHOST) every `readyPollMs` until it accepts connections, then every
  *      `readyCheckMs`, for as long as the sidecar runs (a standby promoted later, a timeline
- *      switch, a backup that failed).
+ *      switch, a backup that failed). A server that listens on its Unix socket only is not ready
+ *      yet: the official image's entrypoint initialising a new database (backup-duty.ts,
+ *      `notYetServing`), which stops it again, with a fast shutdown that would end a backup of it
+ *      half-way. Tried every `readyPollMs` until the server that follows it listens.
  *   2. When this member takes backups (backup-duty.ts) and the archive holds no complete backup
  *      of the server's system identifier and current timeline — a new database, or one just
  *      restored and promoted onto a new timeline — take one (`reason=at-ready`). A failed one is
- *      tried again after a back-off from `retryMinMs` up to `retryMaxMs`.
+ *      tried again after a back-off from `retryMinMs` up to `retryMaxMs` (a server stopped
+ *      mid-backup, as in a restart, ends the backup with its session: postgres-session.ts).
  * On the schedule (ARCHIVER_BACKUP_SCHEDULE, UTC):
  *   3. At each tick, when this member takes backups: wait its turn (backup-duty.ts), skip when a
  *      backup of this database started since the tick (another member served it), take the lease
@@ -29,7 +33,7 @@ import type { ArchiverConfig, BackupSettings } from '../config';
 import type { Archive } from '../archive';
 import type { Logger } from '../logger';
 import { readArchiveContents, deletePlanned } from './archive-contents';
-import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, servedSince, type BackupDuty, type DutyTiming, type MemberState } from './backup-duty';
+import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, notYetServing, servedSince, type BackupDuty, type DutyTiming, type MemberState } from './backup-duty';
 import { BackupLease, LEASE_RENEW_MS, LEASE_TTL_MS } from './backup-lease';
 import { backupPush, type BackupPushOptions } from './backup-push';
 import { BackupSchedule } from './backup-schedule';
@@ -78,6 +82,14 @@ export type SchedulerOutcome =
   | { readonly kind: 'skipped'; readonly reason: BackupReason; readonly why: string }
   | { readonly kind: 'failed'; readonly reason: BackupReason; readonly error: Error };
 
+/** What a look at the local server found (BackupScheduler.whoTakes). */
+interface ServerSeen {
+  readonly state: MemberState & { readonly systemIdentifier: string; readonly timeline: number };
+  readonly duty: BackupDuty;
+  /** Why the server is not yet the one to back up (no backup of it, whatever `duty` says); undefined: it is. */
+  readonly notServing: string | undefined;
+}
+
 /** How long stop() waits for the lease to be released. */
 const STOP_RELEASE_MS = 5_000;
 
@@ -101,8 +113,8 @@ export class BackupScheduler {
   private covered: string | undefined;
   private retryAt = 0;
   private retryDelayMs: number;
-  /** Whether the server accepted connections at the last check (log lines on changes only). */
-  private serverUp: boolean | undefined;
+  /** What the last readiness check found of the server (log lines on changes only). */
+  private server: 'down' | 'initialising' | 'up' | undefined;
   private lastDuty: string | undefined;
 
   /** Throws ConfigError for a schedule that is not a five-field cron expression. */
@@ -162,7 +174,8 @@ export class BackupScheduler {
   /** One tick of the schedule (step 3). Never throws. */
   runTick(tick: Date): Promise<SchedulerOutcome> {
     return this.exclusive('schedule', async () => {
-      const { state, duty } = await this.whoTakes();
+      const { state, duty, notServing } = await this.whoTakes();
+      if (notServing !== undefined) return this.skipped('schedule', notServing);
       if (!duty.takes) return this.skipped('schedule', `not this member: ${duty.why}`, 'debug');
       await this.sleep(duty.delayMs);
       if (this.stopped) return this.skipped('schedule', 'the sidecar is stopping');
@@ -175,16 +188,21 @@ export class BackupScheduler {
   /** One readiness check (steps 1 and 2). Never throws. */
   checkReady(): Promise<SchedulerOutcome> {
     return this.exclusive('at-ready', async () => {
-      let found: { state: MemberState & { systemIdentifier: string; timeline: number }; duty: BackupDuty };
+      let found: ServerSeen;
       try {
         found = await this.whoTakes();
       } catch (error) {
-        if (this.serverUp !== false) this.log.info('waiting for PostgreSQL to accept connections', { error: (error as Error).message });
-        this.serverUp = false;
+        if (this.server !== 'down') this.log.info('waiting for PostgreSQL to accept connections', { error: (error as Error).message });
+        this.server = 'down';
         return { kind: 'skipped', reason: 'at-ready', why: 'PostgreSQL does not accept connections' };
       }
-      if (this.serverUp !== true) this.log.info('PostgreSQL accepts connections', { system_identifier: found.state.systemIdentifier, timeline: found.state.timeline, in_recovery: found.state.inRecovery });
-      this.serverUp = true;
+      if (found.notServing !== undefined) {
+        if (this.server !== 'initialising') this.log.info('waiting for PostgreSQL to finish initialising', { why: found.notServing, system_identifier: found.state.systemIdentifier });
+        this.server = 'initialising';
+        return { kind: 'skipped', reason: 'at-ready', why: found.notServing };
+      }
+      if (this.server !== 'up') this.log.info('PostgreSQL accepts connections', { system_identifier: found.state.systemIdentifier, timeline: found.state.timeline, in_recovery: found.state.inRecovery });
+      this.server = 'up';
       const { state, duty } = found;
       const key = `${state.systemIdentifier}/${state.timeline}`;
       if (this.covered === key) return { kind: 'skipped', reason: 'at-ready', why: 'the archive holds a backup of this timeline' };
@@ -222,8 +240,8 @@ export class BackupScheduler {
     });
   }
 
-  /** What the local server says about this member, and whether it takes backups. Throws when the server cannot be reached. */
-  private async whoTakes(): Promise<{ state: MemberState & { systemIdentifier: string; timeline: number }; duty: BackupDuty }> {
+  /** What the local server says about this member, whether it takes backups, and whether the server is the one to back up yet. Throws when the server cannot be reached. */
+  private async whoTakes(): Promise<ServerSeen> {
     const session = await PostgresSession.open({ ...this.props.connection, applicationName: 'archiver backup-scheduler' });
     try {
       const replication = await session.replication();
@@ -235,7 +253,7 @@ export class BackupScheduler {
         systemIdentifier: session.facts.systemIdentifier,
         timeline: session.facts.timeline,
       };
-      return { state, duty: backupDuty(this.props.settings.from, state, this.timing) };
+      return { state, duty: backupDuty(this.props.settings.from, state, this.timing), notServing: notYetServing(session.facts) };
     } finally {
       await session.close();
     }
@@ -308,7 +326,7 @@ export class BackupScheduler {
 
   private async readyLoop(): Promise<void> {
     await this.checkReady();
-    if (!this.stopped) this.arm(() => this.readyLoop(), this.serverUp ? this.timing.readyCheckMs : this.timing.readyPollMs);
+    if (!this.stopped) this.arm(() => this.readyLoop(), this.server === 'up' ? this.timing.readyCheckMs : this.timing.readyPollMs);
   }
 
   /** Waits for `tick`, runs it, and arms the next one at once (so that a long backup makes the next tick skip, not slip). */

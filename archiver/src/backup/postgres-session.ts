@@ -4,11 +4,17 @@
  * non-exclusive backup API, which keeps the backup in progress for as long as this session lives:
  * a backup process that dies ends it, and nothing is left half-started in the server.
  *
+ * The server may end the session first: a fast shutdown or restart (the official image's
+ * entrypoint stops its temporary server so), pg_terminate_backend. pg's Client then emits 'error',
+ * which without a listener is thrown into the process — the sidecar's, WAL work and all. Here it is
+ * kept, and the session's next query fails with a PostgresError that says so (the backup in
+ * progress ended with the session: pg_backup_stop cannot succeed, and nothing is listed).
+ *
  * PostgreSQL 15+: pg_backup_start / pg_backup_stop. 13-14: pg_start_backup(label, fast, false) /
  * pg_stop_backup(false) — the same API under older names; only PostgreSQL 15 is installed where
  * this project's tests run, so the 13-14 branch is untested here.
  */
-import { Client } from 'pg';
+import { Client, type QueryResult } from 'pg';
 import { PostgresError } from '../errors';
 
 export interface ConnectionSettings {
@@ -34,6 +40,11 @@ export interface ServerFacts {
   readonly timeline: number;
   /** BLCKSZ: the size of a relation's pages. */
   readonly pageSize: number;
+  /**
+   * listen_addresses: '' when the server takes connections on its Unix socket only, as the
+   * temporary server the official image's entrypoint runs while it initialises a new database.
+   */
+  readonly listenAddresses: string;
 }
 
 export interface BackupStart {
@@ -58,15 +69,24 @@ export function connectionSettingsFromEnvironment(env: NodeJS.ProcessEnv = proce
   };
 }
 
+/** Why the server ended a session, once it has (the first error pg's Client emitted). */
+interface SessionEnd {
+  error?: Error;
+}
+
 export class PostgresSession {
   private constructor(
     private readonly client: Client,
     public readonly facts: ServerFacts,
+    private readonly end: SessionEnd,
   ) {}
 
   static async open(settings: ConnectionSettings = {}): Promise<PostgresSession> {
     const { applicationName, ...resolved } = { ...connectionSettingsFromEnvironment(), ...definedOnly(settings) };
     const client = new Client({ ...resolved, application_name: applicationName, connectionTimeoutMillis: 10_000 });
+    // Before anything else: an 'error' without a listener would be thrown into the process.
+    const end: SessionEnd = {};
+    client.on('error', (error: Error) => (end.error ??= error));
     try {
       await client.connect();
     } catch (error) {
@@ -86,6 +106,7 @@ export class PostgresSession {
                   current_setting('data_directory') AS data_directory,
                   current_setting('wal_segment_size') AS wal_segment_size,
                   current_setting('block_size')::int AS block_size,
+                  current_setting('listen_addresses') AS listen_addresses,
                   CASE WHEN pg_is_in_recovery()
                        THEN (SELECT COALESCE(min_recovery_end_timeline, timeline_id) FROM pg_control_recovery(), pg_control_checkpoint())
                        -- The timeline WAL is written on now: right after a promotion the last
@@ -101,9 +122,10 @@ export class PostgresSession {
         walSegmentSize: parseSize(row.wal_segment_size),
         timeline: Number(row.timeline),
         pageSize: Number(row.block_size),
+        listenAddresses: row.listen_addresses,
       };
       if (facts.versionNum < 130000) throw new PostgresError(`PostgreSQL ${facts.versionNum} is not supported by backup-push: it needs 13 or later`);
-      return new PostgresSession(client, facts);
+      return new PostgresSession(client, facts, end);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -113,7 +135,7 @@ export class PostgresSession {
   /** Starts a non-exclusive backup; `fast` asks for an immediate checkpoint. */
   async startBackup(label: string, fast: boolean): Promise<BackupStart> {
     const sql = this.facts.versionNum >= 150000 ? 'SELECT pg_backup_start($1, $2)::text AS lsn, now() AS time' : 'SELECT pg_start_backup($1, $2, false)::text AS lsn, now() AS time';
-    const row = (await this.client.query(sql, [label, fast])).rows[0];
+    const row = (await this.query(sql, [label, fast])).rows[0];
     return { startLsn: row.lsn, startTime: row.time };
   }
 
@@ -123,7 +145,7 @@ export class PostgresSession {
       this.facts.versionNum >= 150000
         ? 'SELECT lsn::text AS lsn, labelfile, spcmapfile, now() AS time FROM pg_backup_stop(false)'
         : 'SELECT lsn::text AS lsn, labelfile, spcmapfile, now() AS time FROM pg_stop_backup(false)';
-    const row = (await this.client.query(sql)).rows[0];
+    const row = (await this.query(sql)).rows[0];
     return { stopLsn: row.lsn, stopTime: row.time, backupLabel: row.labelfile ?? '', tablespaceMap: row.spcmapfile ?? '' };
   }
 
@@ -134,7 +156,7 @@ export class PostgresSession {
    */
   async replication(): Promise<{ streaming: boolean; streamingStandbys: number }> {
     const row = (
-      await this.client.query(
+      await this.query(
         `SELECT COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1), false) AS streaming,
                 (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::int AS standbys`,
       )
@@ -145,7 +167,7 @@ export class PostgresSession {
   /** The running transactions now (see StopSnapshot in manifest.ts). */
   async snapshot(): Promise<{ xmin: string; xmax: string; xip: string[] }> {
     const row = (
-      await this.client.query(
+      await this.query(
         `SELECT pg_snapshot_xmin(s)::text AS xmin, pg_snapshot_xmax(s)::text AS xmax,
                 ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip
            FROM pg_current_snapshot() AS s`,
@@ -162,6 +184,23 @@ export class PostgresSession {
   async close(): Promise<void> {
     await this.client.end().catch(() => undefined);
   }
+
+  /** A query; one that fails because the server ended the session says so (see the module's comment). */
+  private async query(text: string, values?: unknown[]): Promise<QueryResult> {
+    try {
+      return await this.client.query(text, values);
+    } catch (error) {
+      const ended = this.end.error ?? (endsSession(error) ? (error as Error) : undefined);
+      if (ended === undefined) throw error;
+      throw new PostgresError(`PostgreSQL ended the session (${ended.message}): the server stopped or restarted, or the session was terminated; a backup in progress ended with it`);
+    }
+  }
+}
+
+/** SQLSTATE class 57, operator intervention: admin_shutdown (57P01), crash_shutdown (57P02), ... */
+function endsSession(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('57P');
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

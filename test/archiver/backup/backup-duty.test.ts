@@ -1,10 +1,11 @@
 /**
  * Who takes the sidecar's base backups (backup/backup-duty.ts), pure: by ARCHIVER_BACKUP_FROM and
- * what each member sees of its own server; and whether a backup is due (at ready: none of this
- * database and timeline yet; at a tick: none started since).
+ * what each member sees of its own server; whether that server is the one to back up yet; and
+ * whether a backup is due (at ready: none of this database and timeline yet; at a tick: none
+ * started since).
  */
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, servedSince, type MemberState } from '../../../archiver/src/backup/backup-duty';
+import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, notYetServing, servedSince, type MemberState } from '../../../archiver/src/backup/backup-duty';
 import { seg, syntheticManifest } from '../../../testkit/synthetic-archive';
 
 const primary = (streamingStandbys = 0): MemberState => ({ ordinal: 0, inRecovery: false, streaming: false, streamingStandbys });
@@ -51,6 +52,17 @@ describe('ARCHIVER_BACKUP_FROM=standby', () => {
   it('takes its steps from the timing given (the tests shorten them)', () => {
     expect(backupDuty('standby', standby(3), { standbyStepMs: 100 })).toMatchObject({ delayMs: 200 });
     expect(backupDuty('standby', primary(1), { primaryFallbackMs: 50 })).toMatchObject({ delayMs: 50 });
+  });
+});
+
+describe('whether the server is the one to back up yet', () => {
+  it('not one that listens on its Unix socket only: the temporary server of the image\'s entrypoint, initialising a new database', () => {
+    expect(notYetServing({ listenAddresses: '' })).toMatch(/^PostgreSQL listens on its Unix socket only \(listen_addresses is empty\): the temporary server the image's entrypoint runs/);
+    expect(notYetServing({ listenAddresses: ' ' })).toBeDefined();
+  });
+
+  it('the server of the pod (\'*\'), or one on any address (the tests\' 127.0.0.1), is', () => {
+    for (const listenAddresses of ['*', '127.0.0.1', 'localhost', '0.0.0.0,::']) expect(notYetServing({ listenAddresses })).toBeUndefined();
   });
 });
 

@@ -16,7 +16,7 @@ import type { Archive } from '../../../archiver/src/archive';
 import { readConfig, type ArchiverConfig, type BackupSettings } from '../../../archiver/src/config';
 import { openRepository } from '../../../archiver/src/repository';
 import { LAUNCHER, type LogLine } from '../../../testkit/archiver';
-import { capturingLogger } from '../../../testkit/doubles';
+import { capturingLogger, waitUntil } from '../../../testkit/doubles';
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 import { startStreamingStandby } from '../../../testkit/replication';
 
@@ -243,5 +243,86 @@ describe('after a promotion', () => {
     expect(backup).toMatchObject({ timeline: 2, fromStandby: false });
     expect(lines.find((line) => line.msg === 'taking a base backup')).toMatchObject({ reason: 'at-ready', member: 'db-1', role: 'primary', timeline: '2' });
     expect(await db1.checkReady()).toMatchObject({ kind: 'skipped', why: 'the archive holds a backup of this timeline' });
+  }, 120_000);
+});
+
+describe('a new database\'s first start, as the official image\'s entrypoint runs it', () => {
+  // A database of its own, with an archive of its own: at ready, nothing of it is archived yet.
+  // Its specs run in order, the second where the first left it: the entrypoint's temporary
+  // server, then the server of the pod.
+  const newRepository = path.join(scratch, 'new-archive');
+  let server: PostgresCluster | undefined;
+  let newArchive: Archive;
+  let newConfig: ArchiverConfig;
+  const newNames = async () => (await listBackups(newArchive.storage)).map((b) => b.name);
+
+  beforeAll(async () => {
+    fs.mkdirSync(newRepository);
+    giveToPostgres(newRepository);
+    const env = { ARCHIVER_REPOSITORY: `file://${newRepository}`, ARCHIVER_DAEMON: 'off' };
+    // The entrypoint's temporary server: initdb's data directory, listening on the Unix socket only.
+    server = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'`, listen_addresses: "''" } });
+    newConfig = readConfig({ ARCHIVER_REPOSITORY: `file://${newRepository}`, ARCHIVER_WORKERS: '0' }, scratch, () => false);
+    newArchive = await openRepository(newConfig);
+  }, 120_000);
+
+  afterAll(async () => {
+    await newArchive?.close();
+    await server?.remove();
+  });
+
+  it('the entrypoint\'s temporary server (listen_addresses = \'\': the Unix socket only, stopped again at once) is waited for: no backup of it, at ready or at a tick', async () => {
+    const { scheduler: db0, lines } = scheduler('db-0', server!, {}, { config: newConfig, archive: newArchive });
+    server!.start();
+    // Its init scripts run meanwhile; its first archived segment creates the archive as postgres, as in a pod.
+    server!.sql('create table t(id int); insert into t select generate_series(1, 1000)');
+    server!.sql('select pg_switch_wal()');
+    await server!.waitForArchiving();
+
+    const waiting = await db0.checkReady();
+    expect(waiting).toMatchObject({ kind: 'skipped', reason: 'at-ready', why: expect.stringMatching(/^PostgreSQL listens on its Unix socket only \(listen_addresses is empty\)/) });
+    expect(await db0.checkReady()).toEqual(waiting);
+    expect(lines.filter((line) => line.msg === 'waiting for PostgreSQL to finish initialising')).toHaveLength(1);
+    expect(messages(lines)).not.toContain('PostgreSQL accepts connections');
+    expect(await db0.runTick(new Date())).toMatchObject({ kind: 'skipped', reason: 'schedule', why: (waiting as { why: string }).why });
+    expect(messages(lines)).not.toContain('taking a base backup');
+    expect(await newNames()).toEqual([]);
+    expect(await newArchive.storage.list('basebackups/')).toEqual([]);
+  }, 60_000);
+
+  it('a backup at ready that a fast shutdown cuts short (the server stopped or restarted mid-backup) fails with a log line, lists nothing, releases the lease; the server back, it is taken again after the back-off', async () => {
+    // The entrypoint stops its temporary server; the server of the pod starts.
+    server!.stop('fast');
+    server!.configure({ listen_addresses: "'127.0.0.1'" });
+    server!.start();
+    server!.sql("insert into t select generate_series(1, 300000); create table pad as select g, md5(g::text) from generate_series(1, 200000) g");
+    const { scheduler: db0, lines } = scheduler('db-0', server!, {}, { config: newConfig, archive: newArchive });
+
+    // The backup's session holds a backup between pg_backup_start and pg_backup_stop: stop the server then.
+    const attempt = db0.checkReady();
+    const inBackup = "select count(*) from pg_stat_activity where application_name = 'archiver backup' and state = 'idle' and query like '%pg_backup_start%'";
+    await waitUntil(() => server!.sql(inBackup) === '1', 'the backup to be between pg_backup_start and pg_backup_stop', 30_000);
+    server!.stop('fast');
+    expect(server!.log()).toContain('aborting backup due to backend exiting before pg_backup_stop was called');
+
+    const outcome = await attempt;
+    expect(outcome).toMatchObject({ kind: 'failed', reason: 'at-ready' });
+    const failed = lines.find((line) => line.msg === 'scheduled backup failed')!;
+    expect(failed).toMatchObject({ level: 'error', reason: 'at-ready', error_name: 'PostgresError' });
+    expect(failed.error).toMatch(/^PostgreSQL ended the session \(terminating connection due to administrator command\)/);
+    expect(lines.find((line) => line.msg === 'backup failed: nothing of it is listed')).toBeDefined();
+    expect(await newNames()).toEqual([]);
+    expect(await newArchive.storage.list('basebackups/')).toEqual([]);
+
+    // Back: the next check is within the back-off (retryMinMs), the one after it takes the backup.
+    server!.start();
+    const backingOff = await db0.checkReady();
+    expect(backingOff).toMatchObject({ kind: 'skipped', why: expect.stringMatching(/^retrying after /) });
+    await new Promise((resolve) => setTimeout(resolve, Date.parse((backingOff as { why: string }).why.slice('retrying after '.length)) - Date.now() + 50));
+    const retried = await db0.checkReady();
+    expect(retried).toMatchObject({ kind: 'taken', reason: 'at-ready' });
+    const [backup] = await listBackups(newArchive.storage);
+    expect(backup).toMatchObject({ name: (retried as { backup: string }).backup, timeline: 1, systemIdentifier: server!.sql('select system_identifier from pg_control_system()') });
+    expect(await newArchive.storage.stat(LEASE_KEY)).toBeUndefined();
   }, 120_000);
 });

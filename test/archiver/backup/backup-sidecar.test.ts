@@ -4,7 +4,8 @@
  * ARCHIVER_BACKUP_* in its environment, against real PostgreSQL 15 servers archiving through it.
  * No command is run to take the backup: a new primary gets its first one once it accepts
  * connections; a standby's sidecar (ARCHIVER_BACKUP_FROM=primary) takes none; a restarted sidecar
- * finds the backup and takes no second one.
+ * finds the backup and takes no second one; the official image's entrypoint's temporary server
+ * (the Unix socket only) gets none, and its fast shutdown costs the sidecar nothing.
  */
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -54,8 +55,8 @@ async function stop(process: ChildProcess): Promise<void> {
   sidecars.delete(process);
 }
 
-function backups(): { name: string; systemIdentifier: string; timeline: number; from: string }[] {
-  const listed = runArchiver(['backup-list', '--json'], { ...archiveEnv, ARCHIVER_DAEMON: 'off' });
+function backups(env: Record<string, string> = archiveEnv): { name: string; systemIdentifier: string; timeline: number; from: string; startTime: string }[] {
+  const listed = runArchiver(['backup-list', '--json'], { ...env, ARCHIVER_DAEMON: 'off' });
   if (listed.status !== 0) throw new Error(`backup-list failed: ${listed.stderr}`);
   return JSON.parse(listed.stdout);
 }
@@ -113,6 +114,46 @@ describe('the sidecar takes base backups without being asked', () => {
     expect(restarted.log().filter((line) => line.msg === 'taking a base backup')).toHaveLength(1);
     expect(backups()).toHaveLength(1);
   }, 60_000);
+});
+
+describe('a new database\'s first start, as the official image\'s entrypoint runs it', () => {
+  it('no backup of the entrypoint\'s temporary server (the Unix socket only), which it stops with a fast shutdown; the first backup is of the server that follows, and the sidecar lives on', async () => {
+    // A database of its own, archived apart, in pod fresh-0.
+    const repository = path.join(scratch, 'fresh-archive');
+    const env = { ARCHIVER_REPOSITORY: `file://${repository}`, ARCHIVER_SPOOL: path.join(scratch, 'fresh-0', 'spool') };
+    for (const dir of [repository, path.join(scratch, 'fresh-0')]) fs.mkdirSync(dir);
+    giveToPostgres(scratch);
+    const archiving = { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'` };
+    const server = await PostgresCluster.create({ env: { ...env, ARCHIVER_DAEMON: 'external' }, settings: { ...archiving, listen_addresses: "''" } });
+    try {
+      const fresh = await sidecar('fresh-0', server, env);
+      await waitUntil(() => fresh.log().some((line) => line.msg === 'waiting for PostgreSQL to accept connections'), 'the sidecar to wait for the server');
+
+      // initdb is done: the temporary server, its init scripts, stopped as the entrypoint does.
+      server.start();
+      await waitUntil(() => fresh.log().some((line) => ['waiting for PostgreSQL to finish initialising', 'taking a base backup'].includes(line.msg)), 'the sidecar to look at the temporary server', 20_000);
+      server.sql("create table t(id int); insert into t select generate_series(1, 100000); create table pad as select g, md5(g::text) from generate_series(1, 200000) g");
+      server.stop('fast');
+      // exec postgres: the server of the pod.
+      server.configure({ listen_addresses: "'127.0.0.1'" });
+      const serving = new Date();
+      server.start();
+
+      await waitUntil(() => backups(env).length === 1, 'the first backup', 60_000);
+      const [backup] = backups(env);
+      expect(backup).toMatchObject({ systemIdentifier: server.sql('select system_identifier from pg_control_system()'), timeline: 1, from: 'primary' });
+      // Of the server that serves, not of the temporary one.
+      expect(Date.parse(backup.startTime)).toBeGreaterThan(serving.getTime());
+      const lines = fresh.log();
+      expect(lines.find((line) => line.msg === 'waiting for PostgreSQL to finish initialising')?.why).toMatch(/^PostgreSQL listens on its Unix socket only \(listen_addresses is empty\)/);
+      expect(lines.filter((line) => line.msg === 'taking a base backup')).toHaveLength(1);
+      expect(lines.filter((line) => line.level === 'error' || line.level === 'warn')).toEqual([]);
+      expect(fresh.process.exitCode).toBeNull();
+      await stop(fresh.process);
+    } finally {
+      await server.remove();
+    }
+  }, 120_000);
 });
 
 describe('the scheduler never costs the WAL work', () => {

@@ -177,8 +177,8 @@ export class PostgresSession {
   }
 
   /** One statement; its rows. */
-  async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
-    return (await this.client.query(sql)).rows as T[];
+  async rows<T = Record<string, unknown>>(sql: string): Promise<T[]> {
+    return (await this.query(sql)).rows as T[];
   }
 
   async close(): Promise<void> {

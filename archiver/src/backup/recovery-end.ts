@@ -49,14 +49,14 @@ export async function clearEndedRecoverySettings(connection: ConnectionSettings 
   }
   try {
     if (session.facts.inRecovery) return { kind: 'in-recovery' };
-    const names = (await session.query<{ name: string }>(PENDING_SQL)).map((row) => row.name);
+    const names = (await session.rows<{ name: string }>(PENDING_SQL)).map((row) => row.name);
     if (names.length === 0) return { kind: 'clean' };
     for (const name of names) {
       // Names from pg_file_settings, checked against the pattern: nothing else reaches the SQL.
       if (!RECOVERY_SETTINGS_PATTERN.test(name)) throw new Error(`unexpected parameter name ${JSON.stringify(name)}`);
-      await session.query(`ALTER SYSTEM RESET ${name}`);
+      await session.rows(`ALTER SYSTEM RESET ${name}`);
     }
-    await session.query('SELECT pg_reload_conf()');
+    await session.rows('SELECT pg_reload_conf()');
     log.info('the recovery is over: its settings are removed from postgresql.auto.conf and the configuration reloaded', { settings: names.join(',') });
     return { kind: 'reset', settings: names };
   } finally {

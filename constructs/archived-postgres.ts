@@ -18,6 +18,7 @@ import { ContainerResources, ResourceQuantities, checkContainerResources, resour
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
+import { CLONE_SOURCES, CloneSource, StandbyProps } from './standbys';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
 import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, parseQuantity, show } from './validation';
 import { walSizesFor } from './wal-size';
@@ -129,6 +130,11 @@ export interface ArchivedPostgresProps {
    * @default TerminationPolicy.DELETE
    */
   readonly terminationPolicy?: TerminationPolicy;
+  /**
+   * The standbys (pods 1..N-1): where a new one gets its copy of the database.
+   * @default - cloned from pod 0 with pg_basebackup (CloneSource.PRIMARY)
+   */
+  readonly standbys?: StandbyProps;
   /**
    * Base backups, taken by the `archiver` sidecar: at ready, on a schedule, with retention.
    * @default - a backup as soon as a new primary accepts connections and its archive holds none of
@@ -261,6 +267,7 @@ export class ArchivedPostgres extends Construct {
       archiveTimeoutSeconds: Math.round(this.archiveTimeout.toMilliseconds() / 1000),
       archiverInstallDir: ARCHIVER_INSTALL_DIR,
       version: this.version,
+      cloneFrom: props.standbys?.cloneFrom ?? CloneSource.PRIMARY,
       // An invalid size is reported by validation; the files are rendered for the default meanwhile.
       walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
     });
@@ -366,6 +373,10 @@ export class ArchivedPostgres extends Construct {
     errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
+    const cloneFrom = props.standbys?.cloneFrom;
+    if (cloneFrom !== undefined && !CLONE_SOURCES.includes(cloneFrom)) {
+      add('standbys.cloneFrom', `${show(cloneFrom)} is not a clone source: use CloneSource.PRIMARY or CloneSource.ARCHIVE`);
+    }
     if (!TERMINATION_POLICIES.includes(this.terminationPolicy)) {
       add('terminationPolicy', `${show(this.terminationPolicy)} is not a termination policy: use one of ${TERMINATION_POLICIES.join(', ')}`);
     }

@@ -11,6 +11,7 @@ export * from './postgres-config';
 export * from './postgres-services';
 export * from './postgres-stateful-set';
 export * from './recovery-target';
+export * from './standbys';
 export * from './start-script';
 export * from './termination-policy';
 export * from './wal-size';

@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
 import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
+import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
 import { show } from './validation';
 import { WalSizes } from './wal-size';
@@ -66,6 +67,8 @@ export interface PostgresConfigProps {
   readonly archiverInstallDir: string;
   /** PostgreSQL major version. */
   readonly version: number;
+  /** Where a standby with an empty volume gets its copy. */
+  readonly cloneFrom: CloneSource;
   /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
   readonly walSizes: WalSizes;
 }
@@ -123,11 +126,11 @@ export class PostgresConfig {
 
   /** The files of the ConfigMap, in this order: postgresql.conf, pg_hba.conf, start.sh, probe.sh. */
   public get files(): Record<string, string> {
-    const { id, primaryHost, version } = this.props;
+    const { id, primaryHost, version, cloneFrom } = this.props;
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
       'pg_hba.conf': renderPgHbaConf(id),
-      'start.sh': renderStartScript({ id, primaryHost, version }),
+      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom }),
       'probe.sh': renderProbeScript({ id, primaryHost }),
     };
   }

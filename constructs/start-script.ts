@@ -9,6 +9,7 @@
 import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 import { PROBE_STATE_DIR } from './probe-script';
+import { CloneSource } from './standbys';
 
 export interface StartScriptOptions {
   /** `namespace/name`, written into the script's header. */
@@ -17,6 +18,8 @@ export interface StartScriptOptions {
   readonly primaryHost: string;
   /** PostgreSQL major version: pg_rewind reads the configuration file and fetches WAL from 15 on. */
   readonly version: number;
+  /** Where a standby with an empty volume gets its copy. */
+  readonly cloneFrom: CloneSource;
 }
 
 /**
@@ -131,7 +134,6 @@ wait_for_primary() {
 }
 
 clone_primary() {
-  wait_for_primary
   # Clone into a scratch directory and rename it into place: a clone cut short by a restart is
   # never mistaken for a data directory.
   rm -rf "$PGDATA.clone"
@@ -140,6 +142,7 @@ clone_primary() {
   mv "$PGDATA.clone" "$PGDATA"
 }
 
+${renderCopyPrimary(options.cloneFrom)}
 # A field of the local control file (untranslated).
 control() { LC_ALL=C pg_controldata "$PGDATA" | sed -n "s/^$1: *//p"; }
 lsn_number() { echo $(( (16#\${1%/*} << 32) | 16#\${1#*/} )); }
@@ -191,13 +194,13 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
       if ! pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${SUPERUSER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
         echo "start: pg_rewind failed (above): discarding the local data and cloning the primary again"
         rm -rf "$PGDATA"
-        clone_primary
+        copy_primary
       fi
       rm -f "$PGDATA.rewinding" ;;
     other-system)
       echo "start: the local data belongs to another database system than the primary's (pod 0 was initialised anew): discarding it and cloning the primary again"
       rm -rf "$PGDATA"
-      clone_primary ;;
+      copy_primary ;;
     *)
       # The primary is down, still recovering, or the control file is unreadable: start on the
       # local data (reads stay available); the probes compare again once the primary is up, and
@@ -205,10 +208,54 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
       echo "start: cannot compare with the primary now ($verdict): starting on the local data" ;;
   esac
 else
-  clone_primary
+  copy_primary
 fi
 # Every start of pods 1..N-1 is a standby start.
 touch "$PGDATA/standby.signal"
 exec postgres "\${config[@]}"
+`;
+}
+
+/**
+ * `copy_primary`: a copy of pod 0 for an empty volume, once pod 0 is up: with pg_basebackup, or
+ * first from the archive.
+ */
+function renderCopyPrimary(cloneFrom: CloneSource): string {
+  if (cloneFrom !== CloneSource.ARCHIVE) {
+    return `# A copy of pod 0 for an empty volume, once pod 0 is up: with pg_basebackup from pod 0
+# (standbys.cloneFrom: primary).
+copy_primary() {
+  wait_for_primary
+  clone_primary
+}
+`;
+  }
+  return `# A copy of pod 0 for an empty volume, once pod 0 is up, from the archive (standbys.cloneFrom:
+# archive): its newest base backup, restored into a scratch directory; the standby then replays
+# the archived WAL and streams the rest, and the primary reads no file for it. A copy that cannot
+# follow pod 0 (another system, a timeline pod 0 left), or no copy at all (no backup yet, the
+# archive unreadable): pod 0 is cloned instead.
+copy_primary() {
+  wait_for_primary
+  rm -rf "$PGDATA.clone"
+  echo "start: copying the newest base backup of the archive"
+  if ${archiverLauncher()} ${ARCHIVER_COMMANDS.backupFetch} LATEST "$PGDATA.clone"; then
+    mv "$PGDATA.clone" "$PGDATA"
+    local verdict
+    verdict="$(follows_primary)"
+    case "$verdict" in
+      diverged | other-system)
+        echo "start: the archive's newest backup cannot follow the primary ($verdict): discarding it and cloning the primary instead"
+        rm -rf "$PGDATA" ;;
+      *)
+        echo "start: copied from the archive; the standby replays the archived WAL, then streams"
+        return ;;
+    esac
+  else
+    echo "start: no copy from the archive (above): cloning the primary instead"
+    rm -rf "$PGDATA.clone"
+  fi
+  clone_primary
+}
 `;
 }

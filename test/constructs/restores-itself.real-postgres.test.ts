@@ -18,13 +18,14 @@
  *   4b. a standby of a database bootstrapped to a time stays a standby (the bootstrap's recovery
  *      target, which its clone copies, made it promote itself at the first commit).
  * The second describe: 3. an archive with WAL but no backup: pod 0 refuses, the volume untouched.
+ * The third: 5. standbys cloned from the archive, and from pod 0 when the archive has no backup.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
-import { ArchiveStorage, Bootstrap, RecoveryTarget } from '../../constructs';
+import { ArchiveStorage, Bootstrap, CloneSource, RecoveryTarget } from '../../constructs';
 import { ROOT, logLines } from '../../testkit/archiver';
 import { freePort } from '../../testkit/ports';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
@@ -367,6 +368,67 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     // The volume: the sidecar's spool and nothing else.
     expect(fs.readdirSync(pod.volume)).toEqual(['archiver-spool']);
     expect(await archived(server, 'wal-postgres')).toEqual(before);
+  }, 120_000);
+});
+
+describe('5. standbys cloned from the archive (standbys.cloneFrom: archive; rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
+  let server: S3Server;
+  const pods = new Pods(() => server);
+  beforeAll(async () => {
+    server = await startS3Server({ buckets: [BUCKET] });
+  });
+  afterAll(async () => {
+    await pods.removeAll();
+    await server?.stop();
+  });
+
+  it('a new standby restores the newest base backup of the archive, replays the archived WAL and streams the rest: pod 0 sends no base backup', async () => {
+    const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() }, standbys: { cloneFrom: CloneSource.ARCHIVE } }), 'wal-postgres-arc');
+    const primary = await pods.make(objects, 'wal-postgres-arc', 0);
+    await primary.start();
+    await primary.waitReady({ primary: true });
+    primary.sql('create table orders(id bigint primary key, note text)');
+    primary.sql("insert into orders select g, 'before the backup' from generate_series(1, 1000) g");
+    await primary.waitForBackup(() => true);
+    // After the backup: archived WAL the standby replays, then WAL it can only stream.
+    primary.sql("insert into orders select g, 'archived' from generate_series(1001, 20000) g");
+    const archivedSegment = await primary.switchAndArchive();
+    primary.sql("insert into orders select g, 'not archived yet' from generate_series(20001, 21000) g");
+    const expected = primary.sql(ORDERS);
+
+    const standby = await pods.make(objects, 'wal-postgres-arc', 1, primary);
+    await standby.start();
+    await waitStreaming(standby, 1);
+    const lsn = primary.sql('select pg_current_wal_lsn()');
+    const deadline = Date.now() + 30_000;
+    while (standby.tryPsql(`select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`) !== 't' && Date.now() < deadline) await sleep(100);
+    expect(standby.sql(ORDERS)).toBe(expected);
+    const log = standby.log();
+    expect(log).toContain('start: copying the newest base backup of the archive');
+    expect(log).toContain('start: copied from the archive; the standby replays the archived WAL, then streams');
+    expect(log).toContain(`restored log file "${archivedSegment}" from archive`);
+    expect(log).not.toContain('cloning the primary');
+    // No base backup was sent by pod 0: its server log has no walsender of pg_basebackup.
+    expect(primary.log()).not.toMatch(/pg_basebackup|BASE_BACKUP/);
+  }, 180_000);
+
+  it('with no backup in the archive yet (backups at ready off, the schedule not due), a new standby clones pod 0 instead', async () => {
+    const { objects } = synthDatabase(
+      seedProps({ archiver: { storage: storage() }, standbys: { cloneFrom: CloneSource.ARCHIVE }, backups: { atReady: false, schedule: '0 2 * * *' } }),
+      'wal-postgres-arc2',
+    );
+    const primary = await pods.make(objects, 'wal-postgres-arc2', 0);
+    await primary.start();
+    await primary.waitReady({ primary: true });
+    primary.sql('create table orders(id bigint primary key, note text)');
+    primary.sql("insert into orders select g, 'rows' from generate_series(1, 1000) g");
+    const standby = await pods.make(objects, 'wal-postgres-arc2', 1, primary);
+    await standby.start();
+    await waitStreaming(standby, 1);
+    const log = standby.log();
+    expect(log).toContain('start: copying the newest base backup of the archive');
+    expect(log).toContain('start: no copy from the archive (above): cloning the primary instead');
+    expect(standby.sql('select count(*) from orders')).toBe('1000');
   }, 120_000);
 });
 

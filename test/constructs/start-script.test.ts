@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
+import { CloneSource } from '../../constructs';
 import { find, seedProps, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'start-script-'));
@@ -30,7 +31,7 @@ const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgr
 function runStartScript(
   podName: string,
   spool: string,
-  options: { bootstrap?: { stdout: string; status: number }; pgdata?: string; stubs?: Record<string, string>; script?: string } = {},
+  options: { bootstrap?: { stdout: string; status: number }; archiver?: string; pgdata?: string; stubs?: Record<string, string>; script?: string } = {},
 ): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
   const bin = fs.mkdtempSync(path.join(scratch, 'bin-'));
   for (const stub of ['docker-entrypoint.sh', 'postgres']) {
@@ -40,7 +41,8 @@ function runStartScript(
   const install = fs.mkdtempSync(path.join(scratch, 'archiver-'));
   fs.mkdirSync(path.join(install, 'bin'));
   const bootstrap = options.bootstrap ?? { stdout: 'initdb', status: 0 };
-  fs.writeFileSync(path.join(install, 'bin', 'archiver'), `#!/bin/sh\necho "archiver $*" >&2\necho "${bootstrap.stdout}"\nexit ${bootstrap.status}\n`, { mode: 0o755 });
+  const archiver = options.archiver ?? `echo "${bootstrap.stdout}"\nexit ${bootstrap.status}`;
+  fs.writeFileSync(path.join(install, 'bin', 'archiver'), `#!/bin/sh\necho "archiver $*" >&2\n${archiver}\n`, { mode: 0o755 });
   const file = path.join(scratch, `start-${podName}.sh`);
   fs.writeFileSync(file, (options.script ?? script).split(ARCHIVER_SPOOL_DIR).join(spool).split(ARCHIVER_INSTALL_DIR).join(install).split(`${PROBE_STATE_DIR}/probe-`).join(`${bin}/probe-`));
   const started = Date.now();
@@ -222,6 +224,36 @@ esac`,
       const script13 = find(synthDatabase(seedProps({ version: 13 })).objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
       const result = await standbyStart({ verdict: 'diverged' }, undefined, script13);
       expect(result.calls.at(-1)).toBe(`pg_rewind --target-pgdata=${result.pgdata} --source-server=host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres dbname=postgres connect_timeout=10 --progress`);
+    });
+
+    it('standbys.cloneFrom: archive: an empty volume gets the archive\'s newest backup (backup-fetch LATEST into a scratch directory), pod 0 cloned only when that fails', async () => {
+      const archiveScript = find(synthDatabase(seedProps({ standbys: { cloneFrom: CloneSource.ARCHIVE } })).objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
+      expect(script).not.toContain('backup-fetch');
+      for (const [fetch, cloned] of [[0, false], [1, true]] as const) {
+        const { spool, close } = await liveSpool();
+        const pgdata = path.join(scratch, `pgdata-archive-${fetch}`);
+        const calls = path.join(scratch, `calls-archive-${fetch}`);
+        fs.writeFileSync(calls, '');
+        const result = await runStartScript('wal-postgres-1', spool, {
+          pgdata,
+          script: archiveScript,
+          // The archiver stub: backup-fetch restores a directory, or fails having written part of one.
+          archiver: `mkdir -p "$3" && echo 15 >"$3/PG_VERSION" && exit ${fetch}`,
+          stubs: stubs(calls, { verdict: 'follows' }),
+        }).finally(close);
+        expect(result.status).toBe(0);
+        expect(result.stderr).toContain(`archiver backup-fetch LATEST ${pgdata}.clone`);
+        expect(result.stdout).toContain('start: copying the newest base backup of the archive\n');
+        if (cloned) {
+          expect(result.stdout).toContain('start: no copy from the archive (above): cloning the primary instead\n');
+          expect(fs.readFileSync(calls, 'utf8')).toMatch(/^pg_basebackup /m);
+        } else {
+          expect(result.stdout).toContain('start: copied from the archive; the standby replays the archived WAL, then streams\n');
+          expect(fs.readFileSync(calls, 'utf8')).not.toMatch(/^pg_basebackup /m);
+        }
+        expect(fs.existsSync(path.join(pgdata, 'standby.signal'))).toBe(true);
+        expect(fs.existsSync(`${pgdata}.clone`)).toBe(false);
+      }
     });
 
     it('an empty volume: waits until pod 0 is out of recovery and its recovery settings are gone, then clones it', async () => {

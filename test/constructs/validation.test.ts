@@ -5,7 +5,7 @@
  */
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { ArchivedPostgres, ArchivedPostgresProps, ArchiverImage, ArchiveStorage, TerminationPolicy } from '../../constructs';
+import { ArchivedPostgres, ArchivedPostgresProps, ArchiverImage, ArchiveStorage, CloneSource, TerminationPolicy } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
 import { TEST_ARCHIVER_IMAGE, seedProps, testApp } from './fixtures';
 
@@ -328,6 +328,12 @@ describe('ArchivedPostgres validation', () => {
   it('fails on an unknown terminationPolicy (e.g. from plain JavaScript)', () => {
     expect(errorsOf(seedProps({ terminationPolicy: 'Destroy' as TerminationPolicy }))).toStrictEqual([
       '[test/wal-postgres] terminationPolicy: "Destroy" is not a termination policy: use one of DoNotTerminate, Halt, Delete, WipeOut',
+    ]);
+  });
+
+  it('fails on an unknown standbys.cloneFrom (e.g. from plain JavaScript)', () => {
+    expect(errorsOf(seedProps({ standbys: { cloneFrom: 'backup' as CloneSource } }))).toStrictEqual([
+      '[test/wal-postgres] standbys.cloneFrom: "backup" is not a clone source: use CloneSource.PRIMARY or CloneSource.ARCHIVE',
     ]);
   });
 

@@ -111,7 +111,6 @@ export class PostgresStatefulSet {
   constructor(scope: Construct, props: PostgresStatefulSetProps) {
     this.props = props;
     const archiver = props.archiver;
-    const pgIsReady = ['pg_isready', '--quiet', `--host=${SOCKET_DIR}`, `--port=${POSTGRES_PORT}`];
     const password = { secretKeyRef: { name: props.authSecretName, key: 'password' } };
 
     this.installer = archiver.installContainer({ volumeName: 'archiver', installDir: ARCHIVER_INSTALL_DIR });
@@ -137,8 +136,9 @@ export class PostgresStatefulSet {
       ],
       resources: renderResources(props.resources),
       securityContext: containerSecurityContext(),
-      // A standby's first clone or a long archive recovery may take a while: up to an hour.
-      startupProbe: { exec: { command: pgIsReady }, periodSeconds: 10, failureThreshold: 360 },
+      // Started once the server answers, or while a copy into the empty volume grows (probe.sh):
+      // nothing but a wait (e.g. for pod 0) is cut short after this hour.
+      startupProbe: { exec: { command: ['/bin/bash', `${CONFIG_DIR}/probe.sh`, 'startup'] }, periodSeconds: 10, failureThreshold: 360 },
       // probe.sh (probe-script.ts): the server accepts connections (ready) or answers at all
       // (live), and a standby follows pod 0: one that cannot is taken out of the Services and
       // restarted, and start.sh rewinds it or clones it again.

@@ -19,6 +19,13 @@ export const PROBE_STATE_DIR = '/tmp';
  */
 export const STANDBY_STALL_SECONDS = 30;
 
+/**
+ * Seconds a copy into an empty volume (a standby's clone or copy from the archive, pod 0's restore
+ * from the archive) may go without growing before the container counts as dead. The copy runs
+ * before any server, for as long as the database's size needs: it is alive while it grows.
+ */
+export const COPY_STALL_SECONDS = 600;
+
 export interface ProbeScriptOptions {
   /** `namespace/name`, written into the script's header. */
   readonly id: string;
@@ -29,9 +36,15 @@ export interface ProbeScriptOptions {
 export function renderProbeScript(options: ProbeScriptOptions): string {
   return `#!/bin/bash
 # Probes of ${options.id}, rendered by the ArchivedPostgres construct.
+#   probe.sh startup the server answers at all, or a copy into the empty volume grows;
 #   probe.sh ready   the server accepts connections and, on a standby, follows pod 0;
 #   probe.sh live    the server answers at all (pg_isready's "rejecting connections" counts: a long
-#                    recovery is alive) and, on a standby, follows pod 0.
+#                    recovery is alive), or a copy into the empty volume grows; and, on a
+#                    standby, it follows pod 0.
+# A copy (a standby's clone of pod 0 or copy from the archive, pod 0's restore from the archive)
+# runs before any server starts, for as long as the database's size needs: it is alive while its
+# directory grew within ${COPY_STALL_SECONDS} s, so that neither the startup probe's hour nor the
+# liveness probe cuts short the copy of a large database.
 # A standby does not follow pod 0 when pod 0 is up (accepts connections, out of recovery) and the
 # standby is another database system, or it has neither streamed nor replayed a byte for
 # ${STANDBY_STALL_SECONDS} s (e.g. pod 0 was restored from the archive onto a timeline that left the
@@ -42,12 +55,34 @@ mode="$1"
 state_dir=${PROBE_STATE_DIR}
 state="$state_dir/probe-$mode.state"
 
+# Whether a copy into the empty volume grew within COPY_STALL seconds (its size and when it last
+# changed are noted in the state directory).
+copy_growing() {
+  local dir bytes seen since now copy_state="$state_dir/copy-$mode.state"
+  for dir in "$PGDATA.clone" "$PGDATA.restore"; do
+    [ -d "$dir" ] || continue
+    bytes="$(du -sb "$dir" 2>/dev/null | cut -f1)"
+    now="$(date +%s)"
+    if read -r seen since <"$copy_state" 2>/dev/null && [ "$seen" = "$bytes" ]; then
+      if (( now - since >= ${COPY_STALL_SECONDS} )); then
+        echo "the copy into $dir has not grown for $((now - since)) s ($bytes bytes)"
+        return 1
+      fi
+    else
+      echo "$bytes $now" >"$copy_state.tmp" && mv "$copy_state.tmp" "$copy_state"
+    fi
+    return 0
+  done
+  return 1
+}
+
 pg_isready --quiet --host=${SOCKET_DIR} --port=${POSTGRES_PORT}
 case $? in
   0) ;;
-  1) [ "$mode" = live ] && exit 0 || exit 1 ;;
-  *) exit 1 ;;
+  1) [ "$mode" = ready ] && exit 1 || exit 0 ;;
+  *) [ "$mode" != ready ] && copy_growing && exit 0 || exit 1 ;;
 esac
+[ "$mode" = startup ] && exit 0
 [ "\${POD_NAME##*-}" = 0 ] && exit 0
 
 IFS='|' read -r recovering receiver replayed system < <(

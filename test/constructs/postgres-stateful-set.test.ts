@@ -111,10 +111,10 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(pod.serviceAccountName).toBe('wal-postgres');
   });
 
-  it('has probes and requests: ready and live through probe.sh (a standby also follows pod 0), started when pg_isready answers', () => {
+  it('has probes and requests: ready and live through probe.sh (a standby also follows pod 0), started when the server answers or a copy into the empty volume grows', () => {
     expect(postgres.readinessProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'ready']);
     expect(postgres.livenessProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'live']);
-    expect(postgres.startupProbe.exec.command).toStrictEqual(['pg_isready', '--quiet', '--host=/var/run/postgresql', '--port=5432']);
+    expect(postgres.startupProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'startup']);
     expect(postgres.startupProbe.failureThreshold * postgres.startupProbe.periodSeconds).toBe(3600);
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '1Gi' } });
   });

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PROBE_STATE_DIR, STANDBY_STALL_SECONDS } from '../../constructs/probe-script';
+import { COPY_STALL_SECONDS, PROBE_STATE_DIR, STANDBY_STALL_SECONDS } from '../../constructs/probe-script';
 import { find, seedProps, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'probe-script-'));
@@ -35,7 +35,7 @@ function pod(name: string) {
   return {
     dir,
     state: (mode: string) => path.join(dir, `probe-${mode}.state`),
-    run(mode: 'ready' | 'live', answers: Answers): { status: number | null; output: string } {
+    run(mode: 'startup' | 'ready' | 'live', answers: Answers): { status: number | null; output: string } {
       const stub = (body: string) => `#!/bin/bash\n${body}\n`;
       fs.writeFileSync(path.join(dir, 'pg_isready'), stub(`exit ${answers.isready}`), { mode: 0o755 });
       fs.writeFileSync(
@@ -47,7 +47,7 @@ function pod(name: string) {
 esac`),
         { mode: 0o755 },
       );
-      const result = spawnSync('bash', [file, mode], { env: { PATH: `${dir}:${process.env.PATH}`, POD_NAME: name }, encoding: 'utf8' });
+      const result = spawnSync('bash', [file, mode], { env: { PATH: `${dir}:${process.env.PATH}`, POD_NAME: name, PGDATA: path.join(dir, 'pgdata') }, encoding: 'utf8' });
       return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
     },
   };
@@ -68,6 +68,36 @@ describe('probe.sh, pod 0', () => {
     expect(primary.run('live', { isready: 1 }).status).toBe(0);
     expect(primary.run('live', { isready: 2 }).status).toBe(1);
   });
+});
+
+describe('probe.sh while the volume is being filled (no server yet): a copy that grows is alive, for as long as it takes', () => {
+  it('startup: succeeds once the server answers at all; fails while nothing answers and nothing is copied', () => {
+    const p = pod('wal-postgres-1');
+    expect(p.run('startup', { isready: 0 }).status).toBe(0);
+    expect(p.run('startup', { isready: 1 }).status).toBe(0);
+    expect(p.run('startup', { isready: 2 }).status).toBe(1);
+  });
+
+  for (const [name, scratchDir] of [['wal-postgres-1', 'clone'], ['wal-postgres-0', 'restore']] as const) {
+    it(`${name}: a growing PGDATA.${scratchDir} passes startup and liveness, not readiness; one that stops growing for ${COPY_STALL_SECONDS} s is not live`, () => {
+      const p = pod(name);
+      const copy = path.join(p.dir, `pgdata.${scratchDir}`);
+      fs.mkdirSync(copy);
+      fs.writeFileSync(path.join(copy, 'PG_VERSION'), '15\n');
+      expect(p.run('startup', { isready: 2 }).status).toBe(0);
+      expect(p.run('live', { isready: 2 }).status).toBe(0);
+      expect(p.run('ready', { isready: 2 }).status).toBe(1);
+      // It grows: still alive, the clock starts again.
+      fs.writeFileSync(path.join(copy, 'base.1'), Buffer.alloc(8192));
+      expect(p.run('live', { isready: 2 }).status).toBe(0);
+      const [bytes] = fs.readFileSync(path.join(p.dir, 'copy-live.state'), 'utf8').split(' ');
+      // The same size, noted long ago.
+      fs.writeFileSync(path.join(p.dir, 'copy-live.state'), `${bytes} ${Math.floor(Date.now() / 1000) - COPY_STALL_SECONDS}\n`);
+      const stalled = p.run('live', { isready: 2 });
+      expect(stalled.status).toBe(1);
+      expect(stalled.output).toBe(`the copy into ${copy} has not grown for ${COPY_STALL_SECONDS} s (${bytes} bytes)`);
+    });
+  }
 });
 
 describe('probe.sh, a standby', () => {

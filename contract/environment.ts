@@ -117,6 +117,13 @@ export const ARCHIVER_ENV = {
   /** Retention after each scheduled backup: keep a recovery window (`delete --window 30d`). Unset: no window rule. */
   backupWindow: 'ARCHIVER_BACKUP_WINDOW',
 
+  /**
+   * The port the sidecar serves its metrics on (Prometheus text format at METRICS_PATH, on every
+   * address of the pod; contract/metrics.ts). Read only by a background archiver that is the pod's
+   * sidecar; unset: no metrics. The constructs render METRICS_PORT.
+   */
+  metricsPort: 'ARCHIVER_METRICS_PORT',
+
   // What `archiver bootstrap` does with an empty data directory (pod 0's start script runs it).
   /**
    * `restore` (default): restore the newest complete backup of this database's own archive and

@@ -14,6 +14,7 @@ export * from './environment';
 export * from './exit-codes';
 export * from './installation';
 export * from './locations';
+export * from './metrics';
 export * from './only-when-gone';
 export * from './protocol';
 export * from './recovery';

@@ -17,6 +17,8 @@
  *   lib/retention.cjs      delete (retention) and wal-verify, loaded only for them
  *   lib/scheduler.cjs      the sidecar's base-backup scheduler with croner, pg and the backup and
  *                          retention code, loaded only by the background archiver in a pod (and check)
+ *   lib/metrics.cjs        the sidecar's metrics with prom-client and pg, loaded only by the background
+ *                          archiver in a pod with ARCHIVER_METRICS_PORT set
  *   lib/node_modules/      the native compression modules (zstd-napi, lz4-napi)
  */
 import * as fs from 'node:fs';
@@ -45,6 +47,7 @@ const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf
 
 const ERRORS = path.join(root, 'src/errors.ts');
 const SCHEDULER = path.join(root, 'src/backup/backup-scheduler.ts');
+const METRICS = path.join(root, 'src/metrics/metrics.ts');
 
 /**
  * The backends' modules stay out of the main bundle (open.ts requires their own bundles), and
@@ -65,6 +68,11 @@ function splitBundles(self: string): Plugin {
       build.onResolve({ filter: /(^|\/)backup-scheduler$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
         return resolved === SCHEDULER && self !== SCHEDULER ? { path: './scheduler.cjs', external: true } : undefined;
+      });
+      // Likewise the metrics' bundle (prom-client); the recorder interface is in every bundle.
+      build.onResolve({ filter: /(^|\/)metrics\/metrics$/ }, (args) => {
+        const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
+        return resolved === METRICS && self !== METRICS ? { path: './metrics.cjs', external: true } : undefined;
       });
       build.onResolve({ filter: /(^|\/)errors$/ }, (args) => {
         const resolved = path.resolve(args.resolveDir, `${args.path}.ts`);
@@ -175,6 +183,7 @@ async function buildInto(staging: string): Promise<void> {
     ['src/commands/retention.ts', 'lib/retention.cjs'],
     ['src/backup/part-worker.ts', 'lib/backup-worker.cjs'],
     ['src/backup/backup-scheduler.ts', 'lib/scheduler.cjs'],
+    ['src/metrics/metrics.ts', 'lib/metrics.cjs'],
   ];
   for (const [entry, outfile] of bundles) {
     const entryPoint = path.join(root, entry);

@@ -335,6 +335,20 @@ export function readBackupSettings(env: Env = process.env): BackupSettings {
   };
 }
 
+/**
+ * ARCHIVER_METRICS_PORT: the port of the sidecar's metrics, or undefined when unset (no metrics).
+ * Read apart from readConfig, as the backup settings are: a mistake here never fails a WAL call.
+ */
+export function readMetricsPort(env: Env = process.env): number | undefined {
+  const raw = env[ARCHIVER_ENV.metricsPort]?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535) {
+    throw new ConfigError(ARCHIVER_ENV.metricsPort, `${JSON.stringify(raw)} is not a TCP port (1 to 65535): the port the sidecar serves its metrics on, or unset for none`);
+  }
+  return port;
+}
+
 /** The configuration as safe to print: credentials replaced by whether they are set. */
 export function describeConfig(config: ArchiverConfig): Record<string, unknown> {
   const storage: Record<string, unknown> = { ...config.storage };

@@ -14,6 +14,7 @@ import { Archive, writeFileAtomically } from './archive';
 import { WalNotFoundError } from './errors';
 import { Limiter } from './limiter';
 import { Logger } from './logger';
+import { MetricsRecorder, NO_METRICS } from './metrics/recorder';
 import type { TimelineSurvey } from './recovery';
 import { Spool } from './spool';
 import { followingSegments, walFileKind } from './wal-names';
@@ -33,6 +34,7 @@ export class Prefetcher {
     private readonly log: Logger,
     /** Called when the spool turns out to belong to another archive location. */
     private readonly onDisowned: () => void = () => undefined,
+    private readonly metrics: MetricsRecorder = NO_METRICS,
   ) {
     this.limiter = new Limiter(concurrency);
   }
@@ -55,6 +57,7 @@ export class Prefetcher {
       await this.archive.fetch(name, destination, options);
     }
     this.offered.delete(name);
+    this.metrics.walFetched(source);
     if (walFileKind(name) === 'segment') {
       await this.forgetOtherThan(name);
       this.fill(name);
@@ -73,7 +76,9 @@ export class Prefetcher {
     this.watcher = fs.watch(this.spool.prefetchDir, (_event, file) => {
       if (!file || file.endsWith('.tmp') || !this.offered.has(file)) return;
       if (!fs.existsSync(this.spool.prefetchPath(file))) {
+        // Taken by the launcher (a rename into pg_wal): a prefetch hit.
         this.offered.delete(file);
+        this.metrics.walFetched('prefetch');
         this.fill(file);
       }
     });
@@ -106,6 +111,7 @@ export class Prefetcher {
         return false;
       }
       this.offered.add(name);
+      this.metrics.walPrefetched();
       this.log.debug('prefetched', { wal: name, bytes: data.length });
       return true;
     } catch (error) {
@@ -122,8 +128,9 @@ export class Prefetcher {
     const timeline = current.slice(0, 8);
     for (const name of await this.spool.prefetchedNames()) {
       if (name.slice(0, 8) !== timeline || name <= current) {
-        await fs.promises.rm(this.spool.prefetchPath(name), { force: true });
+        // Out of `offered` first: the watcher must not take this removal for the launcher's.
         this.offered.delete(name);
+        await fs.promises.rm(this.spool.prefetchPath(name), { force: true });
       }
     }
   }

@@ -10,11 +10,13 @@
  *
  * A later archive_command for a marked file returns at once (the launcher consumes the marker).
  */
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Archive, PushResult } from './archive';
 import { Limiter } from './limiter';
 import { Logger } from './logger';
+import { MetricsRecorder, NO_METRICS, errorReason } from './metrics/recorder';
 import { Spool } from './spool';
 import { archiveOrder, walFileKind } from './wal-names';
 
@@ -34,6 +36,12 @@ export class Pusher {
    */
   private readonly recent = new Set<string>();
   private readonly limiter: Limiter;
+  /**
+   * Markers this pusher wrote that nobody took yet: one that disappears while listed here was
+   * taken by the launcher (a push-ahead hit). Its own removals take the name out first.
+   */
+  private readonly marked = new Set<string>();
+  private markerWatcher: FSWatcher | undefined;
 
   constructor(
     private readonly archive: Archive,
@@ -42,8 +50,31 @@ export class Pusher {
     private readonly log: Logger,
     /** Called when the spool turns out to belong to another archive location (the configuration changed). */
     private readonly onDisowned: () => void = () => undefined,
+    private readonly metrics: MetricsRecorder = NO_METRICS,
   ) {
     this.limiter = new Limiter(concurrency);
+  }
+
+  /**
+   * Counts the markers the launcher takes (it answers archive_command from the spool without
+   * Node, and without a word to the background archiver). For metrics only.
+   */
+  watchMarkers(): void {
+    if (this.markerWatcher) return;
+    try {
+      this.markerWatcher = watch(this.spool.pushedDir, (_event, file) => {
+        if (!file || !this.marked.has(file) || existsSync(path.join(this.spool.pushedDir, file))) return;
+        this.marked.delete(file);
+        this.metrics.walPushAheadHit();
+      });
+      this.markerWatcher.on('error', () => undefined);
+    } catch {
+      // no spool directory to watch: hits go uncounted
+    }
+  }
+
+  close(): void {
+    this.markerWatcher?.close();
   }
 
   /** Pushes the file PostgreSQL asked for, and starts pushing the next ready files. */
@@ -51,7 +82,12 @@ export class Pusher {
     file = path.resolve(file);
     const name = path.basename(file);
     // Pushed ahead already (the launcher checks this too; a push may have finished since).
-    if (await this.spool.takePushed(file)) return { name, status: 'already-archived', bytes: 0, storedBytes: 0 };
+    const wasMarked = this.marked.delete(name);
+    if (await this.spool.takePushed(file)) {
+      this.metrics.walPushAheadHit();
+      return { name, status: 'already-archived', bytes: 0, storedBytes: 0 };
+    }
+    if (wasMarked) this.marked.add(name);
     let entry = this.inFlight.get(name);
     // A push of another file under the same name (a pushed-ahead pg_wal/NAME while asked for
     // /elsewhere/NAME) answers nothing about this one: wait for it, then push this file.
@@ -107,7 +143,11 @@ export class Pusher {
     }
     // Markers whose file is no longer ready are of no use to anyone.
     const readySet = new Set(ready);
-    for (const name of marked) if (!readySet.has(name) && !this.inFlight.has(name)) await this.spool.removePushed(name);
+    for (const name of marked) {
+      if (readySet.has(name) || this.inFlight.has(name)) continue;
+      this.marked.delete(name);
+      await this.spool.removePushed(name);
+    }
   }
 
   /** Files being pushed, and waiting to be. */
@@ -118,6 +158,11 @@ export class Pusher {
   /** Resolves when nothing is in flight. */
   async drain(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()].map((e) => e.promise));
+  }
+
+  private mark(name: string): void {
+    this.marked.add(name);
+    if (this.marked.size > 4096) this.marked.delete(this.marked.values().next().value as string);
   }
 
   private remember(name: string): void {
@@ -137,9 +182,17 @@ export class Pusher {
         try {
           const result = await this.archive.push(file);
           this.remember(name);
+          this.metrics.walPushed({ ahead: !entry.requested, bytes: result.bytes, seconds: (Date.now() - started) / 1000 });
           // Only now, after the storage confirmed the object durable: the marker is a promise to
           // PostgreSQL's next call that this file is archived.
-          if (!entry.requested && !(await this.spool.markPushed(file))) this.onDisowned();
+          // (Listed before it is written: the launcher may take it at once.)
+          if (!entry.requested) {
+            this.mark(name);
+            if (!(await this.spool.markPushed(file))) {
+              this.marked.delete(name);
+              this.onDisowned();
+            }
+          }
           this.log.info(result.status === 'stored' ? 'pushed' : 'already archived', {
             wal: name,
             bytes: result.bytes,
@@ -150,6 +203,7 @@ export class Pusher {
           });
           return result;
         } catch (error) {
+          this.metrics.walPushFailed(errorReason(error));
           this.log.log(entry.requested ? 'error' : 'warn', 'push failed', { wal: name, error: (error as Error).message, ahead: !entry.requested });
           throw error;
         } finally {

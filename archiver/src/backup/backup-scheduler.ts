@@ -32,6 +32,7 @@
 import type { ArchiverConfig, BackupSettings } from '../config';
 import type { Archive } from '../archive';
 import type { Logger } from '../logger';
+import type { MetricsRecorder } from '../metrics/recorder';
 import { readArchiveContents, deletePlanned } from './archive-contents';
 import { CLOCK_SKEW_MS, PRIMARY_FALLBACK_MS, STANDBY_STEP_MS, backupDuty, hasBackupOf, notYetServing, servedSince, type BackupDuty, type DutyTiming, type MemberState } from './backup-duty';
 import { BackupLease, LEASE_RENEW_MS, LEASE_TTL_MS } from './backup-lease';
@@ -70,6 +71,8 @@ export interface BackupSchedulerProps {
   /** @default () => new Date() */
   readonly clock?: () => Date;
   readonly timing?: SchedulerTiming;
+  /** Counts the backups taken and failed (the sidecar's metrics). @default - none */
+  readonly metrics?: MetricsRecorder;
   /** Tunables of the backups taken. @default - backup-push's defaults, no progress bar */
   readonly backup?: Pick<BackupPushOptions, 'concurrency' | 'partBytes' | 'walTimeoutSeconds' | 'fast'>;
 }
@@ -314,6 +317,9 @@ export class BackupScheduler {
         reason === 'schedule' ? { next: this.schedule?.next(this.clock()).toISOString() } : { retry_at: new Date(Math.max(this.retryAt, this.clock().getTime() + this.timing.readyCheckMs)).toISOString() };
       this.log.error('scheduled backup failed', { reason, error: e.message, error_name: e.name, ...when });
       return { kind: 'failed', reason, error: e };
+    }).then((outcome) => {
+      if (outcome.kind !== 'skipped') this.props.metrics?.backupEnded(reason, outcome.kind);
+      return outcome;
     });
     this.running = run.finally(() => (this.running = undefined));
     return run;

@@ -3,7 +3,10 @@
  * A new operation is a line here and a line in contract/protocol.ts.
  */
 import * as path from 'node:path';
+import { EXIT_CODES } from '../../../contract';
+import { WalNotFoundError, exitCodeOf } from '../errors';
 import type { Logger } from '../logger';
+import { MetricsRecorder, NO_METRICS, errorReason } from '../metrics/recorder';
 import type { Prefetcher } from '../prefetcher';
 import type { Pusher } from '../pusher';
 import { recoveryFailure, restoreWal } from '../recovery';
@@ -16,6 +19,8 @@ export interface DaemonContext {
   /** Archive recovery: how long a fetch retries an archive it cannot read (ARCHIVER_RECOVERY_DEADLINE_SECONDS). */
   readonly recoveryDeadlineSeconds: number;
   readonly log: Logger;
+  /** The metrics' recorder. @default NO_METRICS */
+  readonly metrics?: MetricsRecorder;
   /** Pushes ahead as soon as PostgreSQL marks a file ready in this pg_wal. */
   watchWalDirectory(walDirectory: string): void;
   /** Stops the background archiver after this answer. */
@@ -40,7 +45,11 @@ export const HANDLERS: Handlers = {
     try {
       return JSON.stringify(await restoreWal(context.prefetcher, request.name, request.destination, options));
     } catch (error) {
-      throw recoveryFailure(request.mode, error);
+      const answer = recoveryFailure(request.mode, error);
+      const metrics = context.metrics ?? NO_METRICS;
+      if (error instanceof WalNotFoundError || exitCodeOf(answer) === EXIT_CODES.notFound) metrics.walFetchNotFound();
+      else metrics.walFetchFailed(errorReason(error));
+      throw answer;
     }
   },
   async ping(context) {

@@ -22,9 +22,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { ARCHIVER_ENV, HEARTBEAT_SECONDS } from '../../../contract';
-import { ArchiverConfig, readBackupSettings } from '../config';
+import { ArchiverConfig, podOrdinal, readBackupSettings, readMetricsPort } from '../config';
 import type { Archive } from '../archive';
 import { Logger } from '../logger';
+import type { MetricsHandle, MetricsTiming } from '../metrics/metrics';
+import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 import { Prefetcher } from '../prefetcher';
 import { Pusher } from '../pusher';
 import { openRepository } from '../repository';
@@ -59,6 +61,43 @@ export interface DaemonOptions {
    * `dataDirectory`: not started by a call); none otherwise
    */
   readonly backups?: false | Readonly<Record<string, string | undefined>>;
+  /**
+   * The metrics (metrics/metrics.ts, lib/metrics.cjs): the port to serve them on, or `false` for
+   * none. A port that cannot be listened on is logged and leaves the WAL work running.
+   * @default - ARCHIVER_METRICS_PORT when this is the pod's sidecar (as `backups`); none otherwise
+   */
+  readonly metrics?: false | { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming };
+}
+
+/**
+ * Starts the metrics, loaded only now (lib/metrics.cjs: prom-client). Never throws: whatever goes
+ * wrong is logged, and the WAL work goes on without them.
+ */
+async function startMetrics(
+  config: ArchiverConfig & { spool: string },
+  archive: Archive,
+  log: Logger,
+  options: { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming },
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<MetricsHandle | undefined> {
+  try {
+    // require() in the bundle, not import(): see storage/open.ts.
+    const metrics = BUNDLED ? (require('../metrics/metrics') as typeof import('../metrics/metrics')) : await import('../metrics/metrics');
+    const podName = env[ARCHIVER_ENV.podName];
+    return await metrics.startMetrics({
+      port: options.port,
+      host: options.host,
+      timing: options.timing,
+      archive,
+      spool: config.spool,
+      dataDirectory: config.dataDirectory,
+      ordinal: podName ? podOrdinal(podName) : undefined,
+      log,
+    });
+  } catch (error) {
+    log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
+    return undefined;
+  }
 }
 
 /**
@@ -66,7 +105,7 @@ export interface DaemonOptions {
  * (backup/recovery-end.ts), loaded only now (lib/scheduler.cjs: croner, pg, the backup code).
  * Never throws: whatever goes wrong here is logged, and the WAL work goes on.
  */
-async function startBackups(config: ArchiverConfig, archive: Archive, log: Logger, env: Readonly<Record<string, string | undefined>>): Promise<{ stop(): Promise<void> } | undefined> {
+async function startBackups(config: ArchiverConfig, archive: Archive, log: Logger, env: Readonly<Record<string, string | undefined>>, metrics: MetricsRecorder): Promise<{ stop(): Promise<void> } | undefined> {
   const started: { stop(): Promise<void> }[] = [];
   const all = { stop: async () => void (await Promise.all(started.map((s) => s.stop()))) };
   try {
@@ -79,7 +118,7 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
     started.push(scheduler.startRecoveryEndWatcher({ log }));
     const settings = readBackupSettings(env);
     if (settings.podName === undefined || settings.ordinal === undefined) return all;
-    const backups = scheduler.startBackupScheduler({ config, archive, log, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
+    const backups = scheduler.startBackupScheduler({ config, archive, log, metrics, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });
     if (backups) started.push(backups);
     return all;
   } catch (error) {
@@ -146,6 +185,18 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   if (!lock) return undefined;
 
   const archive = await openRepository(config, { workers: config.workers, log });
+  const sidecar = config.daemonIdleSeconds === 0 && options.dataDirectory === undefined;
+  let metricsOptions = options.metrics;
+  if (metricsOptions === undefined && sidecar) {
+    try {
+      const port = readMetricsPort(process.env);
+      metricsOptions = port === undefined ? false : { port };
+    } catch (error) {
+      log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
+    }
+  }
+  const metrics = metricsOptions ? await startMetrics(config, archive, log, metricsOptions, process.env) : undefined;
+  const recorder = metrics?.recorder ?? NO_METRICS;
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -154,12 +205,13 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
     log.warn('the spool now belongs to another archive location; stopping', { location: archive.location });
     setImmediate(() => void stop());
   };
-  const pusher = new Pusher(archive, spool, config.pushConcurrency, log, disowned);
-  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(config.prefetchConcurrency, Math.max(1, config.prefetch)), log, disowned);
+  const pusher = new Pusher(archive, spool, config.pushConcurrency, log, disowned, recorder);
+  const prefetcher = new Prefetcher(archive, spool, config.prefetch, Math.min(config.prefetchConcurrency, Math.max(1, config.prefetch)), log, disowned, recorder);
   // Markers and prefetched files of an earlier run may belong to another configuration.
   await spool.clear();
   await spool.claim();
   await spool.recordBoot();
+  if (metrics) pusher.watchMarkers();
 
   const watchers = new Map<string, fs.FSWatcher>();
   const context: DaemonContext = {
@@ -167,6 +219,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
     prefetcher,
     recoveryDeadlineSeconds: config.recoveryDeadlineSeconds,
     log,
+    metrics: recorder,
     watchWalDirectory(walDirectory) {
       if (watchers.has(walDirectory)) return;
       try {
@@ -192,11 +245,14 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
     if (parsed.owner !== config.spoolOwner) return void socket.end(`${formatAnswer({ kind: 'mismatch' })}\n`);
     lastActivity = Date.now();
     inProgress++;
+    const received = process.hrtime.bigint();
     const heartbeat = setInterval(() => socket.write(`${formatAnswer({ kind: 'wait' })}\n`), HEARTBEAT_SECONDS * 1000);
     dispatch(context, parsed.request)
       .then((detail) => formatAnswer({ kind: 'ok', detail }), (error: unknown) => formatAnswer(failure(error)))
       .then((answer) => {
         clearInterval(heartbeat);
+        const op = parsed.request.op;
+        if (op === 'push' || op === 'fetch') recorder.walCall(op, Number(process.hrtime.bigint() - received) / 1e9);
         inProgress--;
         lastActivity = Date.now();
         socket.end(`${answer}\n`);
@@ -236,7 +292,9 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       removeAddress(spool.portFile, address);
       for (const watcher of watchers.values()) watcher.close();
       prefetcher.close();
+      pusher.close();
       await backups?.stop();
+      await metrics?.stop();
       await pusher.drain();
       await archive.close();
       await lock.release();
@@ -254,10 +312,9 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
     prefetch: config.prefetch,
     postmaster_pid: postmaster,
   });
-  const sidecar = config.daemonIdleSeconds === 0 && options.dataDirectory === undefined;
   const backupEnv = options.backups ?? (sidecar ? process.env : false);
   if (backupEnv !== false) {
-    backups = await startBackups(config, archive, log, backupEnv);
+    backups = await startBackups(config, archive, log, backupEnv, recorder);
     // Stopped while the scheduler was loading.
     if (stopping) await backups?.stop();
   }

@@ -60,6 +60,9 @@ export function segmentStart(name: string, segmentSize: number): bigint {
   return (log << 32n) + seg * BigInt(segmentSize);
 }
 
+/** SizeOfXLogLongPHD: the header of a segment's first page. */
+const LONG_PAGE_HEADER_BYTES = 40n;
+
 /**
  * The end of the archived WAL: every byte before it is archived. PostgreSQL archives segments
  * in order once each is complete, so it is the start of the oldest segment still waiting, or,
@@ -68,7 +71,9 @@ export function segmentStart(name: string, segmentSize: number): bigint {
  */
 export function archivedPosition(insert: bigint, oldestWaitingSegment: string | undefined, segmentSize: number): bigint {
   const current = insert - (insert % BigInt(segmentSize));
-  if (oldestWaitingSegment === undefined) return current;
+  // Right after a switch the insert position is just past the header of the new segment's first
+  // page: nothing is written there yet, so nothing is missing from the archive.
+  if (oldestWaitingSegment === undefined) return insert - current <= LONG_PAGE_HEADER_BYTES ? insert : current;
   const waiting = segmentStart(oldestWaitingSegment, segmentSize);
   return waiting < current ? waiting : current;
 }
@@ -191,9 +196,9 @@ export async function lookAtVolume(directory: string): Promise<VolumeLook> {
 /** What the metrics keep of a backup's manifest (a manifest lists every file: it can be large). */
 export interface BackupSummary {
   readonly name: string;
-  /** Unix seconds. */
-  readonly start: number;
-  readonly stop: number;
+  /** Unix milliseconds. */
+  readonly startMs: number;
+  readonly stopMs: number;
   readonly bytes: number;
 }
 
@@ -215,8 +220,8 @@ export class BackupCatalog {
     for (const name of names) {
       if (this.known.has(name)) continue;
       const manifest = await readManifest(this.storage, name);
-      this.known.set(name, { name, start: Date.parse(manifest.startTime) / 1000, stop: Date.parse(manifest.stopTime) / 1000, bytes: manifest.size });
+      this.known.set(name, { name, startMs: Date.parse(manifest.startTime), stopMs: Date.parse(manifest.stopTime), bytes: manifest.size });
     }
-    return [...this.known.values()].sort((a, b) => a.stop - b.stop || a.name.localeCompare(b.name));
+    return [...this.known.values()].sort((a, b) => a.stopMs - b.stopMs || a.name.localeCompare(b.name));
   }
 }

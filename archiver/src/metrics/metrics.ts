@@ -314,10 +314,10 @@ export class ArchiverMetrics {
       const newest = backups[backups.length - 1];
       this.newestBackup = newest;
       g.backups.set(backups.length);
-      g.backupLastCompletion.set(newest?.stop ?? 0);
-      g.backupLastDuration.set(newest ? Math.max(0, newest.stop - newest.start) : undefined);
+      g.backupLastCompletion.set(newest ? newest.stopMs / 1000 : 0);
+      g.backupLastDuration.set(newest ? Math.max(0, newest.stopMs - newest.startMs) / 1000 : undefined);
       g.backupLastSize.set(newest?.bytes);
-      g.recoveryWindowStart.set(backups[0]?.stop ?? 0);
+      g.recoveryWindowStart.set(backups.length > 0 ? backups[0].stopMs / 1000 : 0);
       const created = identity?.createdAt === undefined ? undefined : Date.parse(identity.createdAt) / 1000;
       g.archiveCreated.set(identity === undefined ? 0 : created);
       this.failures.ok('backups');
@@ -332,7 +332,7 @@ export class ArchiverMetrics {
   private setRecoveryWindowEnd(): void {
     const server = this.lastServer;
     const lastArchived = server !== undefined && !server.inRecovery ? server.lastArchived : undefined;
-    this.gauges.recoveryWindowEnd.set(lastArchived === undefined ? undefined : Math.max(lastArchived, this.newestBackup?.stop ?? 0));
+    this.gauges.recoveryWindowEnd.set(lastArchived === undefined ? undefined : Math.max(lastArchived, (this.newestBackup?.stopMs ?? 0) / 1000));
   }
 
   /** A counter that mirrors one of the server's (pg_stat_archiver): left out when unknown. */

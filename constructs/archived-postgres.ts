@@ -15,6 +15,7 @@ import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
+import { DatabaseMonitoring, MonitoringProps } from './monitoring';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
@@ -148,6 +149,14 @@ export interface ArchivedPostgresProps {
    * when the archive is empty; refuse to start when it holds WAL but no backup
    */
   readonly bootstrap?: Bootstrap;
+  /**
+   * A PodMonitor for the `archiver` sidecars' metrics, a PrometheusRule with the alerts (archiving
+   * failing, a backlog, the volume filling up, backups missing or old, a short recovery window, a
+   * standby not streaming) and a Grafana dashboard. `{ enabled: false }` for a cluster without the
+   * Prometheus operator.
+   * @default - all three, with the alerts' default thresholds
+   */
+  readonly monitoring?: MonitoringProps;
 }
 
 /** The first database of each `namespace/name`, per app (construct tree root). */
@@ -213,6 +222,8 @@ export class ArchivedPostgres extends Construct {
   public readonly bootstrap: Bootstrap;
   /** The Argo CD PostDelete hook that deletes the archive: under TerminationPolicy.WIPE_OUT only. */
   public readonly wipeOut?: WipeOutJob;
+  /** The PodMonitor, PrometheusRule and Grafana dashboard (`monitoring`). */
+  public readonly monitoring: DatabaseMonitoring;
 
   private readonly props: ArchivedPostgresProps;
   /** The database constructed earlier in the same app with the same namespace and name, if any. */
@@ -323,6 +334,17 @@ export class ArchivedPostgres extends Construct {
         resources: archiverResources,
       });
     }
+
+    this.monitoring = new DatabaseMonitoring(this, 'Monitoring', {
+      name: this.name,
+      namespace: this.namespace,
+      labels: this.labels,
+      selectorLabels: this.selectorLabels,
+      replicas: this.replicas,
+      backupSchedule: typeof props.backups?.schedule === 'string' ? props.backups.schedule : undefined,
+      retentionWindow: props.backups?.retention?.window instanceof Duration ? props.backups.retention.window : undefined,
+      monitoring: props.monitoring,
+    });
 
     for (const [key, value] of Object.entries(pruneAnnotations(this.terminationPolicy))) this.addAnnotation(key, value);
   }
@@ -437,7 +459,7 @@ export class ArchivedPostgres extends Construct {
       for (const other of others.get(identity(object)) ?? []) {
         const otherDb = other.node.scopes.slice().reverse().find((c): c is ArchivedPostgres => c instanceof ArchivedPostgres);
         if (otherDb && (position.get(otherDb)! > position.get(this)! || (otherDb.name === this.name && otherDb.namespace === this.namespace))) continue;
-        errors.push(`name: ${object.kind} ${show(object.name)} in namespace ${show(this.namespace)} (${object.node.path}) is also rendered by ${other.node.path}: one would replace the other, and clients of one database would reach the other; choose a name whose objects (${show(this.name)}, "${this.name}-standby", "${this.name}-pods", "${this.name}-config", "${this.name}-wipeout") no other object of the namespace has`);
+        errors.push(`name: ${object.kind} ${show(object.name)} in namespace ${show(this.namespace)} (${object.node.path}) is also rendered by ${other.node.path}: one would replace the other, and clients of one database would reach the other; choose a name whose objects (${show(this.name)}, "${this.name}-standby", "${this.name}-pods", "${this.name}-config", "${this.name}-dashboard", "${this.name}-wipeout") no other object of the namespace has`);
       }
     }
     return errors;

@@ -1,3 +1,4 @@
+export * from './alert-rules';
 export * from './archived-postgres';
 export * from './archive-storage';
 export * from './archiver-container-factory';
@@ -5,6 +6,8 @@ export * from './archiver-image';
 export * from './backups';
 export * from './bootstrap';
 export * from './container-resources';
+export * from './grafana-dashboard';
+export * from './monitoring';
 export * from './pod-container';
 export * from './pod-layout';
 export * from './postgres-config';

@@ -7,7 +7,7 @@
 import { Lazy } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, archiverDaemonCommand } from '../contract';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, METRICS_PORT, METRICS_PORT_NAME, PGDATA_ENV, archiverDaemonCommand } from '../contract';
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, renderResources } from './container-resources';
 import { PodContainer } from './pod-container';
@@ -169,7 +169,11 @@ export class PostgresStatefulSet {
         { name: 'PGHOST', value: SOCKET_DIR },
         { name: 'PGUSER', value: SUPERUSER },
         ...props.backupEnv,
+        // Its metrics (the PodMonitor scrapes the port by name), and where it finds pg_wal for them.
+        { name: ARCHIVER_ENV.metricsPort, value: String(METRICS_PORT) },
+        { name: PGDATA_ENV, value: PGDATA },
       ],
+      ports: [{ name: METRICS_PORT_NAME, containerPort: METRICS_PORT, protocol: 'TCP' }],
       resources: props.archiverResources,
       volumeMounts: [
         { name: 'data', mountPath: DATA_MOUNT },

@@ -6,6 +6,7 @@
 #   buildah podman ...  building and running the archiver image (no Docker engine here)
 #   docker-registry     a registry on 127.0.0.1 that the image command pushes to (npm run archiver:image -- --push)
 #   zstd lz4 brotli     the command-line tools that must read what the archiver writes
+#   prometheus          its promtool checks and unit-tests the rendered alert rules
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ need=()
 for tool in openssl buildah podman runc fuse-overlayfs zstd lz4 brotli docker-registry; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
+command -v promtool >/dev/null || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then

@@ -25,7 +25,13 @@ function strict(schema: unknown): unknown {
 }
 
 export class CustomResourceSchema {
-  private readonly ajv = new Ajv({ strict: false, allErrors: true, validateFormats: true });
+  private readonly ajv = new Ajv({
+    strict: false,
+    allErrors: true,
+    validateFormats: true,
+    // The schemas' patterns are Go (RE2) expressions: their (?i) is JavaScript's `i` flag.
+    code: { regExp: (pattern: string, flags: string) => (pattern.includes('(?i)') ? new RegExp(pattern.replaceAll('(?i)', ''), `${flags}i`) : new RegExp(pattern, flags)) },
+  });
   private readonly schemas = new Map<string, Schema>();
   private readonly compiled = new Map<string, ValidateFunction>();
 

@@ -4,10 +4,14 @@ import { Testing } from 'cdk8s';
 import { buildApp } from '../../app';
 import { Duration } from 'cdk8s';
 import { ArchiveStorage, Bootstrap, RecoveryTarget, TerminationPolicy } from '../../constructs';
-import { KubernetesSchema } from '../../testkit/kubernetes-schema';
+import { CustomResourceSchema } from '../../testkit/crd-schema';
+import { KubernetesSchema as BuiltInSchema } from '../../testkit/kubernetes-schema';
 import { KubeObject, seedProps, synthDatabase, testOutdir } from './fixtures';
 
-const schema = new KubernetesSchema();
+/** The built-in kinds against Kubernetes 1.27's schemas, custom resources (the monitoring's) against their CRDs. */
+const crds = new CustomResourceSchema();
+const builtIn = new BuiltInSchema();
+const schema = { validate: (o: KubeObject) => (crds.covers(o) ? crds.validate(o) : builtIn.validate(o)) };
 
 function appObjects(): KubeObject[] {
   const app = buildApp(testOutdir());

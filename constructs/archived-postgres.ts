@@ -325,16 +325,6 @@ export class ArchivedPostgres extends Construct {
       },
     });
 
-    if (this.terminationPolicy === TerminationPolicy.WIPE_OUT) {
-      this.wipeOut = new WipeOutJob(this, 'WipeOut', {
-        name: this.name,
-        namespace: this.namespace,
-        statefulSetName: this.statefulSet.apiObject.name,
-        archiver: this.archiverContainers,
-        resources: archiverResources,
-      });
-    }
-
     this.monitoring = new DatabaseMonitoring(this, 'Monitoring', {
       name: this.name,
       namespace: this.namespace,
@@ -345,6 +335,16 @@ export class ArchivedPostgres extends Construct {
       retentionWindow: props.backups?.retention?.window instanceof Duration ? props.backups.retention.window : undefined,
       monitoring: props.monitoring,
     });
+
+    if (this.terminationPolicy === TerminationPolicy.WIPE_OUT) {
+      this.wipeOut = new WipeOutJob(this, 'WipeOut', {
+        name: this.name,
+        namespace: this.namespace,
+        statefulSetName: this.statefulSet.apiObject.name,
+        archiver: this.archiverContainers,
+        resources: archiverResources,
+      });
+    }
 
     for (const [key, value] of Object.entries(pruneAnnotations(this.terminationPolicy))) this.addAnnotation(key, value);
   }

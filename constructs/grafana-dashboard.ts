@@ -167,3 +167,13 @@ export function archiveDashboard(options: DashboardOptions): Record<string, unkn
     panels,
   };
 }
+
+/**
+ * The dashboard as the ConfigMap holds it: JSON, one panel a line, so that a change to the
+ * dashboard reads as a change to its panels in a review of dist/.
+ */
+export function formatDashboard(dashboard: Record<string, unknown>): string {
+  const { panels, ...rest } = dashboard as { panels: unknown[] };
+  const head = JSON.stringify(rest, null, 2);
+  return `${head.slice(0, -2)},\n  "panels": [\n${panels.map((panel) => `    ${JSON.stringify(panel)}`).join(',\n')}\n  ]\n}\n`;
+}

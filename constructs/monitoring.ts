@@ -18,7 +18,7 @@ import { METRICS_PATH, METRICS_PORT_NAME } from '../contract';
 import { PodMonitor } from '../imports/podmonitor-monitoring.coreos.com';
 import { PrometheusRule, PrometheusRuleSpecGroupsRulesExpr } from '../imports/prometheusrule-monitoring.coreos.com';
 import { ArchiveAlertProps, archiveAlertRules, checkAlertProps, resolveAlertThresholds } from './alert-rules';
-import { archiveDashboard } from './grafana-dashboard';
+import { archiveDashboard, formatDashboard } from './grafana-dashboard';
 import { show } from './validation';
 
 /** The label Grafana's dashboard sidecar looks for (the Grafana Helm chart's default). */
@@ -120,7 +120,7 @@ export class DatabaseMonitoring extends Construct {
       const meta = metadata(`${props.name}-dashboard`);
       this.dashboard = new k8s.KubeConfigMap(this, 'Dashboard', {
         metadata: { ...meta, labels: { ...meta.labels, [GRAFANA_DASHBOARD_LABEL]: '1' } },
-        data: { [`${props.namespace}-${props.name}.json`]: `${JSON.stringify(dashboard, null, 2)}\n` },
+        data: { [`${props.namespace}-${props.name}.json`]: formatDashboard(dashboard) },
       });
     }
   }

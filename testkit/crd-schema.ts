@@ -24,13 +24,18 @@ function strict(schema: unknown): unknown {
   return copy;
 }
 
+/** A Go (RE2) pattern as a JavaScript RegExp: an inline (?i) becomes the `i` flag. */
+const goRegExp = Object.assign((pattern: string, flags: string) => (pattern.includes('(?i)') ? new RegExp(pattern.replaceAll('(?i)', ''), `${flags}i`) : new RegExp(pattern, flags)), {
+  code: 'goRegExp',
+});
+
 export class CustomResourceSchema {
   private readonly ajv = new Ajv({
     strict: false,
     allErrors: true,
     validateFormats: true,
     // The schemas' patterns are Go (RE2) expressions: their (?i) is JavaScript's `i` flag.
-    code: { regExp: (pattern: string, flags: string) => (pattern.includes('(?i)') ? new RegExp(pattern.replaceAll('(?i)', ''), `${flags}i`) : new RegExp(pattern, flags)) },
+    code: { regExp: goRegExp },
   });
   private readonly schemas = new Map<string, Schema>();
   private readonly compiled = new Map<string, ValidateFunction>();

@@ -79,7 +79,7 @@ describe('npm run synth type-checks the app before it synthesizes', () => {
   };
 
   beforeAll(() => {
-    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.app.json', 'cdk8s.yaml', 'main.ts', 'app.ts', 'charts', 'constructs', 'contract', 'scripts/synthesize.ts', 'scripts/synth-check.ts']) {
+    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.app.json', 'cdk8s.yaml', 'main.ts', 'app.ts', 'charts', 'constructs', 'contract', 'imports', 'scripts/synthesize.ts', 'scripts/synth-check.ts']) {
       fs.cpSync(path.join(root, entry), path.join(project, entry), { recursive: true });
     }
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(project, 'node_modules'));

@@ -26,6 +26,9 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
       'test/wal-postgres/StandbyService',
       'test/wal-postgres/StatefulSet',
       'test/wal-postgres/DisruptionBudget',
+      'test/wal-postgres/Monitoring/PodMonitor',
+      'test/wal-postgres/Monitoring/Rules',
+      'test/wal-postgres/Monitoring/Dashboard',
     ]);
     expect(ids).toMatchSnapshot();
   });
@@ -39,6 +42,9 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
       'Service/demo/wal-postgres-standby',
       'StatefulSet/demo/wal-postgres',
       'PodDisruptionBudget/demo/wal-postgres',
+      'PodMonitor/demo/wal-postgres',
+      'PrometheusRule/demo/wal-postgres',
+      'ConfigMap/demo/wal-postgres-dashboard',
     ]);
   });
 
@@ -56,7 +62,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
   it('labels every object and pod with the selector labels, its component and its manager', () => {
     const labels = { ...db.selectorLabels, 'app.kubernetes.io/component': 'database', 'app.kubernetes.io/managed-by': 'cdk8s' };
     expect(db.labels).toStrictEqual(labels);
-    for (const object of objects) expect(object.metadata.labels).toStrictEqual(labels);
+    // The dashboard's ConfigMap has Grafana's label too.
+    for (const object of objects) expect(object.metadata.labels).toStrictEqual(object.metadata.name.endsWith('-dashboard') ? { ...labels, grafana_dashboard: '1' } : labels);
     expect(statefulSet.spec.template.metadata.labels).toStrictEqual(labels);
   });
 
@@ -136,7 +143,7 @@ describe('ArchivedPostgres grows after construction', () => {
     db.addAnnotation('argocd.argoproj.io/sync-wave', '1');
     // THEN
     const objects = synth(chart);
-    expect(objects).toHaveLength(7);
+    expect(objects).toHaveLength(10);
     for (const object of objects) expect(object.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/sync-wave': '1' });
     // The StatefulSet keeps its own annotation beside it.
     expect(find(objects, 'StatefulSet', 'wal-postgres').metadata.annotations).toStrictEqual({
@@ -156,11 +163,10 @@ describe('ArchivedPostgres grows after construction', () => {
     expect(find(synth(chart), 'ConfigMap', 'wal-postgres-extra').metadata.annotations).toStrictEqual({ 'example.com/owner': 'team-a' });
   });
 
-  it('gives a PodMonitor what it needs: the selector labels and a metrics port added to the sidecar', () => {
-    // GIVEN
-    const { db, chart } = databaseChart(seedProps());
+  it('gives a PodMonitor of one\'s own what it needs: the selector labels and the sidecar\'s metrics port', () => {
+    // GIVEN a database without its own monitoring objects
+    const { db, chart } = databaseChart(seedProps({ monitoring: { enabled: false } }));
     // WHEN
-    db.statefulSet.archiverSidecar.addPort({ name: 'metrics', containerPort: 9187, protocol: 'TCP' });
     new ApiObject(chart, 'PodMonitor', {
       apiVersion: 'monitoring.coreos.com/v1',
       kind: 'PodMonitor',
@@ -173,6 +179,6 @@ describe('ArchivedPostgres grows after construction', () => {
     const monitor = find(objects, 'PodMonitor', 'wal-postgres');
     expect(pod.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
     const sidecar = pod.spec.containers.find((c: any) => c.name === 'archiver');
-    expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9187, protocol: 'TCP' }]);
+    expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9188, protocol: 'TCP' }]);
   });
 });

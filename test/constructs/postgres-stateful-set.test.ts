@@ -43,7 +43,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const sidecar = containers[1];
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
-    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ...sidecarEnv } = envOf(sidecar);
     const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
     // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
     expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
@@ -58,6 +58,9 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(POD_NAME).toStrictEqual({ fieldRef: { fieldPath: 'metadata.name' } });
     expect(PGHOST).toBe('/var/run/postgresql');
     expect(PGUSER).toBe('postgres');
+    // Its metrics, and the data directory it finds pg_wal in for them: the server's.
+    expect(ARCHIVER_METRICS_PORT).toBe('9188');
+    expect(sidecarPgdata).toBe(PGDATA);
     expect(sidecar.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql', readOnly: true });
     expect(postgres.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql' });
     expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
@@ -158,17 +161,18 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(postgres.volumeMounts.at(-1)).toStrictEqual({ name: 'recovery', mountPath: '/recovery' });
   });
 
-  it('adds variables and ports to the archiver sidecar, e.g. a log level and a metrics port', () => {
+  it('adds variables and ports to the archiver sidecar, e.g. a log level and a debugger\'s port', () => {
     // GIVEN
     const { db, chart } = databaseChart(seedProps());
     // WHEN
     db.statefulSet.archiverSidecar.addEnv({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
-    db.statefulSet.archiverSidecar.addPort({ name: 'metrics', containerPort: 9187 });
+    db.statefulSet.archiverSidecar.addPort({ name: 'inspect', containerPort: 9229 });
     // THEN
     const statefulSet = find(synth(chart), 'StatefulSet', 'wal-postgres');
     const sidecar = container(statefulSet, 'archiver');
     expect(sidecar.env.at(-1)).toStrictEqual({ name: 'ARCHIVER_LOG_LEVEL', value: 'debug' });
-    expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9187 }]);
+    // After its own metrics port.
+    expect(sidecar.ports).toStrictEqual([{ name: 'metrics', containerPort: 9188, protocol: 'TCP' }, { name: 'inspect', containerPort: 9229 }]);
     // Only the sidecar has them.
     expect(envOf(postgresContainer(statefulSet)).ARCHIVER_LOG_LEVEL).toBeUndefined();
   });

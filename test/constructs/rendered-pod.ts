@@ -24,10 +24,11 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
+import { freePort } from '../../testkit/ports';
 import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { S3Server } from '../../testkit/s3-server';
 import { KubeObject, container, containerEnvironment, find, fromBuild, replaced, sidecarCommand } from './fixtures';
@@ -187,6 +188,7 @@ export class RenderedPod {
     this.sidecarEnv = {
       ...sc,
       ARCHIVER_SPOOL: replaced(sc.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
+      PGDATA: replaced(sc.PGDATA, DATA_MOUNT, this.volume),
       PGHOST: replaced(sc.PGHOST, SOCKET_DIR, this.run),
       PGPORT: String(port),
       ...local,
@@ -199,6 +201,8 @@ export class RenderedPod {
   async startSidecar(): Promise<void> {
     fs.mkdirSync(this.volume, { recursive: true });
     giveToPostgres(this.volume);
+    // A pod has its own network namespace; here every sidecar's metrics port is one of the host's.
+    this.sidecarEnv[ARCHIVER_ENV.metricsPort] = String(await freePort());
     this.sidecar = await startSidecar(this.sidecarArgs, this.sidecarEnv, { logFile: this.sidecarLog, cwd: this.options.dir, ...postgresUser() });
   }
 

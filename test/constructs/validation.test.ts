@@ -311,7 +311,7 @@ describe('ArchivedPostgres validation', () => {
     new ArchivedPostgres(chart, 'orders-standby', seedProps());
     new ArchivedPostgres(new Chart(app, 'other', { namespace: 'other' }), 'orders-standby', seedProps());
     expect(collectValidationErrors(app)).toStrictEqual([
-      '[test/orders-standby] name: Service "orders-standby" in namespace "demo" (test/orders-standby/PrimaryService) is also rendered by test/orders/StandbyService: one would replace the other, and clients of one database would reach the other; choose a name whose objects ("orders-standby", "orders-standby-standby", "orders-standby-pods", "orders-standby-config", "orders-standby-wipeout") no other object of the namespace has',
+      '[test/orders-standby] name: Service "orders-standby" in namespace "demo" (test/orders-standby/PrimaryService) is also rendered by test/orders/StandbyService: one would replace the other, and clients of one database would reach the other; choose a name whose objects ("orders-standby", "orders-standby-standby", "orders-standby-pods", "orders-standby-config", "orders-standby-dashboard", "orders-standby-wipeout") no other object of the namespace has',
     ]);
   });
 

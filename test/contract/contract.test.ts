@@ -10,12 +10,16 @@ import { describe, expect, it } from 'vitest';
 import { LAUNCHER_CONSTANTS, fillLauncher } from '../../archiver/scripts/build';
 import { Duration } from 'cdk8s';
 import { connectionSettingsFromEnvironment } from '../../archiver/src/backup/postgres-session';
-import { resolveSpool } from '../../archiver/src/config';
+import { readMetricsPort, resolveDataDirectory, resolveSpool } from '../../archiver/src/config';
 import * as errors from '../../archiver/src/errors';
 import {
   ARCHIVER_ENV,
   ERROR_EXIT_CODES,
   EXIT_CODES,
+  METRICS_PATH,
+  METRICS_PORT,
+  METRICS_PORT_NAME,
+  PGDATA_ENV,
   databaseObjects,
   RECOVERY_MODES,
   RECOVERY_SIGNAL_FILES,
@@ -28,8 +32,11 @@ import { Bootstrap, POSTGRES_PORT, RecoveryTarget, SOCKET_DIR, SUPERUSER, Termin
 import { ROOT } from '../../testkit/archiver';
 import { container, envOf, find, seedProps, synthDatabase } from '../constructs/fixtures';
 
-/** libpq's connection variables, which the archiver's base backups read (archiver/src/backup/postgres-session.ts). */
-const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE'];
+/**
+ * libpq's connection variables, which the archiver's base backups read (archiver/src/backup/postgres-session.ts),
+ * and PGDATA, where the sidecar's metrics find pg_wal (archiver/src/config.ts).
+ */
+const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE', PGDATA_ENV];
 
 describe('the pod and the archiver', () => {
   const { objects } = synthDatabase(seedProps());
@@ -184,5 +191,23 @@ describe('the WipeOut Job and the archiver\'s --only-when-gone', () => {
     expect(role.rules.every((rule: any) => rule.verbs.length === 1 && rule.verbs[0] === 'get')).toBe(true);
     const binding = find(objects, 'RoleBinding', 'orders-wipeout');
     expect(binding.subjects).toStrictEqual([{ kind: 'ServiceAccount', name: job.spec.template.spec.serviceAccountName, namespace: job.metadata.namespace }]);
+  });
+});
+
+describe('the sidecar\'s metrics', () => {
+  const { objects } = synthDatabase(seedProps());
+  const sidecar = container(find(objects, 'StatefulSet', 'wal-postgres'), 'archiver');
+
+  it('serve on the port the pod names for the PodMonitor, as the archiver reads it', () => {
+    const port = readMetricsPort(envOf(sidecar));
+    expect(port).toBe(METRICS_PORT);
+    expect(sidecar.ports).toContainEqual({ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' });
+    const endpoint = find(objects, 'PodMonitor', 'wal-postgres').spec.podMetricsEndpoints[0];
+    expect(endpoint).toMatchObject({ port: METRICS_PORT_NAME, path: METRICS_PATH });
+  });
+
+  it('find pg_wal where the server has it: the sidecar\'s PGDATA is the data directory the archiver resolves', () => {
+    const env = envOf(sidecar);
+    expect(resolveDataDirectory(env, '/')).toBe(envOf(container(find(objects, 'StatefulSet', 'wal-postgres'), 'postgres')).PGDATA);
   });
 });

@@ -87,7 +87,9 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
     giveToPostgres(spool);
     const local = { ARCHIVER_S3_ENDPOINT: server.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required', ARCHIVER_SPOOL: spool };
     const logFile = path.join(scratch, `${name}-sidecar.log`);
-    sidecars.push(await startSidecar(sidecarCommand(statefulSet), { ...podEnvironment(statefulSet, secrets, 'archiver'), ...local }, { logFile, cwd: scratch, ...postgresUser() }));
+    // Each pod has its own network namespace; here the sidecars share the host's ports.
+    const metrics = { ARCHIVER_METRICS_PORT: String(await freePort()) };
+    sidecars.push(await startSidecar(sidecarCommand(statefulSet), { ...podEnvironment(statefulSet, secrets, 'archiver'), ...local, ...metrics }, { logFile, cwd: scratch, ...postgresUser() }));
     const postgresEnv: Record<string, string> = { ...podEnvironment(statefulSet, secrets), ...local };
     expect(postgresEnv.ARCHIVER_DAEMON).toBe('external');
     return { spool, postgresEnv, sidecarLog: () => fs.readFileSync(logFile, 'utf8') };

@@ -119,7 +119,11 @@ function register(registry: Registry): { gauges: Gauges; counters: Counters; his
   return { gauges: gauges as Gauges, counters: counters as Counters, histograms: histograms as Histograms };
 }
 
-/** Keeps one failure message per look, logged once until the look succeeds again. */
+/**
+ * Logs a look's failure once, until it succeeds again. A server that does not answer yet and a
+ * pg_wal that does not exist yet are how every pod starts (the sidecar starts with the server, on
+ * an empty volume before initdb): info; anything else: warn.
+ */
 class FailureLog {
   private readonly failing = new Map<string, string>();
   constructor(private readonly log: Logger) {}
@@ -130,7 +134,8 @@ class FailureLog {
     const message = (error as Error)?.message ?? String(error);
     if (this.failing.has(look)) return;
     this.failing.set(look, message);
-    this.log.warn('metrics: a look failed; its metrics are left out until it works', { look, error: message });
+    const expected = look === 'postgres' || (look === 'pg_wal' && (error as NodeJS.ErrnoException)?.code === 'ENOENT');
+    this.log.log(expected ? 'info' : 'warn', 'metrics: a look failed; its metrics are left out until it works', { look, error: message });
   }
 }
 

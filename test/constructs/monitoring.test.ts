@@ -4,11 +4,14 @@
  * thresholds, the Grafana dashboard, and that every expression names only metrics the sidecar
  * serves (contract/metrics.ts).
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { ARCHIVER_ENV, ARCHIVER_METRICS, METRICS_PATH, METRICS_PORT, METRICS_PORT_NAME, PGDATA_ENV, servedSeriesNames } from '../../contract';
 import { k8s } from 'cdk8s-plus-27';
 import { ALERTS, GRAFANA_DASHBOARD_LABEL, PGDATA, dashboardUid, longestScheduleInterval, promDuration } from '../../constructs';
+import { ROOT } from '../../testkit/archiver';
 import { container, databaseChart, envOf, find, KubeObject, seedProps, synthDatabase } from './fixtures';
 
 /** Every metric name an expression uses (`archiver_...`), histogram series included. */
@@ -223,6 +226,15 @@ describe('the Grafana dashboard', () => {
       expect(metric.help.length).toBeGreaterThan(10);
     }
     expect(new Set(Object.values(ARCHIVER_METRICS).map((m) => m.name)).size).toBe(Object.keys(ARCHIVER_METRICS).length);
+  });
+});
+
+describe('the README', () => {
+  it('lists every metric the sidecar serves and every alert', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Monitoring'), readme.indexOf('\n## ', readme.indexOf('## Monitoring') + 5));
+    for (const metric of Object.values(ARCHIVER_METRICS)) expect(section, metric.name).toContain(`\`${metric.name}`);
+    for (const alert of Object.values(ALERTS)) expect(section, alert).toContain(`| \`${alert}\` |`);
   });
 });
 

@@ -28,7 +28,9 @@ export class CrdSchema {
   private readonly validators = new Map<string, ValidateFunction>();
 
   constructor(dir: string = CRD_DIR) {
-    const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: true });
+    // CRD patterns are Go regular expressions: their (?i) is JavaScript's "i" flag.
+    const regExp = Object.assign((pattern: string, flags: string) => (pattern.includes('(?i)') ? new RegExp(pattern.replaceAll('(?i)', ''), `${flags}i`) : new RegExp(pattern, flags)), { code: 'new RegExp' });
+    const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: true, code: { regExp } });
     ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
     ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
     for (const format of ['byte', 'date-time', 'double', 'duration', 'uri', 'float']) ajv.addFormat(format, true);

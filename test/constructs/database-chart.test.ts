@@ -59,7 +59,7 @@ describe('DatabaseChart, given dev\'s orders', () => {
     environment(app, 'dev', { databases: { 'orders-scratch': {} } });
     const hook = writtenFiles(app)['dev/shop/orders-scratch/orders-scratch.k8s.yaml'].filter((o) => o.metadata.name === 'orders-scratch-wipeout');
     expect(hook.map((o) => o.kind)).toStrictEqual(['ServiceAccount', 'Role', 'RoleBinding', 'Job']);
-    for (const object of hook) expect(object.metadata.annotations['argocd.argoproj.io/sync-wave']).toBeUndefined();
+    for (const object of hook) expect(object.metadata.annotations?.['argocd.argoproj.io/sync-wave']).toBeUndefined();
   });
 });
 

@@ -91,7 +91,7 @@ describe('GitOpsDelivery, given dev and prod', () => {
   it('keeps the Applications as Git has them through a root Application, in a project limited to Argo CD\'s namespace, without cascading deletion', () => {
     const argo = files['delivery/argocd/dev/dev.k8s.yaml'];
     const root = find(argo, 'Application', 'dev-postgres');
-    expect(root.metadata.finalizers).toBeUndefined();
+    expect((root.metadata as { finalizers?: string[] }).finalizers).toBeUndefined();
     expect(root.spec.source.path).toBe('dist/delivery/argocd/dev');
     expect(root.spec.destination).toStrictEqual({ server: IN_CLUSTER, namespace: 'argocd' });
     expect(find(argo, 'AppProject', root.spec.project).spec).toMatchObject({

@@ -15,8 +15,8 @@ function appObjects(): KubeObject[] {
 }
 
 describe('Every synthesized object validates against the Kubernetes 1.27 schemas (unknown fields are errors)', () => {
-  it('the app in app.ts', () => {
-    const objects = appObjects();
+  it('the app in app.ts (its custom resources against their CRDs: test/constructs/gitops-delivery.schema.test.ts)', () => {
+    const objects = appObjects().filter((o) => schema.knows(o));
     expect(objects.length).toBeGreaterThan(0);
     expect(objects.flatMap((o) => schema.validate(o))).toStrictEqual([]);
   });

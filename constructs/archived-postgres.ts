@@ -16,6 +16,7 @@ import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
+import { nameScopeOf } from './name-scope';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
@@ -159,12 +160,12 @@ export interface ArchivedPostgresProps {
   readonly monitoring?: MonitoringProps;
 }
 
-/** The first database of each `namespace/name`, per app (construct tree root). */
+/** The first database of each `namespace/name`, per name scope (the app, or an Environment: name-scope.ts). */
 const databasesByApp = new WeakMap<IConstruct, Map<string, ArchivedPostgres>>();
 
 /** Records `db` under its namespace and name; returns the database that already holds them. */
 function registerName(db: ArchivedPostgres): ArchivedPostgres | undefined {
-  const root = db.node.root;
+  const root = nameScopeOf(db);
   let names = databasesByApp.get(root);
   if (!names) databasesByApp.set(root, (names = new Map()));
   const key = `${db.namespace}/${db.name}`;
@@ -446,7 +447,7 @@ export class ArchivedPostgres extends Construct {
    */
   private checkObjectNames(): string[] {
     const identity = (o: ApiObject) => `${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}/${o.metadata.namespace ?? Chart.of(o).namespace ?? 'default'}/${o.name}`;
-    const everything = this.node.root.node.findAll();
+    const everything = nameScopeOf(this).node.findAll();
     const position = new Map(everything.map((c, i) => [c, i]));
     const mine = new Set<IConstruct>(this.apiObjects);
     const others = new Map<string, ApiObject[]>();

@@ -30,7 +30,7 @@ export interface ArchiverImageOptions {
  * ```ts
  * const app = new App();
  * ArchiverImage.use(app, 'ghcr.io/your-org/pg-wal-archiver:0.1.0');
- * new DemoChart(app, 'demo');
+ * new Environment(app, 'prod', { ... });
  * ```
  */
 export class ArchiverImage extends Construct {

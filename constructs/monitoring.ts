@@ -6,10 +6,8 @@
  * in a ConfigMap labelled for Grafana's dashboard sidecar.
  *
  * The PodMonitor and PrometheusRule are the Prometheus operator's custom resources, typed from its
- * CRDs (imports/, generated offline by cdk8s-cli 2.207.60 from ../shared/crds:
- * `cdk8s import podmonitor:=../shared/crds/monitoring.coreos.com_podmonitors.yaml
- * prometheusrule:=../shared/crds/monitoring.coreos.com_prometheusrules.yaml --output imports
- * --save false`). A cluster without the operator refuses them: `monitoring: { enabled: false }`.
+ * CRDs in ../shared/crds (imports/, generated offline by `npm run import`). A cluster without the
+ * operator refuses them: `monitoring: { enabled: false }`.
  */
 import { ApiObject, Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';

@@ -3,6 +3,13 @@
  * the archiver installed for PostgreSQL's archive_command and restore_command and the `archiver`
  * sidecar beside it. The pod is rendered when the app is synthesized, so containers, variables,
  * ports, volumes and annotations added after construction reach the YAML.
+ *
+ * Each member's data volume claim is rendered too, before the StatefulSet (`data-{name}-{ordinal}`,
+ * the name the StatefulSet controller gives the claim of its template `data`): the controller
+ * adopts a claim that exists instead of creating one, and a claim's size, unlike a StatefulSet's
+ * `volumeClaimTemplates`, may grow. So a larger `storage.size` in Git grows the volumes when the
+ * claims are applied (where the StorageClass has `allowVolumeExpansion: true`) and leaves the
+ * StatefulSet's immutable fields as they are: its template always asks for CLAIM_TEMPLATE_SIZE.
  */
 import { Lazy } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
@@ -14,8 +21,26 @@ import { PodContainer } from './pod-container';
 import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 import { PostgresConfig } from './postgres-config';
-import { TerminationPolicy, volumeClaimRetention } from './termination-policy';
+import { MAX_REPLICAS } from './postgres-config';
+import { TerminationPolicy, claimAnnotations, volumeClaimRetention } from './termination-policy';
 import { checkSecretName, checkVolumeSize, show } from './validation';
+import { MIN_DATA_VOLUME_MIB } from './wal-size';
+
+/** The name of the StatefulSet's volume claim template, and of each member's data volume. */
+export const DATA_VOLUME = 'data';
+
+/**
+ * The size the StatefulSet's volume claim template asks for, whatever `storage.size` is: the
+ * template is immutable, so it never carries a size that a pull request may change. The controller
+ * uses it only for a member whose claim is not rendered (a `kubectl scale` beyond `replicas`);
+ * every rendered claim has `storage.size`.
+ */
+export const CLAIM_TEMPLATE_SIZE = `${MIN_DATA_VOLUME_MIB}Mi`;
+
+/** The data volume claim of member `ordinal`, as the StatefulSet controller names it: `data-{statefulSet}-{ordinal}`. */
+export function dataVolumeClaimName(statefulSetName: string, ordinal: number): string {
+  return `${DATA_VOLUME}-${statefulSetName}-${ordinal}`;
+}
 
 /** The data volume of every member (KubeDB's `spec.storage`): one volume claim per pod. */
 export interface DataVolumeProps {
@@ -96,6 +121,11 @@ export interface PostgresStatefulSetProps {
 
 /** The StatefulSet (construct id `StatefulSet` in `scope`, the database) and its pod. */
 export class PostgresStatefulSet {
+  /**
+   * Each member's data volume claim, `data-{name}-{ordinal}` (construct ids `DataVolumeClaim0`,
+   * `DataVolumeClaim1`, ...), before the StatefulSet, which adopts them.
+   */
+  public readonly dataVolumeClaims: k8s.KubePersistentVolumeClaim[];
   public readonly apiObject: k8s.KubeStatefulSet;
   /** The `postgres` container. */
   public readonly postgres: PodContainer;
@@ -145,7 +175,7 @@ export class PostgresStatefulSet {
       readinessProbe: { exec: { command: ['/bin/bash', `${CONFIG_DIR}/probe.sh`, 'ready'] }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
       livenessProbe: { exec: { command: ['/bin/bash', `${CONFIG_DIR}/probe.sh`, 'live'] }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
       volumeMounts: [
-        { name: 'data', mountPath: DATA_MOUNT },
+        { name: DATA_VOLUME, mountPath: DATA_MOUNT },
         { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
         { name: 'run', mountPath: SOCKET_DIR },
         { name: 'tmp', mountPath: '/tmp' },
@@ -176,11 +206,27 @@ export class PostgresStatefulSet {
       ports: [{ name: METRICS_PORT_NAME, containerPort: METRICS_PORT, protocol: 'TCP' }],
       resources: props.archiverResources,
       volumeMounts: [
-        { name: 'data', mountPath: DATA_MOUNT },
+        { name: DATA_VOLUME, mountPath: DATA_MOUNT },
         { name: 'tmp', mountPath: '/tmp' },
         // Connecting to a socket needs no write access to its directory.
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
       ],
+    }));
+
+    // Invalid replicas are reported by validation; no claim is rendered for them meanwhile.
+    const members = Number.isInteger(props.replicas) && props.replicas >= 1 ? Math.min(props.replicas, MAX_REPLICAS) : 0;
+    this.dataVolumeClaims = Array.from({ length: members }, (_, ordinal) => new k8s.KubePersistentVolumeClaim(scope, `DataVolumeClaim${ordinal}`, {
+      metadata: {
+        name: dataVolumeClaimName(props.name, ordinal),
+        namespace: props.namespace,
+        labels: props.labels,
+        annotations: claimAnnotations(props.terminationPolicy),
+      },
+      spec: {
+        accessModes: props.dataVolume.accessModes,
+        storageClassName: props.dataVolume.storageClassName,
+        resources: { requests: { storage: k8s.Quantity.fromString(props.dataVolume.size) } },
+      },
     }));
 
     this.apiObject = new k8s.KubeStatefulSet(scope, 'StatefulSet', {
@@ -235,13 +281,14 @@ export class PostgresStatefulSet {
         },
         spec: this.renderPodSpec(),
       },
+      // Only for a member whose claim is not rendered: see CLAIM_TEMPLATE_SIZE.
       volumeClaimTemplates: [
         {
-          metadata: { name: 'data', labels: props.selectorLabels },
+          metadata: { name: DATA_VOLUME, labels: props.selectorLabels },
           spec: {
             accessModes: props.dataVolume.accessModes,
             storageClassName: props.dataVolume.storageClassName,
-            resources: { requests: { storage: k8s.Quantity.fromString(props.dataVolume.size) } },
+            resources: { requests: { storage: k8s.Quantity.fromString(CLAIM_TEMPLATE_SIZE) } },
           },
         },
       ],

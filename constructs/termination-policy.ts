@@ -8,9 +8,9 @@ import { k8s } from 'cdk8s-plus-27';
 export enum TerminationPolicy {
   /**
    * The GitOps tool must never delete the objects: they are annotated so that Argo CD
-   * (`argocd.argoproj.io/sync-options: Delete=false`) and Flux
-   * (`kustomize.toolkit.fluxcd.io/prune: disabled`) skip them when pruning, and the volume claims
-   * are retained.
+   * (`argocd.argoproj.io/sync-options: Prune=false,Delete=false`: neither pruned when removed from
+   * Git nor deleted with the Application) and Flux (`kustomize.toolkit.fluxcd.io/prune: disabled`)
+   * skip them, and the volume claims are retained.
    */
   DO_NOT_TERMINATE = 'DoNotTerminate',
   /** Delete the StatefulSet and Services but keep the volume claims (data) and the archive. */
@@ -27,19 +27,34 @@ export enum TerminationPolicy {
 export const TERMINATION_POLICIES: readonly string[] = Object.values(TerminationPolicy);
 
 /**
- * What the StatefulSet's controller does with the volume claims. Scaling down keeps a standby's
- * volume under every policy: scaling up again resumes it instead of re-cloning.
+ * What the StatefulSet's controller does with the volume claims. The controller keeps a standby's
+ * volume when it scales down under every policy; the claims are rendered too (one per member,
+ * see PostgresStatefulSet), so what the GitOps tool does with the claim of a member no longer in
+ * Git is `claimAnnotations`'.
  */
 export function volumeClaimRetention(policy: TerminationPolicy): k8s.StatefulSetPersistentVolumeClaimRetentionPolicy {
   const keepData = policy === TerminationPolicy.DO_NOT_TERMINATE || policy === TerminationPolicy.HALT;
   return { whenDeleted: keepData ? 'Retain' : 'Delete', whenScaled: 'Retain' };
 }
 
+/** Argo CD and Flux never delete an object that carries these, neither when it leaves Git nor when its Application goes. */
+const NEVER_PRUNED: Readonly<Record<string, string>> = Object.freeze({
+  'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false',
+  'kustomize.toolkit.fluxcd.io/prune': 'disabled',
+});
+
 /** The annotations every object of a database carries under `policy`: DoNotTerminate tells Argo CD and Flux never to prune it. */
 export function pruneAnnotations(policy: TerminationPolicy): Record<string, string> {
   if (policy !== TerminationPolicy.DO_NOT_TERMINATE) return {};
-  return {
-    'argocd.argoproj.io/sync-options': 'Delete=false',
-    'kustomize.toolkit.fluxcd.io/prune': 'disabled',
-  };
+  return { ...NEVER_PRUNED };
+}
+
+/**
+ * The annotations of each rendered data volume claim under `policy`. Under Halt and DoNotTerminate
+ * Argo CD and Flux never delete a claim: not when its member is scaled away in Git, not when the
+ * database is removed (the data stays, as the policy says). Under Delete and WipeOut a claim
+ * leaves with its member or its database, as any object removed from Git.
+ */
+export function claimAnnotations(policy: TerminationPolicy): Record<string, string> {
+  return policy === TerminationPolicy.HALT || policy === TerminationPolicy.DO_NOT_TERMINATE ? { ...NEVER_PRUNED } : {};
 }

@@ -12,8 +12,8 @@
  * answers "not found" for both, waits while either exists (Argo CD's deletion may still be
  * terminating the pods), refuses when one still exists after the wait, and refuses at once on any
  * answer that is neither (a missing Role, an unreachable API). So a tool that ignores the hook
- * annotation and applies the Job at once (`kubectl apply -f dist/`, a lost namespace restored from
- * the same YAML) makes a Job that fails, the archive untouched. Flux is told never to apply the
+ * annotation and applies the Job at once (`kubectl apply -f` of its directory in dist/, a lost
+ * namespace restored from the same YAML) makes a Job that fails, the archive untouched. Flux is told never to apply the
  * hook's objects (`kustomize.toolkit.fluxcd.io/reconcile: disabled`, which Flux's apply honours for
  * objects it has not created).
  */

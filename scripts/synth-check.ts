@@ -39,7 +39,8 @@ function main(): number {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'synth-check-'));
   try {
     const out = path.join(scratch, 'dist');
-    if (synthesizeAtomically(buildApp, out) !== 0) return 1;
+    // A claim smaller than the committed one is an error here too.
+    if (synthesizeAtomically(buildApp, out, { previousOutput: committed }) !== 0) return 1;
     const problems = compareDirectories(out, committed);
     if (problems.length > 0) {
       process.stderr.write(`synth:check: ${committed}/ is not what the code synthesizes; run "npm run synth" and commit ${committed}/:\n`);

@@ -3,10 +3,41 @@
  * (every error of every construct is reported together), synthesized into a staging directory
  * next to the output, and only then swapped into place. Imported by the entry (main.ts), the check
  * (synth-check.ts) and the benchmark app; it imports no app, so the dependencies go one way.
+ *
+ * The app is built with what the previous synthesis wrote (the output directory it replaces, or
+ * the one given): the YAML documents of each file, so that constructs can compare what they render
+ * with what Git holds (a volume claim cannot shrink). This is the only place that reads it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { App } from 'cdk8s';
+import { parseAllDocuments } from 'yaml';
+
+/** The YAML documents of each `.yaml` file under `dir`, by path relative to it; empty when `dir` does not exist. */
+export function readOutput(dir: string): Record<string, unknown[]> {
+  const files: Record<string, unknown[]> = {};
+  if (!fs.existsSync(dir)) return files;
+  for (const file of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const full = path.join(dir, file);
+    if (!file.endsWith('.yaml') || !fs.statSync(full).isFile()) continue;
+    // A file that does not parse is left out: the synthesis replaces it.
+    const documents = parseAllDocuments(fs.readFileSync(full, 'utf8'));
+    if (Array.isArray(documents) && documents.every((d) => d.errors.length === 0)) {
+      files[file.split(path.sep).join('/')] = documents.map((d) => d.toJS());
+    }
+  }
+  return files;
+}
+
+export interface SynthesizeOptions {
+  /**
+   * The previous synthesis's output, which the app is built with.
+   * @default - the output directory itself (what the synthesis replaces)
+   */
+  readonly previousOutput?: string;
+  /** Where to report validation errors. @default - stderr */
+  readonly log?: (line: string) => void;
+}
 
 /** Every validation error of the app, as `[construct path] message`. */
 export function collectValidationErrors(app: App): string[] {
@@ -23,12 +54,13 @@ export function collectValidationErrors(app: App): string[] {
  * Builds the app into a staging directory and replaces `outdir` with it. Returns the process exit
  * code: 0 on success; 1 when validation fails, in which case `outdir` is left untouched.
  */
-export function synthesizeAtomically(build: (outdir: string) => App, outdir: string, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): number {
+export function synthesizeAtomically(build: (outdir: string, previousOutput: Record<string, unknown[]>) => App, outdir: string, options: SynthesizeOptions = {}): number {
+  const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const target = path.resolve(outdir);
   const staging = `${target}.staging-${process.pid}`;
   fs.rmSync(staging, { recursive: true, force: true });
   try {
-    const app = build(staging);
+    const app = build(staging, readOutput(options.previousOutput ?? target));
     const errors = collectValidationErrors(app);
     if (errors.length > 0) {
       log(`synth: ${errors.length} validation error${errors.length === 1 ? '' : 's'}; nothing was written to ${outdir}/`);

@@ -44,6 +44,11 @@ export class KubernetesSchema {
     this.ajv.addSchema({ $id: 'k8s', definitions: strict(definitions) });
   }
 
+  /** Whether the 1.27 definitions have the object's apiVersion and kind (custom resources are not among them: see crd-schema.ts). */
+  knows(object: { apiVersion?: string; kind?: string }): boolean {
+    return this.byKind.has(`${object.apiVersion}/${object.kind}`);
+  }
+
   /** Every schema violation of one object, as `kind/name: /path message`; empty when valid. */
   validate(object: { apiVersion?: string; kind?: string; metadata?: { name?: string } }): string[] {
     const label = `${object.kind}/${object.metadata?.name}`;

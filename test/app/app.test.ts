@@ -50,14 +50,16 @@ function reachable(graph: Map<string, string[]>, file: string): Set<string> {
 describe('app.ts', () => {
   const graph = importGraph(['main.ts', 'scripts/synth-check.ts', 'test/fixtures/invalid-app.ts']);
 
-  it('builds the charts the team deploys, without writing anything', () => {
+  it('builds the charts the team deploys, without writing anything: each database of each environment, and their delivery', () => {
     const outdir = testOutdir();
     const app = buildApp(outdir);
-    expect(app.charts.map((c) => c.node.id)).toStrictEqual(['demo']);
+    expect(app.charts.map((c) => c.node.path)).toStrictEqual([
+      'dev/wal-postgres', 'dev/wal-postgres-pitr', 'prod/wal-postgres', 'argocd-dev', 'flux-dev', 'argocd-prod', 'flux-prod',
+    ]);
     expect(fs.existsSync(outdir)).toBe(false);
   });
 
-  it('depends on the charts and the constructs only (and the types cdk8s import generated), never on the tooling or the entry', () => {
+  it('depends on the charts, the constructs and the generated imports only, never on the tooling or the entry', () => {
     const deps = [...reachable(graph, 'app.ts')];
     expect(deps.filter((f) => !/^(charts|constructs|contract|imports)\//.test(f))).toStrictEqual([]);
   });

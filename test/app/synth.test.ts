@@ -15,9 +15,21 @@ function synth(outdir: string, script = 'main.ts') {
   return spawnSync(tsx, [script], { cwd: root, env: { ...process.env, CDK8S_OUTDIR: outdir }, encoding: 'utf8' });
 }
 
+/** The files `npm run synth` writes for app.ts: each database of each environment, and their delivery. */
+const FILES = [
+  'delivery/argocd/dev/dev.k8s.yaml',
+  'delivery/argocd/prod/prod.k8s.yaml',
+  'delivery/flux/dev/dev.k8s.yaml',
+  'delivery/flux/prod/prod.k8s.yaml',
+  'dev/demo/wal-postgres-pitr/wal-postgres-pitr.k8s.yaml',
+  'dev/demo/wal-postgres/wal-postgres.k8s.yaml',
+  'prod/demo/wal-postgres/wal-postgres.k8s.yaml',
+];
+const PROD = 'prod/demo/wal-postgres/wal-postgres.k8s.yaml';
+
 function readTree(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const file of fs.readdirSync(dir, { recursive: true }) as string[]) {
+  for (const file of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
     const full = path.join(dir, file);
     if (fs.statSync(full).isFile()) out[file] = fs.readFileSync(full, 'utf8');
   }
@@ -31,7 +43,7 @@ describe('npm run synth', () => {
     expect(synth(a).status).toBe(0);
     expect(synth(b).status).toBe(0);
     const first = readTree(a);
-    expect(Object.keys(first)).toStrictEqual(['demo.k8s.yaml']);
+    expect(Object.keys(first)).toStrictEqual(FILES);
     expect(readTree(b)).toStrictEqual(first);
   });
 
@@ -45,8 +57,11 @@ describe('npm run synth', () => {
     const out = path.join(scratch, 'replaced');
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'removed-chart.k8s.yaml'), 'kind: Stale\n');
+    fs.mkdirSync(path.join(out, 'dev/demo/removed-database'), { recursive: true });
+    fs.writeFileSync(path.join(out, 'dev/demo/removed-database/removed-database.k8s.yaml'), 'kind: Stale\n');
     expect(synth(out).status).toBe(0);
-    expect(fs.readdirSync(out)).toStrictEqual(['demo.k8s.yaml']);
+    expect(Object.keys(readTree(out))).toStrictEqual(FILES);
+    expect(fs.readdirSync(out).sort()).toStrictEqual(['delivery', 'dev', 'prod']);
   });
 
   it('fails on invalid input, reporting every error, and writes nothing', () => {
@@ -70,7 +85,7 @@ describe('npm run synth type-checks the app before it synthesizes', () => {
   // node_modules, in which a chart can be broken without touching the repository.
   const project = path.join(scratch, 'project');
   const out = path.join(scratch, 'project-out');
-  const chart = path.join(project, 'charts/demo-chart.ts');
+  const appFile = path.join(project, 'app.ts');
   const npmRunSynth = () => spawnSync('npm', ['run', '--silent', 'synth'], { cwd: project, env: { ...process.env, CDK8S_OUTDIR: out }, encoding: 'utf8' });
   const cdk8sYamlApp = () => {
     // What the cdk8s CLI does with cdk8s.yaml's `app`: run it with a shell and CDK8S_OUTDIR.
@@ -97,28 +112,52 @@ describe('npm run synth type-checks the app before it synthesizes', () => {
 
   it('fails on a misspelt prop that tsx alone renders silently (even with the build info of the good app at hand), naming it, and leaves the output untouched', () => {
     const before = readTree(out);
-    expect(Object.keys(before)).toStrictEqual(['demo.k8s.yaml']);
-    const source = fs.readFileSync(chart, 'utf8');
-    expect(source).toContain('replicas: 2,');
-    fs.writeFileSync(chart, source.replace('replicas: 2,', 'replica: 3,'));
+    expect(Object.keys(before)).toStrictEqual(FILES);
+    const source = fs.readFileSync(appFile, 'utf8');
+    expect(source).toContain('        replicas: 3,\n');
+    fs.writeFileSync(appFile, source.replace('        replicas: 3,\n', '        replica: 3,\n'));
     try {
-      // The hazard: run without the type check, the typo is dropped and one member is rendered.
+      // The hazard: run without the type check, the typo is dropped and prod gets the definition's 2 members.
       const unchecked = spawnSync(tsx, ['main.ts'], { cwd: project, env: { ...process.env, CDK8S_OUTDIR: path.join(scratch, 'unchecked') }, encoding: 'utf8' });
       expect(unchecked.status).toBe(0);
-      expect(fs.readFileSync(path.join(scratch, 'unchecked/demo.k8s.yaml'), 'utf8')).toContain('  replicas: 1\n');
+      expect(fs.readFileSync(path.join(scratch, 'unchecked', PROD), 'utf8')).toContain('  replicas: 2\n');
 
+      const line = source.split('\n').findIndex((l) => l === '        replicas: 3,') + 1;
       for (const result of [npmRunSynth(), cdk8sYamlApp()]) {
         expect(result.status).not.toBe(0);
-        expect(result.stdout).toContain("charts/demo-chart.ts(16,7): error TS2561: Object literal may only specify known properties, but 'replica' does not exist in type 'ArchivedPostgresProps'. Did you mean to write 'replicas'?");
+        expect(result.stdout).toContain(`app.ts(${line},9): error TS2561: Object literal may only specify known properties, but 'replica' does not exist in type 'DatabaseSettings'. Did you mean to write 'replicas'?`);
         expect(readTree(out)).toStrictEqual(before);
         expect(fs.readdirSync(scratch).filter((f) => f.includes('staging'))).toStrictEqual([]);
       }
     } finally {
-      fs.writeFileSync(chart, source);
+      fs.writeFileSync(appFile, source);
     }
     // Fixed, it synthesizes again (through cdk8s.yaml's command too).
     expect(cdk8sYamlApp().status).toBe(0);
     expect(compareDirectories(out, path.join(root, 'dist'))).toStrictEqual([]);
+  });
+
+  it('grows a volume, and refuses to shrink one below what the output directory holds, leaving it untouched', () => {
+    const source = fs.readFileSync(appFile, 'utf8');
+    expect(source).toContain("storage: { size: '20Gi' }");
+    try {
+      fs.writeFileSync(appFile, source.replace("storage: { size: '20Gi' }", "storage: { size: '30Gi' }"));
+      const grown = npmRunSynth();
+      expect(grown.status, grown.stderr).toBe(0);
+      expect(readTree(out)[PROD]).toContain('      storage: 30Gi\n');
+      const before = readTree(out);
+
+      fs.writeFileSync(appFile, source);
+      const shrunk = npmRunSynth();
+      expect(shrunk.status).toBe(1);
+      expect(shrunk.stderr).toContain(`synth: 3 validation errors; nothing was written to ${out}/`);
+      expect(shrunk.stderr).toContain(`[prod/wal-postgres/Database] storage.size: "20Gi" would shrink the volume claim data-wal-postgres-0, which dist/${PROD} (the previous synthesis) gives 30Gi: a claim can only grow`);
+      expect(readTree(out)).toStrictEqual(before);
+    } finally {
+      fs.writeFileSync(appFile, source);
+      fs.rmSync(out, { recursive: true, force: true });
+      expect(npmRunSynth().status).toBe(0);
+    }
   });
 });
 
@@ -134,13 +173,24 @@ describe('npm run synth:check', () => {
   it('fails on a stale dist/, naming the changed, missing and stale files', () => {
     const stale = path.join(scratch, 'stale');
     execFileSync('cp', ['-r', path.join(root, 'dist'), stale]);
-    fs.appendFileSync(path.join(stale, 'demo.k8s.yaml'), '# edited by hand\n');
-    fs.writeFileSync(path.join(stale, 'old-chart.k8s.yaml'), 'kind: Old\n');
+    const file = 'dev/demo/wal-postgres/wal-postgres.k8s.yaml';
+    fs.appendFileSync(path.join(stale, file), '# edited by hand\n');
+    fs.writeFileSync(path.join(stale, 'demo.k8s.yaml'), 'kind: Old\n');
     const result = check(stale);
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain(`${stale}/demo.k8s.yaml: differs`);
-    expect(result.stderr).toContain(`${stale}/old-chart.k8s.yaml: stale (the code no longer produces it)`);
-    fs.rmSync(path.join(stale, 'demo.k8s.yaml'));
-    expect(check(stale).stderr).toContain(`${stale}/demo.k8s.yaml: missing (the code produces it)`);
+    expect(result.stderr).toContain(`${stale}/${file}: differs`);
+    expect(result.stderr).toContain(`${stale}/demo.k8s.yaml: stale (the code no longer produces it)`);
+    fs.rmSync(path.join(stale, file));
+    expect(check(stale).stderr).toContain(`${stale}/${file}: missing (the code produces it)`);
+  });
+
+  it('fails when the code shrinks a volume the committed dist/ has larger, naming the claim', () => {
+    const larger = path.join(scratch, 'larger');
+    execFileSync('cp', ['-r', path.join(root, 'dist'), larger]);
+    const file = path.join(larger, PROD);
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replaceAll('      storage: 20Gi\n', '      storage: 40Gi\n'));
+    const result = check(larger);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`[prod/wal-postgres/Database] storage.size: "20Gi" would shrink the volume claim data-wal-postgres-2, which dist/${PROD} (the previous synthesis) gives 40Gi`);
   });
 });

@@ -24,6 +24,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
       'test/wal-postgres/GoverningService',
       'test/wal-postgres/PrimaryService',
       'test/wal-postgres/StandbyService',
+      'test/wal-postgres/DataVolumeClaim0',
+      'test/wal-postgres/DataVolumeClaim1',
       'test/wal-postgres/StatefulSet',
       'test/wal-postgres/DisruptionBudget',
       'test/wal-postgres/Monitoring/PodMonitor',
@@ -40,6 +42,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
       'Service/demo/wal-postgres-pods',
       'Service/demo/wal-postgres',
       'Service/demo/wal-postgres-standby',
+      'PersistentVolumeClaim/demo/data-wal-postgres-0',
+      'PersistentVolumeClaim/demo/data-wal-postgres-1',
       'StatefulSet/demo/wal-postgres',
       'PodDisruptionBudget/demo/wal-postgres',
       'PodMonitor/demo/wal-postgres',
@@ -101,7 +105,8 @@ describe('ArchivedPostgres options', () => {
     expect(postgresContainer(statefulSet).image).toBe('docker.io/library/postgres:16');
     expect(statefulSet.metadata.namespace).toBe('demo');
     expect(db.authSecretName).toBe('wal-postgres-auth');
-    expect(statefulSet.spec.volumeClaimTemplates[0].spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } });
+    expect(find(objects, 'PersistentVolumeClaim', 'data-wal-postgres-0').spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } });
+    expect(objects.filter((o) => o.kind === 'PersistentVolumeClaim')).toHaveLength(1);
   });
 
   it('runs the app\'s archiver image (ArchiverImage.use) in the installer, the sidecar and the WipeOut Job', () => {
@@ -143,7 +148,7 @@ describe('ArchivedPostgres grows after construction', () => {
     db.addAnnotation('argocd.argoproj.io/sync-wave', '1');
     // THEN
     const objects = synth(chart);
-    expect(objects).toHaveLength(10);
+    expect(objects).toHaveLength(12);
     for (const object of objects) expect(object.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/sync-wave': '1' });
     // The StatefulSet keeps its own annotation beside it.
     expect(find(objects, 'StatefulSet', 'wal-postgres').metadata.annotations).toStrictEqual({

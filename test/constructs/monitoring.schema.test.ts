@@ -5,11 +5,11 @@
  */
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { CustomResourceSchema } from '../../testkit/crd-schema';
+import { CrdSchema } from '../../testkit/crd-schema';
 import { KubernetesSchema } from '../../testkit/kubernetes-schema';
 import { find, seedProps, synthDatabase } from './fixtures';
 
-const crds = new CustomResourceSchema(['monitoring.coreos.com_podmonitors.yaml', 'monitoring.coreos.com_prometheusrules.yaml']);
+const crds = new CrdSchema();
 const kubernetes = new KubernetesSchema();
 
 describe('the monitoring objects validate against their schemas', () => {
@@ -25,7 +25,7 @@ describe('the monitoring objects validate against their schemas', () => {
     })],
   ])('%s', (_name, props) => {
     const objects = synthDatabase(props).objects;
-    const custom = objects.filter((o) => crds.covers(o));
+    const custom = objects.filter((o) => crds.knows(o));
     expect(custom.map((o) => o.kind)).toStrictEqual(['PodMonitor', 'PrometheusRule']);
     expect(custom.flatMap((o) => crds.validate(o))).toStrictEqual([]);
     expect(kubernetes.validate(find(objects, 'ConfigMap', 'wal-postgres-dashboard'))).toStrictEqual([]);

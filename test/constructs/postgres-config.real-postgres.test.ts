@@ -174,10 +174,10 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       const standbyPort = await freePort();
       const conf = writeRenderedFiles(files, standbyDir, standbyPort, primary.port);
       let script = files['start.sh'];
-      script = replaced(script, 'wal-postgres-0.wal-postgres-pods', '127.0.0.1');
-      script = replaced(script, '-p 5432', `-p ${primary.port}`);
-      script = replaced(script, '--port=5432', `--port=${primary.port}`);
+      script = replaced(script, 'primary_host=wal-postgres-0.wal-postgres-pods', 'primary_host=127.0.0.1');
+      script = replaced(script, 'primary_port=5432', `primary_port=${primary.port}`);
       script = replaced(script, '/etc/postgresql-archived/postgresql.conf', conf);
+      script = replaced(script, 'rm -f /tmp/probe-', `rm -f ${standbyDir}/probe-`);
       script = replaced(script, ARCHIVER_SPOOL_DIR, standbyPod.spool);
       fs.writeFileSync(path.join(standbyDir, 'start.sh'), script);
       giveToPostgres(standbyDir);

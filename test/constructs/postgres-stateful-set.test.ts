@@ -5,7 +5,7 @@
  */
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { checkDataVolume } from '../../constructs';
+import { CLAIM_TEMPLATE_SIZE, checkDataVolume, dataVolumeClaimName } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
 import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase, TEST_ARCHIVER_IMAGE } from './fixtures';
 
@@ -15,15 +15,36 @@ describe('PostgresStatefulSet, given the seed example', () => {
   const postgres = postgresContainer(statefulSet);
   const config = find(objects, 'ConfigMap', 'wal-postgres-config');
 
-  it('claims a 1Gi ReadWriteOnce volume of class standard per member', () => {
+  it('claims a 1Gi ReadWriteOnce volume of class standard per member, rendered before the StatefulSet as the controller names it', () => {
     expect(statefulSet.spec.replicas).toBe(2);
+    const claims = objects.filter((o) => o.kind === 'PersistentVolumeClaim');
+    expect(claims.map((c) => c.metadata.name)).toStrictEqual(['data-wal-postgres-0', 'data-wal-postgres-1']);
+    expect(claims.map((c) => dataVolumeClaimName('wal-postgres', claims.indexOf(c)))).toStrictEqual(['data-wal-postgres-0', 'data-wal-postgres-1']);
+    for (const claim of claims) {
+      expect(claim.metadata.namespace).toBe('demo');
+      expect(claim.metadata.labels).toStrictEqual(statefulSet.metadata.labels);
+      expect(claim.spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '1Gi' } } });
+    }
+    expect(objects.indexOf(claims[1]) + 1).toBe(objects.indexOf(statefulSet));
+    expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+  });
+
+  it('keeps its claim template at CLAIM_TEMPLATE_SIZE whatever the size: a template can never change, a claim can grow', () => {
+    expect(CLAIM_TEMPLATE_SIZE).toBe('512Mi');
     expect(statefulSet.spec.volumeClaimTemplates).toStrictEqual([
       {
         metadata: { name: 'data', labels: { 'app.kubernetes.io/name': 'postgres', 'app.kubernetes.io/instance': 'wal-postgres' } },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '1Gi' } } },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '512Mi' } } },
       },
     ]);
-    expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
+    const grown = synthDatabase(seedProps({ storage: { ...seedProps().storage, size: '20Gi' } })).objects;
+    expect(find(grown, 'StatefulSet', 'wal-postgres').spec.volumeClaimTemplates).toStrictEqual(statefulSet.spec.volumeClaimTemplates);
+    expect(find(grown, 'PersistentVolumeClaim', 'data-wal-postgres-1').spec.resources).toStrictEqual({ requests: { storage: '20Gi' } });
+  });
+
+  it('renders no claim for replicas that validation refuses', () => {
+    for (const replicas of [0, 1.5, -1]) expect(databaseChart(seedProps({ replicas })).db.statefulSet.dataVolumeClaims).toStrictEqual([]);
+    expect(databaseChart(seedProps({ replicas: 1000 })).db.statefulSet.dataVolumeClaims).toHaveLength(32);
   });
 
   it('gives the archiver KubeDB\'s archive location and the Secret\'s keys by reference', () => {

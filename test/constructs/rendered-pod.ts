@@ -237,9 +237,9 @@ export class RenderedPod {
     });
   }
 
-  /** The kubelet restarts the container after its liveness probe failed `failures` times. */
-  async restartAfterLivenessFailure(failures: number, output: string): Promise<void> {
-    fs.appendFileSync(this.containerLog, `kubelet: liveness probe failed ${failures} times (${output}): restarting the postgres container\n`);
+  /** The kubelet restarts the container after its liveness (or startup) probe failed as often as its threshold says. */
+  async restartAfterProbeFailure(why: string): Promise<void> {
+    fs.appendFileSync(this.containerLog, `kubelet: ${why}: restarting the postgres container\n`);
     this.livenessRestarts += 1;
     await this.stopPostgres('SIGTERM');
     this.startPostgres();
@@ -429,9 +429,9 @@ function probesOf(rendered: any, localize: (arg: string) => string): ContainerPr
 
 /**
  * The kubelet's probing of one container, as far as the stories need it: the startup probe until
- * it succeeds (its failure threshold restarts the container), then readiness and liveness, each on
- * its own period; `failureThreshold` consecutive liveness failures restart the container, and the
- * probing starts over with the startup probe.
+ * it succeeds (its failure threshold restarts the container), then readiness and liveness, each
+ * on its own period as the kubelet's probe workers run them; `failureThreshold` consecutive
+ * liveness failures restart the container, and the probing starts over with the startup probe.
  */
 class Kubelet {
   private stopped = false;
@@ -446,50 +446,49 @@ class Kubelet {
     await this.loop;
   }
 
-  private async sleep(seconds: number): Promise<void> {
+  private async sleep(seconds: number, alsoUntil: () => boolean = () => false): Promise<void> {
     const until = Date.now() + seconds * 1000;
-    while (!this.stopped && Date.now() < until) await sleep(Math.min(200, until - Date.now()));
+    while (!this.stopped && !alsoUntil() && Date.now() < until) await sleep(Math.min(200, until - Date.now()));
+  }
+
+  /** Runs `probe` every period until `done()`; resolves with the output of the failure that reached the threshold, if one did. */
+  private async worker(probe: ExecProbe, done: () => boolean, onResult: (ok: boolean, failures: number) => void): Promise<string | undefined> {
+    let failures = 0;
+    while (!this.stopped && !done()) {
+      await this.sleep(probe.periodSeconds, done);
+      if (this.stopped || done() || !this.pod.postgresRunning) continue;
+      const result = await this.pod.runProbe(probe);
+      failures = result.ok ? 0 : failures + 1;
+      onResult(result.ok, failures);
+      if (failures >= probe.failureThreshold) return `${result.output} (${failures} failures)`;
+    }
+    return undefined;
   }
 
   private async run(): Promise<void> {
     const { startup, readiness, liveness } = this.probes;
     while (!this.stopped) {
       this.pod.ready = false;
-      // Startup: nothing else runs until it succeeds.
-      let failures = 0;
       let restart: string | undefined;
-      while (startup && !this.stopped) {
-        await this.sleep(startup.periodSeconds);
-        if (this.stopped || !this.pod.postgresRunning) continue;
-        const result = await this.pod.runProbe(startup);
-        if (result.ok) break;
-        if (++failures >= startup.failureThreshold) {
-          restart = `startup: ${result.output}`;
-          break;
-        }
+      let started = startup === undefined;
+      if (startup) {
+        const failed = await this.worker(startup, () => started, (ok) => (started ||= ok));
+        if (failed) restart = `startup: ${failed}`;
       }
-      // Readiness and liveness, on one clock: both periods are the same in the rendering, and
-      // each is checked on its own period anyway.
-      failures = 0;
-      let readinessFailures = 0;
-      let tick = 0;
-      while (!restart && !this.stopped) {
-        await this.sleep(1);
-        tick += 1;
-        if (this.stopped || !this.pod.postgresRunning) continue;
-        if (readiness && tick % readiness.periodSeconds === 0) {
-          const result = await this.pod.runProbe(readiness);
-          readinessFailures = result.ok ? 0 : readinessFailures + 1;
-          if (result.ok) this.pod.ready = true;
-          else if (readinessFailures >= readiness.failureThreshold) this.pod.ready = false;
-        }
-        if (liveness && tick % liveness.periodSeconds === 0) {
-          const result = await this.pod.runProbe(liveness);
-          failures = result.ok ? 0 : failures + 1;
-          if (failures >= liveness.failureThreshold) restart = `liveness: ${result.output}`;
-        }
+      if (!restart && !this.stopped) {
+        let over = false;
+        const readinessDone = readiness
+          ? this.worker(readiness, () => over, (ok, failures) => {
+              if (ok) this.pod.ready = true;
+              else if (failures >= readiness.failureThreshold) this.pod.ready = false;
+            })
+          : Promise.resolve(undefined);
+        const failed = liveness ? await this.worker(liveness, () => false, () => undefined) : undefined;
+        over = true;
+        await readinessDone;
+        if (failed) restart = `liveness: ${failed}`;
       }
-      if (restart && !this.stopped) await this.pod.restartAfterLivenessFailure(failures, restart);
+      if (restart && !this.stopped) await this.pod.restartAfterProbeFailure(restart);
     }
   }
 }

@@ -16,13 +16,23 @@ describe('TerminationPolicy', () => {
   it('keeps the volume claims and tells Argo CD and Flux not to prune under DoNotTerminate', () => {
     const { objects } = synthDatabase(seedProps({ terminationPolicy: TerminationPolicy.DO_NOT_TERMINATE }));
     expect(find(objects, 'StatefulSet', 'wal-postgres').spec.persistentVolumeClaimRetentionPolicy).toStrictEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
-    expect(objects).toHaveLength(10);
+    expect(objects).toHaveLength(12);
     for (const object of objects) {
       expect(object.metadata.annotations).toMatchObject({
-        'argocd.argoproj.io/sync-options': 'Delete=false',
+        'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false',
         'kustomize.toolkit.fluxcd.io/prune': 'disabled',
       });
     }
+  });
+
+  it('keeps the claims of members scaled away in Git or of a removed database under Halt and DoNotTerminate only', () => {
+    const claimAnnotations = (terminationPolicy: TerminationPolicy) => synthDatabase(seedProps({ terminationPolicy })).objects
+      .filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.annotations);
+    const neverPruned = { 'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false', 'kustomize.toolkit.fluxcd.io/prune': 'disabled' };
+    expect(claimAnnotations(TerminationPolicy.HALT)).toStrictEqual([neverPruned, neverPruned]);
+    expect(claimAnnotations(TerminationPolicy.DO_NOT_TERMINATE)).toStrictEqual([neverPruned, neverPruned]);
+    expect(claimAnnotations(TerminationPolicy.DELETE)).toStrictEqual([undefined, undefined]);
+    expect(claimAnnotations(TerminationPolicy.WIPE_OUT)).toStrictEqual([undefined, undefined]);
   });
 
   it('keeps the volume claims under Halt and deletes them under WipeOut', () => {
@@ -30,10 +40,11 @@ describe('TerminationPolicy', () => {
     expect(statefulSetOf(TerminationPolicy.WIPE_OUT).spec.persistentVolumeClaimRetentionPolicy.whenDeleted).toBe('Delete');
   });
 
-  it('annotates the objects for pruning under DoNotTerminate only', () => {
+  it('annotates the objects for pruning under DoNotTerminate only (under Halt, the claims alone)', () => {
     for (const policy of [TerminationPolicy.DELETE, TerminationPolicy.HALT, TerminationPolicy.WIPE_OUT]) {
       const { objects } = synthDatabase(seedProps({ terminationPolicy: policy }));
-      expect(objects.filter((o) => o.metadata.annotations?.['kustomize.toolkit.fluxcd.io/prune'] !== undefined)).toStrictEqual([]);
+      expect(objects.filter((o) => o.metadata.annotations?.['kustomize.toolkit.fluxcd.io/prune'] !== undefined).map((o) => o.kind))
+        .toStrictEqual(policy === TerminationPolicy.HALT ? ['PersistentVolumeClaim', 'PersistentVolumeClaim'] : []);
     }
   });
 

@@ -32,6 +32,7 @@ import { PartRunner, PushedPart } from './part-runner';
 import { PlannedPiece, planParts, partKey } from './parts-plan';
 import { ConnectionSettings, PostgresSession, ServerFacts } from './postgres-session';
 import { Progress } from './progress';
+import { clearEndedRecoverySettings } from './recovery-end';
 
 export interface BackupPushOptions {
   /** Ask for an immediate checkpoint at the start (`false`: a spread one, less I/O, slower start). @default true */
@@ -73,6 +74,9 @@ export async function backupPush(config: ArchiverConfig, archive: Archive, log: 
         throw new BackupError(`the server's data directory ${facts.dataDirectory} cannot be read here: backup-push reads it directly, so it must run where the data volume is mounted at the same path (the archiver sidecar)`);
       });
       await archive.claimIdentity(facts.systemIdentifier, facts.walSegmentSize);
+      // A backup of a server whose recovery is over never carries that recovery's settings
+      // (recovery-end.ts): they are reset first, also when the sidecar's watcher has not yet.
+      if (!facts.inRecovery) await clearEndedRecoverySettings(options.connection, log);
       return await takeBackup(config, archive, session, log, options);
     } finally {
       await lock.release();

@@ -83,7 +83,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
     },
   });
   const writer = (async () => {
-    for await (const entry of extract) {
+    for await (const entry of parsed(extract, what)) {
       const name = entry.header.name.replace(/\/+$/, '');
       const destination = safeJoin(job.target, name, what);
       if (entry.header.type === 'directory') {
@@ -103,7 +103,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       seen.add(key);
       if (piece.action === 'skip') {
         // Another backup of the chain has what the restored file needs here.
-        for await (const _chunk of entry as AsyncIterable<Buffer>);
+        for await (const _chunk of parsed(entry as AsyncIterable<Buffer>, what));
         continue;
       }
       await syncs.room();
@@ -116,7 +116,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
       try {
         const applier = piece.action === 'apply' ? new DeltaApplier(fd, `the page delta of ${key} in ${what}`) : undefined;
         let position = piece.offset ?? 0;
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
+        for await (const chunk of parsed(entry as AsyncIterable<Buffer>, what)) {
           crc = crc32(chunk, crc);
           size += chunk.length;
           onBytes(chunk.length);
@@ -165,6 +165,37 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
   await syncs.done();
   const missing = job.pieces.map((piece) => pieceKey(piece.path, piece.offset)).filter((key) => !seen.has(key));
   if (missing.length > 0) throw new CorruptObjectError(`${what} lacks ${missing.length} file(s) its manifest lists: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+}
+
+/**
+ * The entries (or bytes) tar-stream reads from a part; a failure of the reading itself — the
+ * parser's plain Error for a damaged header ("Invalid tar header"), a stream that ends inside an
+ * entry — is a damaged part: CorruptObjectError naming it. Only the reading: what the loop's body
+ * throws passes as it is.
+ */
+async function* parsed<T>(source: AsyncIterable<T>, what: string): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    for (;;) {
+      let next: IteratorResult<T>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        done = true;
+        if (error instanceof CorruptObjectError || error instanceof RestoreWriteError) throw error;
+        throw new CorruptObjectError(`${what} is damaged: its tar stream cannot be read (${(error as Error).message})`);
+      }
+      if (next.done === true) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    // Left early (the loop's body threw or broke off): the source stops, as for-await stops it.
+    if (!done) await iterator.return?.();
+  }
 }
 
 /** Runs a write to `file`; a system error (ENOSPC, EACCES...) becomes a RestoreWriteError naming the file. */

@@ -13,7 +13,9 @@ import { compareKeys, forEachLimited, LocalStorageOptions, ObjectInfo, PutOption
  * leaves either no object or the whole object under the key, plus at worst a stray temp file.
  *
  * Temp files are named '.tmp-<random>'; list() skips them and keys whose last segment starts with
- * '.tmp-' are refused. Stray temp files of crashed puts are left in place (harmless, not listed).
+ * '.tmp-' are refused. A put cut short by a crash (a backup killed while it uploads a part) leaves
+ * its temp file, which no listing shows: `delete` removes every directory it leaves without
+ * objects, with the temp files in it (see `delete`); elsewhere they stay (a put may be in flight).
  *
  * Files are created with mode 0600 and directories with 0700 (WAL holds the database's data).
  *
@@ -96,6 +98,15 @@ export class LocalStorage implements Storage {
     return found.sort((a, b) => compareKeys(a.key, b.key));
   }
 
+  /**
+   * Unlinks the keys' files, then removes each directory this leaves without objects (no file but
+   * temp files, no subdirectory), deepest first, up to the root (never the root itself), with its
+   * temp files: what puts cut short there left (a backup killed mid-part), which no listing shows
+   * and nothing else would ever remove. Retention empties a directory only of a backup that has
+   * ended (complete, or unfinished and judged no longer running), and `wal/` only with
+   * `everything`: nothing writes there any more (a put that still did would fail, and be retried).
+   * That clean-up is best effort: the keys are deleted whatever it meets.
+   */
   async delete(keys: readonly string[]): Promise<void> {
     const files = keys.map((key) => this.pathOf(key));
     await forEachLimited(files, 16, async (file, index) => {
@@ -108,10 +119,24 @@ export class LocalStorage implements Storage {
         }
       }
     });
+    await this.removeEmptied(files.map((file) => path.dirname(file)));
   }
 
   async close(): Promise<void> {
     // No handles are kept between calls.
+  }
+
+  /** `directories` and their parents, deepest first, while each holds nothing but temp files (see `delete`). */
+  private async removeEmptied(directories: readonly string[]): Promise<void> {
+    const pending = new Set(directories.filter((directory) => directory.startsWith(`${this.root}${path.sep}`)));
+    while (pending.size > 0) {
+      const deepest = [...pending].reduce((a, b) => (b.length > a.length ? b : a));
+      pending.delete(deepest);
+      if (await removeIfOnlyTemp(deepest)) {
+        const parent = path.dirname(deepest);
+        if (parent !== this.root) pending.add(parent);
+      }
+    }
   }
 
   private pathOf(key: string): string {
@@ -234,6 +259,26 @@ async function writeAll(handle: fsp.FileHandle, data: Buffer | Uint8Array): Prom
   while (offset < data.length) {
     const { bytesWritten } = await handle.write(data, offset, data.length - offset);
     offset += bytesWritten;
+  }
+}
+
+/**
+ * Removes `directory` with its temp files when it holds nothing else; whether it is gone (absent
+ * already counts). It stops reading at the first other entry (`wal/` may hold many thousands). An
+ * error leaves it in place, the keys deleted all the same.
+ */
+async function removeIfOnlyTemp(directory: string): Promise<boolean> {
+  try {
+    const temps: string[] = [];
+    for await (const entry of await fsp.opendir(directory)) {
+      if (!entry.isFile() || !entry.name.startsWith(TEMP_PREFIX)) return false;
+      temps.push(entry.name);
+    }
+    for (const name of temps) await fsp.rm(path.join(directory, name), { force: true });
+    await fsp.rmdir(directory);
+    return true;
+  } catch (error) {
+    return isNotFound(error);
   }
 }
 

@@ -218,8 +218,14 @@ function changeDangers(base: DatabaseSummary, head: DatabaseSummary): Danger[] {
   if (base.backupRetainCount !== undefined && head.backupRetainCount !== undefined && countTo < count) add('shorter-retention', `backups kept ${count} → ${countTo}: older backups are deleted at the next backup`);
   const [window, windowTo] = [windowSeconds(base.backupRetainWindow), windowSeconds(head.backupRetainWindow)];
   if (window !== undefined && (windowTo ?? 0) < window) add('shorter-retention', `backup window ${base.backupRetainWindow} → ${head.backupRetainWindow ?? '(none)'}: the archive older than the new window is deleted`);
-  if (base.walLevel !== head.walLevel) add('wal-level', `wal_level ${base.walLevel ?? '(default)'} → ${head.walLevel ?? '(default)'}: needs a restart, and below replica standbys and archiving stop working`);
-  if (base.archiveMode !== head.archiveMode) add('archive-mode', `archive_mode ${base.archiveMode ?? '(default)'} → ${head.archiveMode ?? '(default)'}: needs a restart; off stops archiving`);
+  if (base.walLevel !== head.walLevel) {
+    const minimal = head.walLevel === 'minimal' ? '; minimal stops archiving and streaming to the standbys' : '';
+    add('wal-level', `wal_level ${base.walLevel ?? '(default)'} → ${head.walLevel ?? '(default)'}: takes effect only when every member restarts${minimal}`);
+  }
+  if (base.archiveMode !== head.archiveMode) {
+    const off = head.archiveMode === 'off' || head.archiveMode === undefined ? '; from then on no WAL reaches the archive: no recovery past this point' : '';
+    add('archive-mode', `archive_mode ${base.archiveMode ?? '(default)'} → ${head.archiveMode ?? '(default)'}: takes effect only when every member restarts${off}`);
+  }
   if (head.bootstrapSource !== undefined && base.bootstrapSource !== head.bootstrapSource) add('recovery-bootstrap', `recovery bootstrap from ${head.bootstrapSource} added to a live database: a member whose volume is empty recovers from that archive instead of its own`);
   return dangers;
 }
@@ -280,7 +286,9 @@ export function diffDist(base: DistTree, head: DistTree): DistDiff {
     else if (!(file in head)) otherFiles.push({ file, change: 'removed' });
     else if (canonical(base[file]) !== canonical(head[file])) otherFiles.push({ file, change: 'changed' });
   }
-  return { added, removed, changed, otherFiles, dangers };
+  // Grouped by database, each in the order found.
+  const ordered = dangers.map((d, i) => ({ d, i })).sort((a, b) => a.d.database.localeCompare(b.d.database) || a.i - b.i).map(({ d }) => d);
+  return { added, removed, changed, otherFiles, dangers: ordered };
 }
 
 /** The report a reviewer reads: one line per database, then the dangers. */

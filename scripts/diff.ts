@@ -50,10 +50,11 @@ function synthesize(checkout: string, outdir: string, tsx: string, label: string
   if (result.status !== 0) throw new DiffError(`the ${label} does not synthesize:\n${result.stderr}${result.stdout}`);
 }
 
-function defaultBase(repo: string): string {
+/** The merge base of HEAD with main (or origin/main), and how the report names it. */
+function defaultBase(repo: string): { ref: string; label: string } {
   for (const main of ['main', 'origin/main']) {
     const found = spawnSync('git', ['merge-base', 'HEAD', main], { cwd: repo, encoding: 'utf8' });
-    if (found.status === 0) return found.stdout.trim();
+    if (found.status === 0) return { ref: found.stdout.trim(), label: `merge base with ${main}, ${found.stdout.trim().slice(0, 7)}` };
   }
   throw new DiffError('no merge base with main or origin/main: give one with --base <ref>');
 }
@@ -62,7 +63,7 @@ function defaultBase(repo: string): string {
 export function runDiff(options: DiffOptions, cwd = process.cwd()): { output: string; code: number } {
   const repo = git(cwd, ['rev-parse', '--show-toplevel']);
   const tsx = path.join(repo, 'node_modules/.bin/tsx');
-  const ref = options.base ?? defaultBase(repo);
+  const { ref, label } = options.base !== undefined ? { ref: options.base, label: options.base } : defaultBase(repo);
   const commit = git(repo, ['rev-parse', '--verify', `${ref}^{commit}`]);
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-diff-'));
   const worktree = path.join(scratch, 'base');
@@ -71,10 +72,10 @@ export function runDiff(options: DiffOptions, cwd = process.cwd()): { output: st
     git(repo, ['worktree', 'add', '--detach', '--quiet', worktree, commit]);
     added = true;
     fs.symlinkSync(path.join(repo, 'node_modules'), path.join(worktree, 'node_modules'));
-    synthesize(worktree, path.join(scratch, 'base-dist'), tsx, `base (${ref})`);
+    synthesize(worktree, path.join(scratch, 'base-dist'), tsx, `base (${label})`);
     synthesize(repo, path.join(scratch, 'head-dist'), tsx, 'working tree');
     const diff = diffDist(readOutput(path.join(scratch, 'base-dist')), readOutput(path.join(scratch, 'head-dist')));
-    const output = options.json ? `${JSON.stringify({ base: ref, baseCommit: commit, ...diff }, null, 2)}\n` : formatDiff(diff, `dist/ (working tree vs ${ref})`);
+    const output = options.json ? `${JSON.stringify({ base: ref, baseCommit: commit, ...diff }, null, 2)}\n` : formatDiff(diff, `dist/ (working tree vs ${label})`);
     return { output, code: diff.dangers.length > 0 ? EXIT_DANGER : EXIT_NO_DANGER };
   } finally {
     if (added) spawnSync('git', ['worktree', 'remove', '--force', worktree], { cwd: repo });

@@ -217,7 +217,8 @@ function changeDangers(base: DatabaseSummary, head: DatabaseSummary): Danger[] {
   const [count, countTo] = [Number(base.backupRetainCount), Number(head.backupRetainCount)];
   if (base.backupRetainCount !== undefined && head.backupRetainCount !== undefined && countTo < count) add('shorter-retention', `backups kept ${count} → ${countTo}: older backups are deleted at the next backup`);
   const [window, windowTo] = [windowSeconds(base.backupRetainWindow), windowSeconds(head.backupRetainWindow)];
-  if (window !== undefined && (windowTo ?? 0) < window) add('shorter-retention', `backup window ${base.backupRetainWindow} → ${head.backupRetainWindow ?? '(none)'}: the archive older than the new window is deleted`);
+  if (window !== undefined && windowTo === undefined) add('shorter-retention', `backup window ${base.backupRetainWindow} → (none): only the backups kept by count, and the WAL they need, stay in the archive`);
+  else if (window !== undefined && windowTo! < window) add('shorter-retention', `backup window ${base.backupRetainWindow} → ${head.backupRetainWindow}: the archive older than the new window is deleted`);
   if (base.walLevel !== head.walLevel) {
     const minimal = head.walLevel === 'minimal' ? '; minimal stops archiving and streaming to the standbys' : '';
     add('wal-level', `wal_level ${base.walLevel ?? '(default)'} → ${head.walLevel ?? '(default)'}: takes effect only when every member restarts${minimal}`);

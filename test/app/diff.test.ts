@@ -179,7 +179,7 @@ describe('npm run diff', () => {
     const result = diff();
     expect(result.stderr).toBe('');
     expect(result.stdout).toBe([
-      'dist/ (working tree vs ' + git('merge-base', 'HEAD', 'main').stdout.trim() + '): 0 added, 0 removed, 1 changed',
+      `dist/ (working tree vs merge base with main, ${git('merge-base', 'HEAD', 'main').stdout.trim().slice(0, 7)}): 0 added, 0 removed, 1 changed`,
       '  ~ dev/demo/wal-postgres-pitr: storage 1Gi → 2Gi',
       '',
       'No dangerous changes.',
@@ -197,6 +197,19 @@ describe('npm run diff', () => {
       'dev/demo/wal-postgres major-version',
       'prod/demo/wal-postgres major-version',
     ]);
+  });
+
+  it('exits 2 when the working tree does not synthesize, with synth\'s errors', () => {
+    const code = fs.readFileSync(catalog, 'utf8');
+    fs.writeFileSync(catalog, code.replace("size: '2Gi' },", "size: '100Mi' },"));
+    try {
+      const result = diff('--base', 'main');
+      expect(result.status).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toContain('diff: the working tree does not synthesize:\nsynth: 1 validation error');
+    } finally {
+      fs.writeFileSync(catalog, code);
+    }
   });
 
   it('exits 2 when the base is not a ref, and leaves no worktree behind', () => {

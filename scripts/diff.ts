@@ -14,7 +14,8 @@
  * code renders.
  *
  * Exit status: 0 no dangerous change; 1 dangerous changes found (listed under DANGEROUS);
- * 2 the diff could not be made (bad arguments, an unknown ref, a side that does not synthesize).
+ * 2 the diff could not be made (bad arguments, an unknown ref, a side that does not synthesize);
+ * 130 interrupted (SIGINT, SIGTERM), after removing the worktree and the temporary directory.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -44,9 +45,13 @@ function git(cwd: string, args: string[]): string {
   return result.stdout.trim();
 }
 
-/** Runs a checkout's main.ts into `outdir`. */
-function synthesize(checkout: string, outdir: string, tsx: string, label: string): void {
-  const result = spawnSync(tsx, ['main.ts'], { cwd: checkout, env: { ...process.env, CDK8S_OUTDIR: outdir }, encoding: 'utf8' });
+/**
+ * Runs a checkout's main.ts into `outdir`, in node itself with tsx's loader: tsx's own command
+ * would return on Ctrl-C while its node child, which ignores the signal, goes on writing.
+ */
+function synthesize(checkout: string, outdir: string, label: string): void {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'main.ts'], { cwd: checkout, env: { ...process.env, CDK8S_OUTDIR: outdir }, encoding: 'utf8' });
+  if (result.signal) throw new DiffError(`the ${label}'s synthesis was stopped by ${result.signal}`);
   if (result.status !== 0) throw new DiffError(`the ${label} does not synthesize:\n${result.stderr}${result.stdout}`);
 }
 
@@ -62,7 +67,6 @@ function defaultBase(repo: string): { ref: string; label: string } {
 /** Synthesizes both sides and returns the report and the exit code. */
 export function runDiff(options: DiffOptions, cwd = process.cwd()): { output: string; code: number } {
   const repo = git(cwd, ['rev-parse', '--show-toplevel']);
-  const tsx = path.join(repo, 'node_modules/.bin/tsx');
   const { ref, label } = options.base !== undefined ? { ref: options.base, label: options.base } : defaultBase(repo);
   const commit = git(repo, ['rev-parse', '--verify', `${ref}^{commit}`]);
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-diff-'));
@@ -72,8 +76,8 @@ export function runDiff(options: DiffOptions, cwd = process.cwd()): { output: st
     git(repo, ['worktree', 'add', '--detach', '--quiet', worktree, commit]);
     added = true;
     fs.symlinkSync(path.join(repo, 'node_modules'), path.join(worktree, 'node_modules'));
-    synthesize(worktree, path.join(scratch, 'base-dist'), tsx, `base (${label})`);
-    synthesize(repo, path.join(scratch, 'head-dist'), tsx, 'working tree');
+    synthesize(worktree, path.join(scratch, 'base-dist'), `base (${label})`);
+    synthesize(repo, path.join(scratch, 'head-dist'), 'working tree');
     const diff = diffDist(readOutput(path.join(scratch, 'base-dist')), readOutput(path.join(scratch, 'head-dist')));
     const output = options.json ? `${JSON.stringify({ base: ref, baseCommit: commit, ...diff }, null, 2)}\n` : formatDiff(diff, `dist/ (working tree vs ${label})`);
     return { output, code: diff.dangers.length > 0 ? EXIT_DANGER : EXIT_NO_DANGER };
@@ -98,6 +102,9 @@ export function parseArguments(argv: readonly string[]): DiffOptions {
 }
 
 function main(): number {
+  // Ctrl-C stops the synthesis running (its process group gets the signal too); with a handler,
+  // this process lives on to remove the worktree and the temporary directory, then exits 130.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   try {
     const { output, code } = runDiff(parseArguments(process.argv.slice(2)));
     process.stdout.write(output);

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -217,6 +217,27 @@ describe('npm run diff', () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('diff: git rev-parse --verify no-such-branch^{commit}');
     expect(git('worktree', 'list').stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('removes its worktree and temporary directory when interrupted (Ctrl-C) during a synthesis', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'diff-interrupted-'));
+    // Its own process group, as a terminal's foreground job: Ctrl-C signals every process of it.
+    const child = spawn('npm', ['run', '--silent', 'diff', '--', '--base', 'main'], { cwd: repo, env: { ...process.env, TMPDIR: tmp }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Once a synthesis writes its staging directory (<tmp>/pg-diff-*/<side>-dist.staging-<pid>).
+    const synthesizing = () => fs.readdirSync(tmp).some((d) => d.startsWith('pg-diff-') && fs.readdirSync(path.join(tmp, d), { withFileTypes: true }).some((f) => f.name.includes('.staging-')));
+    const started = () => { try { return synthesizing(); } catch { return false; } };
+    for (let waited = 0; !started() && waited < 20_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await exited).not.toBe(0);
+    expect(stderr).toContain('synthesis was stopped by SIGINT');
+    expect(git('worktree', 'list').stdout.trim().split('\n')).toHaveLength(1);
+    expect(fs.readdirSync(tmp).filter((name) => !/^(tsx|v8-compile-cache)-/.test(name))).toStrictEqual([]);
+    fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   it('leaves no worktree behind after a run', () => {

@@ -191,7 +191,13 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
       wait_for_primary
       rm -f "$PGDATA/standby.signal"
       touch "$PGDATA.rewinding"
-      if ! pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${SUPERUSER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
+      if pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${SUPERUSER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
+        # pg_rewind sets the minimum recovery point to pod 0's WAL insert position, and pod 0
+        # sends only WAL it has flushed: records inserted but not flushed (the hint bits
+        # pg_rewind's own reads set are logged, wal_log_hints) would keep this standby short of a
+        # consistent state, refusing connections, until pod 0 next commits. A commit flushes them.
+        on_primary 'select txid_current()' >/dev/null 2>&1 || true
+      else
         echo "start: pg_rewind failed (above): discarding the local data and cloning the primary again"
         rm -rf "$PGDATA"
         copy_primary

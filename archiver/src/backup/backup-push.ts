@@ -32,7 +32,7 @@ import { PartRunner, PushedPart } from './part-runner';
 import { PlannedPiece, planParts, partKey } from './parts-plan';
 import { ConnectionSettings, PostgresSession, ServerFacts } from './postgres-session';
 import { Progress } from './progress';
-import { clearEndedRecoverySettings } from './recovery-end';
+import { resetEndedRecoverySettings } from './recovery-end';
 
 export interface BackupPushOptions {
   /** Ask for an immediate checkpoint at the start (`false`: a spread one, less I/O, slower start). @default true */
@@ -76,7 +76,7 @@ export async function backupPush(config: ArchiverConfig, archive: Archive, log: 
       await archive.claimIdentity(facts.systemIdentifier, facts.walSegmentSize);
       // A backup of a server whose recovery is over never carries that recovery's settings
       // (recovery-end.ts): they are reset first, also when the sidecar's watcher has not yet.
-      if (!facts.inRecovery) await clearEndedRecoverySettings(options.connection, log);
+      if (!facts.inRecovery) await resetEndedRecoverySettings(session, log);
       return await takeBackup(config, archive, session, log, options);
     } finally {
       await lock.release();

@@ -35,11 +35,12 @@ export interface RecoveryEndWatcherProps {
 /** What one look found and did. */
 export type RecoveryEndOutcome =
   | { readonly kind: 'unreachable'; readonly error: string }
-  | { readonly kind: 'in-recovery' }
+  /** `pending`: recovery settings in postgresql.auto.conf now (reset once the recovery is over). */
+  | { readonly kind: 'in-recovery'; readonly pending: number }
   | { readonly kind: 'reset'; readonly settings: readonly string[] }
   | { readonly kind: 'clean' };
 
-/** One look: out of recovery with recovery settings in postgresql.auto.conf → reset and reload. */
+/** One look, on a session of its own (the watcher's): see resetEndedRecoverySettings. */
 export async function clearEndedRecoverySettings(connection: ConnectionSettings | undefined, log: Logger): Promise<RecoveryEndOutcome> {
   let session: PostgresSession;
   try {
@@ -48,26 +49,37 @@ export async function clearEndedRecoverySettings(connection: ConnectionSettings 
     return { kind: 'unreachable', error: (error as Error).message };
   }
   try {
-    if (session.facts.inRecovery) return { kind: 'in-recovery' };
-    const names = (await session.rows<{ name: string }>(PENDING_SQL)).map((row) => row.name);
-    if (names.length === 0) return { kind: 'clean' };
-    for (const name of names) {
-      // Names from pg_file_settings, checked against the pattern: nothing else reaches the SQL.
-      if (!RECOVERY_SETTINGS_PATTERN.test(name)) throw new Error(`unexpected parameter name ${JSON.stringify(name)}`);
-      await session.rows(`ALTER SYSTEM RESET ${name}`);
-    }
-    await session.rows('SELECT pg_reload_conf()');
-    log.info('the recovery is over: its settings are removed from postgresql.auto.conf and the configuration reloaded', { settings: names.join(',') });
-    return { kind: 'reset', settings: names };
+    return await resetEndedRecoverySettings(session, log);
   } finally {
     await session.close();
   }
 }
 
 /**
- * Looks every `intervalMs` until the server has been seen out of recovery with a clean
- * postgresql.auto.conf, then stops: a recovery starts only in a new pod (an empty volume), with a
- * new sidecar. Never throws; a failed look is logged and tried again.
+ * On an open session (backup-push passes its own): out of recovery with recovery settings in
+ * postgresql.auto.conf → reset and reload. In recovery, says whether any are there: a server in
+ * recovery without them (a standby, a copy of a clean pod 0) never gets them in this pod's life.
+ */
+export async function resetEndedRecoverySettings(session: PostgresSession, log: Logger): Promise<RecoveryEndOutcome> {
+  const names = (await session.rows<{ name: string }>(PENDING_SQL)).map((row) => row.name);
+  if (session.facts.inRecovery) return { kind: 'in-recovery', pending: names.length };
+  if (names.length === 0) return { kind: 'clean' };
+  for (const name of names) {
+    // Names from pg_file_settings, checked against the pattern: nothing else reaches the SQL.
+    if (!RECOVERY_SETTINGS_PATTERN.test(name)) throw new Error(`unexpected parameter name ${JSON.stringify(name)}`);
+    await session.rows(`ALTER SYSTEM RESET ${name}`);
+  }
+  await session.rows('SELECT pg_reload_conf()');
+  log.info('the recovery is over: its settings are removed from postgresql.auto.conf and the configuration reloaded', { settings: names.join(',') });
+  return { kind: 'reset', settings: names };
+}
+
+/**
+ * Looks every `intervalMs` until the server has been seen with a clean postgresql.auto.conf (in
+ * recovery or not) or the settings have been reset, then stops: settings are written only by the
+ * bootstrap of an empty volume, before the server first starts, in a new pod with a new sidecar.
+ * So a standby is looked at once, not every few seconds for its whole life. Never throws; a failed
+ * look is logged and tried again.
  */
 export class RecoveryEndWatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -100,7 +112,7 @@ export class RecoveryEndWatcher {
   private async look(): Promise<boolean> {
     try {
       const outcome = await clearEndedRecoverySettings(this.props.connection, this.props.log);
-      return outcome.kind === 'reset' || outcome.kind === 'clean';
+      return outcome.kind === 'reset' || outcome.kind === 'clean' || (outcome.kind === 'in-recovery' && outcome.pending === 0);
     } catch (error) {
       this.props.log.warn('cannot remove the recovery settings from postgresql.auto.conf (trying again)', { error: (error as Error).message });
       return false;

@@ -55,21 +55,29 @@ mode="$1"
 state_dir=${PROBE_STATE_DIR}
 state="$state_dir/probe-$mode.state"
 
-# Whether a copy into the empty volume grew within COPY_STALL seconds (its size and when it last
-# changed are noted in the state directory).
+# Seconds VALUE has stood unchanged in STATE_FILE (0 when it is new or changed: then noted with
+# the time). What the probes saw last is all they remember between runs.
+unchanged_for() {
+  local state_file="$1" value="$2" seen since now
+  now="$(date +%s)"
+  if read -r seen since <"$state_file" 2>/dev/null && [ "$seen" = "$value" ]; then
+    echo $((now - since))
+  else
+    echo "$value $now" >"$state_file.tmp" && mv "$state_file.tmp" "$state_file"
+    echo 0
+  fi
+}
+
+# Whether a copy into the empty volume grew within COPY_STALL seconds.
 copy_growing() {
-  local dir bytes seen since now copy_state="$state_dir/copy-$mode.state"
+  local dir bytes stalled
   for dir in "$PGDATA.clone" "$PGDATA.restore"; do
     [ -d "$dir" ] || continue
     bytes="$(du -sb "$dir" 2>/dev/null | cut -f1)"
-    now="$(date +%s)"
-    if read -r seen since <"$copy_state" 2>/dev/null && [ "$seen" = "$bytes" ]; then
-      if (( now - since >= ${COPY_STALL_SECONDS} )); then
-        echo "the copy into $dir has not grown for $((now - since)) s ($bytes bytes)"
-        return 1
-      fi
-    else
-      echo "$bytes $now" >"$copy_state.tmp" && mv "$copy_state.tmp" "$copy_state"
+    stalled="$(unchanged_for "$state_dir/copy-$mode.state" "$bytes")"
+    if (( stalled >= ${COPY_STALL_SECONDS} )); then
+      echo "the copy into $dir has not grown for $stalled s ($bytes bytes)"
+      return 1
     fi
     return 0
   done
@@ -110,14 +118,10 @@ if [ "$primary_system" != "$system" ]; then
   echo "standby of another database system ($system) than pod 0's ($primary_system)"
   exit 1
 fi
-now="$(date +%s)"
-if read -r seen since <"$state" 2>/dev/null && [ "$seen" = "$replayed" ]; then
-  if (( now - since >= ${STANDBY_STALL_SECONDS} )); then
-    echo "standby neither streamed nor replayed WAL for $((now - since)) s (replayed up to $replayed; walreceiver: $receiver) while pod 0 is up"
-    exit 1
-  fi
-else
-  echo "$replayed $now" >"$state.tmp" && mv "$state.tmp" "$state"
+stalled="$(unchanged_for "$state" "$replayed")"
+if (( stalled >= ${STANDBY_STALL_SECONDS} )); then
+  echo "standby neither streamed nor replayed WAL for $stalled s (replayed up to $replayed; walreceiver: $receiver) while pod 0 is up"
+  exit 1
 fi
 exit 0
 `;

@@ -57,6 +57,24 @@ async function archived(server: S3Server, database: string, under = ''): Promise
   }
 }
 
+/** A describe's s3rver and pods: started before its specs, the pods then the server removed after them whatever happened. */
+function s3ServerAndPods(): { pods: Pods; server: () => S3Server } {
+  let server: S3Server | undefined;
+  const current = (): S3Server => {
+    if (!server) throw new Error('s3rver did not start: see beforeAll');
+    return server;
+  };
+  const pods = new Pods(current);
+  beforeAll(async () => {
+    server = await startS3Server({ buckets: [BUCKET] });
+  });
+  afterAll(async () => {
+    await pods.removeAll();
+    await server?.stop();
+  });
+  return { pods, server: current };
+}
+
 /** Pods made by a describe, removed after it whatever happened. */
 class Pods {
   private readonly made: RenderedPod[] = [];
@@ -92,15 +110,7 @@ const SYSTEM = 'select system_identifier from pg_control_system()';
 
 describe('a database that loses its volume restores itself from its own archive (rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
   const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() } }));
-  let server: S3Server;
-  const pods = new Pods(() => server);
-  beforeAll(async () => {
-    server = await startS3Server({ buckets: [BUCKET] });
-  });
-  afterAll(async () => {
-    await pods.removeAll();
-    await server?.stop();
-  });
+  const { pods, server: s3 } = s3ServerAndPods();
 
   // Set by each spec for the next.
   let pod0: RenderedPod | undefined;
@@ -114,7 +124,7 @@ describe('a database that loses its volume restores itself from its own archive 
 
   it('1. first start on an empty volume: bootstrap answers initdb, the entrypoint initialises, the server archives, and the sidecar takes the first base backup at ready, with no command', async () => {
     // The seed's default: a backup at ready, no schedule.
-    const sidecarEnv = containerEnvironment(container(find(objects, 'StatefulSet', 'wal-postgres'), 'archiver'), secretsFor(server, 'wal-postgres'), 'wal-postgres-0');
+    const sidecarEnv = containerEnvironment(container(find(objects, 'StatefulSet', 'wal-postgres'), 'archiver'), secretsFor(s3(), 'wal-postgres'), 'wal-postgres-0');
     expect(sidecarEnv.ARCHIVER_BACKUP_AT_READY).toBe('on');
     expect(sidecarEnv.ARCHIVER_BACKUP_SCHEDULE).toBeUndefined();
 
@@ -132,7 +142,7 @@ describe('a database that loses its volume restores itself from its own archive 
     pod.sql('create table orders(id bigint primary key, note text)');
     pod.sql('insert into orders select g, md5(g::text) from generate_series(1, 1000) g');
     const segment = await pod.switchAndArchive();
-    expect(await archived(server, 'wal-postgres', 'wal/')).toContain(`wal/${segment}`);
+    expect(await archived(s3(), 'wal-postgres', 'wal/')).toContain(`wal/${segment}`);
 
     const backup = await pod.waitForBackup(() => true);
     expect(backup).toMatchObject({ timeline: 1, systemIdentifier });
@@ -180,7 +190,7 @@ describe('a database that loses its volume restores itself from its own archive 
     pod.sql("insert into orders select g, 'after the restore' from generate_series(60001, 61000) g");
     const next = await pod.switchAndArchive();
     expect(next.startsWith('00000002')).toBe(true);
-    expect(await archived(server, 'wal-postgres', 'wal/')).toEqual(expect.arrayContaining([`wal/${next}`, 'wal/00000002.history']));
+    expect(await archived(s3(), 'wal-postgres', 'wal/')).toEqual(expect.arrayContaining([`wal/${next}`, 'wal/00000002.history']));
 
     // The new timeline's first backup, at ready, with no command.
     const backup = await pod.waitForBackup((b) => b.timeline === 2);
@@ -239,13 +249,13 @@ describe('a database that loses its volume restores itself from its own archive 
     // The WAL past the target reaches the archive: recovery stops at the first commit after it.
     await source.switchAndArchive();
     const sourceOrders = source.sql(ORDERS);
-    const sourceWal = await archived(server, 'wal-postgres', 'wal/');
+    const sourceWal = await archived(s3(), 'wal-postgres', 'wal/');
 
     const pitr = synthDatabase(
       seedProps({ archiver: { storage: storage() }, bootstrap: Bootstrap.fromArchive({ namespace: 'demo', name: 'wal-postgres', target: RecoveryTarget.time(target) }) }),
       'wal-postgres-pitr',
     ).objects;
-    const env = containerEnvironment(container(find(pitr, 'StatefulSet', 'wal-postgres-pitr'), 'postgres'), secretsFor(server, 'wal-postgres-pitr'), 'wal-postgres-pitr-0');
+    const env = containerEnvironment(container(find(pitr, 'StatefulSet', 'wal-postgres-pitr'), 'postgres'), secretsFor(s3(), 'wal-postgres-pitr'), 'wal-postgres-pitr-0');
     expect(env.ARCHIVER_BOOTSTRAP_SOURCE).toBe('s3://kubedb/kubedb/demo/wal-postgres/archive');
     expect(env.ARCHIVER_BOOTSTRAP_TARGET).toBe(`time:${target}`);
     expect(env.ARCHIVER_REPOSITORY).toBe('s3://kubedb/kubedb/demo/wal-postgres-pitr/archive');
@@ -277,11 +287,11 @@ describe('a database that loses its volume restores itself from its own archive 
     pod.sql("insert into ledger select g, 'own' from generate_series(1001, 1050) g");
     const segment = await pod.switchAndArchive();
     expect(segment.startsWith(timeline)).toBe(true);
-    expect(await archived(server, 'wal-postgres-pitr', 'wal/')).toContain(`wal/${segment}`);
+    expect(await archived(s3(), 'wal-postgres-pitr', 'wal/')).toContain(`wal/${segment}`);
     const backup = await pod.waitForBackup(() => true);
     expect(backup.timeline).toBe(Number.parseInt(timeline, 16));
     expect(pod.backupList()).toHaveLength(1);
-    expect((await archived(server, 'wal-postgres', 'wal/')).filter((key) => !sourceWal.includes(key) && key.startsWith(`wal/${timeline}`))).toEqual([]);
+    expect((await archived(s3(), 'wal-postgres', 'wal/')).filter((key) => !sourceWal.includes(key) && key.startsWith(`wal/${timeline}`))).toEqual([]);
     pod.sql("insert into ledger select g, 'own' from generate_series(1051, 1100) g");
     await pod.switchAndArchive();
 
@@ -331,15 +341,7 @@ describe('a database that loses its volume restores itself from its own archive 
 describe('3. an archive with WAL but no backup: pod 0 refuses to start on an empty volume (rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
   // A database that never took a backup: none at ready, a schedule that does not fire during the test.
   const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() }, backups: { atReady: false, schedule: '0 0 1 1 *' } }));
-  let server: S3Server;
-  const pods = new Pods(() => server);
-  beforeAll(async () => {
-    server = await startS3Server({ buckets: [BUCKET] });
-  });
-  afterAll(async () => {
-    await pods.removeAll();
-    await server?.stop();
-  });
+  const { pods, server: s3 } = s3ServerAndPods();
 
   it('exits non-zero with the bootstrap\'s refusal in its log, the volume untouched, the server never started, the archive unchanged', async () => {
     const pod = await pods.make(objects, 'wal-postgres', 0);
@@ -349,7 +351,7 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     pod.sql('insert into orders select g, md5(g::text) from generate_series(1, 1000) g');
     await pod.switchAndArchive();
     expect(pod.backupList()).toEqual([]);
-    const before = await archived(server, 'wal-postgres');
+    const before = await archived(s3(), 'wal-postgres');
     expect(before.filter((key) => key.startsWith('wal/')).length).toBeGreaterThan(0);
 
     await pod.stop();
@@ -367,20 +369,12 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     expect(log).not.toContain('database system is ready');
     // The volume: the sidecar's spool and nothing else.
     expect(fs.readdirSync(pod.volume)).toEqual(['archiver-spool']);
-    expect(await archived(server, 'wal-postgres')).toEqual(before);
+    expect(await archived(s3(), 'wal-postgres')).toEqual(before);
   }, 120_000);
 });
 
 describe('5. standbys cloned from the archive (standbys.cloneFrom: archive; rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
-  let server: S3Server;
-  const pods = new Pods(() => server);
-  beforeAll(async () => {
-    server = await startS3Server({ buckets: [BUCKET] });
-  });
-  afterAll(async () => {
-    await pods.removeAll();
-    await server?.stop();
-  });
+  const { pods } = s3ServerAndPods();
 
   it('a new standby restores the newest base backup of the archive, replays the archived WAL and streams the rest: pod 0 sends no base backup', async () => {
     const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() }, standbys: { cloneFrom: CloneSource.ARCHIVE } }), 'wal-postgres-arc');

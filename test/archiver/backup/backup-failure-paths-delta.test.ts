@@ -6,13 +6,14 @@
  * fails naming the object and leaves nothing; a delta restore into a disk that fills up fails with
  * RestoreWriteError naming the file, and leaves the directory as it found it.
  */
-import { ChildProcessWithoutNullStreams, execFileSync } from 'node:child_process';
+import { ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { LAUNCHER, eventually, lastLog, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
+import { SmallDisk } from '../../../testkit/small-disk';
 import { PostgresCluster } from '../../../testkit/postgres';
 import { archivingEnv, testScratch } from '../../../testkit/scratch';
 
@@ -33,8 +34,8 @@ let backend: TestBackend;
 let primary: PostgresCluster;
 let env: Record<string, string>;
 let root: string;
-const smallDisk = path.join(scratch, 'small-disk');
-let mounted = false;
+const smallDiskMount = new SmallDisk(path.join(scratch, 'small-disk'));
+const smallDisk = smallDiskMount.path;
 const serverEnv = () => ({ ...env, PGHOST: primary.baseDir, PGPORT: String(primary.port) });
 const restoreEnv = () => ({ ...backend.env, ARCHIVER_DAEMON: 'off' });
 const manifestOf = (name: string): Manifest => JSON.parse(fs.readFileSync(backend.objectFile(`basebackups/${name}/manifest.json`)!, 'utf8'));
@@ -96,14 +97,7 @@ afterAll(async () => {
     await primary?.remove();
     await backend?.stop();
   } finally {
-    if (mounted) {
-      try {
-        execFileSync('umount', [smallDisk]);
-      } catch {
-        execFileSync('umount', ['-l', smallDisk]);
-      }
-      mounted = false;
-    }
+    smallDiskMount.unmount();
   }
 }, 120_000);
 
@@ -235,9 +229,7 @@ describe('a delta restore into a disk that fills up', () => {
     // Room for what the base lays down, not for what the delta adds (its new table, ~13 MB).
     expect(delta.size - full.size).toBeGreaterThan(10 * 1024 * 1024);
     const mib = Math.ceil((full.size + (delta.size - full.size) / 2) / (1024 * 1024));
-    fs.mkdirSync(smallDisk);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0777`, 'tmpfs', smallDisk]);
-    mounted = true;
+    smallDiskMount.mount(mib);
     const result = archiver(['backup-fetch', delta.name, smallDisk, '--no-progress'], restoreEnv());
     expect(result.status).toBe(EXIT_CODES.error);
     expect(result.stderr).toMatch(/msg="restore failed: what it wrote is removed"/);

@@ -5,7 +5,7 @@
  * with its exit code and a message that says why, within its deadlines, and leaves nothing
  * behind; the next try succeeds once the cause is gone.
  */
-import { ChildProcessWithoutNullStreams, execFileSync } from 'node:child_process';
+import { ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import { EXIT_CODES } from '../../../contract';
 import { openStorage } from '../../../archiver/src/storage/open';
 import { LAUNCHER, eventually, lastLog, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
+import { SmallDisk } from '../../../testkit/small-disk';
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-failure-paths-'));
@@ -82,8 +83,8 @@ function start(args: string[], env: Record<string, string>): Running {
 let backend: TestBackend;
 let primary: PostgresCluster;
 let env: Record<string, string>;
-const smallDisk = path.join(scratch, 'small-disk');
-let mounted = false;
+const smallDiskMount = new SmallDisk(path.join(scratch, 'small-disk'));
+const smallDisk = smallDiskMount.path;
 const serverEnv = () => ({ ...env, PGHOST: primary.baseDir, PGPORT: String(primary.port) });
 const backupNames = () => (JSON.parse(archiver(['backup-list', '--json'], env).stdout) as { name: string }[]).map((b) => b.name);
 
@@ -113,14 +114,7 @@ afterAll(async () => {
     await primary?.remove();
     await backend?.stop();
   } finally {
-    if (mounted) {
-      try {
-        execFileSync('umount', [smallDisk]);
-      } catch {
-        execFileSync('umount', ['-l', smallDisk]);
-      }
-      mounted = false;
-    }
+    smallDiskMount.unmount();
     fs.rmSync(scratch, { recursive: true, force: true });
   }
 }, 120_000);
@@ -194,9 +188,7 @@ describe('backup-fetch', () => {
   }, 300_000);
 
   it('into a full disk fails (exit 1) with ENOSPC naming the file, and leaves the directory as it found it', () => {
-    fs.mkdirSync(smallDisk);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0777', 'tmpfs', smallDisk]);
-    mounted = true;
+    smallDiskMount.mount(16);
     expect(size).toBeGreaterThan(fs.statfsSync(smallDisk).blocks * fs.statfsSync(smallDisk).bsize);
     // The directory given, empty: what the restore wrote is removed, the directory stays.
     const into = archiver(['backup-fetch', name, smallDisk, '--no-progress'], fetchEnv());

@@ -106,8 +106,9 @@ if [ "$recovering" != t ] || [ "$receiver" = streaming ]; then
 fi
 
 # Not streaming. Only pod 0, up, can tell whether this standby should be. The password comes
-# from PGPASSWORD.
-primary_system="$(PGCONNECT_TIMEOUT=3 psql --host=${options.primaryHost} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
+# from PGPASSWORD. A pod 0 that accepts the connection but does not answer (frozen, overloaded)
+# counts as down, within the probe's own timeout: this standby is not restarted for it.
+primary_system="$(PGCONNECT_TIMEOUT=3 timeout 3 psql --host=${options.primaryHost} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
   --no-password --no-psqlrc --tuples-only --no-align --quiet \\
   --command='select system_identifier from pg_control_system() where not pg_is_in_recovery()' 2>/dev/null)"
 if [ -z "$primary_system" ]; then

@@ -82,6 +82,13 @@ export const ARCHIVER_ENV = {
    * the kubelet mounts them; tests only.
    */
   serviceAccountDir: 'ARCHIVER_SERVICE_ACCOUNT_DIR',
+  /**
+   * `on` or `off` (default): the sidecar labels its own pod with its server's role (ROLE_LABEL,
+   * contract/pod-role.ts) through the Kubernetes API, with the token of the ServiceAccount
+   * directory. The constructs render `on` together with the token's volume, mounted in the sidecar
+   * only.
+   */
+  roleLabel: 'ARCHIVER_ROLE_LABEL',
 
   // Base backups run by the `archiver` sidecar (its own scheduler: no operator, no CronJob).
   /**

@@ -16,6 +16,7 @@ export * from './installation';
 export * from './locations';
 export * from './metrics';
 export * from './only-when-gone';
+export * from './pod-role';
 export * from './protocol';
 export * from './recovery';
 export * from './spool';

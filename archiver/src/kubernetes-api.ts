@@ -1,12 +1,13 @@
 /**
- * A GET on the Kubernetes API from inside a pod, as the pod's ServiceAccount: the address from
+ * A GET or a PATCH on the Kubernetes API from inside a pod, as the pod's ServiceAccount: the address from
  * KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (which the kubelet sets in every container),
  * the bearer token and the API server's CA from the mounted ServiceAccount directory.
  *
  * Node's https and nothing else: `delete --only-when-gone` asks two GETs and reads the status code
- * and a few fields of the answer. @kubernetes/client-node would add megabytes of dependencies
+ * and a few fields of the answer; the sidecar's role label (daemon/role-label.ts) is one GET and a
+ * merge patch of its own pod. @kubernetes/client-node would add megabytes of dependencies
  * (request handling, WebSocket, OpenID, YAML, generated models for every kind) to an image that
- * ships every byte it bundles, for no behaviour these two requests need.
+ * ships every byte it bundles, for no behaviour these few requests need.
  *
  * The token is read at every request (the kubelet rotates bound tokens in place) and never leaves
  * this module but in the Authorization header: no message, log line or error carries it.
@@ -33,6 +34,11 @@ export interface KubernetesApi {
    * within the deadline. Any answer, whatever its status, resolves.
    */
   get(path: string): Promise<ApiAnswer>;
+  /**
+   * `PATCH path` with `patch` as a JSON merge patch (`application/merge-patch+json`: only the
+   * fields it names change). Resolves and rejects as `get`.
+   */
+  mergePatch(path: string, patch: unknown): Promise<ApiAnswer>;
 }
 
 /** A StatefulSet or a Pod is a few kilobytes; a larger answer is cut here (and still an answer). */
@@ -64,7 +70,7 @@ export function inClusterApi(env: NodeJS.ProcessEnv = process.env, options: InCl
   const host = env[KUBERNETES_SERVICE_ENV.host];
   if (!host) {
     throw new KubernetesApiError(
-      `${KUBERNETES_SERVICE_ENV.host} is not set: not running in a Kubernetes pod, so there is no API to ask whether the database is gone`,
+      `${KUBERNETES_SERVICE_ENV.host} is not set: not running in a Kubernetes pod, so there is no Kubernetes API to ask`,
     );
   }
   const portText = env[KUBERNETES_SERVICE_ENV.port] || '443';
@@ -84,48 +90,62 @@ export function inClusterApi(env: NodeJS.ProcessEnv = process.env, options: InCl
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
       throw new KubernetesApiError(
-        `cannot read the ServiceAccount's ${what} ${file} (${code}): the pod must mount its ServiceAccount token (automountServiceAccountToken: true)`,
+        `cannot read the ServiceAccount's ${what} ${file} (${code}): the container must have its ServiceAccount token mounted there (automountServiceAccountToken: true, or a projected serviceAccountToken volume)`,
       );
     }
   };
 
   return {
     server,
-    get(apiPath: string): Promise<ApiAnswer> {
-      const token = read(tokenFile, 'token').trim();
-      const ca = read(caFile, 'CA certificate');
-      return new Promise<ApiAnswer>((resolve, reject) => {
-        const request = https.request(
-          {
-            host,
-            port,
-            path: apiPath,
-            method: 'GET',
-            ca,
-            headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
-            // One request, no pooled socket left open behind it.
-            agent: false,
-            timeout: timeoutMs,
-          },
-          (response) => {
-            const chunks: Buffer[] = [];
-            let size = 0;
-            response.on('data', (chunk: Buffer) => {
-              if (size < MAX_BODY) chunks.push(chunk.subarray(0, MAX_BODY - size));
-              size += chunk.length;
-            });
-            response.on('end', () =>
-              resolve({ status: response.statusCode ?? 0, statusText: response.statusMessage ?? '', body: Buffer.concat(chunks).toString('utf8') }),
-            );
-            response.on('error', (error) => reject(failure(error)));
-          },
-        );
-        request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-        request.on('error', (error) => reject(failure(error)));
-        request.end();
-      });
-    },
+    get: (apiPath: string) => send('GET', apiPath),
+    mergePatch: (apiPath: string, patch: unknown) => send('PATCH', apiPath, { contentType: 'application/merge-patch+json', body: JSON.stringify(patch) }),
   };
+
+  function send(method: 'GET' | 'PATCH', apiPath: string, content?: { readonly contentType: string; readonly body: string }): Promise<ApiAnswer> {
+    // Read at every request: the kubelet rotates a projected token in place.
+    let token: string;
+    let ca: string;
+    try {
+      token = read(tokenFile, 'token').trim();
+      ca = read(caFile, 'CA certificate');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<ApiAnswer>((resolve, reject) => {
+      const request = https.request(
+        {
+          host,
+          port,
+          path: apiPath,
+          method,
+          ca,
+          headers: {
+            Authorization: `Bearer ${token}`,
+            Accept: 'application/json',
+            ...(content ? { 'Content-Type': content.contentType, 'Content-Length': Buffer.byteLength(content.body) } : {}),
+          },
+          // One request, no pooled socket left open behind it.
+          agent: false,
+          timeout: timeoutMs,
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          response.on('data', (chunk: Buffer) => {
+            if (size < MAX_BODY) chunks.push(chunk.subarray(0, MAX_BODY - size));
+            size += chunk.length;
+          });
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, statusText: response.statusMessage ?? '', body: Buffer.concat(chunks).toString('utf8') }),
+          );
+          response.on('error', (error) => reject(failure(error)));
+        },
+      );
+      request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+      request.on('error', (error) => reject(failure(error)));
+      request.end(content?.body);
+    });
+  }
 
   function failure(error: Error): KubernetesApiError {
     const code = (error as NodeJS.ErrnoException).code;

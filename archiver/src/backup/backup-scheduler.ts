@@ -396,3 +396,5 @@ export function startBackupScheduler(props: BackupSchedulerProps): BackupSchedul
 export { BackupSchedule };
 // The bundle's other sidecar duty (lib/scheduler.cjs has one entry point).
 export { startRecoveryEndWatcher } from './recovery-end';
+// The sidecar's role label (pg, the Kubernetes API) is loaded with the scheduler's bundle: the WAL calls' never holds pg.
+export { startRoleLabeller } from '../daemon/role-label';

@@ -127,6 +127,22 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
   }
 }
 
+/**
+ * Starts the pod's role label (role-label.ts) when ARCHIVER_ROLE_LABEL is `on`, loaded only now
+ * (lib/scheduler.cjs: pg). Never throws: whatever goes wrong is logged, and the WAL work goes on.
+ */
+async function startRoleLabel(log: Logger, env: Readonly<Record<string, string | undefined>>): Promise<{ stop(): Promise<void> } | undefined> {
+  if (env[ARCHIVER_ENV.roleLabel] !== 'on') return undefined;
+  try {
+    // require() in the bundle, not import(): see storage/open.ts.
+    const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
+    return scheduler.startRoleLabeller({ env, log });
+  } catch (error) {
+    log.error("the pod's role label is off", { error: (error as Error).message, error_name: (error as Error).name });
+    return undefined;
+  }
+}
+
 function timingSafeEqualStrings(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
@@ -285,6 +301,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   watch.unref();
 
   let backups: { stop(): Promise<void> } | undefined;
+  let roleLabel: { stop(): Promise<void> } | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(watch);
@@ -294,6 +311,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       prefetcher.close();
       pusher.close();
       await backups?.stop();
+      await roleLabel?.stop();
       await metrics?.stop();
       await pusher.drain();
       await archive.close();
@@ -315,8 +333,9 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const backupEnv = options.backups ?? (sidecar ? process.env : false);
   if (backupEnv !== false) {
     backups = await startBackups(config, archive, log, backupEnv, recorder);
+    roleLabel = await startRoleLabel(log, backupEnv);
     // Stopped while the scheduler was loading.
-    if (stopping) await backups?.stop();
+    if (stopping) await Promise.all([backups?.stop(), roleLabel?.stop()]);
   }
   return { address, stopped, stop };
 }

@@ -18,6 +18,7 @@ import { ContainerResources, ResourceQuantities, checkContainerResources, resour
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
 import { nameScopeOf } from './name-scope';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
+import { PodRoleLabel } from './pod-role';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
 import { CLONE_SOURCES, CloneSource, StandbyProps } from './standbys';
@@ -219,6 +220,8 @@ export class ArchivedPostgres extends Construct {
   public readonly archiverContainers: ArchiverContainerFactory;
   public readonly statefulSet: PostgresStatefulSet;
   public readonly disruptionBudget: k8s.KubePodDisruptionBudget;
+  /** What lets each pod's sidecar label it `archived-postgres/role: primary|standby` (the read-only Service selects `standby`). */
+  public readonly podRole: PodRoleLabel;
   /** What pod 0 does with an empty data volume (`bootstrap`). */
   public readonly bootstrap: Bootstrap;
   /** The Argo CD PostDelete hook that deletes the archive: under TerminationPolicy.WIPE_OUT only. */
@@ -316,6 +319,15 @@ export class ArchivedPostgres extends Construct {
       terminationPolicy: this.terminationPolicy,
       bootstrapEnv: this.bootstrapEnvironment(),
       backupEnv: backupEnvironment(props.backups),
+    });
+    this.podRole = new PodRoleLabel(this, 'PodRole', {
+      name: this.name,
+      namespace: this.namespace,
+      labels: this.labels,
+      statefulSet: this.statefulSet,
+      statefulSetName: this.name,
+      replicas: this.replicas,
+      serviceAccountName: this.serviceAccount.name,
     });
     this.disruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
       metadata: metadata(this.name),

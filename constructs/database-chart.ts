@@ -18,8 +18,9 @@ const HOOK_ANNOTATION = 'argocd.argoproj.io/hook';
 export const SYNC_WAVE_ANNOTATION = 'argocd.argoproj.io/sync-wave';
 
 /**
- * Argo CD sync waves by kind: what the pods read or are reached through (ServiceAccount,
- * ConfigMap, Services, disruption budget) exists before the StatefulSet. The claims are in the
+ * Argo CD sync waves by kind: what the pods read or are reached through (ServiceAccount, the
+ * Role and RoleBinding the sidecar labels its pod with, ConfigMap, Services, disruption budget)
+ * exists before the StatefulSet. The claims are in the
  * StatefulSet's wave, and Argo CD applies them before it in that wave (its kind order): in an
  * earlier wave a claim of a `WaitForFirstConsumer` StorageClass would never become healthy (it
  * binds only once a pod uses it), and Argo CD would wait for it for ever (argoproj/argo-cd#12840).
@@ -29,6 +30,8 @@ export const SYNC_WAVE_ANNOTATION = 'argocd.argoproj.io/sync-wave';
  */
 export const SYNC_WAVES: Readonly<Record<string, string>> = Object.freeze({
   ServiceAccount: '-1',
+  Role: '-1',
+  RoleBinding: '-1',
   Secret: '-1',
   ConfigMap: '-1',
   Service: '-1',

@@ -1,9 +1,11 @@
 /**
  * The Services of one database: the headless Service that governs the StatefulSet (a stable DNS
- * name per pod), the read-write Service (pod 0) and the read-only Service (every ready member).
+ * name per pod), the read-write Service (pod 0) and the read-only Service (the ready members
+ * whose sidecar labelled them `archived-postgres/role: standby`, pod-role.ts).
  */
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { ROLE_LABEL } from '../contract';
 import { POSTGRES_PORT } from './pod-layout';
 
 export interface PostgresServicesProps {
@@ -31,7 +33,7 @@ export class PostgresServices {
   public readonly governing: k8s.KubeService;
   /** Read-write: pod 0 only. */
   public readonly primary: k8s.KubeService;
-  /** Read-only: every ready member. */
+  /** Read-only: the ready members labelled `standby` (in recovery); none when replicas is 1. */
   public readonly standby: k8s.KubeService;
 
   constructor(scope: Construct, props: PostgresServicesProps) {
@@ -51,7 +53,9 @@ export class PostgresServices {
       metadata: metadata(props.primaryServiceName),
       spec: {
         type: 'ClusterIP',
-        // Pod 0 is always the primary; its name label is set by the StatefulSet controller.
+        // Pod 0 is always the primary; its name label is set by the StatefulSet controller. Not the
+        // role label: writes must never wait for a sidecar, a token or the API server, and a
+        // standby that a bug labelled `primary` must never receive them.
         selector: { ...props.selectorLabels, 'statefulset.kubernetes.io/pod-name': `${props.statefulSetName}-0` },
         ports: [port],
       },
@@ -60,9 +64,11 @@ export class PostgresServices {
       metadata: metadata(props.standbyServiceName),
       spec: {
         type: 'ClusterIP',
-        // Every ready member answers read-only queries. Kubernetes 1.27 has no label that tells
-        // pod 0 from the others, so the primary is a member too (the only one when replicas is 1).
-        selector: props.selectorLabels,
+        // Only the members whose sidecar found their server in recovery: a client of the
+        // read-only Service can never write. A pod not yet labelled (starting, or its sidecar
+        // cannot reach the API) is left out rather than guessed. With one member there is no
+        // standby, and the Service has no endpoints.
+        selector: { ...props.selectorLabels, [ROLE_LABEL]: 'standby' },
         ports: [port],
       },
     });

@@ -20,6 +20,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { ARCHIVER_COMMANDS, ONLY_WHEN_GONE_FLAG, archiverImageCommand, databaseObjects } from '../contract';
+import { grantRole } from './api-access';
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources } from './container-resources';
 import { DATA_MOUNT } from './pod-layout';
@@ -110,15 +111,11 @@ export class WipeOutJob extends Construct {
     });
     // Hooks as well, so that they exist when the Job runs (Argo CD creates a phase's hooks
     // ServiceAccount, Role, RoleBinding, Job in that order) and go with it.
-    this.role = new k8s.KubeRole(this, 'Role', {
+    ({ role: this.role, roleBinding: this.roleBinding } = grantRole(this, {
       metadata: metadata(),
       rules: wipeOutRoleRules(props.namespace, props.statefulSetName),
-    });
-    this.roleBinding = new k8s.KubeRoleBinding(this, 'RoleBinding', {
-      metadata: metadata(),
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: this.role.name },
-      subjects: [{ kind: 'ServiceAccount', name: this.serviceAccount.name, namespace: props.namespace }],
-    });
+      serviceAccountName: this.serviceAccount.name,
+    }));
     this.job = new k8s.KubeJob(this, 'Job', {
       metadata: metadata(),
       spec: {

@@ -16,9 +16,24 @@ describe('PostgresServices, given the seed example', () => {
     expect(db.primaryServiceName).toBe('wal-postgres');
   });
 
-  it('routes the standby Service to every ready member (the primary too: no label tells pod 0 apart)', () => {
-    expect(find(objects, 'Service', 'wal-postgres-standby').spec).toStrictEqual({ type: 'ClusterIP', selector, ports: [port] });
+  it('routes the primary Service by pod name, never by the role label a sidecar patches', () => {
+    expect(find(objects, 'Service', 'wal-postgres').spec.selector).not.toHaveProperty(['archived-postgres/role']);
+  });
+
+  it('routes the standby Service to the ready members labelled standby only: never to a server that accepts writes', () => {
+    expect(find(objects, 'Service', 'wal-postgres-standby').spec).toStrictEqual({
+      type: 'ClusterIP',
+      selector: { ...selector, 'archived-postgres/role': 'standby' },
+      ports: [port],
+    });
     expect(db.standbyServiceName).toBe('wal-postgres-standby');
+  });
+
+  it('never renders the role label on the pod template: a new pod joins the standby Service only once its sidecar found it in recovery', () => {
+    const template = find(objects, 'StatefulSet', 'wal-postgres').spec.template;
+    expect(template.metadata.labels).not.toHaveProperty(['archived-postgres/role']);
+    // The StatefulSet's selector neither: a label the pods change must never be part of it.
+    expect(find(objects, 'StatefulSet', 'wal-postgres').spec.selector.matchLabels).toStrictEqual(selector);
   });
 
   it('governs the pods with a headless Service that publishes not-ready pods', () => {

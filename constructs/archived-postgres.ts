@@ -273,6 +273,14 @@ export class ArchivedPostgres extends Construct {
       metadata: metadata(this.name),
       automountServiceAccountToken: false,
     });
+    this.podRole = new PodRoleLabel(this, 'PodRole', {
+      name: this.name,
+      namespace: this.namespace,
+      labels: this.labels,
+      statefulSetName: this.name,
+      replicas: this.replicas,
+      serviceAccountName: this.serviceAccount.name,
+    });
     this.config = new PostgresConfig(this, {
       configMapName: `${this.name}-config`,
       namespace: this.namespace,
@@ -320,15 +328,7 @@ export class ArchivedPostgres extends Construct {
       bootstrapEnv: this.bootstrapEnvironment(),
       backupEnv: backupEnvironment(props.backups),
     });
-    this.podRole = new PodRoleLabel(this, 'PodRole', {
-      name: this.name,
-      namespace: this.namespace,
-      labels: this.labels,
-      statefulSet: this.statefulSet,
-      statefulSetName: this.name,
-      replicas: this.replicas,
-      serviceAccountName: this.serviceAccount.name,
-    });
+    this.podRole.bind(this.statefulSet);
     this.disruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
       metadata: metadata(this.name),
       spec: {

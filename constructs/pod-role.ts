@@ -44,8 +44,7 @@ export interface PodRoleLabelProps {
   readonly namespace: string;
   /** The labels of every object of the database. */
   readonly labels: Record<string, string>;
-  /** The StatefulSet whose sidecars label their pods: its pods' names and its pod template. */
-  readonly statefulSet: PostgresStatefulSet;
+  /** The StatefulSet whose pods the sidecars label. */
   readonly statefulSetName: string;
   readonly replicas: number;
   /** The pods' ServiceAccount, which the Role is bound to. */
@@ -54,8 +53,9 @@ export interface PodRoleLabelProps {
 
 /**
  * The Role and RoleBinding (construct ids `Role` and `RoleBinding` in `scope`'s `PodRole`) that let
- * each database pod's sidecar label its own pod, and the sidecar's token and switch on the
- * StatefulSet's pod.
+ * each database pod's sidecar label its own pod; `bind()` gives the StatefulSet's sidecar its token
+ * and switches the label on. Constructed before the StatefulSet, so that `kubectl apply -f` creates
+ * the Role before the first pod asks.
  */
 export class PodRoleLabel extends Construct {
   /** `get` and `patch` on the StatefulSet's pods, by name: all the sidecar may ask the API. */
@@ -69,8 +69,12 @@ export class PodRoleLabel extends Construct {
       rules: podRoleRules(props.statefulSetName, props.replicas),
       serviceAccountName: props.serviceAccountName,
     }));
-    props.statefulSet.addVolume(serviceAccountTokenVolume(SIDECAR_TOKEN_VOLUME));
-    props.statefulSet.archiverSidecar.addVolumeMount(serviceAccountTokenMount(SIDECAR_TOKEN_VOLUME));
-    props.statefulSet.archiverSidecar.addEnv({ name: ARCHIVER_ENV.roleLabel, value: 'on' });
+  }
+
+  /** Mounts the token in `statefulSet`'s `archiver` sidecar (and no other container) and turns the label on there. */
+  public bind(statefulSet: PostgresStatefulSet): void {
+    statefulSet.addVolume(serviceAccountTokenVolume(SIDECAR_TOKEN_VOLUME));
+    statefulSet.archiverSidecar.addVolumeMount(serviceAccountTokenMount(SIDECAR_TOKEN_VOLUME));
+    statefulSet.archiverSidecar.addEnv({ name: ARCHIVER_ENV.roleLabel, value: 'on' });
   }
 }

@@ -20,6 +20,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
     const ids = db.apiObjects.map((o) => o.node.path);
     expect(ids).toStrictEqual([
       'test/wal-postgres/ServiceAccount',
+      'test/wal-postgres/PodRole/Role',
+      'test/wal-postgres/PodRole/RoleBinding',
       'test/wal-postgres/Config',
       'test/wal-postgres/GoverningService',
       'test/wal-postgres/PrimaryService',
@@ -38,6 +40,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
   it('names every object after the database, with no hash suffix, in namespace demo', () => {
     expect(objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`)).toStrictEqual([
       'ServiceAccount/demo/wal-postgres',
+      'Role/demo/wal-postgres',
+      'RoleBinding/demo/wal-postgres',
       'ConfigMap/demo/wal-postgres-config',
       'Service/demo/wal-postgres-pods',
       'Service/demo/wal-postgres',
@@ -59,7 +63,8 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
     expect(statefulSet.spec.selector).toStrictEqual({ matchLabels: selector });
     expect(find(objects, 'PodDisruptionBudget', 'wal-postgres').spec.selector).toStrictEqual({ matchLabels: selector });
     expect(find(objects, 'Service', 'wal-postgres-pods').spec.selector).toStrictEqual(selector);
-    expect(find(objects, 'Service', 'wal-postgres-standby').spec.selector).toStrictEqual(selector);
+    // The read-only Service adds the role label the sidecars patch (postgres-services.test.ts).
+    expect(find(objects, 'Service', 'wal-postgres-standby').spec.selector).toStrictEqual({ ...selector, 'archived-postgres/role': 'standby' });
     expect(statefulSet.spec.template.metadata.labels).toMatchObject(selector);
   });
 
@@ -148,7 +153,7 @@ describe('ArchivedPostgres grows after construction', () => {
     db.addAnnotation('argocd.argoproj.io/sync-wave', '1');
     // THEN
     const objects = synth(chart);
-    expect(objects).toHaveLength(12);
+    expect(objects).toHaveLength(14);
     for (const object of objects) expect(object.metadata.annotations).toMatchObject({ 'argocd.argoproj.io/sync-wave': '1' });
     // The StatefulSet keeps its own annotation beside it.
     expect(find(objects, 'StatefulSet', 'wal-postgres').metadata.annotations).toStrictEqual({

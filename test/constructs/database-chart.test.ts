@@ -33,6 +33,8 @@ describe('DatabaseChart, given dev\'s orders', () => {
   it('writes its objects in their construct order: the claims right before the StatefulSet (kubectl apply -f keeps it)', () => {
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toStrictEqual([
       'ServiceAccount/orders',
+      'Role/orders',
+      'RoleBinding/orders',
       'ConfigMap/orders-config',
       'Service/orders-pods',
       'Service/orders',
@@ -47,9 +49,9 @@ describe('DatabaseChart, given dev\'s orders', () => {
     ]);
   });
 
-  it('annotates sync waves: ServiceAccount, ConfigMap, Services and disruption budget first; the claims in the StatefulSet\'s wave, before it by kind', () => {
+  it('annotates sync waves: ServiceAccount, Role, RoleBinding, ConfigMap, Services and disruption budget first; the claims in the StatefulSet\'s wave, before it by kind', () => {
     expect(objects.map((o) => `${o.kind} ${o.metadata.annotations?.['argocd.argoproj.io/sync-wave']}`)).toStrictEqual([
-      'ServiceAccount -1', 'ConfigMap -1', 'Service -1', 'Service -1', 'Service -1',
+      'ServiceAccount -1', 'Role -1', 'RoleBinding -1', 'ConfigMap -1', 'Service -1', 'Service -1', 'Service -1',
       'PersistentVolumeClaim 0', 'PersistentVolumeClaim 0', 'StatefulSet 0', 'PodDisruptionBudget -1',
       'PodMonitor 1', 'PrometheusRule 1', 'ConfigMap -1',
     ]);

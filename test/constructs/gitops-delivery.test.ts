@@ -226,8 +226,9 @@ describe('GitOpsDelivery bad input: synth errors with the construct path, the fi
       { group: 'apps', kind: 'StatefulSet' }, { group: 'policy', kind: 'PodDisruptionBudget' }, { group: 'batch', kind: 'Job' },
       { group: 'monitoring.coreos.com', kind: 'PodMonitor' }, { group: 'monitoring.coreos.com', kind: 'PrometheusRule' },
     ];
-    expect(errorsOf((app) => oneEnvironment(app, { argoCd: { allowedKinds } }))).toStrictEqual(['Role', 'RoleBinding'].map((kind) =>
-      `[delivery] argoCd.allowedKinds: the AppProject "dev-postgres" does not allow rbac.authorization.k8s.io/${kind}, which dev/orders-scratch/Database renders: Argo CD would refuse to sync its Application (resource not permitted in project); add { group: "rbac.authorization.k8s.io", kind: "${kind}" } to argoCd.allowedKinds, or render no ${kind} in the database`));
+    // Every database renders a Role and RoleBinding (its sidecars' role label); orders-scratch's WipeOut hook too.
+    expect(errorsOf((app) => oneEnvironment(app, { argoCd: { allowedKinds } }))).toStrictEqual(['orders', 'orders-scratch'].flatMap((db) => ['Role', 'RoleBinding'].map((kind) =>
+      `[delivery] argoCd.allowedKinds: the AppProject "dev-postgres" does not allow rbac.authorization.k8s.io/${kind}, which dev/${db}/Database renders: Argo CD would refuse to sync its Application (resource not permitted in project); add { group: "rbac.authorization.k8s.io", kind: "${kind}" } to argoCd.allowedKinds, or render no ${kind} in the database`)));
   });
 
   it('fails on a kind added to a database after the delivery was constructed (its AppProject was rendered without it)', () => {

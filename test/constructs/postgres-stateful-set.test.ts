@@ -64,7 +64,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const sidecar = containers[1];
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
-    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ARCHIVER_ROLE_LABEL, ...sidecarEnv } = envOf(sidecar);
     const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
     // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
     expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
@@ -82,6 +82,8 @@ describe('PostgresStatefulSet, given the seed example', () => {
     // Its metrics, and the data directory it finds pg_wal in for them: the server's.
     expect(ARCHIVER_METRICS_PORT).toBe('9188');
     expect(sidecarPgdata).toBe(PGDATA);
+    // It labels its pod with its server's role (pod-role.test.ts).
+    expect(ARCHIVER_ROLE_LABEL).toBe('on');
     expect(sidecar.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql', readOnly: true });
     expect(postgres.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql' });
     expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
@@ -165,7 +167,8 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(pod.initContainers.map((c: any) => c.name)).toStrictEqual(['install-archiver', 'prepare']);
     expect(pod.containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver', 'exporter']);
     expect(pod.containers[2]).toStrictEqual({ name: 'exporter', image: 'exporter:1.0', volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] });
-    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'archiver', 'scratch']);
+    // archiver-api-token: the sidecar's token for its role label (pod-role.test.ts).
+    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'archiver', 'archiver-api-token', 'scratch']);
   });
 
   it('adds variables and volume mounts to the postgres container, e.g. for a point-in-time recovery', () => {

@@ -144,11 +144,11 @@ export class MockKubernetesApi {
     return pod ? { ...pod.metadata.labels } : undefined;
   }
 
-  /** Closes the port: every connection is refused until goOnline(). */
+  /** Closes the port: every new connection is refused until goOnline() (a request being answered is answered first). */
   public async goOffline(): Promise<void> {
     this.offlinePort = this.port;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
+    this.server.closeIdleConnections();
     await closed;
   }
 

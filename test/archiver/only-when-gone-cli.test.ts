@@ -186,7 +186,7 @@ describe('delete everything --only-when-gone, the built CLI against a mock Kuber
     const { KUBERNETES_SERVICE_HOST: _host, ...noHost } = api.env;
     await expectRefused(await wipeOut(noHost), 'KubernetesApiError', /^cannot tell whether StatefulSet demo\/wal-postgres still exists: KUBERNETES_SERVICE_HOST is not set: not running in a Kubernetes pod/);
     const empty = fs.mkdtempSync(path.join(scratch, 'no-token-'));
-    await expectRefused(await wipeOut({ ...api.env, ARCHIVER_SERVICE_ACCOUNT_DIR: empty }), 'KubernetesApiError', /cannot read the ServiceAccount's token .*no-token-\w+\/token \(ENOENT\): the pod must mount its ServiceAccount token \(automountServiceAccountToken: true\)/);
+    await expectRefused(await wipeOut({ ...api.env, ARCHIVER_SERVICE_ACCOUNT_DIR: empty }), 'KubernetesApiError', /cannot read the ServiceAccount's token .*no-token-\w+\/token \(ENOENT\): the container must have its ServiceAccount token mounted there \(automountServiceAccountToken: true, or a projected serviceAccountToken volume\)/);
   });
 
   it('sends the token as a Bearer token, and never prints it (not even at debug level)', async () => {

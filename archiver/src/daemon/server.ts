@@ -138,7 +138,9 @@ async function startRoleLabel(log: Logger, env: Readonly<Record<string, string |
     const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
     return scheduler.startRoleLabeller({ env, log });
   } catch (error) {
-    log.error("the pod's role label is off", { error: (error as Error).message, error_name: (error as Error).name });
+    // A warning, not an error: the WAL work is whole, and outside a pod (no API) this is expected.
+    // In a pod the read-only Service then leaves this member out.
+    log.warn("the pod's role label is off", { error: (error as Error).message, error_name: (error as Error).name });
     return undefined;
   }
 }

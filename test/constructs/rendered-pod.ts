@@ -15,7 +15,8 @@
  * rendered startup, readiness and liveness probes (probe.sh) run with their rendered periods and
  * thresholds, and a container whose liveness fails is stopped (SIGTERM, then SIGKILL after the
  * grace period) and started again. A container that exits is not restarted (story 3 looks at the
- * exit).
+ * exit). Given a (mock) Kubernetes API, the pod exists in it as the StatefulSet controller creates
+ * it, and the containers reach it as the kubelet lets them (`kubernetesApi`).
  *
  * The official image's entrypoint, which start.sh runs for pod 0, is not installed here: a small
  * stand-in (`ENTRYPOINT_SHIM`) on PATH does what the official one does for `postgres ...`, and
@@ -24,10 +25,11 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, SERVICE_ACCOUNT_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
+import type { MockKubernetesApi } from '../../testkit/mock-kubernetes-api';
 import { freePort } from '../../testkit/ports';
 import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { S3Server } from '../../testkit/s3-server';
@@ -88,6 +90,15 @@ export interface RenderedPodOptions {
   readonly port: number;
   /** Pod 0's port, which start.sh and primary_conninfo reach through the governing Service. @default port */
   readonly primaryPort?: number;
+  /**
+   * The Kubernetes API (a mock: none runs here). The pod is created in it as the StatefulSet
+   * controller creates it (the template's labels and `statefulset.kubernetes.io/pod-name`); every
+   * container gets the API's address (KUBERNETES_SERVICE_HOST and _PORT, which the kubelet sets),
+   * and a container that mounts SERVICE_ACCOUNT_DIR (the rendered token volume) finds the
+   * ServiceAccount's token, CA and namespace there; the others find none.
+   * @default - no API: the containers get none of it
+   */
+  readonly kubernetesApi?: MockKubernetesApi;
 }
 
 /** A pod: its files written; the sidecar and the postgres container started and stopped on demand. */
@@ -194,6 +205,17 @@ export class RenderedPod {
       ...local,
     };
     this.sidecarArgs = sidecarCommand(statefulSet);
+    const api = options.kubernetesApi;
+    if (api) {
+      const { [ARCHIVER_ENV.serviceAccountDir]: serviceAccountDir, ...address } = api.env;
+      api.putPod(statefulSet.metadata.namespace ?? 'default', this.podName, {
+        labels: { ...statefulSet.spec.template.metadata.labels, 'statefulset.kubernetes.io/pod-name': this.podName },
+      });
+      for (const [name, env] of [['postgres', this.postgresEnv], ['archiver', this.sidecarEnv]] as const) {
+        Object.assign(env, address);
+        if ((container(statefulSet, name).volumeMounts ?? []).some((m: any) => m.mountPath === SERVICE_ACCOUNT_DIR)) env[ARCHIVER_ENV.serviceAccountDir] = serviceAccountDir;
+      }
+    }
     giveToPostgres(dir);
   }
 

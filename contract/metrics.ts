@@ -80,6 +80,9 @@ export const ARCHIVER_METRICS = define({
   backupsTaken: { name: 'archiver_backups_taken_total', type: 'counter', on: 'all', labels: ['reason'], help: 'Base backups this sidecar took, by reason ("at-ready", "schedule").' },
   backupFailures: { name: 'archiver_backup_failures_total', type: 'counter', on: 'all', labels: ['reason'], help: 'Base backups this sidecar started and that failed, by reason ("at-ready", "schedule").' },
 
+  // The pod's role label (contract/pod-role.ts), which the read-only Service selects on.
+  roleLabelFailures: { name: 'archiver_role_label_failures_total', type: 'counter', on: 'all', help: 'Looks at which the sidecar could not read or patch its pod\'s role label (the Kubernetes API unreachable, or answering 401, 403, 5xx); while it fails, a standby may stay out of the read-only Service.' },
+
   // The data volume (statfs of the spool, which is on the volume of pg_wal).
   volumeSize: { name: 'archiver_data_volume_size_bytes', type: 'gauge', on: 'all', help: 'Size of the data volume (the filesystem of pg_wal and the spool).' },
   volumeAvailable: { name: 'archiver_data_volume_available_bytes', type: 'gauge', on: 'all', help: 'Bytes of the data volume available to PostgreSQL.' },

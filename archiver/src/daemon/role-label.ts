@@ -25,6 +25,7 @@ import { ARCHIVER_ENV, PodRole, ROLE_CHECK_SECONDS, ROLE_LABEL, SERVICE_ACCOUNT_
 import { ConnectionSettings, PostgresSession } from '../backup/postgres-session';
 import { KubernetesApi, inClusterApi } from '../kubernetes-api';
 import { Logger } from '../logger';
+import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 
 export interface RoleLabellerProps {
   /** The Kubernetes API as the pod's ServiceAccount (its GET and merge patch). */
@@ -41,6 +42,8 @@ export interface RoleLabellerProps {
   readonly connection?: ConnectionSettings;
   /** How often the server is asked. @default ROLE_CHECK_SECONDS × 1000 */
   readonly intervalMs?: number;
+  /** Counts the looks that could not read or patch the pod. @default NO_METRICS */
+  readonly metrics?: MetricsRecorder;
 }
 
 /** What one look found and did. */
@@ -146,6 +149,7 @@ export class RoleLabeller {
 
   private failed(outcome: RoleLookOutcome & { error: string }): RoleLookOutcome {
     this.failures++;
+    if (outcome.kind === 'api-failed') (this.props.metrics ?? NO_METRICS).roleLabelFailed();
     const what = outcome.kind === 'postgres-unreachable' ? 'PostgreSQL does not answer; the pod keeps its role label' : "cannot label the pod with its role (trying again)";
     const key = `${outcome.kind}:${outcome.error}`;
     // Every look while the API server is down would log the same line: once per kind of failure.
@@ -176,12 +180,12 @@ export class RoleLabeller {
  * is `on`: the API from the pod's environment, its name from POD_NAME, its namespace from the
  * ServiceAccount directory. Throws (the caller logs it) when the environment names no pod or API.
  */
-export function startRoleLabeller(props: { readonly env: Readonly<Record<string, string | undefined>>; readonly log: Logger; readonly intervalMs?: number }): RoleLabeller {
+export function startRoleLabeller(props: { readonly env: Readonly<Record<string, string | undefined>>; readonly log: Logger; readonly metrics?: MetricsRecorder; readonly intervalMs?: number }): RoleLabeller {
   const podName = props.env[ARCHIVER_ENV.podName];
   if (!podName) throw new Error(`${ARCHIVER_ENV.podName} is not set: render it from the downward API (fieldRef metadata.name)`);
   const api = inClusterApi(props.env as NodeJS.ProcessEnv);
   const dir = props.env[ARCHIVER_ENV.serviceAccountDir] || SERVICE_ACCOUNT_DIR;
-  const labeller = new RoleLabeller({ api, podName, namespace: { file: path.join(dir, 'namespace') }, log: props.log, intervalMs: props.intervalMs });
+  const labeller = new RoleLabeller({ api, podName, namespace: { file: path.join(dir, 'namespace') }, log: props.log, metrics: props.metrics, intervalMs: props.intervalMs });
   props.log.info('labelling the pod with its role', { pod: podName, label: ROLE_LABEL, api: api.server });
   labeller.start();
   return labeller;

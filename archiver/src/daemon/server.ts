@@ -131,12 +131,12 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
  * Starts the pod's role label (role-label.ts) when ARCHIVER_ROLE_LABEL is `on`, loaded only now
  * (lib/scheduler.cjs: pg). Never throws: whatever goes wrong is logged, and the WAL work goes on.
  */
-async function startRoleLabel(log: Logger, env: Readonly<Record<string, string | undefined>>): Promise<{ stop(): Promise<void> } | undefined> {
+async function startRoleLabel(log: Logger, env: Readonly<Record<string, string | undefined>>, metrics: MetricsRecorder): Promise<{ stop(): Promise<void> } | undefined> {
   if (env[ARCHIVER_ENV.roleLabel] !== 'on') return undefined;
   try {
     // require() in the bundle, not import(): see storage/open.ts.
     const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
-    return scheduler.startRoleLabeller({ env, log });
+    return scheduler.startRoleLabeller({ env, log, metrics });
   } catch (error) {
     // A warning, not an error: the WAL work is whole, and outside a pod (no API) this is expected.
     // In a pod the read-only Service then leaves this member out.
@@ -335,7 +335,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const backupEnv = options.backups ?? (sidecar ? process.env : false);
   if (backupEnv !== false) {
     backups = await startBackups(config, archive, log, backupEnv, recorder);
-    roleLabel = await startRoleLabel(log, backupEnv);
+    roleLabel = await startRoleLabel(log, backupEnv, recorder);
     // Stopped while the scheduler was loading.
     if (stopping) await Promise.all([backups?.stop(), roleLabel?.stop()]);
   }

@@ -193,6 +193,7 @@ export class ArchiverMetrics {
           (outcome === 'taken' ? counters.backupsTaken : counters.backupFailures).inc({ reason });
           if (outcome === 'taken') void this.lookAtBackups();
         }),
+      roleLabelFailed: () => safely(() => counters.roleLabelFailures.inc()),
     };
     // Label values known in advance: their series exist (at 0) before the first event.
     for (const ahead of ['true', 'false']) counters.walPushedFiles.inc({ ahead }, 0);

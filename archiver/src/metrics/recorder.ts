@@ -26,6 +26,8 @@ export interface MetricsRecorder {
   walPrefetched(): void;
   /** A base backup this sidecar started ended. */
   backupEnded(reason: string, outcome: 'taken' | 'failed'): void;
+  /** A look of the role label (daemon/role-label.ts) that could not read or patch the pod. */
+  roleLabelFailed(): void;
 }
 
 export const NO_METRICS: MetricsRecorder = {
@@ -38,6 +40,7 @@ export const NO_METRICS: MetricsRecorder = {
   walFetchFailed: () => undefined,
   walPrefetched: () => undefined,
   backupEnded: () => undefined,
+  roleLabelFailed: () => undefined,
 };
 
 /** An error's name as a label value: a class name (`StorageError`), never a message. */

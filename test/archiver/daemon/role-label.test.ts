@@ -15,11 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROLE_LABEL, podPath, roleLabelPatch } from '../../../contract';
 import { RoleLabeller } from '../../../archiver/src/daemon/role-label';
 import { inClusterApi } from '../../../archiver/src/kubernetes-api';
+import { NO_METRICS } from '../../../archiver/src/metrics/recorder';
 import { LAUNCHER, type LogLine, logLines, startSidecar, stopSidecar } from '../../../testkit/archiver';
 import { capturingLogger, waitUntil } from '../../../testkit/doubles';
 import { MockKubernetesApi, RenderedObject, startMockKubernetesApi } from '../../../testkit/mock-kubernetes-api';
 import { PostgresCluster, postgresUser } from '../../../testkit/postgres';
 import { startStreamingStandby } from '../../../testkit/replication';
+import { freePort } from '../../../testkit/ports';
 import { testScratch } from '../../../testkit/scratch';
 import { find, seedProps, synthDatabase } from '../../constructs/fixtures';
 
@@ -45,6 +47,7 @@ const labellers: RoleLabeller[] = [];
 /** Pod `podName`'s labeller beside `server`, as the sidecar makes it, with the mock's API. */
 function labeller(podName: string, server: PostgresCluster | { baseDir: string; port: number }, intervalMs?: number) {
   const { log, lines } = capturingLogger();
+  const failures = { counted: 0 };
   const made = new RoleLabeller({
     api: inClusterApi(mock.env),
     podName,
@@ -52,9 +55,10 @@ function labeller(podName: string, server: PostgresCluster | { baseDir: string; 
     log,
     connection: { host: server.baseDir, port: server.port, user: 'postgres' },
     intervalMs,
+    metrics: { ...NO_METRICS, roleLabelFailed: () => void failures.counted++ },
   });
   labellers.push(made);
-  return { labeller: made, lines };
+  return { labeller: made, lines, failures };
 }
 
 const POD_0 = podPath('demo', 'wal-postgres-0');
@@ -120,12 +124,14 @@ describe('each sidecar labels its own pod with its server\'s role', () => {
 
   it('leaves the label as it is, and asks the API nothing, while its server does not answer', async () => {
     mock.requests.length = 0;
-    const { labeller: pod1, lines } = labeller('wal-postgres-1', { baseDir: path.join(scratch.dir, 'no-socket-here'), port: standby.port });
+    const { labeller: pod1, lines, failures } = labeller('wal-postgres-1', { baseDir: path.join(scratch.dir, 'no-socket-here'), port: standby.port });
     const outcome = await pod1.look();
     expect(outcome.kind).toBe('postgres-unreachable');
     expect(mock.requests).toStrictEqual([]);
     expect(mock.podLabels('demo', 'wal-postgres-1')?.[ROLE_LABEL]).toBe('primary');
     expect(lines.map((l) => [l.level, l.msg])).toStrictEqual([['warn', 'PostgreSQL does not answer; the pod keeps its role label']]);
+    // Not a failure of the label: archiver_postgres_up says the server is down.
+    expect(failures.counted).toBe(0);
   });
 });
 
@@ -156,7 +162,7 @@ describe('a sidecar that cannot label its pod keeps running and retrying', () =>
     mock.rbac = renderedRbac(3);
     mock.putPod('demo', 'wal-postgres-2', { labels: podLabels('wal-postgres-2') });
     mock.forcedAnswer = { status: 500, body: JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'etcdserver: request timed out', reason: 'InternalError', code: 500 }) };
-    const { labeller: pod2, lines } = labeller('wal-postgres-2', primary, 50);
+    const { labeller: pod2, lines, failures } = labeller('wal-postgres-2', primary, 50);
     pod2.start();
     await waitUntil(() => looks(lines).length >= 3, 'three looks answered 500');
     mock.forcedAnswer = undefined;
@@ -172,6 +178,8 @@ describe('a sidecar that cannot label its pod keeps running and retrying', () =>
     expect(warned[0]).toBe('GET of pod demo/wal-postgres-2 answered 500 Internal Server Error (etcdserver: request timed out)');
     expect(warned[1]).toMatch(/^cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED/);
     for (const line of lines) expect(JSON.stringify(line)).not.toContain(mock.token);
+    // archiver_role_label_failures_total counts every failed look, not only the logged ones.
+    expect(failures.counted).toBe(looks(lines).length);
   });
 });
 
@@ -186,6 +194,7 @@ describe('the sidecar as the pod runs it', () => {
     mock.putPod('demo', pod, { labels: podLabels(pod) });
     const base = scratch.postgresDirectory();
     const logFile = path.join(base, 'sidecar.log');
+    const metricsPort = await freePort();
     await mock.goOffline();
     sidecar = await startSidecar(
       [LAUNCHER, 'daemon'],
@@ -199,12 +208,15 @@ describe('the sidecar as the pod runs it', () => {
         PGHOST: primary.baseDir,
         PGPORT: String(primary.port),
         PGUSER: 'postgres',
+        ARCHIVER_METRICS_PORT: String(metricsPort),
         ...mock.env,
       },
       { logFile, cwd: base, ...postgresUser() },
     );
     const log = () => logLines(fs.readFileSync(logFile, 'utf8'));
     await waitUntil(() => log().some((l) => l.msg === 'cannot label the pod with its role (trying again)'), 'a failed look', 20_000);
+    const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(scraped).toMatch(/^archiver_role_label_failures_total [1-9]\d*$/m);
     await mock.goOnline();
     // The next look, ROLE_CHECK_SECONDS (10 s) later.
     await waitUntil(() => mock.podLabels('demo', pod)?.[ROLE_LABEL] === 'primary', 'pod 0 labelled primary', 30_000);

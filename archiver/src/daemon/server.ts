@@ -21,7 +21,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { ARCHIVER_ENV, HEARTBEAT_SECONDS } from '../../../contract';
+import { ARCHIVER_ENV, HEARTBEAT_SECONDS, KUBERNETES_SERVICE_ENV } from '../../../contract';
 import { ArchiverConfig, podOrdinal, readBackupSettings, readMetricsPort } from '../config';
 import type { Archive } from '../archive';
 import { Logger } from '../logger';
@@ -133,13 +133,17 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
  */
 async function startRoleLabel(log: Logger, env: Readonly<Record<string, string | undefined>>, metrics: MetricsRecorder): Promise<{ stop(): Promise<void> } | undefined> {
   if (env[ARCHIVER_ENV.roleLabel] !== 'on') return undefined;
+  // The kubelet sets it in every container: without it this is not a pod (a test, a laptop).
+  if (!env[KUBERNETES_SERVICE_ENV.host]) {
+    log.info("the pod's role label is off: no Kubernetes API here", { reason: `${KUBERNETES_SERVICE_ENV.host} is not set` });
+    return undefined;
+  }
   try {
     // require() in the bundle, not import(): see storage/open.ts.
     const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
     return scheduler.startRoleLabeller({ env, log, metrics });
   } catch (error) {
-    // A warning, not an error: the WAL work is whole, and outside a pod (no API) this is expected.
-    // In a pod the read-only Service then leaves this member out.
+    // A warning, not an error: the WAL work is whole. The read-only Service leaves this member out.
     log.warn("the pod's role label is off", { error: (error as Error).message, error_name: (error as Error).name });
     return undefined;
   }

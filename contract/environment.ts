@@ -77,8 +77,8 @@ export const ARCHIVER_ENV = {
   /** `debug`, `info` (default) or `warn`. */
   logLevel: 'ARCHIVER_LOG_LEVEL',
   /**
-   * The directory of the ServiceAccount's `token` and `ca.crt` that `delete --only-when-gone`
-   * presents to the Kubernetes API. Default SERVICE_ACCOUNT_DIR (contract/only-when-gone.ts), where
+   * The directory of the ServiceAccount's `token` and `ca.crt` that `delete --only-when-gone` and
+   * the sidecar's role label present to the Kubernetes API (and of the role label's `namespace`). Default SERVICE_ACCOUNT_DIR (contract/only-when-gone.ts), where
    * the kubelet mounts them; tests only.
    */
   serviceAccountDir: 'ARCHIVER_SERVICE_ACCOUNT_DIR',

@@ -15,8 +15,10 @@ import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
+import { MIN_POSTGRES_MEMORY_MIB, memorySettingsFor } from './memory-settings';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
 import { nameScopeOf } from './name-scope';
+import { PlacementProps, checkPlacement } from './pod-placement';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PodRoleLabel } from './pod-role';
 import { PostgresServices } from './postgres-services';
@@ -159,7 +161,16 @@ export interface ArchivedPostgresProps {
    * @default - all three, with the alerts' default thresholds
    */
   readonly monitoring?: MonitoringProps;
+  /**
+   * Where the members run: on different nodes and spread over zones, and on which nodes.
+   * @default - members preferably on different nodes (MemberSpread.PREFERRED) and spread over the
+   * zones of nodes labelled with one; any node
+   */
+  readonly placement?: PlacementProps;
 }
+
+/** The PostgreSQL container's default memory (request and limit). */
+export const DEFAULT_POSTGRES_MEMORY = '1Gi';
 
 /** The first database of each `namespace/name`, per name scope (the app, or an Environment: name-scope.ts). */
 const databasesByApp = new WeakMap<IConstruct, Map<string, ArchivedPostgres>>();
@@ -259,7 +270,10 @@ export class ArchivedPostgres extends Construct {
       accessModes: props.storage?.accessModes ?? ['ReadWriteOnce'],
       size: props.storage?.size ?? DEFAULT_DATA_VOLUME_SIZE,
     };
-    const postgresResources = resourcesWithDefaults({ requests: { cpu: '500m', memory: '1Gi' }, limitsEqualRequests: ['memory'] }, props.resources);
+    const postgresResources = resourcesWithDefaults({ requests: { cpu: '500m', memory: DEFAULT_POSTGRES_MEMORY }, limitsEqualRequests: ['memory'] }, props.resources);
+    // PostgreSQL's memory is sized from what the container may use: its limit (an invalid one is
+    // reported by validation; the files are rendered for the default meanwhile).
+    const memory = memorySettingsFor(parseQuantity(postgresResources.limits?.memory ?? postgresResources.requests?.memory ?? '') ?? parseQuantity(DEFAULT_POSTGRES_MEMORY)!);
     const archiverResources = resourcesWithDefaults({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } }, props.archiver?.resources);
     this.sameNameAs = registerName(this);
 
@@ -293,6 +307,7 @@ export class ArchivedPostgres extends Construct {
       cloneFrom: props.standbys?.cloneFrom ?? CloneSource.PRIMARY,
       // An invalid size is reported by validation; the files are rendered for the default meanwhile.
       walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
+      memory,
     });
     this.services = new PostgresServices(this, {
       statefulSetName: this.name,
@@ -327,6 +342,9 @@ export class ArchivedPostgres extends Construct {
       terminationPolicy: this.terminationPolicy,
       bootstrapEnv: this.bootstrapEnvironment(),
       backupEnv: backupEnvironment(props.backups),
+      placement: props.placement,
+      version: this.version,
+      sharedMemorySize: `${memory.sharedMemoryVolumeMib}Mi`,
     });
     this.podRole.bind(this.statefulSet);
     this.disruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
@@ -407,6 +425,13 @@ export class ArchivedPostgres extends Construct {
     }
     errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));
+    const memoryGiven = props.resources?.limits?.memory ?? props.resources?.requests?.memory;
+    const memoryBytes = memoryGiven === undefined ? undefined : parseQuantity(memoryGiven);
+    if (memoryBytes !== undefined && memoryBytes > 0 && memoryBytes < MIN_POSTGRES_MEMORY_MIB * 2 ** 20) {
+      const field = props.resources?.limits?.memory !== undefined ? 'resources.limits.memory' : 'resources.requests.memory';
+      add(field, `${show(memoryGiven)} is less than the ${MIN_POSTGRES_MEMORY_MIB}Mi PostgreSQL needs here (32 MB of shared_buffers at the least, a few MB per connection, the memory-backed /dev/shm of parallel queries): the server would be killed for memory under load; give at least "${MIN_POSTGRES_MEMORY_MIB}Mi", e.g. "1Gi"`);
+    }
+    errors.push(...checkPlacement('placement', props.placement));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
     const cloneFrom = props.standbys?.cloneFrom;
     if (cloneFrom !== undefined && !CLONE_SOURCES.includes(cloneFrom)) {

@@ -8,6 +8,7 @@ import { k8s } from 'cdk8s-plus-27';
 import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, archiverInstallCommand } from '../contract';
 import { ArchiveStorage, ArchiveStorageBinding } from './archive-storage';
 import { ContainerResources, renderResources } from './container-resources';
+import { IMAGE_PULL_POLICY } from './image-pull';
 import { ARCHIVER_SPOOL_DIR } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 
@@ -135,6 +136,7 @@ export class ArchiverContainerFactory {
     return {
       name: options.name,
       image: this.image,
+      imagePullPolicy: IMAGE_PULL_POLICY,
       command: options.command,
       env: [...this.env, ...(options.env ?? [])],
       ports: options.ports,
@@ -154,6 +156,7 @@ export class ArchiverContainerFactory {
     return {
       name: options.name ?? 'install-archiver',
       image: this.image,
+      imagePullPolicy: IMAGE_PULL_POLICY,
       command: archiverInstallCommand(installDir),
       securityContext: this.securityContext,
       resources: renderResources(options.resources ?? { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } }),

@@ -10,6 +10,7 @@
 import { Construct } from 'constructs';
 import { ArchivedPostgres, ArchivedPostgresProps } from './archived-postgres';
 import { FileChart } from './gitops-app';
+import { MAJOR_VERSION_ANNOTATION } from './postgres-stateful-set';
 import { PreviousOutput } from './previous-output';
 import { parseQuantity, show } from './validation';
 
@@ -70,7 +71,7 @@ export class DatabaseChart extends FileChart {
     this.outputFile = `${props.directory}/${props.name}.k8s.yaml`;
     this.database = new ArchivedPostgres(this, 'Database', { ...props.props, name: props.name, namespace: props.namespace });
     // Reported under the database's path: these are problems of its props.
-    this.database.node.addValidation({ validate: () => [...this.checkClaimsDoNotShrink(), ...this.checkDirectory()] });
+    this.database.node.addValidation({ validate: () => [...this.checkClaimsDoNotShrink(), ...this.checkMajorVersionUnchanged(), ...this.checkDirectory()] });
   }
 
   protected transform(objects: any[]): any[] {
@@ -100,6 +101,27 @@ export class DatabaseChart extends FileChart {
       errors.push(`storage.size: ${show(size)} would shrink the volume claim ${claim.name}, which ${previous.directory}/${this.outputFile} (the previous synthesis) gives ${beforeSize}: a claim can only grow (the API server refuses a smaller request, and every sync would fail); keep ${show(beforeSize)} or more, or move the data to a new database with smaller volumes (Bootstrap.fromArchive from this one's archive) and remove this one`);
     }
     return errors;
+  }
+
+  /**
+   * A `version` other than the one the previous synthesis's StatefulSet runs: the rollout would
+   * start the standbys, then pod 0, on PostgreSQL of the new major version with data directories of
+   * the old one, which it cannot read (`pg_upgrade` is an offline step no pod here runs), and stop at
+   * its first pod. The major version is the StatefulSet's annotation, or, for output written before
+   * it, the tag of the official image's reference (`.../postgres:15`).
+   */
+  private checkMajorVersionUnchanged(): string[] {
+    const previous = PreviousOutput.of(this);
+    const statefulSet = this.database.statefulSet.apiObject;
+    const before = (previous.files[this.outputFile] ?? []).find((d: any) => d?.kind === 'StatefulSet' && d.metadata?.name === statefulSet.name) as any;
+    if (!before) return [];
+    const annotated: unknown = before.metadata?.annotations?.[MAJOR_VERSION_ANNOTATION];
+    const image: unknown = before.spec?.template?.spec?.containers?.find((c: any) => c?.name === 'postgres')?.image;
+    const fromImage = typeof image === 'string' ? /(?:^|\/)postgres:(\d+)(?:[.@-]|$)/.exec(image)?.[1] : undefined;
+    const beforeVersion = Number(typeof annotated === 'string' ? annotated : fromImage);
+    const version = this.database.version;
+    if (!Number.isInteger(beforeVersion) || beforeVersion === version) return [];
+    return [`version: ${version} would roll the members of ${previous.directory}/${this.outputFile} (the previous synthesis), whose data directories hold PostgreSQL ${beforeVersion}, onto PostgreSQL ${version}: a major version cannot start on another's data, and the rollout would stop at its first pod with that pod down; keep version: ${beforeVersion}. To move to ${version}, create a new database of version ${version} (a new name), copy the data into it logically (pg_dump and pg_restore, or logical replication), point the clients at it, then remove this one`];
   }
 
   /** Another DatabaseChart of the app written to the same directory: reported on the later one. */

@@ -13,6 +13,7 @@ import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
 import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
+import { MEMORY_SETTINGS, MemorySettings } from './memory-settings';
 import { show } from './validation';
 import { WalSizes } from './wal-size';
 
@@ -45,6 +46,8 @@ export interface PostgresqlConfOptions {
   readonly archiverInstallDir: string;
   /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
   readonly walSizes: WalSizes;
+  /** shared_buffers, effective_cache_size and maintenance_work_mem, sized from the container's memory. */
+  readonly memory: MemorySettings;
   /**
    * Further settings, written after the managed ones in this order.
    * @default - none
@@ -71,6 +74,8 @@ export interface PostgresConfigProps {
   readonly cloneFrom: CloneSource;
   /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
   readonly walSizes: WalSizes;
+  /** shared_buffers, effective_cache_size and maintenance_work_mem, sized from the container's memory (`memorySettingsFor`). */
+  readonly memory: MemorySettings;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -102,7 +107,8 @@ export class PostgresConfig {
 
   constructor(scope: Construct, props: PostgresConfigProps) {
     this.props = props;
-    this.managedSettings = [...this.renderPostgresqlConf().matchAll(/^([a-z_]+) = /gm)].map((m) => m[1]);
+    // The memory settings are starting points the user may replace; the others are not.
+    this.managedSettings = [...this.renderPostgresqlConf().matchAll(/^([a-z_]+) = /gm)].map((m) => m[1]).filter((name) => !MEMORY_SETTINGS.includes(name));
     this.configMap = new k8s.KubeConfigMap(scope, 'Config', {
       metadata: { name: props.configMapName, namespace: props.namespace, labels: props.labels },
       data: Lazy.any({ produce: () => this.files }),
@@ -163,8 +169,8 @@ export class PostgresConfig {
   }
 
   private renderPostgresqlConf(settings?: ReadonlyMap<string, PostgresqlSettingValue>): string {
-    const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes } = this.props;
-    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, settings });
+    const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, memory } = this.props;
+    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, memory, settings });
   }
 }
 
@@ -183,6 +189,12 @@ port = ${POSTGRES_PORT}
 unix_socket_directories = ${confString(SOCKET_DIR)}
 hba_file = ${confString(`${CONFIG_DIR}/pg_hba.conf`)}
 password_encryption = 'scram-sha-256'
+
+# Memory, sized from the container's memory limit (memory-settings.ts); config.addSetting() may
+# replace each of them.
+shared_buffers = '${options.memory.sharedBuffersMb}MB'
+effective_cache_size = '${options.memory.effectiveCacheSizeMb}MB'
+maintenance_work_mem = '${options.memory.maintenanceWorkMemMb}MB'
 
 # Replication: pod 0 is the primary, pods 1..N-1 stream from it as hot standbys.
 wal_level = replica

@@ -17,7 +17,9 @@ import { Construct } from 'constructs';
 import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, METRICS_PORT, METRICS_PORT_NAME, PGDATA_ENV, archiverDaemonCommand } from '../contract';
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, renderResources } from './container-resources';
+import { IMAGE_PULL_POLICY } from './image-pull';
 import { PodContainer } from './pod-container';
+import { PlacementProps, renderPlacement } from './pod-placement';
 import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 import { PostgresConfig } from './postgres-config';
@@ -117,7 +119,42 @@ export interface PostgresStatefulSetProps {
   /** The sidecar's base backups: its ARCHIVER_BACKUP_* variables (`backupEnvironment()`). */
   readonly backupEnv: k8s.EnvVar[];
   readonly terminationPolicy: TerminationPolicy;
+  /** Where the members run; the default spreads them over nodes and zones. */
+  readonly placement?: PlacementProps;
+  /** PostgreSQL major version: the StatefulSet carries it, so that a later synthesis can refuse to change it. */
+  readonly version: number;
+  /** The size of the PostgreSQL container's /dev/shm (a memory-backed volume), from its memory. */
+  readonly sharedMemorySize: string;
 }
+
+/**
+ * The StatefulSet's annotation with the PostgreSQL major version its members' data directories
+ * hold: a later synthesis compares `version` with it (a major version cannot start on another's data).
+ */
+export const MAJOR_VERSION_ANNOTATION = 'archived-postgres/postgres-major-version';
+
+/**
+ * Ephemeral storage (the node's disk: container logs, the writable layer, emptyDir volumes). A
+ * limit makes the kubelet evict a pod that fills the node's disk instead of the node failing for
+ * every pod on it; the requests let the scheduler place the pods where that much is free. The
+ * logs the kubelet keeps per container are at most 50Mi (5 files of 10Mi by default).
+ */
+const EPHEMERAL_STORAGE = {
+  /** Logs and /tmp (probe state), and the archiver's installed copy (about 110 MB) counted with the pod. */
+  postgres: { request: '256Mi', limit: '1Gi' },
+  /** Logs (its spool and a backup's parts are on the data volume). */
+  archiver: { request: '128Mi', limit: '512Mi' },
+} as const;
+
+/** The emptyDir volumes' size limits: more means something is wrong, and the kubelet evicts the pod. */
+const EMPTY_DIR_LIMITS = {
+  /** The server's Unix socket and lock file. */
+  run: '16Mi',
+  /** Probe state files; pg_basebackup and psql write nothing here. */
+  tmp: '256Mi',
+  /** The archiver as the init container installs it (launcher, Node runtime, bundle). */
+  archiver: '256Mi',
+} as const;
 
 /** The StatefulSet (construct id `StatefulSet` in `scope`, the database) and its pod. */
 export class PostgresStatefulSet {
@@ -147,7 +184,11 @@ export class PostgresStatefulSet {
     this.postgres = new PodContainer({
       name: 'postgres',
       image: props.image,
+      imagePullPolicy: IMAGE_PULL_POLICY,
       command: ['/bin/bash', `${CONFIG_DIR}/start.sh`],
+      // A start that stops with a reason (a data directory of another major version, a refused
+      // bootstrap) shows it in \`kubectl describe pod\` (Last State: Terminated, Message).
+      terminationMessagePolicy: 'FallbackToLogsOnError',
       ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
       env: [
         { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
@@ -164,7 +205,7 @@ export class PostgresStatefulSet {
         { name: ARCHIVER_ENV.daemon, value: 'external' },
         ...props.bootstrapEnv,
       ],
-      resources: renderResources(props.resources),
+      resources: withEphemeralStorage(renderResources(props.resources), EPHEMERAL_STORAGE.postgres),
       securityContext: containerSecurityContext(),
       // Started once the server answers, or while a copy into the empty volume grows (probe.sh):
       // nothing but a wait (e.g. for pod 0) is cut short after this hour.
@@ -179,6 +220,8 @@ export class PostgresStatefulSet {
         { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
         { name: 'run', mountPath: SOCKET_DIR },
         { name: 'tmp', mountPath: '/tmp' },
+        // Parallel queries share memory through /dev/shm; a runtime gives 64Mi by default.
+        { name: 'shm', mountPath: '/dev/shm' },
         { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
         ...archiver.volumeMounts,
       ],
@@ -189,7 +232,7 @@ export class PostgresStatefulSet {
     // container that exits is restarted with a back-off). It takes the base backups: its role
     // comes from the pod's name, as the start script's does, and it reaches the server over the
     // Unix socket, where peer authentication maps its uid (999) to the superuser.
-    this.archiverSidecar = new PodContainer(archiver.container({
+    const sidecar = archiver.container({
       name: 'archiver',
       command: archiverDaemonCommand(),
       env: [
@@ -211,7 +254,8 @@ export class PostgresStatefulSet {
         // Connecting to a socket needs no write access to its directory.
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
       ],
-    }));
+    });
+    this.archiverSidecar = new PodContainer({ ...sidecar, resources: withEphemeralStorage(sidecar.resources ?? {}, EPHEMERAL_STORAGE.archiver) });
 
     // Invalid replicas are reported by validation; no claim is rendered for them meanwhile.
     const members = Number.isInteger(props.replicas) && props.replicas >= 1 ? Math.min(props.replicas, MAX_REPLICAS) : 0;
@@ -234,7 +278,10 @@ export class PostgresStatefulSet {
         name: props.name,
         namespace: props.namespace,
         labels: props.labels,
-        annotations: { 'archived-postgres/termination-policy': props.terminationPolicy },
+        annotations: {
+          'archived-postgres/termination-policy': props.terminationPolicy,
+          [MAJOR_VERSION_ANNOTATION]: String(props.version),
+        },
       },
       spec: Lazy.any({ produce: () => this.renderSpec() }),
     });
@@ -302,16 +349,26 @@ export class PostgresStatefulSet {
       // Fast shutdown plus a last archive_command for the final segment.
       terminationGracePeriodSeconds: 60,
       securityContext: podSecurityContext(),
+      ...renderPlacement(this.props.placement, this.props.selectorLabels),
       initContainers: [this.installer, ...this.extraInitContainers],
       containers: [this.postgres.toKube(), this.archiverSidecar.toKube(), ...this.extraContainers],
       volumes: [
         { name: 'config', configMap: { name: this.props.config.configMapName, defaultMode: 0o444 } },
-        { name: 'run', emptyDir: {} },
-        { name: 'tmp', emptyDir: {} },
-        { name: 'archiver', emptyDir: {} },
+        { name: 'run', emptyDir: { sizeLimit: k8s.Quantity.fromString(EMPTY_DIR_LIMITS.run) } },
+        { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString(EMPTY_DIR_LIMITS.tmp) } },
+        { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(this.props.sharedMemorySize) } },
+        { name: 'archiver', emptyDir: { sizeLimit: k8s.Quantity.fromString(EMPTY_DIR_LIMITS.archiver) } },
         ...this.props.archiver.volumes,
         ...this.extraVolumes,
       ],
     };
   }
+}
+
+/** `resources` with an ephemeral-storage request and limit added. */
+export function withEphemeralStorage(resources: k8s.ResourceRequirements, storage: { readonly request: string; readonly limit: string }): k8s.ResourceRequirements {
+  return {
+    requests: { ...resources.requests, 'ephemeral-storage': k8s.Quantity.fromString(storage.request) },
+    limits: { ...resources.limits, 'ephemeral-storage': k8s.Quantity.fromString(storage.limit) },
+  };
 }

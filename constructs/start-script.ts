@@ -85,6 +85,15 @@ ordinal="\${POD_NAME##*-}"
 primary_host=${options.primaryHost}
 primary_port=${POSTGRES_PORT}
 
+# A data directory of another major version cannot be started by this image's PostgreSQL (a
+# version change is not an upgrade): say so in one line and stop, the data untouched. The line is
+# the container's termination message too (kubectl describe pod).
+server_major="$(postgres --version | sed -E 's/^[^0-9]*([0-9]+).*/\\1/')"
+if [ -s "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" != "$server_major" ]; then
+  echo "start: $PGDATA holds the data of PostgreSQL $(cat "$PGDATA/PG_VERSION") and this image runs PostgreSQL $server_major, which cannot start on it (a major upgrade needs pg_upgrade, which this database does not run): put the previous version back in Git; after that sync, delete this pod (kubectl delete pod $POD_NAME) so that the StatefulSet recreates it from the reverted template; the data is untouched" >&2
+  exit 1
+fi
+
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first
 # restore_command and archive_command calls already reach it (without it they work alone: slower,
 # still correct). Its port file may be a dead one's: only an answer on the port counts.

@@ -139,9 +139,9 @@ describe('ArchivedPostgres options', () => {
     const sidecar = statefulSet.spec.template.spec.containers.find((c: any) => c.name === 'archiver');
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     // The memory limit given alone is the request too, as Kubernetes makes it.
-    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '1Gi' } });
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '128Mi' }, limits: { memory: '1Gi', 'ephemeral-storage': '512Mi' } });
     expect(postgres.env).toContainEqual({ name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'pg-superuser', key: 'password' } } });
-    expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } });
+    expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '4Gi', 'ephemeral-storage': '1Gi' } });
   });
 });
 
@@ -158,6 +158,7 @@ describe('ArchivedPostgres grows after construction', () => {
     // The StatefulSet keeps its own annotation beside it.
     expect(find(objects, 'StatefulSet', 'wal-postgres').metadata.annotations).toStrictEqual({
       'archived-postgres/termination-policy': 'Delete',
+      'archived-postgres/postgres-major-version': '15',
       'argocd.argoproj.io/sync-wave': '1',
     });
   });

@@ -116,6 +116,7 @@ describe('ArchiverContainerFactory', () => {
     })).toStrictEqual({
       name: 'example',
       image: 'registry.example.com/pg-wal-archiver:0.1.0',
+      imagePullPolicy: 'IfNotPresent',
       command: ['run'],
       env: [
         { name: 'ARCHIVER_SPOOL', value: '/var/lib/postgresql/data/archiver-spool' },
@@ -141,6 +142,7 @@ describe('ArchiverContainerFactory', () => {
     expect(factory.installContainer({ volumeName: 'archiver' })).toStrictEqual({
       name: 'install-archiver',
       image: 'registry.example.com/pg-wal-archiver:0.1.0',
+      imagePullPolicy: 'IfNotPresent',
       command: ['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'install', '/opt/archiver'],
       securityContext: factory.securityContext,
       resources: {

@@ -50,7 +50,7 @@ describe('the database\'s containers', () => {
       archiver: { ...seedProps().archiver, resources: { requests: { memory: '768Mi' } } },
     }));
     const statefulSet = find(objects, 'StatefulSet', 'wal-postgres');
-    expect(postgresContainer(statefulSet).resources).toStrictEqual({ requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '512Mi' } });
-    expect(container(statefulSet, 'archiver').resources).toStrictEqual({ requests: { cpu: '100m', memory: '768Mi' }, limits: { memory: '768Mi' } });
+    expect(postgresContainer(statefulSet).resources).toStrictEqual({ requests: { cpu: '500m', memory: '512Mi', 'ephemeral-storage': '256Mi' }, limits: { memory: '512Mi', 'ephemeral-storage': '1Gi' } });
+    expect(container(statefulSet, 'archiver').resources).toStrictEqual({ requests: { cpu: '100m', memory: '768Mi', 'ephemeral-storage': '128Mi' }, limits: { memory: '768Mi', 'ephemeral-storage': '512Mi' } });
   });
 });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DatabaseChart, SYNC_WAVES, TerminationPolicy } from '../../constructs';
 import { collectValidationErrors } from '../../scripts/synthesize';
 import { KubeObject, find, seedProps } from './fixtures';
-import { environment, gitOpsApp, writtenFiles } from './gitops-fixtures';
+import { CATALOG, environment, gitOpsApp, writtenFiles } from './gitops-fixtures';
 
 const FILE = 'dev/shop/orders/orders.k8s.yaml';
 
@@ -128,5 +128,37 @@ describe('One database, one directory', () => {
     new DatabaseChart(app, 'a', { directory: 'prod/shop/orders', name: 'orders', namespace: 'shop', props: seedProps() });
     new DatabaseChart(app, 'b', { directory: 'prod/shop/orders', name: 'orders-eu', namespace: 'shop', props: seedProps({ terminationPolicy: TerminationPolicy.HALT }) });
     expect(collectValidationErrors(app)).toContain('[b/Database] directory: "prod/shop/orders" is also where a/Database is written: each database needs a directory of its own (its own Argo CD Application, whose deletion runs its PostDelete hook); give the environments different directories, or the databases different names or namespaces');
+  });
+});
+
+describe('Changing the PostgreSQL major version through a pull request', () => {
+  /** dev's orders at `version`, and what was written for it. */
+  const ordersAt = (version: number, previous?: Record<string, KubeObject[]>) => {
+    const app = gitOpsApp(previous);
+    // The version is the catalog's: every environment runs the same one.
+    environment(app, 'dev', { catalog: { ...CATALOG, orders: { ...CATALOG.orders, version } }, databases: { orders: {} } });
+    return { app, errors: collectValidationErrors(app) };
+  };
+  const before = writtenFiles(ordersAt(16).app)[FILE];
+
+  it('records the major version on the StatefulSet', () => {
+    expect(find(before, 'StatefulSet', 'orders').metadata.annotations?.['archived-postgres/postgres-major-version']).toBe('16');
+  });
+
+  it('fails, naming the file, both versions and how to move instead: the pods could not start on the old data', () => {
+    expect(ordersAt(17, { [FILE]: before }).errors).toStrictEqual([
+      `[dev/orders/Database] version: 17 would roll the members of dist/${FILE} (the previous synthesis), whose data directories hold PostgreSQL 16, onto PostgreSQL 17: a major version cannot start on another's data, and the rollout would stop at its first pod with that pod down; keep version: 16. To move to 17, create a new database of version 17 (a new name), copy the data into it logically (pg_dump and pg_restore, or logical replication), point the clients at it, then remove this one`,
+    ]);
+    expect(ordersAt(16, { [FILE]: before }).errors).toStrictEqual([]);
+    // A database new to the file may have any version.
+    expect(ordersAt(17, { 'prod/shop/orders/orders.k8s.yaml': before }).errors).toStrictEqual([]);
+  });
+
+  it('reads the version of output written before the annotation from the official image\'s tag', () => {
+    const unannotated = before.map((o) => o.kind !== 'StatefulSet' ? o : {
+      ...o, metadata: { ...o.metadata, annotations: { 'archived-postgres/termination-policy': 'Delete' } },
+    });
+    expect(ordersAt(17, { [FILE]: unannotated }).errors).toHaveLength(1);
+    expect(ordersAt(17, { [FILE]: unannotated }).errors[0]).toContain('hold PostgreSQL 16, onto PostgreSQL 17');
   });
 });

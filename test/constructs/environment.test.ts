@@ -46,8 +46,8 @@ describe('Environment, given the catalog in dev and prod', () => {
     // storage is merged field by field: the class stays the definition's.
     expect(devClaim.spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '1Gi' } } });
     expect(prodClaim.spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], storageClassName: 'standard', resources: { requests: { storage: '20Gi' } } });
-    expect(postgresContainer(statefulSetOf(prodOrders)).resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } });
-    expect(postgresContainer(statefulSetOf(devOrders)).resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '1Gi' } });
+    expect(postgresContainer(statefulSetOf(prodOrders)).resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '4Gi', 'ephemeral-storage': '1Gi' } });
+    expect(postgresContainer(statefulSetOf(devOrders)).resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '1Gi', 'ephemeral-storage': '1Gi' } });
     expect([devOrders.archiveTimeout.toSeconds(), prodOrders.archiveTimeout.toSeconds()]).toStrictEqual([60, 30]);
     const sidecarEnv = (db: ArchivedPostgres) => envOf(statefulSetOf(db).spec.template.spec.containers.find((c: any) => c.name === 'archiver'));
     expect(sidecarEnv(devOrders).ARCHIVER_BACKUP_SCHEDULE).toBe('0 3 * * 0');

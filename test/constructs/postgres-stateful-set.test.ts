@@ -87,7 +87,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(sidecar.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql', readOnly: true });
     expect(postgres.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql' });
     expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
-    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi', 'ephemeral-storage': '128Mi' }, limits: { memory: '512Mi', 'ephemeral-storage': '512Mi' } });
     // Nothing of the superuser's reaches the sidecar.
     expect(sidecar.env.some((e: any) => e.name.includes('PASSWORD'))).toBe(false);
   });
@@ -142,7 +142,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(postgres.livenessProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'live']);
     expect(postgres.startupProbe.exec.command).toStrictEqual(['/bin/bash', '/etc/postgresql-archived/probe.sh', 'startup']);
     expect(postgres.startupProbe.failureThreshold * postgres.startupProbe.periodSeconds).toBe(3600);
-    expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { memory: '1Gi' } });
+    expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '1Gi', 'ephemeral-storage': '1Gi' } });
   });
 
   it('rolls the pods when the configuration changes, and only then', () => {
@@ -168,7 +168,7 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(pod.containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver', 'exporter']);
     expect(pod.containers[2]).toStrictEqual({ name: 'exporter', image: 'exporter:1.0', volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] });
     // archiver-api-token: the sidecar's token for its role label (pod-role.test.ts).
-    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'archiver', 'archiver-api-token', 'scratch']);
+    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'shm', 'archiver', 'archiver-api-token', 'scratch']);
   });
 
   it('adds variables and volume mounts to the postgres container, e.g. for a point-in-time recovery', () => {

@@ -4,7 +4,8 @@
  * (follow, rewind, clone again); the comparison's SQL against real servers is story 2b of
  * restores-itself.real-postgres.test.ts. PostgreSQL itself is replaced by stubs on PATH that print
  * how they were called (the official image's `docker-entrypoint.sh` and `postgres` cannot run
- * here); the spool path is moved into a scratch directory.
+ * here; the major-version check also runs against the real PostgreSQL 15 binary); the spool path
+ * is moved into a scratch directory.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,6 +17,7 @@ import { ARCHIVER_INSTALL_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { CloneSource } from '../../constructs';
+import { PG_BIN } from '../../testkit/postgres';
 import { find, seedProps, synthDatabase } from './fixtures';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'start-script-'));
@@ -31,11 +33,12 @@ const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgr
 function runStartScript(
   podName: string,
   spool: string,
-  options: { bootstrap?: { stdout: string; status: number }; archiver?: string; pgdata?: string; stubs?: Record<string, string>; script?: string } = {},
+  options: { bootstrap?: { stdout: string; status: number }; archiver?: string; pgdata?: string; stubs?: Record<string, string>; script?: string; firstOnPath?: string } = {},
 ): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
   const bin = fs.mkdtempSync(path.join(scratch, 'bin-'));
   for (const stub of ['docker-entrypoint.sh', 'postgres']) {
-    fs.writeFileSync(path.join(bin, stub), `#!/bin/sh\necho "${stub} $*"\n`, { mode: 0o755 });
+    // `postgres --version` answers as PostgreSQL 15's does; every other call is printed.
+    fs.writeFileSync(path.join(bin, stub), `#!/bin/sh\n[ "$1" = --version ] && echo "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)" && exit 0\necho "${stub} $*"\n`, { mode: 0o755 });
   }
   for (const [name, body] of Object.entries(options.stubs ?? {})) fs.writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
   const install = fs.mkdtempSync(path.join(scratch, 'archiver-'));
@@ -47,7 +50,7 @@ function runStartScript(
   fs.writeFileSync(file, (options.script ?? script).split(ARCHIVER_SPOOL_DIR).join(spool).split(ARCHIVER_INSTALL_DIR).join(install).split(`${PROBE_STATE_DIR}/probe-`).join(`${bin}/probe-`));
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('bash', [file], { env: { PATH: `${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: options.pgdata ?? path.join(scratch, 'pgdata') } });
+    const child = spawn('bash', [file], { env: { PATH: `${options.firstOnPath ? `${options.firstOnPath}:` : ''}${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: options.pgdata ?? path.join(scratch, 'pgdata') } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -105,6 +108,40 @@ describe('the start-up script', () => {
     expect(result.seconds).toBeGreaterThanOrEqual(9);
     expect(result.seconds).toBeLessThan(20);
   }, 30_000);
+
+  describe('a data directory of another major version than the image\'s PostgreSQL (a `version` change in Git)', () => {
+    for (const podName of ['wal-postgres-0', 'wal-postgres-1']) {
+      it(`stops ${podName} with one line that names both versions and the fix, before anything touches the data`, async () => {
+        const { spool, close } = await liveSpool();
+        const pgdata = fs.mkdtempSync(path.join(scratch, 'pgdata-'));
+        fs.writeFileSync(path.join(pgdata, 'PG_VERSION'), '14\n');
+        fs.writeFileSync(path.join(pgdata, 'local'), '');
+        const result = await runStartScript(podName, spool, { pgdata }).finally(close);
+        expect(result.status).toBe(1);
+        expect(result.stdout).toBe('');
+        expect(result.stderr.trim().split('\n')).toEqual([
+          `start: ${pgdata} holds the data of PostgreSQL 14 and this image runs PostgreSQL 15, which cannot start on it (a major upgrade needs pg_upgrade, which this database does not run): put the previous version back in Git; after that sync, delete this pod (kubectl delete pod ${podName}) so that the StatefulSet recreates it from the reverted template; the data is untouched`,
+        ]);
+        expect(fs.readdirSync(pgdata).sort()).toEqual(['PG_VERSION', 'local']);
+      });
+    }
+
+    it('reads the server\'s major version from the real PostgreSQL 15 binary the same way', async () => {
+      const { spool, close } = await liveSpool();
+      const pgdata = fs.mkdtempSync(path.join(scratch, 'pgdata-'));
+      fs.writeFileSync(path.join(pgdata, 'PG_VERSION'), '16\n');
+      // Only the version check runs: the script is cut after it.
+      const checkOnly = script.slice(0, script.indexOf('# The archiver sidecar starts with this container.')) + 'echo "start: same major version"\n';
+      const result = await runStartScript('wal-postgres-0', spool, { pgdata, script: checkOnly, firstOnPath: PG_BIN }).finally(close);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain('holds the data of PostgreSQL 16 and this image runs PostgreSQL 15,');
+      fs.writeFileSync(path.join(pgdata, 'PG_VERSION'), '15\n');
+      const { spool: spool2, close: close2 } = await liveSpool();
+      const same = await runStartScript('wal-postgres-0', spool2, { pgdata, script: checkOnly, firstOnPath: PG_BIN }).finally(close2);
+      expect(same.status).toBe(0);
+      expect(same.stdout).toBe('start: same major version\n');
+    });
+  });
 
   describe('a standby compares its data with pod 0 at every start (pg_controldata, psql, pg_rewind and pg_basebackup are stubs that log their calls)', () => {
     /** A control file of system 7000000000000000001 whose last checkpoint is on timeline 1 at 0/3000060, and a minimum recovery point. */

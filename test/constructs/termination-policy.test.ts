@@ -10,7 +10,7 @@ describe('TerminationPolicy', () => {
   it('deletes the volume claims with the StatefulSet under the default Delete policy', () => {
     const statefulSet = statefulSetOf();
     expect(statefulSet.spec.persistentVolumeClaimRetentionPolicy).toStrictEqual({ whenDeleted: 'Delete', whenScaled: 'Retain' });
-    expect(statefulSet.metadata.annotations).toStrictEqual({ 'archived-postgres/termination-policy': 'Delete' });
+    expect(statefulSet.metadata.annotations).toStrictEqual({ 'archived-postgres/termination-policy': 'Delete', 'archived-postgres/postgres-major-version': '15' });
   });
 
   it('keeps the volume claims and tells Argo CD and Flux not to prune under DoNotTerminate', () => {

@@ -89,7 +89,10 @@ describe('WipeOutJob, given the seed example with TerminationPolicy.WIPE_OUT', (
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.securityContext).toStrictEqual(statefulSet.spec.template.spec.securityContext);
     expect(pod.containers[0].securityContext).toStrictEqual(container(statefulSet, 'archiver').securityContext);
-    expect(pod.containers[0].resources).toStrictEqual(container(statefulSet, 'archiver').resources);
+    // The sidecar's CPU and memory; the sidecar's ephemeral storage is for a long-running container's logs.
+    const { 'ephemeral-storage': _r, ...sidecarRequests } = container(statefulSet, 'archiver').resources.requests;
+    const { 'ephemeral-storage': _l, ...sidecarLimits } = container(statefulSet, 'archiver').resources.limits;
+    expect(pod.containers[0].resources).toStrictEqual({ requests: sidecarRequests, limits: sidecarLimits });
     // The spool's directory on a volume of its own: the root filesystem is read-only.
     expect(pod.containers[0].volumeMounts).toStrictEqual([{ name: 'spool', mountPath: '/var/lib/postgresql/data' }]);
     expect(pod.volumes).toStrictEqual([{ name: 'spool', emptyDir: {} }]);

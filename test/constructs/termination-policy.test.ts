@@ -16,7 +16,7 @@ describe('TerminationPolicy', () => {
   it('keeps the volume claims and tells Argo CD and Flux not to prune under DoNotTerminate', () => {
     const { objects } = synthDatabase(seedProps({ terminationPolicy: TerminationPolicy.DO_NOT_TERMINATE }));
     expect(find(objects, 'StatefulSet', 'wal-postgres').spec.persistentVolumeClaimRetentionPolicy).toStrictEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
-    expect(objects).toHaveLength(12);
+    expect(objects).toHaveLength(14);
     for (const object of objects) {
       expect(object.metadata.annotations).toMatchObject({
         'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false',

@@ -396,3 +396,4 @@ export function startBackupScheduler(props: BackupSchedulerProps): BackupSchedul
 export { BackupSchedule };
 // The bundle's other sidecar duty (lib/scheduler.cjs has one entry point).
 export { startRecoveryEndWatcher } from './recovery-end';
+export { startConfigReloadWatcher } from '../daemon/config-reload';

@@ -85,7 +85,10 @@ interface SettingRow {
 }
 
 const SETTINGS_SQL = 'SELECT name, setting, pending_restart FROM pg_settings ORDER BY name';
-const ERRORS_SQL = `SELECT sourcefile || ':' || sourceline || ': ' || error AS line FROM pg_file_settings WHERE error IS NOT NULL
+// A parameter waiting for a restart is an error of pg_file_settings too ("setting could not be
+// applied"): it is reported as pending, not as refused.
+const ERRORS_SQL = `SELECT f.sourcefile || ':' || f.sourceline || ': ' || f.error AS line FROM pg_file_settings f
+    WHERE f.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_settings s WHERE lower(s.name) = lower(f.name) AND s.pending_restart)
   UNION ALL SELECT current_setting('hba_file') || ':' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL`;
 
 /**

@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
+import { ARCHIVER_ENV, ARCHIVER_METRICS, METRICS_PATH } from '../../contract';
 import { ArchiveStorage } from '../../constructs';
 import { logLines } from '../../testkit/archiver';
 import { waitUntil } from '../../testkit/doubles';
@@ -47,6 +48,13 @@ function connectsWithoutPassword(pod: RenderedPod, user: string): boolean {
     env: { PATH: process.env.PATH! },
   });
   return result.status === 0;
+}
+
+/** A metric's value as the sidecar serves it (its metrics port), or undefined when it serves none. */
+async function metric(pod: RenderedPod, series: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${pod.sidecarEnv[ARCHIVER_ENV.metricsPort]}${METRICS_PATH}`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 /** The sidecar's log lines about reloads. */
@@ -109,6 +117,9 @@ describe('a configuration change on a running pod 0 (rendered pod, kubelet-style
     expect(running.sql('show max_connections')).toBe('100');
     expect(running.sql("select pending_restart from pg_settings where name = 'max_connections'")).toBe('t');
     expect(postmaster(running)).toBe(started);
+    expect(await metric(running, ARCHIVER_METRICS.pendingRestartSettings.name)).toBe(1);
+    expect(await metric(running, `${ARCHIVER_METRICS.configReloads.name}{outcome="applied"}`)).toBeGreaterThanOrEqual(2);
+    expect(await metric(running, `${ARCHIVER_METRICS.configReloads.name}{outcome="failed"}`)).toBe(0);
   }, 120_000);
 
   it('3. a server that is down when the ConfigMap changes costs the sidecar nothing: it says so once, and reloads once the server is back', async () => {
@@ -126,5 +137,7 @@ describe('a configuration change on a running pod 0 (rendered pod, kubelet-style
     expect(running.sql('show max_connections')).toBe('150');
     await waitUntil(() => reloads(running).some((line) => line.files === 'postgresql.conf' && line.pending_restart === undefined && line.level === 'info'), 'the sidecar to reload the restarted server', 30_000);
     expect(running.sql('show archive_timeout')).toBe('45s');
+    expect(await metric(running, `${ARCHIVER_METRICS.configReloads.name}{outcome="failed"}`)).toBeGreaterThanOrEqual(1);
+    expect(await metric(running, ARCHIVER_METRICS.pendingRestartSettings.name)).toBe(0);
   }, 180_000);
 });

@@ -19,7 +19,9 @@
  *    wait for a restart (pg_settings.pending_restart: the pods roll for them, the checksum
  *    changed too) and the lines the server refused (pg_file_settings, pg_hba_file_rules: it keeps
  *    the values it had).
- * 4. A failure (the server not up yet, down, in a recovery without connections) is logged once
+ * 4. Count it (archiver_config_reloads_total{outcome}) and set
+ *    archiver_postgres_pending_restart_settings.
+ * 5. A failure (the server not up yet, down, in a recovery without connections) is logged once
  *    until a look works again, and tried again at the next look. Nothing here throws into the
  *    background archiver: its WAL work goes on whatever happens.
  */
@@ -28,6 +30,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KUBELET_HIDDEN_PREFIX } from '../../../contract';
 import type { Logger } from '../logger';
+import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 import { ConnectionSettings, PostgresSession } from '../backup/postgres-session';
 
 export interface ConfigReloadWatcherProps {
@@ -40,6 +43,8 @@ export interface ConfigReloadWatcherProps {
   readonly intervalMs?: number;
   /** How long a reload may take to reach this session before the look counts as failed. @default 10000 */
   readonly reloadTimeoutMs?: number;
+  /** archiver_config_reloads_total and archiver_postgres_pending_restart_settings. @default NO_METRICS */
+  readonly metrics?: MetricsRecorder;
 }
 
 /** One version of the mount: each file's contents, by name. */
@@ -160,6 +165,7 @@ export class ConfigReloadWatcher {
       const first = this.applied === undefined;
       this.applied = { hash, files };
       this.failing = undefined;
+      (this.props.metrics ?? NO_METRICS).configReloaded({ applied: true, pendingRestart: report.pendingRestart.length });
       const fields = {
         files: report.files.join(','),
         changed: report.changed.join(',') || undefined,
@@ -178,6 +184,8 @@ export class ConfigReloadWatcher {
       }
       return report;
     } catch (error) {
+      // Before the first reload the server is usually starting: only a change it misses counts.
+      if (this.applied !== undefined) (this.props.metrics ?? NO_METRICS).configReloaded({ applied: false });
       this.failed(this.applied === undefined ? 'cannot reload the configuration yet (trying again)' : 'the configuration changed and cannot be reloaded (trying again)', error);
       return undefined;
     } finally {

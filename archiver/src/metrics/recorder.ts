@@ -26,6 +26,8 @@ export interface MetricsRecorder {
   walPrefetched(): void;
   /** A base backup this sidecar started ended. */
   backupEnded(reason: string, outcome: 'taken' | 'failed'): void;
+  /** The sidecar reloaded the server's configuration (`pendingRestart`: parameters that wait for a restart), or failed to. */
+  configReloaded(outcome: { readonly applied: true; readonly pendingRestart: number } | { readonly applied: false }): void;
 }
 
 export const NO_METRICS: MetricsRecorder = {
@@ -38,6 +40,7 @@ export const NO_METRICS: MetricsRecorder = {
   walFetchFailed: () => undefined,
   walPrefetched: () => undefined,
   backupEnded: () => undefined,
+  configReloaded: () => undefined,
 };
 
 /** An error's name as a label value: a class name (`StorageError`), never a message. */

@@ -15,3 +15,6 @@ export const CONFIG_DIR = '/etc/postgresql-archived';
  * are the kubelet's bookkeeping, not files of the ConfigMap.
  */
 export const KUBELET_HIDDEN_PREFIX = '..';
+
+/** The symlink to the current version's directory, swapped by the kubelet at each update. */
+export const KUBELET_DATA_LINK = `${KUBELET_HIDDEN_PREFIX}data`;

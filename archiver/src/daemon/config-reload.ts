@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KUBELET_HIDDEN_PREFIX } from '../../../contract';
+import { KUBELET_DATA_LINK, KUBELET_HIDDEN_PREFIX } from '../../../contract';
 import type { Logger } from '../logger';
 import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 import { ConnectionSettings, PostgresSession } from '../backup/postgres-session';
@@ -67,7 +67,7 @@ export interface ReloadReport {
  * directory itself when it is no kubelet mount); the kubelet's own entries are left out.
  */
 export function readConfigFiles(configDir: string): ConfigFiles {
-  const data = path.join(configDir, `${KUBELET_HIDDEN_PREFIX}data`);
+  const data = path.join(configDir, KUBELET_DATA_LINK);
   const dir = fs.existsSync(data) ? fs.realpathSync(data) : configDir;
   const files = new Map<string, string>();
   for (const name of fs.readdirSync(dir).sort()) {

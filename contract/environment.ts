@@ -128,7 +128,7 @@ export const ARCHIVER_ENV = {
    * The directory of the database's mounted ConfigMap (CONFIG_DIR in the pod). The sidecar looks
    * at its files every few seconds and, when the kubelet has updated them, reloads the server's
    * configuration (`pg_reload_conf()`) and logs what changed and what waits for a restart. Read
-   * only by a background archiver that is the pod's sidecar; unset: no watch.
+   * only by a background archiver that is the pod's sidecar, with POD_NAME; unset: no watch.
    */
   configDir: 'ARCHIVER_CONFIG_DIR',
 

@@ -67,6 +67,18 @@ export interface ReloadReport {
  * directory itself when it is no kubelet mount); the kubelet's own entries are left out.
  */
 export function readConfigFiles(configDir: string): ConfigFiles {
+  // The kubelet removes the previous version right after the swap: a look that followed `..data`
+  // just before it reads the new version instead.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return readConfigVersion(configDir);
+    } catch (error) {
+      if (attempt >= 3 || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+}
+
+function readConfigVersion(configDir: string): ConfigFiles {
   const data = path.join(configDir, KUBELET_DATA_LINK);
   const dir = fs.existsSync(data) ? fs.realpathSync(data) : configDir;
   const files = new Map<string, string>();
@@ -151,7 +163,6 @@ export class ConfigReloadWatcher {
     try {
       files = readConfigFiles(this.props.configDir);
     } catch (error) {
-      // The kubelet removes the previous version right after the swap: read it again next time.
       this.failed('cannot read the configuration files (trying again)', error);
       return undefined;
     }

@@ -25,6 +25,7 @@ export * from './postgres-services';
 export * from './postgres-stateful-set';
 export * from './previous-output';
 export * from './recovery-target';
+export * from './restart-settings';
 export * from './standbys';
 export * from './start-script';
 export * from './termination-policy';

@@ -4,10 +4,10 @@
  * that runs the archiver mounts the same paths the sidecar sees.
  */
 import * as path from 'node:path';
-import { SPOOL_DEFAULT_FROM_DATA_DIRECTORY } from '../contract';
+import { CONFIG_DIR, SPOOL_DEFAULT_FROM_DATA_DIRECTORY } from '../contract';
 
-/** Where the ConfigMap is mounted in the PostgreSQL container. */
-export const CONFIG_DIR = '/etc/postgresql-archived';
+/** Where the ConfigMap is mounted in the PostgreSQL container and the sidecar (the contract's: the sidecar watches it). */
+export { CONFIG_DIR };
 /** The data volume's mount point; PGDATA is a subdirectory so that the volume's lost+found stays out of it. */
 export const DATA_MOUNT = '/var/lib/postgresql/data';
 export const PGDATA = `${DATA_MOUNT}/pgdata`;

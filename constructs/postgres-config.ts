@@ -2,7 +2,8 @@
  * The files PostgreSQL is started with, rendered as text so that a reviewer reads exactly what will
  * run: `postgresql.conf`, `pg_hba.conf` and the start-up script (start-script.ts), in one
  * ConfigMap. The files are rendered when the app is synthesized, so that settings added after
- * construction (`addSetting`) reach them and the pods' checksum.
+ * construction (`addSetting`) reach them and the pods' checksum, which covers only what needs a
+ * restart (`restartInput`); the sidecar reloads the server for the rest.
  */
 import { createHash } from 'node:crypto';
 import { Lazy } from 'cdk8s';
@@ -11,6 +12,7 @@ import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
 import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
+import { needsRestart } from './restart-settings';
 import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
 import { MEMORY_SETTINGS, MemorySettings } from './memory-settings';
@@ -141,9 +143,26 @@ export class PostgresConfig {
     };
   }
 
-  /** The SHA-256 of the files: the pods roll when, and only when, it changes. */
+  /**
+   * What rolls the pods when it changes: the postgresql.conf parameters that take effect only at a
+   * restart (restart-settings.ts: context `postmaster`, and any parameter the table does not
+   * know), as `name: value` in their rendered text, the last line of each name, ordered by name;
+   * and start.sh, which runs only when the container starts. Nothing else: comments, reloadable
+   * parameters, pg_hba.conf and probe.sh (read at every probe) are applied in place by the
+   * sidecar's reload (archiver/src/daemon/config-reload.ts).
+   */
+  public get restartInput(): { readonly settings: Record<string, string>; readonly startScript: string } {
+    const files = this.files;
+    const restart = [...postgresqlConfSettings(files['postgresql.conf'])].filter(([name]) => needsRestart(name, this.props.version));
+    return {
+      settings: Object.fromEntries(restart.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+      startScript: files['start.sh'],
+    };
+  }
+
+  /** The SHA-256 of `restartInput`: the pods roll when, and only when, it changes. */
   public get checksum(): string {
-    return createHash('sha256').update(JSON.stringify(this.files)).digest('hex');
+    return createHash('sha256').update(JSON.stringify(this.restartInput)).digest('hex');
   }
 
   /** Every problem of the added settings, as `field: message`. */
@@ -174,6 +193,16 @@ export class PostgresConfig {
   }
 }
 
+/**
+ * The parameters a rendered postgresql.conf sets, `name = value` lines, each with its last value
+ * (as PostgreSQL reads the file): the value as written, quotes included.
+ */
+export function postgresqlConfSettings(conf: string): Map<string, string> {
+  const settings = new Map<string, string>();
+  for (const match of conf.matchAll(/^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?) = (.*)$/gm)) settings.set(match[1], match[2]);
+  return settings;
+}
+
 /** postgresql.conf: the settings the construct manages, then those added with `PostgresConfig.addSetting()`. */
 export function renderPostgresqlConf(options: PostgresqlConfOptions): string {
   const added = [...(options.settings ?? new Map<string, PostgresqlSettingValue>())];
@@ -182,7 +211,10 @@ export function renderPostgresqlConf(options: PostgresqlConfOptions): string {
 ${added.map(([name, value]) => `${name} = ${renderSettingValue(value)}`).join('\n')}
 `;
   return `# postgresql.conf of ${options.id}, rendered by the ArchivedPostgres construct.
-# A change to this file changes the pod template's config checksum and rolls the pods.
+# A change to a parameter that needs a restart (context postmaster: listen_addresses, port,
+# wal_level, max_wal_senders, hot_standby, wal_log_hints, archive_mode, shared_buffers, any unknown
+# one...) changes the pod template's config checksum and rolls the pods. Any other change is
+# applied in place: the archiver sidecar sees the updated ConfigMap and reloads the server.
 
 listen_addresses = '*'
 port = ${POSTGRES_PORT}

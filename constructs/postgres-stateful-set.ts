@@ -105,7 +105,7 @@ export interface PostgresStatefulSetProps {
   readonly resources: ContainerResources;
   /** The volume claim template `data`; `storageClassName` undefined is the cluster's default. */
   readonly dataVolume: { readonly storageClassName?: string; readonly accessModes: string[]; readonly size: string };
-  /** The ConfigMap the PostgreSQL container is started from; its checksum rolls the pods. */
+  /** The ConfigMap the PostgreSQL container is started from and the sidecar watches; its checksum rolls the pods. */
   readonly config: PostgresConfig;
   /** Makes the installer and the `archiver` sidecar. */
   readonly archiver: ArchiverContainerFactory;
@@ -245,6 +245,9 @@ export class PostgresStatefulSet {
         // Its metrics (the PodMonitor scrapes the port by name), and where it finds pg_wal for them.
         { name: ARCHIVER_ENV.metricsPort, value: String(METRICS_PORT) },
         { name: PGDATA_ENV, value: PGDATA },
+        // The ConfigMap, which it watches: a change the kubelet brings in place is applied with a
+        // reload (only a change that needs a restart rolls the pods: PostgresConfig.checksum).
+        { name: ARCHIVER_ENV.configDir, value: CONFIG_DIR },
       ],
       ports: [{ name: METRICS_PORT_NAME, containerPort: METRICS_PORT, protocol: 'TCP' }],
       resources: props.archiverResources,
@@ -253,6 +256,7 @@ export class PostgresStatefulSet {
         { name: 'tmp', mountPath: '/tmp' },
         // Connecting to a socket needs no write access to its directory.
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
+        { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
       ],
     });
     this.archiverSidecar = new PodContainer({ ...sidecar, resources: withEphemeralStorage(sidecar.resources ?? {}, EPHEMERAL_STORAGE.archiver) });
@@ -322,7 +326,8 @@ export class PostgresStatefulSet {
           labels: props.labels,
           annotations: {
             ...this.podAnnotations,
-            // A configuration change rolls the pods; the hash is of the rendered files only.
+            // A change that needs a restart rolls the pods (the hash is of those settings and
+            // start.sh only); the sidecar applies every other change with a reload.
             'archived-postgres/config-sha256': props.config.checksum,
           },
         },

@@ -131,6 +131,14 @@ export const ARCHIVER_ENV = {
    */
   metricsPort: 'ARCHIVER_METRICS_PORT',
 
+  /**
+   * The directory of the database's mounted ConfigMap (CONFIG_DIR in the pod). The sidecar looks
+   * at its files every few seconds and, when the kubelet has updated them, reloads the server's
+   * configuration (`pg_reload_conf()`) and logs what changed and what waits for a restart. Read
+   * only by a background archiver that is the pod's sidecar, with POD_NAME; unset: no watch.
+   */
+  configDir: 'ARCHIVER_CONFIG_DIR',
+
   // What `archiver bootstrap` does with an empty data directory (pod 0's start script runs it).
   /**
    * `restore` (default): restore the newest complete backup of this database's own archive and

@@ -93,6 +93,9 @@ export const ARCHIVER_METRICS = define({
   postgresInRecovery: { name: 'archiver_postgres_in_recovery', type: 'gauge', on: 'all', help: '1 when the server is in recovery (a standby), 0 when it is a primary.' },
   standbyStreaming: { name: 'archiver_standby_streaming', type: 'gauge', on: 'standby', help: 'Members other than pod 0: 1 when the server is a standby whose WAL receiver streams from the primary, else 0 (also when the server is down).' },
   streamingStandbys: { name: 'archiver_postgres_streaming_standbys', type: 'gauge', on: 'primary', help: 'Standbys streaming from this primary (pg_stat_replication).' },
+  // The configuration: the sidecar reloads the server when the kubelet updates the ConfigMap in place.
+  configReloads: { name: 'archiver_config_reloads_total', type: 'counter', on: 'all', labels: ['outcome'], help: 'Reloads of the server\'s configuration by the sidecar after the mounted ConfigMap changed: outcome="applied", or "failed" (the server did not answer; tried again every 5 s).' },
+  pendingRestartSettings: { name: 'archiver_postgres_pending_restart_settings', type: 'gauge', on: 'all', help: 'Parameters whose value in the configuration files waits for a restart (pg_settings.pending_restart) at the sidecar\'s last reload; absent before its first.' },
   buildInfo: { name: 'archiver_build_info', type: 'gauge', on: 'all', labels: ['version'], help: 'Always 1; the archiver\'s version in its label.' },
 });
 

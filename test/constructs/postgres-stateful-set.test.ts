@@ -64,7 +64,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const sidecar = containers[1];
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
-    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ARCHIVER_ROLE_LABEL, ...sidecarEnv } = envOf(sidecar);
+    const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ARCHIVER_ROLE_LABEL, ARCHIVER_CONFIG_DIR, ...sidecarEnv } = envOf(sidecar);
     const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
     // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
     expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
@@ -145,12 +145,16 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '500m', memory: '1Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '1Gi', 'ephemeral-storage': '1Gi' } });
   });
 
-  it('rolls the pods when the configuration changes, and only then', () => {
+  it('rolls the pods when a configuration change needs a restart, and only then (postgres-config.test.ts: which do)', () => {
     const annotation = (props = seedProps()) =>
       find(synthDatabase(props).objects, 'StatefulSet', 'wal-postgres').spec.template.metadata.annotations['archived-postgres/config-sha256'];
     expect(annotation()).toMatch(/^[0-9a-f]{64}$/);
     expect(annotation()).toBe(annotation());
-    expect(annotation(seedProps({ archiver: { ...seedProps().archiver, archiveTimeout: Duration.seconds(120) } }))).not.toBe(annotation());
+    // archive_timeout is reloaded by the sidecar, which watches the ConfigMap.
+    expect(annotation(seedProps({ archiver: { ...seedProps().archiver, archiveTimeout: Duration.seconds(120) } }))).toBe(annotation());
+    const sidecar = container(statefulSet, 'archiver');
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'config', mountPath: '/etc/postgresql-archived', readOnly: true });
+    expect(envOf(sidecar).ARCHIVER_CONFIG_DIR).toBe('/etc/postgresql-archived');
   });
 });
 

@@ -11,7 +11,9 @@
  * (the port is the container's 5432 in the pod, libpq's default). Each replacement fails when the
  * rendered string is gone (`replaced`): a change of the rendering shows here.
  *
- * The kubelet's part that the stories need is played too (`Kubelet`): the postgres container's
+ * The kubelet's part that the stories need is played too: the ConfigMap's mount is laid out as the
+ * kubelet lays it out, and updated in place as it updates it (`mountConfigMap`: a `..data` symlink
+ * swapped to a new version); and (`Kubelet`) the postgres container's
  * rendered startup, readiness and liveness probes (probe.sh) run with their rendered periods and
  * thresholds, and a container whose liveness fails is stopped (SIGTERM, then SIGKILL after the
  * grace period) and started again. A container that exits is not restarted (story 3 looks at the
@@ -25,6 +27,7 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, SERVICE_ACCOUNT_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
@@ -32,7 +35,7 @@ import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import type { MockKubernetesApi } from '../../testkit/mock-kubernetes-api';
 import { freePort } from '../../testkit/ports';
 import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
-import { S3Server } from '../../testkit/s3-server';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 import { KubeObject, container, containerEnvironment, find, fromBuild, replaced, sidecarCommand } from './fixtures';
 
 const BUILD = path.join(ROOT, 'archiver/dist');
@@ -119,7 +122,9 @@ export class RenderedPod {
   public readonly postgresEnv: Record<string, string>;
   /** The archiver sidecar's environment, with the container's paths replaced. */
   public readonly sidecarEnv: Record<string, string>;
-  private readonly configDir: string;
+  /** The ConfigMap's mount (CONFIG_DIR), laid out as the kubelet lays it out (`mountConfigMap`). */
+  public readonly configDir: string;
+  private configMapVersions = 0;
   private readonly binDir: string;
   private readonly sidecarArgs: string[];
   private sidecar: ChildProcess | undefined;
@@ -135,7 +140,6 @@ export class RenderedPod {
 
   constructor(private readonly options: RenderedPodOptions) {
     const { objects, name, dir, port, s3 } = options;
-    const primaryPort = options.primaryPort ?? port;
     this.podName = `${name}-${options.ordinal}`;
     this.port = port;
     this.volume = path.join(dir, 'volume');
@@ -148,34 +152,7 @@ export class RenderedPod {
     fs.chmodSync(dir, 0o755);
 
     const statefulSet = find(objects, 'StatefulSet', name);
-    const files = find(objects, 'ConfigMap', `${name}-config`).data!;
-    const primaryHost = `${name}-0.${name}-pods`;
-    const confPath = path.join(this.configDir, 'postgresql.conf');
-
-    let conf = files['postgresql.conf'];
-    conf = replaced(conf, ARCHIVER_INSTALL_DIR, BUILD);
-    conf = replaced(conf, "listen_addresses = '*'", "listen_addresses = '127.0.0.1'");
-    conf = replaced(conf, `port = ${POSTGRES_PORT}`, `port = ${port}`);
-    conf = replaced(conf, `unix_socket_directories = '${SOCKET_DIR}'`, `unix_socket_directories = '${this.run}'`);
-    conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
-    conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
-    fs.writeFileSync(confPath, conf);
-    fs.writeFileSync(path.join(this.configDir, 'pg_hba.conf'), files['pg_hba.conf']);
-
-    let script = files['start.sh'];
-    script = replaced(script, `conf_file=${CONFIG_DIR}/postgresql.conf`, `conf_file=${confPath}`);
-    script = replaced(script, ARCHIVER_SPOOL_DIR, path.join(this.volume, path.relative(DATA_MOUNT, ARCHIVER_SPOOL_DIR)));
-    script = replaced(script, ARCHIVER_INSTALL_DIR, BUILD);
-    script = replaced(script, `primary_host=${primaryHost}`, 'primary_host=127.0.0.1');
-    script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
-    script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
-    fs.writeFileSync(path.join(this.configDir, 'start.sh'), script);
-
-    let probe = files['probe.sh'];
-    probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
-    probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
-    probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
-    fs.writeFileSync(path.join(this.configDir, 'probe.sh'), probe);
+    this.mountConfigMap(find(objects, 'ConfigMap', `${name}-config`).data!);
     this.probes = probesOf(container(statefulSet, 'postgres'), (arg) =>
       arg.split(CONFIG_DIR).join(this.configDir).split(`--host=${SOCKET_DIR}`).join(`--host=${this.run}`).split(`--port=${POSTGRES_PORT}`).join(`--port=${port}`),
     );
@@ -201,6 +178,7 @@ export class RenderedPod {
       ARCHIVER_SPOOL: replaced(sc.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
       PGDATA: replaced(sc.PGDATA, DATA_MOUNT, this.volume),
       PGHOST: replaced(sc.PGHOST, SOCKET_DIR, this.run),
+      [ARCHIVER_ENV.configDir]: replaced(sc[ARCHIVER_ENV.configDir], CONFIG_DIR, this.configDir),
       PGPORT: String(port),
       ...local,
     };
@@ -217,6 +195,54 @@ export class RenderedPod {
       }
     }
     giveToPostgres(dir);
+  }
+
+  /**
+   * Writes a version of the ConfigMap's files, with the container's paths and ports replaced, into
+   * the mount as the kubelet does (its AtomicWriter), first at the pod's start and again when the
+   * ConfigMap changes: the files go into a new hidden directory `..<version>`, the symlink `..data`
+   * is swapped to it with one rename, each file of the mount is a symlink `name -> ..data/name`,
+   * and the previous version's directory is removed.
+   */
+  mountConfigMap(data: Record<string, string>): void {
+    const { name, dir, port } = this.options;
+    const primaryPort = this.options.primaryPort ?? port;
+    const primaryHost = `${name}-0.${name}-pods`;
+    const confPath = path.join(this.configDir, 'postgresql.conf');
+
+    let conf = data['postgresql.conf'];
+    conf = replaced(conf, ARCHIVER_INSTALL_DIR, BUILD);
+    conf = replaced(conf, "listen_addresses = '*'", "listen_addresses = '127.0.0.1'");
+    conf = replaced(conf, `port = ${POSTGRES_PORT}`, `port = ${port}`);
+    conf = replaced(conf, `unix_socket_directories = '${SOCKET_DIR}'`, `unix_socket_directories = '${this.run}'`);
+    conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
+    conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
+
+    let script = data['start.sh'];
+    script = replaced(script, `conf_file=${CONFIG_DIR}/postgresql.conf`, `conf_file=${confPath}`);
+    script = replaced(script, ARCHIVER_SPOOL_DIR, path.join(this.volume, path.relative(DATA_MOUNT, ARCHIVER_SPOOL_DIR)));
+    script = replaced(script, ARCHIVER_INSTALL_DIR, BUILD);
+    script = replaced(script, `primary_host=${primaryHost}`, 'primary_host=127.0.0.1');
+    script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
+    script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
+
+    let probe = data['probe.sh'];
+    probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
+    probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
+    probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
+
+    const files: Record<string, string> = { 'postgresql.conf': conf, 'pg_hba.conf': data['pg_hba.conf'], 'start.sh': script, 'probe.sh': probe };
+    const dataLink = path.join(this.configDir, '..data');
+    const previous = fs.existsSync(dataLink) ? fs.readlinkSync(dataLink) : undefined;
+    const version = `..${new Date().toISOString().replace(/\D/g, '_')}${++this.configMapVersions}`;
+    fs.mkdirSync(path.join(this.configDir, version));
+    for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(this.configDir, version, file), text, { mode: 0o444 });
+    fs.symlinkSync(version, path.join(this.configDir, '..data_tmp'));
+    fs.renameSync(path.join(this.configDir, '..data_tmp'), dataLink);
+    for (const file of Object.keys(files)) {
+      if (!fs.existsSync(path.join(this.configDir, file))) fs.symlinkSync(path.join('..data', file), path.join(this.configDir, file));
+    }
+    if (previous !== undefined) fs.rmSync(path.join(this.configDir, previous), { recursive: true, force: true });
   }
 
   /** Starts the sidecar (as the pod does, with the postgres container); resolves once it listens. */
@@ -525,4 +551,63 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The Secrets of a database `database` whose archive is on `server`, as the kubelet resolves them. */
+export function secretsFor(server: S3Server, database: string): Record<string, Record<string, string>> {
+  return {
+    's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
+    [`${database}-auth`]: { password: 'test-password' },
+  };
+}
+
+/**
+ * A describe's s3rver (with `bucket`) and pods (each in a directory of `scratch`): started before
+ * its specs, the pods then the server removed after them whatever happened.
+ */
+export function s3ServerAndPods(scratch: string, bucket = 'kubedb'): { pods: RenderedPods; server: () => S3Server } {
+  let server: S3Server | undefined;
+  const current = (): S3Server => {
+    if (!server) throw new Error('s3rver did not start: see beforeAll');
+    return server;
+  };
+  const pods = new RenderedPods(current, scratch);
+  beforeAll(async () => {
+    server = await startS3Server({ buckets: [bucket] });
+  });
+  afterAll(async () => {
+    await pods.removeAll();
+    await server?.stop();
+  });
+  return { pods, server: current };
+}
+
+/** Pods made by a describe, removed after it whatever happened. */
+export class RenderedPods {
+  private readonly made: RenderedPod[] = [];
+  constructor(
+    private readonly server: () => S3Server,
+    private readonly scratch: string,
+  ) {}
+
+  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod): Promise<RenderedPod> {
+    const port = await freePort();
+    const pod = new RenderedPod({
+      objects,
+      name,
+      ordinal,
+      secrets: secretsFor(this.server(), name),
+      s3: this.server(),
+      dir: path.join(this.scratch, `${name}-${ordinal}`),
+      port,
+      primaryPort: primary?.port ?? port,
+    });
+    this.made.push(pod);
+    return pod;
+  }
+
+  async removeAll(): Promise<void> {
+    // Standbys first: they would otherwise retry the primary while it stops.
+    for (const pod of this.made.splice(0).reverse()) await pod.remove();
+  }
 }

@@ -14,6 +14,7 @@ import { readMetricsPort, resolveDataDirectory, resolveSpool } from '../../archi
 import * as errors from '../../archiver/src/errors';
 import {
   ARCHIVER_ENV,
+  CONFIG_DIR,
   ERROR_EXIT_CODES,
   EXIT_CODES,
   METRICS_PATH,
@@ -87,6 +88,15 @@ describe('the pod and the archiver', () => {
     expect(sidecar.volumeMounts.find((m: any) => m.mountPath === SOCKET_DIR)?.name).toBe(socketVolume);
     expect(config['postgresql.conf']).toContain(`unix_socket_directories = '${SOCKET_DIR}'`);
     expect(config['pg_hba.conf']).toMatch(/^local\s+all\s+all\s+peer\s*$/m);
+  });
+
+  it('give the sidecar the ConfigMap the server runs from, read-only, where it watches for in-place updates', () => {
+    const sidecar = container(statefulSet, 'archiver');
+    const watched = envOf(sidecar)[ARCHIVER_ENV.configDir];
+    expect(watched).toBe(CONFIG_DIR);
+    const configVolume = container(statefulSet, 'postgres').volumeMounts.find((m: any) => m.mountPath === CONFIG_DIR).name;
+    expect(sidecar.volumeMounts.find((m: any) => m.mountPath === watched)).toStrictEqual({ name: configVolume, mountPath: CONFIG_DIR, readOnly: true });
+    expect(statefulSet.spec.template.spec.volumes.find((v: any) => v.name === configVolume).configMap.name).toBe('wal-postgres-config');
   });
 });
 

@@ -398,3 +398,4 @@ export { BackupSchedule };
 export { startRecoveryEndWatcher } from './recovery-end';
 // The sidecar's role label (pg, the Kubernetes API) is loaded with the scheduler's bundle: the WAL calls' never holds pg.
 export { startRoleLabeller } from '../daemon/role-label';
+export { startConfigReloadWatcher } from '../daemon/config-reload';

@@ -101,8 +101,9 @@ async function startMetrics(
 }
 
 /**
- * Starts the sidecar's backup scheduler and the watch for the end of a recovery
- * (backup/recovery-end.ts), loaded only now (lib/scheduler.cjs: croner, pg, the backup code).
+ * Starts the sidecar's backup scheduler, the watch for the end of a recovery
+ * (backup/recovery-end.ts) and the watch of the mounted configuration (config-reload.ts, with
+ * ARCHIVER_CONFIG_DIR), loaded only now (lib/scheduler.cjs: croner, pg, the backup code).
  * Never throws: whatever goes wrong here is logged, and the WAL work goes on.
  */
 async function startBackups(config: ArchiverConfig, archive: Archive, log: Logger, env: Readonly<Record<string, string | undefined>>, metrics: MetricsRecorder): Promise<{ stop(): Promise<void> } | undefined> {
@@ -116,6 +117,8 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
     // require() in the bundle, not import(): see storage/open.ts.
     const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
     started.push(scheduler.startRecoveryEndWatcher({ log }));
+    const configDir = env[ARCHIVER_ENV.configDir];
+    if (configDir) started.push(scheduler.startConfigReloadWatcher({ log, configDir, metrics }));
     const settings = readBackupSettings(env);
     if (settings.podName === undefined || settings.ordinal === undefined) return all;
     const backups = scheduler.startBackupScheduler({ config, archive, log, metrics, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });

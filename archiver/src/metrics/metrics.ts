@@ -194,10 +194,16 @@ export class ArchiverMetrics {
           if (outcome === 'taken') void this.lookAtBackups();
         }),
       roleLabelFailed: () => safely(() => counters.roleLabelFailures.inc()),
+      configReloaded: (outcome) =>
+        safely(() => {
+          counters.configReloads.inc({ outcome: outcome.applied ? 'applied' : 'failed' });
+          if (outcome.applied) this.gauges.pendingRestartSettings.set(outcome.pendingRestart);
+        }),
     };
     // Label values known in advance: their series exist (at 0) before the first event.
     for (const ahead of ['true', 'false']) counters.walPushedFiles.inc({ ahead }, 0);
     for (const source of ['prefetch', 'archive']) counters.walFetchedFiles.inc({ source }, 0);
+    for (const outcome of ['applied', 'failed']) counters.configReloads.inc({ outcome }, 0);
     for (const reason of ['at-ready', 'schedule']) {
       counters.backupsTaken.inc({ reason }, 0);
       counters.backupFailures.inc({ reason }, 0);

@@ -28,6 +28,8 @@ export interface MetricsRecorder {
   backupEnded(reason: string, outcome: 'taken' | 'failed'): void;
   /** A look of the role label (daemon/role-label.ts) that could not read or patch the pod. */
   roleLabelFailed(): void;
+  /** The sidecar reloaded the server's configuration (`pendingRestart`: parameters that wait for a restart), or failed to. */
+  configReloaded(outcome: { readonly applied: true; readonly pendingRestart: number } | { readonly applied: false }): void;
 }
 
 export const NO_METRICS: MetricsRecorder = {
@@ -41,6 +43,7 @@ export const NO_METRICS: MetricsRecorder = {
   walPrefetched: () => undefined,
   backupEnded: () => undefined,
   roleLabelFailed: () => undefined,
+  configReloaded: () => undefined,
 };
 
 /** An error's name as a label value: a class name (`StorageError`), never a message. */

@@ -160,6 +160,8 @@ describe('the config checksum rolls the pods only for a change that needs a rest
         listen_addresses: "'*'",
         max_wal_senders: '64',
         port: '5432',
+        // Sized from the container's memory (memory-settings.ts).
+        shared_buffers: "'256MB'",
         unix_socket_directories: "'/var/run/postgresql'",
         wal_level: 'replica',
         wal_log_hints: 'on',
@@ -181,7 +183,8 @@ describe('the config checksum rolls the pods only for a change that needs a rest
   });
 
   it.each([
-    ['shared_buffers', '256MB'],
+    // The seed renders 256MB (a quarter of 1Gi); another value replaces it.
+    ['shared_buffers', '512MB'],
     ['max_connections', 200],
     ['shared_preload_libraries', 'pg_stat_statements'],
     ['recovery_target_time', '2026-01-01 00:00:00+00'],

@@ -90,6 +90,10 @@ export const ARCHIVER_METRICS = define({
   postgresInRecovery: { name: 'archiver_postgres_in_recovery', type: 'gauge', on: 'all', help: '1 when the server is in recovery (a standby), 0 when it is a primary.' },
   standbyStreaming: { name: 'archiver_standby_streaming', type: 'gauge', on: 'standby', help: 'Members other than pod 0: 1 when the server is a standby whose WAL receiver streams from the primary, else 0 (also when the server is down).' },
   streamingStandbys: { name: 'archiver_postgres_streaming_standbys', type: 'gauge', on: 'primary', help: 'Standbys streaming from this primary (pg_stat_replication).' },
+  // Whether the sidecar can work at all: it stays up when it cannot (answering WAL calls with a
+  // failure, so PostgreSQL keeps the WAL and retries), and says so here and in its log.
+  configurationOk: { name: 'archiver_configuration_ok', type: 'gauge', on: 'all', help: '1 when the sidecar\'s configuration (ARCHIVER_*, the storage credentials) is valid and the archive is open; 0 while it is not: it then answers every WAL call with a failure and its log names the variable and the fix.' },
+  storageReachable: { name: 'archiver_storage_reachable', type: 'gauge', on: 'all', help: '1 when the archive\'s storage answered the sidecar\'s last probe (a read of archive.json), 0 when it did not (endpoint down, credentials refused); absent while the configuration is not valid.' },
   buildInfo: { name: 'archiver_build_info', type: 'gauge', on: 'all', labels: ['version'], help: 'Always 1; the archiver\'s version in its label.' },
 });
 

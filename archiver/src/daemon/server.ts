@@ -19,7 +19,6 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { ARCHIVER_ENV, HEARTBEAT_SECONDS } from '../../../contract';
 import { ArchiverConfig, podOrdinal, readBackupSettings, readMetricsPort } from '../config';
@@ -35,7 +34,10 @@ import { Spool } from '../spool';
 import { DaemonAddress, removeAddress, writeAddress } from './address';
 import { DaemonContext, dispatch } from './handlers';
 import { acquireSpoolLock } from './lock';
-import { MAX_REQUEST_LINE, failure, formatAnswer, parseRequest } from './protocol';
+import { openWhenPossible } from './archive-opener';
+import { listenOnLoopback, oneLineServer } from './one-line-server';
+import { StorageProbe, StorageProbeOptions } from './storage-probe';
+import { failure, formatAnswer, parseRequest } from './protocol';
 
 export interface DaemonHandle {
   readonly address: DaemonAddress;
@@ -67,6 +69,13 @@ export interface DaemonOptions {
    * @default - ARCHIVER_METRICS_PORT when this is the pod's sidecar (as `backups`); none otherwise
    */
   readonly metrics?: false | { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming };
+  /** The sidecar's probe of its storage (storage-probe.ts). @default - every 30 s, back-off from 1 s while it fails */
+  readonly storageProbe?: StorageProbeOptions;
+  /**
+   * Stops a sidecar still waiting for its archive to open: runDaemon then resolves undefined.
+   * @default - it waits until the archive opens
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -79,6 +88,7 @@ async function startMetrics(
   log: Logger,
   options: { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming },
   env: Readonly<Record<string, string | undefined>>,
+  probe: StorageProbe | undefined,
 ): Promise<MetricsHandle | undefined> {
   try {
     // require() in the bundle, not import(): see storage/open.ts.
@@ -93,6 +103,7 @@ async function startMetrics(
       dataDirectory: config.dataDirectory,
       ordinal: podName ? podOrdinal(podName) : undefined,
       log,
+      storageReachable: probe ? () => probe.reachable : undefined,
     });
   } catch (error) {
     log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
@@ -133,31 +144,6 @@ function timingSafeEqualStrings(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/**
- * A server whose connections each carry one request line: `onLine` runs once per connection, with
- * the first line; anything after it is ignored, and a connection that sends more than
- * MAX_REQUEST_LINE bytes without a newline is dropped.
- */
-function oneLineServer(onLine: (line: string, socket: net.Socket) => void): net.Server {
-  return net.createServer((socket) => {
-    let buffer = '';
-    let answered = false;
-    socket.setEncoding('utf8');
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      if (answered) return;
-      buffer += chunk;
-      const newline = buffer.indexOf('\n');
-      if (newline < 0) {
-        if (buffer.length > MAX_REQUEST_LINE) socket.destroy();
-        return;
-      }
-      answered = true;
-      onLine(buffer.slice(0, newline), socket);
-    });
-  });
-}
-
 /** The pid in a data directory's postmaster.pid, or undefined. */
 function postmasterPid(dataDirectory: string): number | undefined {
   try {
@@ -184,7 +170,6 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const lock = await acquireSpoolLock(config.spool);
   if (!lock) return undefined;
 
-  const archive = await openRepository(config, { workers: config.workers, log });
   const sidecar = config.daemonIdleSeconds === 0 && options.dataDirectory === undefined;
   let metricsOptions = options.metrics;
   if (metricsOptions === undefined && sidecar) {
@@ -195,7 +180,19 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
     }
   }
-  const metrics = metricsOptions ? await startMetrics(config, archive, log, metricsOptions, process.env) : undefined;
+  // The sidecar never exits on an archive it cannot open (archive-opener.ts): it would cost the
+  // pod its readiness. A background archiver started by a call fails instead: the call works alone.
+  const open = () => openRepository(config, { workers: config.workers, log });
+  const archive = sidecar
+    ? await openWhenPossible('opening the archive', open, { log, spool: config.spool, metrics: metricsOptions || undefined, signal: options.signal })
+    : await open();
+  if (!archive) {
+    await lock.release();
+    return undefined;
+  }
+  const probe = sidecar ? new StorageProbe(archive, log, options.storageProbe) : undefined;
+  probe?.start();
+  const metrics = metricsOptions ? await startMetrics(config, archive, log, metricsOptions, process.env, probe) : undefined;
   const recorder = metrics?.recorder ?? NO_METRICS;
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -258,11 +255,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
         socket.end(`${answer}\n`);
       });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
-  });
-  const address: DaemonAddress = { port: (server.address() as net.AddressInfo).port, token, pid: process.pid };
+  const address: DaemonAddress = { port: await listenOnLoopback(server), token, pid: process.pid };
   writeAddress(spool.portFile, address);
 
   // Idle, disowned, or the PostgreSQL it was started for is gone: stop.
@@ -288,6 +281,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(watch);
+      probe?.stop();
       server.close();
       removeAddress(spool.portFile, address);
       for (const watcher of watchers.values()) watcher.close();

@@ -6,7 +6,7 @@
  * more (pod 0 restored from the archive onto a new timeline, or initialised anew) is rewound or
  * cloned again instead of streaming nothing.
  */
-import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, archiverLauncher } from '../contract';
+import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, STORAGE_CREDENTIAL_ENV, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 import { PROBE_STATE_DIR } from './probe-script';
 import { CloneSource } from './standbys';
@@ -85,6 +85,14 @@ ordinal="\${POD_NAME##*-}"
 primary_host=${options.primaryHost}
 primary_port=${POSTGRES_PORT}
 
+# The storage credentials are in this container's environment for the archiver's bootstrap and
+# backup-fetch below only. PostgreSQL must not inherit them: every superuser session could read
+# them (COPY ... FROM PROGRAM 'env') and delete the archive with them. Its archive_command and
+# restore_command go through the sidecar, which holds them.
+forget_storage_credentials() {
+  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}
+}
+
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first
 # restore_command and archive_command calls already reach it (without it they work alone: slower,
 # still correct). Its port file may be a dead one's: only an answer on the port counts.
@@ -107,6 +115,7 @@ if [ "$ordinal" = "0" ]; then
     echo "start: bootstrap: $outcome"
   fi
   # The official image's entrypoint runs initdb when the volume is still empty, then starts postgres.
+  forget_storage_credentials
   exec docker-entrypoint.sh postgres "\${config[@]}"
 fi
 
@@ -218,6 +227,7 @@ else
 fi
 # Every start of pods 1..N-1 is a standby start.
 touch "$PGDATA/standby.signal"
+forget_storage_credentials
 exec postgres "\${config[@]}"
 `;
 }

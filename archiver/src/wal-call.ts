@@ -6,7 +6,10 @@
  * 2. Ask the spool's background archiver (ARCHIVER_DAEMON=on starts one when none answers;
  *    =external, in the pod, uses the sidecar's and never starts one; =off skips this step).
  * 3. It could not be asked, or went silent or away after taking the request: do the work here —
- *    for a push, with the other ready files in parallel, recording each in the spool.
+ *    for a push, with the other ready files in parallel, recording each in the spool. Not with
+ *    ARCHIVER_DAEMON=external: the pod's PostgreSQL container holds no storage credentials (so
+ *    that no superuser session can read them), so the call fails (SidecarUnavailableError,
+ *    exit 1) and PostgreSQL keeps the file and calls again; the sidecar is back within seconds.
  *
  * Never a false success: step 1 trusts only what the spool records for this location and file,
  * step 2 only an `ok` answer, and step 3 is the work itself.
@@ -14,7 +17,7 @@
 import * as path from 'node:path';
 import { ArchiverConfig } from './config';
 import { requestDaemon } from './daemon/client';
-import { DaemonLostError, DaemonUnavailableError } from './errors';
+import { DaemonLostError, DaemonUnavailableError, SidecarUnavailableError } from './errors';
 import { Logger } from './logger';
 import { Pusher } from './pusher';
 import { RecoveryMode, restoreWal } from './recovery';
@@ -34,6 +37,11 @@ async function asked(config: WithSpool, log: Logger, request: Parameters<typeof 
     await requestDaemon(config, request);
     return true;
   } catch (error) {
+    if ((error instanceof DaemonUnavailableError || error instanceof DaemonLostError) && config.daemon === 'external') {
+      throw new SidecarUnavailableError(
+        `the archiver sidecar did not answer (${error.message}): this container has no storage credentials and does not work alone; PostgreSQL keeps the WAL file and calls again. Check the pod's archiver container (kubectl logs -c archiver)`,
+      );
+    }
     if (error instanceof DaemonUnavailableError || error instanceof DaemonLostError) {
       log.warn(`background archiver ${error instanceof DaemonLostError ? 'lost' : 'unavailable'}; working in this process`, { error: error.message });
       return false;

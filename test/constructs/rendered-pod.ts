@@ -30,7 +30,8 @@ import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
 import { freePort } from '../../testkit/ports';
 import { PG_BIN, giveToPostgres, postgresUser } from '../../testkit/postgres';
-import { S3Server } from '../../testkit/s3-server';
+import { afterAll, beforeAll } from 'vitest';
+import { S3Server, startS3Server } from '../../testkit/s3-server';
 import { KubeObject, container, containerEnvironment, find, fromBuild, replaced, sidecarCommand } from './fixtures';
 
 const BUILD = path.join(ROOT, 'archiver/dist');
@@ -503,4 +504,63 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A describe's pods
+
+/** The Secrets of a database with `storage: ArchiveStorage.s3({ storageSecretName: 's3-secret', ... })`, as the kubelet resolves them. */
+export function secretsFor(server: S3Server, database: string): Record<string, Record<string, string>> {
+  return {
+    's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
+    [`${database}-auth`]: { password: 'test-password' },
+  };
+}
+
+/** A describe's s3rver and pods: started before its specs, the pods then the server removed after them whatever happened. */
+export function s3ServerAndPods(scratch: string, bucket = 'kubedb'): { pods: Pods; server: () => S3Server } {
+  let server: S3Server | undefined;
+  const current = (): S3Server => {
+    if (!server) throw new Error('s3rver did not start: see beforeAll');
+    return server;
+  };
+  const pods = new Pods(current, scratch);
+  beforeAll(async () => {
+    server = await startS3Server({ buckets: [bucket] });
+  });
+  afterAll(async () => {
+    await pods.removeAll();
+    await server?.stop();
+  });
+  return { pods, server: current };
+}
+
+/** Pods made by a describe, removed after it whatever happened. */
+export class Pods {
+  private readonly made: RenderedPod[] = [];
+  constructor(
+    private readonly server: () => S3Server,
+    private readonly scratch: string,
+  ) {}
+
+  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod): Promise<RenderedPod> {
+    const port = await freePort();
+    const pod = new RenderedPod({
+      objects,
+      name,
+      ordinal,
+      secrets: secretsFor(this.server(), name),
+      s3: this.server(),
+      dir: path.join(this.scratch, `${name}-${ordinal}`),
+      port,
+      primaryPort: primary?.port ?? port,
+    });
+    this.made.push(pod);
+    return pod;
+  }
+
+  async removeAll(): Promise<void> {
+    // Standbys first: they would otherwise retry the primary while it stops.
+    for (const pod of this.made.splice(0).reverse()) await pod.remove();
+  }
 }

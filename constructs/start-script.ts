@@ -85,8 +85,8 @@ ordinal="\${POD_NAME##*-}"
 primary_host=${options.primaryHost}
 primary_port=${POSTGRES_PORT}
 
-# The storage credentials are in this container's environment for the archiver's bootstrap and
-# backup-fetch below only. PostgreSQL must not inherit them: every superuser session could read
+# The storage credentials are in this container's environment for what the archiver restores
+# below before PostgreSQL runs, only. PostgreSQL must not inherit them: every superuser session could read
 # them (COPY ... FROM PROGRAM 'env') and delete the archive with them. Its archive_command and
 # restore_command go through the sidecar, which holds them.
 forget_storage_credentials() {

@@ -8,11 +8,13 @@
  * it never exits on its own), so that it is warm before the first segment is ready and is never
  * a child of the postmaster; elsewhere the first call starts it (ARCHIVER_DAEMON=on), and it
  * stops when idle or when the PostgreSQL it was started for is gone. It stops too when another
- * configuration claims the spool, and on a `stop` request. When it is down, calls do the work
- * themselves: it is a speed-up, never a requirement.
+ * configuration claims the spool, and on a `stop` request. When it is down, calls started
+ * outside the pod do the work themselves; the pod's calls (ARCHIVER_DAEMON=external: no storage
+ * credentials) fail, and PostgreSQL calls again (wal-call.ts).
  *
  * 1. Take the spool's lock (lock.ts): at most one per spool, however many calls start one.
- * 2. Open the archive, claim and empty the spool.
+ * 2. Open the archive (the sidecar: until it opens, archive-opener.ts answers calls with a
+ *    failure; then storage-probe.ts watches the storage), claim and empty the spool.
  * 3. Listen on 127.0.0.1, then publish the address in daemon.port.
  * 4. Answer each request by the handler table (handlers.ts), saying `wait` every
  *    HEARTBEAT_SECONDS while it works, so that a call can tell a busy archiver from a frozen one.

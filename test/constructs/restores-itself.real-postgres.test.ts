@@ -23,13 +23,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage, Bootstrap, CloneSource, RecoveryTarget } from '../../constructs';
 import { ROOT, logLines } from '../../testkit/archiver';
-import { freePort } from '../../testkit/ports';
-import { S3Server, startS3Server } from '../../testkit/s3-server';
-import { KubeObject, container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
+import { S3Server } from '../../testkit/s3-server';
+import { container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
 import { RenderedPod, s3ServerAndPods, secretsFor, sleep } from './rendered-pod';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'restores-itself-'));

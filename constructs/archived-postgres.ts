@@ -16,6 +16,7 @@ import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
+import { DatabaseNetworkPolicy, NetworkPolicyProps } from './network-policy';
 import { nameScopeOf } from './name-scope';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
 import { PostgresServices } from './postgres-services';
@@ -158,6 +159,14 @@ export interface ArchivedPostgresProps {
    * @default - all three, with the alerts' default thresholds
    */
   readonly monitoring?: MonitoringProps;
+  /**
+   * A NetworkPolicy for the database's pods: PostgreSQL from the client namespaces and the
+   * members, the metrics port from the monitoring namespace (when monitoring is on); out: DNS,
+   * the members, the archive's storage. `{}` for the defaults (network-policy.ts says what
+   * NetworkPolicy cannot express: no host names, no per-container rules).
+   * @default - no NetworkPolicy: the namespace's own policies apply
+   */
+  readonly networkPolicy?: NetworkPolicyProps;
 }
 
 /** The first database of each `namespace/name`, per name scope (the app, or an Environment: name-scope.ts). */
@@ -225,6 +234,8 @@ export class ArchivedPostgres extends Construct {
   public readonly wipeOut?: WipeOutJob;
   /** The PodMonitor, PrometheusRule and Grafana dashboard (`monitoring`). */
   public readonly monitoring: DatabaseMonitoring;
+  /** The NetworkPolicy (`networkPolicy`), when asked for. */
+  public readonly networkPolicy?: DatabaseNetworkPolicy;
 
   private readonly props: ArchivedPostgresProps;
   /** The database constructed earlier in the same app with the same namespace and name, if any. */
@@ -336,6 +347,18 @@ export class ArchivedPostgres extends Construct {
       retentionWindow: props.backups?.retention?.window instanceof Duration ? props.backups.retention.window : undefined,
       monitoring: props.monitoring,
     });
+
+    if (props.networkPolicy !== undefined) {
+      this.networkPolicy = new DatabaseNetworkPolicy(this, 'NetworkPolicy', {
+        name: this.name,
+        namespace: this.namespace,
+        labels: this.labels,
+        selectorLabels: this.selectorLabels,
+        monitoring: props.monitoring?.enabled !== false,
+        storageEndpoint: this.archiveStorage?.spec.s3?.endpoint,
+        networkPolicy: props.networkPolicy,
+      });
+    }
 
     if (this.terminationPolicy === TerminationPolicy.WIPE_OUT) {
       this.wipeOut = new WipeOutJob(this, 'WipeOut', {

@@ -15,6 +15,7 @@ export * from './gitops-delivery';
 export * from './grafana-dashboard';
 export * from './monitoring';
 export * from './name-scope';
+export * from './network-policy';
 export * from './pod-container';
 export * from './pod-layout';
 export * from './postgres-config';

@@ -165,6 +165,26 @@ describe('the archiver sidecar stays up through storage and configuration failur
     expect(sidecarLog(c).filter((l) => l.level === 'error')).toHaveLength(1);
   }, 60_000);
 
+  it('an error no duty handled (a rejected promise nobody awaited, a throw in a timer) is logged and the sidecar keeps working', async () => {
+    const server = await startS3Server({ buckets: [BUCKET] });
+    servers.push(server);
+    const c = await newCase();
+    // Loaded into the sidecar's Node before the archiver: two stray errors once it runs.
+    const stray = path.join(c.dir, 'stray-errors.js');
+    fs.writeFileSync(stray, "setTimeout(() => Promise.reject(new Error('a stray rejection')), 1500);\nsetTimeout(() => { throw new Error('a stray throw'); }, 1700);\n");
+    const env = s3Env(server);
+    const sidecar = await startPodSidecar(c, { ...env, NODE_OPTIONS: `--require ${stray}` });
+    await waitUntil(() => sidecarLog(c).filter((l) => l.detail?.startsWith('a stray')).length === 2, 'both stray errors in the log');
+    expect(sidecarLog(c).filter((l) => l.detail?.startsWith('a stray')).map((l) => [l.level, l.msg, l.detail])).toStrictEqual([
+      ['error', 'an unhandled rejection in the background archiver; it keeps running', 'a stray rejection'],
+      ['error', 'an uncaught exception in the background archiver; it keeps running', 'a stray throw'],
+    ]);
+    expect(running(sidecar)).toBe(true);
+    const pushed = await walPush(c, env);
+    expect(pushed.status, pushed.stderr).toBe(0);
+    expect(archivedInS3rver(server)).toBe(true);
+  }, 60_000);
+
   it('retries with a back-off, answers calls with a failure meanwhile, and starts working once the archive opens', async () => {
     const c = await newCase();
     const config = { ...readConfig({ ARCHIVER_REPOSITORY: `file://${path.join(c.dir, 'repo')}`, ARCHIVER_SPOOL: c.spool }, c.dir, () => false), spool: c.spool };

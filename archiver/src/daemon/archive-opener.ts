@@ -132,7 +132,11 @@ async function startWaiting(options: OpenWhenPossibleOptions): Promise<WaitingSi
   if (options.metrics) {
     try {
       const server = await serveWaitingMetrics(options.metrics);
-      closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      closers.push(() => new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // A scraper's keep-alive connection would hold the port the working metrics take over.
+        server.closeAllConnections();
+      }));
     } catch (error) {
       log.warn('metrics are off while the sidecar waits', { error: (error as Error).message, port: options.metrics.port });
     }

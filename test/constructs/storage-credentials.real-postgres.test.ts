@@ -40,6 +40,13 @@ describe('the rendered pod gives the storage credentials to the archiver sidecar
     expect(startScript).toContain(`forget_storage_credentials() {\n  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}\n}`);
   });
 
+  it('the references are optional: a Secret without a key does not keep the kubelet from starting the containers (the sidecar then reports it: test/archiver/daemon/archive-opener.test.ts)', () => {
+    for (const name of ['archiver', 'postgres']) {
+      const refs = (container(statefulSet, name).env ?? []).filter((e: any) => e.valueFrom?.secretKeyRef?.name === 's3-secret');
+      expect(refs.map((e: any) => e.valueFrom.secretKeyRef.optional)).toStrictEqual([true, true]);
+    }
+  });
+
   it('start.sh unsets them right before each start of PostgreSQL, and archive_command never works alone (ARCHIVER_DAEMON=external)', () => {
     const lines = startScript.split('\n').map((l: string) => l.trim());
     const starts = lines.flatMap((l: string, i: number) => (/^exec (docker-entrypoint\.sh )?postgres /.test(l) ? [i] : []));

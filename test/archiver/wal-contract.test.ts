@@ -338,6 +338,21 @@ describe('the sidecar: a background archiver run by someone else (ARCHIVER_DAEMO
     expect(retried.status, retried.stderr).toBe(0);
     expect(fs.existsSync(path.join(base, 'repo/wal', name(1)))).toBe(true);
   });
+
+  it('in archive recovery, a fetch waits for a sidecar that is down (up to ARCHIVER_RECOVERY_DEADLINE_SECONDS) rather than stop the recovery', async () => {
+    const first = await sidecar();
+    const file = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
+    expect(runArchiver(['wal-push', path.relative(pg.dataDir, file)], callEnv, pg.dataDir).status).toBe(0);
+    await stopSidecar(first, 'SIGKILL');
+    fs.writeFileSync(path.join(pg.dataDir, 'recovery.signal'), '');
+    const fetching = runArchiverAsync(['wal-fetch', name(1), 'pg_wal/RECOVERYXLOG'], { ...callEnv, ARCHIVER_RECOVERY_DEADLINE_SECONDS: '30' }, pg.dataDir);
+    await new Promise((r) => setTimeout(r, 2000));
+    const restarted = await sidecar();
+    await waitUntil(() => readAddress(path.join(callEnv.ARCHIVER_SPOOL, 'daemon.port'))?.pid === restarted.pid, 'the restarted sidecar\'s address');
+    const fetched = await fetching;
+    expect(fetched.status, fetched.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(fs.readFileSync(file))).toBe(true);
+  });
 });
 
 describe('the archiver command line', () => {

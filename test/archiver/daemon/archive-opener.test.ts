@@ -163,6 +163,10 @@ describe('the archiver sidecar stays up through storage and configuration failur
     await new Promise((r) => setTimeout(r, 3500));
     expect(running(sidecar)).toBe(true);
     expect(sidecarLog(c).filter((l) => l.level === 'error')).toHaveLength(1);
+    // SIGTERM (the kubelet, or a restart to read a fixed Secret) stops it cleanly, at once.
+    const stoppedAt = Date.now();
+    expect(await stopSidecar(sidecar)).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(2000);
   }, 60_000);
 
   it('an error no duty handled (a rejected promise nobody awaited, a throw in a timer) is logged and the sidecar keeps working', async () => {

@@ -37,7 +37,10 @@ describe('the rendered pod gives the storage credentials to the archiver sidecar
   it('the sidecar has the storage Secret\'s keys; the postgres container exactly the ones start.sh unsets', () => {
     expect(storageSecretEnv('archiver')).toEqual([...STORAGE_CREDENTIAL_ENV].sort());
     expect(storageSecretEnv('postgres')).toEqual([...STORAGE_CREDENTIAL_ENV].sort());
-    expect(startScript).toContain(`forget_storage_credentials() {\n  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}\n}`);
+    expect(startScript).toMatch(new RegExp(`forget_storage_credentials\\(\\) \\{\\n.*\\n  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}\\n\\}`));
+    // Kept only by a server restored from another database's archive (its recovery reads that archive with calls of its own).
+    expect(startScript.match(/keep_storage_credentials=yes/g)).toHaveLength(1);
+    expect(startScript).toContain('if [ "$outcome" = restored ] && [ -n "${ARCHIVER_BOOTSTRAP_SOURCE:-}" ]; then keep_storage_credentials=yes; fi');
   });
 
   it('the references are optional: a Secret without a key does not keep the kubelet from starting the containers (the sidecar then reports it: test/archiver/daemon/archive-opener.test.ts)', () => {

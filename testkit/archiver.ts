@@ -206,13 +206,13 @@ export function spawnArchiverAsPostgres(args: string[], env: Record<string, stri
 
 /**
  * One scrape of a sidecar's metrics, as Prometheus reads them: `name{labels}` → value; undefined
- * when nothing listens on `port` or it does not answer 200.
+ * when nothing listens on `port`, or it does not answer 200 in Prometheus's text format.
  */
 export async function scrapeMetrics(port: number, metricsPath = '/metrics'): Promise<Map<string, number> | undefined> {
   let text: string;
   try {
     const response = await fetch(`http://127.0.0.1:${port}${metricsPath}`);
-    if (response.status !== 200) return undefined;
+    if (response.status !== 200 || !/^text\/plain; version=0\.0\.4/.test(response.headers.get('content-type') ?? '')) return undefined;
     text = await response.text();
   } catch {
     return undefined;

@@ -133,6 +133,21 @@ describe('the archiver sidecar stays up through storage and configuration failur
     expect(sidecarLog(c).some((l) => l.msg === "the archive's storage answers again")).toBe(true);
   }, 120_000);
 
+  it('with no storage credentials at all (the storage Secret missing: its optional references left unset) it stays up and reports the storage refusing it', async () => {
+    const server = await startS3Server({ buckets: [BUCKET] });
+    servers.push(server);
+    const c = await newCase();
+    const { AWS_ACCESS_KEY_ID: _id, AWS_SECRET_ACCESS_KEY: _secret, ...env } = s3Env(server);
+    const sidecar = await startPodSidecar(c, env);
+    const m = await metricsUntil(c, (s) => s.get(STORAGE_REACHABLE) === 0, 'archiver_storage_reachable 0', 45_000);
+    expect(m.get(CONFIGURATION_OK)).toBe(1);
+    expect(sidecarLog(c).find((l) => l.msg?.startsWith("the archive's storage does not answer"))?.error).toMatch(/credentials/i);
+    const failed = await walPush(c, env);
+    expect(failed.status, failed.stderr).toBe(1);
+    expect(fs.existsSync(c.segment)).toBe(true);
+    expect(running(sidecar)).toBe(true);
+  }, 90_000);
+
   it.each([
     { what: 'one storage credential of two (the Secret lacks AWS_SECRET_ACCESS_KEY)', change: (env: Record<string, string>) => ({ ...env, AWS_SECRET_ACCESS_KEY: '' }), variable: 'AWS_SECRET_ACCESS_KEY' },
     { what: 'a malformed ARCHIVER_* variable', change: (env: Record<string, string>) => ({ ...env, ARCHIVER_PUSH_CONCURRENCY: 'many' }), variable: 'ARCHIVER_PUSH_CONCURRENCY' },

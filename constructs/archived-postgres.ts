@@ -17,6 +17,7 @@ import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { MIN_POSTGRES_MEMORY_MIB, memorySettingsFor } from './memory-settings';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
+import { DatabaseNetworkPolicy, NetworkPolicyProps } from './network-policy';
 import { nameScopeOf } from './name-scope';
 import { PlacementProps, checkPlacement } from './pod-placement';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
@@ -167,6 +168,14 @@ export interface ArchivedPostgresProps {
    * zones of nodes labelled with one; any node
    */
   readonly placement?: PlacementProps;
+  /**
+   * A NetworkPolicy for the database's pods: PostgreSQL from the client namespaces and the
+   * members, the metrics port from the monitoring namespace (when monitoring is on); out: DNS,
+   * the members, the archive's storage. `{}` for the defaults (network-policy.ts says what
+   * NetworkPolicy cannot express: no host names, no per-container rules).
+   * @default - no NetworkPolicy: the namespace's own policies apply
+   */
+  readonly networkPolicy?: NetworkPolicyProps;
 }
 
 /** The PostgreSQL container's default memory (request and limit). */
@@ -239,6 +248,8 @@ export class ArchivedPostgres extends Construct {
   public readonly wipeOut?: WipeOutJob;
   /** The PodMonitor, PrometheusRule and Grafana dashboard (`monitoring`). */
   public readonly monitoring: DatabaseMonitoring;
+  /** The NetworkPolicy (`networkPolicy`), when asked for. */
+  public readonly networkPolicy?: DatabaseNetworkPolicy;
 
   private readonly props: ArchivedPostgresProps;
   /** The database constructed earlier in the same app with the same namespace and name, if any. */
@@ -366,6 +377,18 @@ export class ArchivedPostgres extends Construct {
       retentionWindow: props.backups?.retention?.window instanceof Duration ? props.backups.retention.window : undefined,
       monitoring: props.monitoring,
     });
+
+    if (props.networkPolicy !== undefined) {
+      this.networkPolicy = new DatabaseNetworkPolicy(this, 'NetworkPolicy', {
+        name: this.name,
+        namespace: this.namespace,
+        labels: this.labels,
+        selectorLabels: this.selectorLabels,
+        monitoring: props.monitoring?.enabled !== false,
+        storageEndpoint: this.archiveStorage?.spec.s3?.endpoint,
+        networkPolicy: props.networkPolicy,
+      });
+    }
 
     if (this.terminationPolicy === TerminationPolicy.WIPE_OUT) {
       this.wipeOut = new WipeOutJob(this, 'WipeOut', {

@@ -105,14 +105,26 @@ export class ArchiverContainerFactory {
     this.binding = props.storage ? props.storage.bind({ archivePath: props.archivePath }) : { env: [], volumes: [], volumeMounts: [] };
   }
 
-  /** The environment the archiver reads (contract's ARCHIVER_ENV): spool, archive location, credentials by reference. */
+  /**
+   * The environment the archiver reads (contract's ARCHIVER_ENV): spool, archive location,
+   * credentials by reference. The references are optional: a storage Secret that is missing or
+   * lacks a key would keep the kubelet from starting the container at all (the pod NotReady, the
+   * primary Service without its endpoint); started, the sidecar reports it in its log and
+   * metrics instead and PostgreSQL keeps the WAL (README: The archiver sidecar).
+   */
   public get env(): k8s.EnvVar[] {
-    return [{ name: ARCHIVER_ENV.spool, value: this.spoolDirectory }, ...this.binding.env.map((v) => ({ ...v }))];
+    return [
+      { name: ARCHIVER_ENV.spool, value: this.spoolDirectory },
+      ...this.binding.env.map((v) => (v.valueFrom?.secretKeyRef ? { ...v, valueFrom: { ...v.valueFrom, secretKeyRef: { ...v.valueFrom.secretKeyRef, optional: true } } } : { ...v })),
+    ];
   }
 
-  /** The volumes a pod with archiver containers must have (the storage's, e.g. the GCS key). */
+  /** The volumes a pod with archiver containers must have (the storage's, e.g. the GCS key), optional as `env`'s references. */
   public get volumes(): k8s.Volume[] {
-    return this.binding.volumes.map((v) => structuredClone(v));
+    return this.binding.volumes.map((v) => {
+      const volume = structuredClone(v);
+      return volume.secret ? { ...volume, secret: { ...volume.secret, optional: true } } : volume;
+    });
   }
 
   /** Each archiver container's mounts of `volumes`. */

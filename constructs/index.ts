@@ -17,6 +17,7 @@ export * from './image-pull';
 export * from './memory-settings';
 export * from './monitoring';
 export * from './name-scope';
+export * from './network-policy';
 export * from './pod-container';
 export * from './pod-layout';
 export * from './pod-placement';

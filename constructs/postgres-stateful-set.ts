@@ -198,10 +198,13 @@ export class PostgresStatefulSet {
         // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
         { name: 'PGPASSWORD', valueFrom: password },
         // PostgreSQL runs the archiver (archive_command, restore_command) with this environment.
+        // Its storage credentials serve start.sh's bootstrap and backup-fetch only: start.sh
+        // unsets them (STORAGE_CREDENTIAL_ENV) before it starts PostgreSQL (README: Who holds
+        // the storage credentials).
         ...archiver.env,
         // The sidecar below is the background archiver; a call never starts one of its own
-        // (it would be adopted by the postmaster, PID 1 here) and works alone while the
-        // sidecar is down.
+        // (it would be adopted by the postmaster, PID 1 here) and, without credentials, never
+        // works alone: while the sidecar is down a call fails and PostgreSQL calls again.
         { name: ARCHIVER_ENV.daemon, value: 'external' },
         ...props.bootstrapEnv,
       ],

@@ -6,7 +6,7 @@
  * more (pod 0 restored from the archive onto a new timeline, or initialised anew) is rewound or
  * cloned again instead of streaming nothing.
  */
-import { ARCHIVER_COMMANDS, SPOOL_LAYOUT, archiverLauncher } from '../contract';
+import { ARCHIVER_COMMANDS, ARCHIVER_ENV, SPOOL_LAYOUT, STORAGE_CREDENTIAL_ENV, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
 import { PROBE_STATE_DIR } from './probe-script';
 import { CloneSource } from './standbys';
@@ -93,6 +93,17 @@ if [ -s "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" != "$server_ma
   echo "start: $PGDATA holds the data of PostgreSQL $(cat "$PGDATA/PG_VERSION") and this image runs PostgreSQL $server_major, which cannot start on it (a major upgrade needs pg_upgrade, which this database does not run): put the previous version back in Git; after that sync, delete this pod (kubectl delete pod $POD_NAME) so that the StatefulSet recreates it from the reverted template; the data is untouched" >&2
   exit 1
 fi
+# The storage credentials are in this container's environment for what the archiver restores
+# below before PostgreSQL runs, only. PostgreSQL must not inherit them: every superuser session could read
+# them (COPY ... FROM PROGRAM 'env') and delete the archive with them. Its archive_command and
+# restore_command go through the sidecar, which holds them. Except after a restore from another
+# database's archive (bootstrap source): that recovery reads the source with calls of their own
+# (the sidecar serves this database's archive only), so the server keeps them until it restarts.
+keep_storage_credentials=no
+forget_storage_credentials() {
+  [ "$keep_storage_credentials" = yes ] && return
+  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}
+}
 
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first
 # restore_command and archive_command calls already reach it (without it they work alone: slower,
@@ -114,8 +125,10 @@ if [ "$ordinal" = "0" ]; then
     # the reason in its log, the volume untouched. Never initdb over an archive with a database.
     outcome="$(${archiverLauncher()} ${ARCHIVER_COMMANDS.bootstrap} "$PGDATA")"
     echo "start: bootstrap: $outcome"
+    if [ "$outcome" = restored ] && [ -n "\${${ARCHIVER_ENV.bootstrapSource}:-}" ]; then keep_storage_credentials=yes; fi
   fi
   # The official image's entrypoint runs initdb when the volume is still empty, then starts postgres.
+  forget_storage_credentials
   exec docker-entrypoint.sh postgres "\${config[@]}"
 fi
 
@@ -227,6 +240,7 @@ else
 fi
 # Every start of pods 1..N-1 is a standby start.
 touch "$PGDATA/standby.signal"
+forget_storage_credentials
 exec postgres "\${config[@]}"
 `;
 }

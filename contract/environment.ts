@@ -194,6 +194,13 @@ export const STORAGE_SECRET_KEYS = {
   gcsServiceAccountJsonKey: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY',
 } as const;
 
+/**
+ * The environment variables that hold storage credentials (from the storage Secret): the pod's
+ * PostgreSQL container unsets them before it starts PostgreSQL, so that no superuser session can
+ * read them; only the archiver sidecar keeps them. (GCS's key is a file: GOOGLE_APPLICATION_CREDENTIALS.)
+ */
+export const STORAGE_CREDENTIAL_ENV = [ARCHIVER_ENV.awsAccessKeyId, ARCHIVER_ENV.awsSecretAccessKey] as const;
+
 /** The values of ARCHIVER_DAEMON. */
 export const DAEMON_MODES = ['on', 'external', 'off'] as const;
 export type DaemonMode = (typeof DAEMON_MODES)[number];

@@ -49,6 +49,10 @@ export const ERROR_EXIT_CODES: Readonly<Record<string, ExitCode>> = {
   WalNotFoundError: EXIT_CODES.notFound,
   ArchiveNotFoundError: EXIT_CODES.notFound,
   DaemonNotRunningError: EXIT_CODES.notFound,
+  /** The sidecar runs but cannot open the archive (configuration, storage): PostgreSQL retries. */
+  ArchiveUnavailableError: EXIT_CODES.error,
+  /** ARCHIVER_DAEMON=external and no sidecar answers: PostgreSQL retries. */
+  SidecarUnavailableError: EXIT_CODES.error,
   ArchiveConflictError: EXIT_CODES.error,
   ForeignArchiveError: EXIT_CODES.error,
   CorruptObjectError: EXIT_CODES.error,

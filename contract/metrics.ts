@@ -96,6 +96,10 @@ export const ARCHIVER_METRICS = define({
   // The configuration: the sidecar reloads the server when the kubelet updates the ConfigMap in place.
   configReloads: { name: 'archiver_config_reloads_total', type: 'counter', on: 'all', labels: ['outcome'], help: 'Reloads of the server\'s configuration by the sidecar after the mounted ConfigMap changed: outcome="applied", or "failed" (the server did not answer; tried again every 5 s).' },
   pendingRestartSettings: { name: 'archiver_postgres_pending_restart_settings', type: 'gauge', on: 'all', help: 'Parameters whose value in the configuration files waits for a restart (pg_settings.pending_restart) at the sidecar\'s last reload; absent before its first.' },
+  // Whether the sidecar can work at all: it stays up when it cannot (answering WAL calls with a
+  // failure, so PostgreSQL keeps the WAL and retries), and says so here and in its log.
+  configurationOk: { name: 'archiver_configuration_ok', type: 'gauge', on: 'all', help: '1 when the sidecar\'s configuration (ARCHIVER_*, the storage credentials) is valid and the archive is open; 0 while it is not: it then answers every WAL call with a failure and its log names the variable and the fix.' },
+  storageReachable: { name: 'archiver_storage_reachable', type: 'gauge', on: 'all', help: '1 when the archive\'s storage answered the sidecar\'s last probe (a read of archive.json), 0 when it did not (endpoint down, credentials refused); absent while the configuration is not valid.' },
   buildInfo: { name: 'archiver_build_info', type: 'gauge', on: 'all', labels: ['version'], help: 'Always 1; the archiver\'s version in its label.' },
 });
 

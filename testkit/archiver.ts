@@ -203,3 +203,25 @@ export function runArchiverAsPostgres(args: string[], env: Record<string, string
 export function spawnArchiverAsPostgres(args: string[], env: Record<string, string>): ChildProcessWithoutNullStreams {
   return spawn(LAUNCHER, args, { env: { PATH: process.env.PATH!, ...env }, ...postgresUser() });
 }
+
+/**
+ * One scrape of a sidecar's metrics, as Prometheus reads them: `name{labels}` → value; undefined
+ * when nothing listens on `port`, or it does not answer 200 in Prometheus's text format.
+ */
+export async function scrapeMetrics(port: number, metricsPath = '/metrics'): Promise<Map<string, number> | undefined> {
+  let text: string;
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}${metricsPath}`);
+    if (response.status !== 200 || !/^text\/plain; version=0\.0\.4/.test(response.headers.get('content-type') ?? '')) return undefined;
+    text = await response.text();
+  } catch {
+    return undefined;
+  }
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}

@@ -242,6 +242,23 @@ export class DaemonLostError extends Error {
   public override readonly name = 'DaemonLostError';
 }
 
+/**
+ * The sidecar runs but cannot work: its configuration is wrong or the archive could not be opened.
+ * It answers every WAL call with this (exit 1: PostgreSQL keeps the segment and retries) while it
+ * retries in the background; the message names the variable or the failure and the fix.
+ */
+export class ArchiveUnavailableError extends Error {
+  public override readonly name = 'ArchiveUnavailableError';
+}
+
+/**
+ * A call with ARCHIVER_DAEMON=external (the pod's PostgreSQL container, which holds no storage
+ * credentials) found no sidecar to answer it. Exit 1: PostgreSQL keeps the segment and retries.
+ */
+export class SidecarUnavailableError extends Error {
+  public override readonly name = 'SidecarUnavailableError';
+}
+
 /** `archiver stop`: no background archiver serves this spool. */
 export class DaemonNotRunningError extends Error {
   public override readonly name = 'DaemonNotRunningError';
@@ -342,6 +359,8 @@ const REVIVABLE: Record<string, new (message: string) => Error> = {
   ForeignArchiveError,
   DaemonNotRunningError,
   RecoveryStopError,
+  ArchiveUnavailableError,
+  SidecarUnavailableError,
 };
 
 /**

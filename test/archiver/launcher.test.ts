@@ -57,19 +57,31 @@ const archived = (walName: string) => fs.existsSync(path.join(base, 'repo/wal', 
 const relative = (file: string) => path.relative(pg.dataDir, file);
 
 describe('a background archiver that took the request and then stopped answering', () => {
-  it('is given up after the silence limit: the call works alone and stores the file (no wait without end, no false success)', async () => {
+  it('is given up after the silence limit: a call started by PostgreSQL outside the pod (ARCHIVER_DAEMON=on) works alone and stores the file (no wait without end, no false success)', async () => {
     const sidecar = await startSidecar([LAUNCHER, 'daemon'], { ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }, { logFile: path.join(base, 'sidecar.log'), cwd: base });
     children.push(sidecar);
     sidecar.kill('SIGSTOP'); // frozen: the kernel still accepts its connections
     const file = pg.addReady(name(1), makeSegment(SYSID, 1, SIZE));
     const started = Date.now();
-    const result = await runArchiverAsync(['wal-push', relative(file)], { ...env, ARCHIVER_DAEMON: 'external', ARCHIVER_DAEMON_SILENCE_SECONDS: '3' }, pg.dataDir);
+    const result = await runArchiverAsync(['wal-push', relative(file)], { ...env, ARCHIVER_DAEMON: 'on', ARCHIVER_DAEMON_SILENCE_SECONDS: '3' }, pg.dataDir);
     const seconds = (Date.now() - started) / 1000;
     expect(result.status).toBe(0);
     expect(archived(name(1))).toBe(true);
     expect(seconds).toBeGreaterThanOrEqual(3);
     expect(seconds).toBeLessThan(30);
     expect(logLines(result.stderr)[0]).toMatchObject({ level: 'warn', msg: expect.stringContaining('background archiver lost') });
+  });
+
+  it('is given up after the silence limit: a call in the pod (ARCHIVER_DAEMON=external, no storage credentials) fails with exit 1 and leaves the file for the next call', async () => {
+    const sidecar = await startSidecar([LAUNCHER, 'daemon'], { ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }, { logFile: path.join(base, 'sidecar.log'), cwd: base });
+    children.push(sidecar);
+    sidecar.kill('SIGSTOP');
+    const file = pg.addReady(name(1), makeSegment(SYSID, 1, SIZE));
+    const result = await runArchiverAsync(['wal-push', relative(file)], { ...env, ARCHIVER_DAEMON: 'external', ARCHIVER_DAEMON_SILENCE_SECONDS: '3' }, pg.dataDir);
+    expect(result.status).toBe(EXIT_CODES.error);
+    expect(archived(name(1))).toBe(false);
+    expect(fs.existsSync(file)).toBe(true);
+    expect(logLines(result.stderr).at(-1)).toMatchObject({ level: 'error', error: 'SidecarUnavailableError', exit: '1' });
   });
 
   /** A stand-in for a background archiver that takes one request line and then closes the connection (a crash mid-request). */
@@ -100,10 +112,10 @@ describe('a background archiver that took the request and then stopped answering
     }
   });
 
-  it('still stores the file when it went away and the archive is reachable: the call did the work itself', async () => {
+  it('still stores the file when it went away and the archive is reachable: a call outside the pod (ARCHIVER_DAEMON=on) did the work itself', async () => {
     const server = await dyingDaemon(env.ARCHIVER_SPOOL, (socket) => socket.destroy());
     try {
-      const result = await runArchiverAsync(['wal-push', relative(pg.addReady(name(1), makeSegment(SYSID, 1, SIZE)))], { ...env, ARCHIVER_DAEMON: 'external' }, pg.dataDir);
+      const result = await runArchiverAsync(['wal-push', relative(pg.addReady(name(1), makeSegment(SYSID, 1, SIZE)))], { ...env, ARCHIVER_DAEMON: 'on' }, pg.dataDir);
       expect(result.status).toBe(0);
       expect(archived(name(1))).toBe(true);
     } finally {

@@ -13,6 +13,7 @@ import { EXIT_CODES } from '../../contract';
 import { readAddress } from '../../archiver/src/daemon/address';
 import { acquireSpoolLock } from '../../archiver/src/daemon/lock';
 import { fakeDataDirectory, LAUNCHER, lastLog, makeSegment, runArchiver, runArchiverAsync, startSidecar, stopArchiver, stopSidecar, waitForFile } from '../../testkit/archiver';
+import { waitUntil } from '../../testkit/doubles';
 
 const SYSID = 7311676708303809017n;
 const SEGMENT_SIZE = 1 << 20; // small segments keep the suite fast; the format is the same
@@ -311,22 +312,46 @@ describe('the sidecar: a background archiver run by someone else (ARCHIVER_DAEMO
     expect(await stopSidecar(running)).toBe(0);
   });
 
-  it('when the sidecar is down, each call works alone and never starts a background archiver of its own', async () => {
+  it('when the sidecar is down, each call fails (exit 1: PostgreSQL keeps the file and calls again), works neither alone nor starts a background archiver of its own, and succeeds once the sidecar is back', async () => {
     // Killed: its port file stays behind, pointing at nothing.
     const killed = await sidecar();
     await stopSidecar(killed, 'SIGKILL');
-    const pushed = runArchiver(['wal-push', path.relative(pg.dataDir, pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE)))], callEnv, pg.dataDir);
-    expect(pushed.status).toBe(0);
-    expect(lastLog(pushed.stderr.split('\n').filter((l) => l.includes('level=warn')).join('\n')).msg).toBe('background archiver unavailable; working in this process');
-    expect(fs.existsSync(path.join(base, 'repo/wal', name(1)))).toBe(true);
-    const missing = runArchiver(['wal-fetch', name(9), 'pg_wal/RECOVERYXLOG'], callEnv, pg.dataDir);
-    expect(missing.status).toBe(EXIT_CODES.notFound);
+    const file = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
+    const refused = runArchiver(['wal-push', path.relative(pg.dataDir, file)], callEnv, pg.dataDir);
+    expect(refused.status).toBe(EXIT_CODES.error);
+    expect(lastLog(refused.stderr)).toMatchObject({ level: 'error', error: 'SidecarUnavailableError', exit: '1' });
+    expect(fs.existsSync(file)).toBe(true);
+    expect(fs.existsSync(path.join(base, 'repo/wal', name(1)))).toBe(false);
+    const fetched = runArchiver(['wal-fetch', name(9), 'pg_wal/RECOVERYXLOG'], callEnv, pg.dataDir);
+    expect(fetched.status).toBe(EXIT_CODES.error);
     // No call started a background archiver: the dead sidecar's address is still the one published
     // (a new one replaces it before it answers), and nobody holds the spool's lock.
     expect(readAddress(path.join(callEnv.ARCHIVER_SPOOL, 'daemon.port'))?.pid).toBe(killed.pid);
     const lock = await acquireSpoolLock(callEnv.ARCHIVER_SPOOL);
     expect(lock, 'a background archiver holds the spool').toBeDefined();
     await lock?.release();
+    // The kubelet restarts the sidecar: PostgreSQL's next call archives the same file.
+    const restarted = await sidecar();
+    // startSidecar saw the dead one's port file: wait for the new address.
+    await waitUntil(() => readAddress(path.join(callEnv.ARCHIVER_SPOOL, 'daemon.port'))?.pid === restarted.pid, 'the restarted sidecar\'s address');
+    const retried = runArchiver(['wal-push', path.relative(pg.dataDir, file)], callEnv, pg.dataDir);
+    expect(retried.status, retried.stderr).toBe(0);
+    expect(fs.existsSync(path.join(base, 'repo/wal', name(1)))).toBe(true);
+  });
+
+  it('in archive recovery, a fetch waits for a sidecar that is down (up to ARCHIVER_RECOVERY_DEADLINE_SECONDS) rather than stop the recovery', async () => {
+    const first = await sidecar();
+    const file = pg.addReady(name(1), makeSegment(SYSID, 1, SEGMENT_SIZE));
+    expect(runArchiver(['wal-push', path.relative(pg.dataDir, file)], callEnv, pg.dataDir).status).toBe(0);
+    await stopSidecar(first, 'SIGKILL');
+    fs.writeFileSync(path.join(pg.dataDir, 'recovery.signal'), '');
+    const fetching = runArchiverAsync(['wal-fetch', name(1), 'pg_wal/RECOVERYXLOG'], { ...callEnv, ARCHIVER_RECOVERY_DEADLINE_SECONDS: '30' }, pg.dataDir);
+    await new Promise((r) => setTimeout(r, 2000));
+    const restarted = await sidecar();
+    await waitUntil(() => readAddress(path.join(callEnv.ARCHIVER_SPOOL, 'daemon.port'))?.pid === restarted.pid, 'the restarted sidecar\'s address');
+    const fetched = await fetching;
+    expect(fetched.status, fetched.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(pg.walDir, 'RECOVERYXLOG')).equals(fs.readFileSync(file))).toBe(true);
   });
 });
 

@@ -52,7 +52,7 @@ describe('ArchiverContainerFactory gives a Job or CronJob the archiver of a data
     expect(job.image).toBe(sidecar.image);
     expect(job.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'check', '--storage']);
     expect(job.env).toStrictEqual(sidecarArchiverEnv(sidecar));
-    expect(job.env).toContainEqual({ name: 'GOOGLE_PROJECT_ID', valueFrom: { secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID' } } });
+    expect(job.env).toContainEqual({ name: 'GOOGLE_PROJECT_ID', valueFrom: { secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID', optional: true } } });
     expect(job.securityContext).toStrictEqual(sidecar.securityContext);
     expect(jobPod.securityContext).toStrictEqual(pod.securityContext);
     const keyMount = { name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true };
@@ -121,7 +121,7 @@ describe('ArchiverContainerFactory', () => {
       env: [
         { name: 'ARCHIVER_SPOOL', value: '/var/lib/postgresql/data/archiver-spool' },
         { name: 'ARCHIVER_REPOSITORY', value: 'gs://kubedb/kubedb/demo/db/archive' },
-        { name: 'GOOGLE_PROJECT_ID', valueFrom: { secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID' } } },
+        { name: 'GOOGLE_PROJECT_ID', valueFrom: { secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID', optional: true } } },
         { name: 'GOOGLE_APPLICATION_CREDENTIALS', value: '/var/run/secrets/archiver/gcs/service-account.json' },
         { name: 'EXTRA', value: '1' },
       ],

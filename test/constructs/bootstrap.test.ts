@@ -52,7 +52,7 @@ describe('Bootstrap, rendered as the PostgreSQL container\'s environment', () =>
     });
     // Its own archive stays its own: the source is read, never written.
     expect(postgres.ARCHIVER_REPOSITORY).toBe('gs://kubedb/kubedb/demo/wal-postgres/archive');
-    expect(postgres.GOOGLE_PROJECT_ID).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID' } });
+    expect(postgres.GOOGLE_PROJECT_ID).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID', optional: true } });
   });
 
   it.each([

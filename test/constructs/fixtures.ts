@@ -118,6 +118,8 @@ export function containerEnvironment(container: any, secrets: Record<string, Rec
     else if (variable.valueFrom?.secretKeyRef) {
       const { name, key } = variable.valueFrom.secretKeyRef;
       const value = secrets[name]?.[key];
+      // The kubelet leaves an optional reference to a missing Secret or key unset.
+      if (value === undefined && variable.valueFrom.secretKeyRef.optional === true) continue;
       if (value === undefined) throw new Error(`the pod references Secret ${name} key ${key}, which the test does not provide`);
       env[variable.name] = value;
     } else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[variable.name] = podName;

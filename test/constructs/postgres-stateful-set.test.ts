@@ -51,8 +51,8 @@ describe('PostgresStatefulSet, given the seed example', () => {
     const env = envOf(postgres);
     expect(env.ARCHIVER_REPOSITORY).toBe('s3://kubedb/kubedb/demo/wal-postgres/archive');
     expect(env.ARCHIVER_S3_ENDPOINT).toBe('https://s3.amazonaws.com');
-    expect(env.AWS_ACCESS_KEY_ID).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID' } });
-    expect(env.AWS_SECRET_ACCESS_KEY).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY' } });
+    expect(env.AWS_ACCESS_KEY_ID).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID', optional: true } });
+    expect(env.AWS_SECRET_ACCESS_KEY).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY', optional: true } });
     expect(env.POSTGRES_PASSWORD).toStrictEqual({ secretKeyRef: { name: 'wal-postgres-auth', key: 'password' } });
     expect(env.ARCHIVER_SPOOL).toBe('/var/lib/postgresql/data/archiver-spool');
     expect(env.PGDATA).toBe('/var/lib/postgresql/data/pgdata');

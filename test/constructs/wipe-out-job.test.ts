@@ -65,8 +65,8 @@ describe('WipeOutJob, given the seed example with TerminationPolicy.WIPE_OUT', (
       ARCHIVER_REPOSITORY: 's3://kubedb/kubedb/demo/wal-postgres/archive',
       ARCHIVER_S3_ENDPOINT: 'https://s3.amazonaws.com',
       AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: { secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID' } },
-      AWS_SECRET_ACCESS_KEY: { secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY' } },
+      AWS_ACCESS_KEY_ID: { secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID', optional: true } },
+      AWS_SECRET_ACCESS_KEY: { secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY', optional: true } },
     });
   });
 

@@ -8,18 +8,19 @@
  * it never exits on its own), so that it is warm before the first segment is ready and is never
  * a child of the postmaster; elsewhere the first call starts it (ARCHIVER_DAEMON=on), and it
  * stops when idle or when the PostgreSQL it was started for is gone. It stops too when another
- * configuration claims the spool, and on a `stop` request. When it is down, calls do the work
- * themselves: it is a speed-up, never a requirement.
+ * configuration claims the spool, and on a `stop` request. When it is down, calls started
+ * outside the pod do the work themselves; the pod's calls (ARCHIVER_DAEMON=external: no storage
+ * credentials) fail, and PostgreSQL calls again (wal-call.ts).
  *
  * 1. Take the spool's lock (lock.ts): at most one per spool, however many calls start one.
- * 2. Open the archive, claim and empty the spool.
+ * 2. Open the archive (the sidecar: until it opens, archive-opener.ts answers calls with a
+ *    failure; then storage-probe.ts watches the storage), claim and empty the spool.
  * 3. Listen on 127.0.0.1, then publish the address in daemon.port.
  * 4. Answer each request by the handler table (handlers.ts), saying `wait` every
  *    HEARTBEAT_SECONDS while it works, so that a call can tell a busy archiver from a frozen one.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { ARCHIVER_ENV, HEARTBEAT_SECONDS, KUBERNETES_SERVICE_ENV } from '../../../contract';
 import { ArchiverConfig, podOrdinal, readBackupSettings, readMetricsPort } from '../config';
@@ -35,7 +36,10 @@ import { Spool } from '../spool';
 import { DaemonAddress, removeAddress, writeAddress } from './address';
 import { DaemonContext, dispatch } from './handlers';
 import { acquireSpoolLock } from './lock';
-import { MAX_REQUEST_LINE, failure, formatAnswer, parseRequest } from './protocol';
+import { openWhenPossible } from './archive-opener';
+import { listenOnLoopback, oneLineServer } from './one-line-server';
+import { StorageProbe, StorageProbeOptions } from './storage-probe';
+import { failure, formatAnswer, parseRequest } from './protocol';
 
 export interface DaemonHandle {
   readonly address: DaemonAddress;
@@ -67,6 +71,13 @@ export interface DaemonOptions {
    * @default - ARCHIVER_METRICS_PORT when this is the pod's sidecar (as `backups`); none otherwise
    */
   readonly metrics?: false | { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming };
+  /** The sidecar's probe of its storage (storage-probe.ts). @default - every 30 s, back-off from 1 s while it fails */
+  readonly storageProbe?: StorageProbeOptions;
+  /**
+   * Stops a sidecar still waiting for its archive to open: runDaemon then resolves undefined.
+   * @default - it waits until the archive opens
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -79,6 +90,7 @@ async function startMetrics(
   log: Logger,
   options: { readonly port: number; readonly host?: string; readonly timing?: MetricsTiming },
   env: Readonly<Record<string, string | undefined>>,
+  probe: StorageProbe | undefined,
 ): Promise<MetricsHandle | undefined> {
   try {
     // require() in the bundle, not import(): see storage/open.ts.
@@ -93,6 +105,7 @@ async function startMetrics(
       dataDirectory: config.dataDirectory,
       ordinal: podName ? podOrdinal(podName) : undefined,
       log,
+      storageReachable: probe ? () => probe.reachable : undefined,
     });
   } catch (error) {
     log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
@@ -158,31 +171,6 @@ function timingSafeEqualStrings(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/**
- * A server whose connections each carry one request line: `onLine` runs once per connection, with
- * the first line; anything after it is ignored, and a connection that sends more than
- * MAX_REQUEST_LINE bytes without a newline is dropped.
- */
-function oneLineServer(onLine: (line: string, socket: net.Socket) => void): net.Server {
-  return net.createServer((socket) => {
-    let buffer = '';
-    let answered = false;
-    socket.setEncoding('utf8');
-    socket.on('error', () => undefined);
-    socket.on('data', (chunk: string) => {
-      if (answered) return;
-      buffer += chunk;
-      const newline = buffer.indexOf('\n');
-      if (newline < 0) {
-        if (buffer.length > MAX_REQUEST_LINE) socket.destroy();
-        return;
-      }
-      answered = true;
-      onLine(buffer.slice(0, newline), socket);
-    });
-  });
-}
-
 /** The pid in a data directory's postmaster.pid, or undefined. */
 function postmasterPid(dataDirectory: string): number | undefined {
   try {
@@ -209,7 +197,6 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const lock = await acquireSpoolLock(config.spool);
   if (!lock) return undefined;
 
-  const archive = await openRepository(config, { workers: config.workers, log });
   const sidecar = config.daemonIdleSeconds === 0 && options.dataDirectory === undefined;
   let metricsOptions = options.metrics;
   if (metricsOptions === undefined && sidecar) {
@@ -220,7 +207,19 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       log.error('metrics are off', { error: (error as Error).message, error_name: (error as Error).name });
     }
   }
-  const metrics = metricsOptions ? await startMetrics(config, archive, log, metricsOptions, process.env) : undefined;
+  // The sidecar never exits on an archive it cannot open (archive-opener.ts): it would cost the
+  // pod its readiness. A background archiver started by a call fails instead: the call works alone.
+  const open = () => openRepository(config, { workers: config.workers, log });
+  const archive = sidecar
+    ? await openWhenPossible('opening the archive', open, { log, spool: config.spool, metrics: metricsOptions || undefined, signal: options.signal })
+    : await open();
+  if (!archive) {
+    await lock.release();
+    return undefined;
+  }
+  const probe = sidecar ? new StorageProbe(archive, log, options.storageProbe) : undefined;
+  probe?.start();
+  const metrics = metricsOptions ? await startMetrics(config, archive, log, metricsOptions, process.env, probe) : undefined;
   const recorder = metrics?.recorder ?? NO_METRICS;
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -283,11 +282,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
         socket.end(`${answer}\n`);
       });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
-  });
-  const address: DaemonAddress = { port: (server.address() as net.AddressInfo).port, token, pid: process.pid };
+  const address: DaemonAddress = { port: await listenOnLoopback(server), token, pid: process.pid };
   writeAddress(spool.portFile, address);
 
   // Idle, disowned, or the PostgreSQL it was started for is gone: stop.
@@ -314,6 +309,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(watch);
+      probe?.stop();
       server.close();
       removeAddress(spool.portFile, address);
       for (const watcher of watchers.values()) watcher.close();

@@ -56,6 +56,12 @@ export interface MetricsProps {
   readonly timing?: MetricsTiming;
   /** @default () => Date.now() */
   readonly clock?: () => number;
+  /**
+   * Whether the storage answered the sidecar's last probe (daemon/storage-probe.ts), served as
+   * archiver_storage_reachable; undefined while not known.
+   * @default - not served
+   */
+  readonly storageReachable?: () => boolean | undefined;
 }
 
 export interface MetricsHandle {
@@ -166,6 +172,8 @@ export class ArchiverMetrics {
     this.failures = new FailureLog(props.log);
     ({ gauges: this.gauges, counters: this.counters, histograms: this.histograms } = register(this.registry));
     this.gauges.buildInfo.set(1, { version: typeof ARCHIVER_VERSION === 'string' ? ARCHIVER_VERSION : 'development' });
+    // These metrics exist only once the archive is open (daemon/archive-opener.ts serves the 0 before).
+    this.gauges.configurationOk.set(1);
     const { counters, histograms } = this;
     const safely = (f: () => void) => {
       try {
@@ -257,6 +265,8 @@ export class ArchiverMetrics {
   private async lookNow(): Promise<void> {
     const g = this.gauges;
     const now = this.clock();
+    const reachable = this.props.storageReachable?.();
+    g.storageReachable.set(reachable === undefined ? undefined : Number(reachable));
     // 1. The server (first: the insert position, then the backlog, so that the archived position is never past it).
     let server: ServerLook | undefined;
     try {

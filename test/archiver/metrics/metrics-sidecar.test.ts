@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_ENV, ARCHIVER_METRICS, METRICS_PATH } from '../../../contract';
 import { parseLsn } from '../../../archiver/src/backup/lsn';
-import { LAUNCHER, logLines, runArchiver, startSidecar, stopSidecar } from '../../../testkit/archiver';
+import { LAUNCHER, logLines, runArchiver, scrapeMetrics, startSidecar, stopSidecar } from '../../../testkit/archiver';
 import { waitUntil } from '../../../testkit/doubles';
 import { freePort } from '../../../testkit/ports';
 import { PostgresCluster, giveToPostgres, postgresUser } from '../../../testkit/postgres';
@@ -33,16 +33,9 @@ const logFile = path.join(scratch, 'sidecar.log');
 
 /** One scrape: `name{labels}` → value. */
 async function scrape(): Promise<Map<string, number>> {
-  const response = await fetch(`http://127.0.0.1:${port}${METRICS_PATH}`);
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  const samples = new Map<string, number>();
-  for (const line of (await response.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
+  const samples = await scrapeMetrics(port, METRICS_PATH);
+  expect(samples, 'a 200 answer in Prometheus\'s text format').toBeDefined();
+  return samples!;
 }
 
 /** Scrapes until `condition` holds of a scrape; returns that scrape. */

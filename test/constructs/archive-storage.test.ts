@@ -82,12 +82,13 @@ describe('ArchiveStorage in the pod', () => {
     const postgres = postgresContainer(statefulSet);
     const env = envOf(postgres);
     expect(env.ARCHIVER_REPOSITORY).toBe('gs://kubedb/team-a/kubedb/demo/wal-postgres/archive');
-    expect(env.GOOGLE_PROJECT_ID).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID' } });
+    // Optional in the pod: a missing Secret must not keep the kubelet from starting PostgreSQL (archiver-container-factory.ts).
+    expect(env.GOOGLE_PROJECT_ID).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID', optional: true } });
     expect(env.GOOGLE_APPLICATION_CREDENTIALS).toBe('/var/run/secrets/archiver/gcs/service-account.json');
     expect(env.AWS_ACCESS_KEY_ID).toBeUndefined();
     expect(statefulSet.spec.template.spec.volumes).toContainEqual({
       name: 'gcs-key',
-      secret: { secretName: 'gcs-secret', items: [{ key: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY', path: 'service-account.json' }], defaultMode: 0o440 },
+      secret: { secretName: 'gcs-secret', items: [{ key: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY', path: 'service-account.json' }], defaultMode: 0o440, optional: true },
     });
     expect(postgres.volumeMounts).toContainEqual({ name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true });
     // The sidecar does the uploads: it needs the key at the same path.

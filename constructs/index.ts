@@ -8,6 +8,7 @@ export * from './backups';
 export * from './bootstrap';
 export * from './container-resources';
 export * from './database-chart';
+export * from './database-credentials';
 export * from './environment';
 export * from './flux-delivery';
 export * from './gitops-app';

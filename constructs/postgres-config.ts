@@ -9,7 +9,8 @@ import { Lazy } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
-import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { REPLICATION_PASSFILE } from '../contract';
+import { CONFIG_DIR, POSTGRES_PORT, REPLICATION_USER, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
 import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
@@ -71,6 +72,12 @@ export interface PostgresConfigProps {
   readonly cloneFrom: CloneSource;
   /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
   readonly walSizes: WalSizes;
+  /**
+   * Whether the superuser may log in over the network (with its password); otherwise only inside
+   * the pod (peer authentication over the Unix socket).
+   * @default false
+   */
+  readonly superuserNetworkLogin?: boolean;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -129,7 +136,7 @@ export class PostgresConfig {
     const { id, primaryHost, version, cloneFrom } = this.props;
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
-      'pg_hba.conf': renderPgHbaConf(id),
+      'pg_hba.conf': renderPgHbaConf(id, { superuserNetworkLogin: this.props.superuserNetworkLogin }),
       'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom }),
       'probe.sh': renderProbeScript({ id, primaryHost }),
     };
@@ -192,8 +199,10 @@ wal_level = replica
 # slot (max_replication_slots, 10 by default: clones run one at a time).
 max_wal_senders = ${MAX_WAL_SENDERS}
 hot_standby = on
-# Used by standbys only (a standby.signal file is present): the password comes from PGPASSWORD.
-primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${SUPERUSER}`)}
+# Used by standbys only (a standby.signal file is present), as the replication role, never the
+# superuser. The password is read from the passfile, which the archiver sidecar keeps equal to the
+# replication Secret, at every connection: after a rotation the next reconnect uses the new one.
+primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${REPLICATION_USER} passfile=${REPLICATION_PASSFILE}`)}
 # WAL sized from the data volume (README: "The data volume and its WAL"): at most 3/8 of it.
 # A standby that falls further behind than wal_keep_size catches up from the archive (restore_command).
 wal_keep_size = '${options.walSizes.walKeepSizeMb}MB'
@@ -214,16 +223,41 @@ restore_command = ${confString(renderRestoreCommand(options.archiverInstallDir))
 ${extra}`;
 }
 
-/** pg_hba.conf: peer authentication inside the container, SCRAM over the network. */
-export function renderPgHbaConf(id: string): string {
+export interface PgHbaOptions {
+  /**
+   * Whether the superuser may log in over the network with its password.
+   * @default false - inside the pod only (peer authentication over the Unix socket)
+   */
+  readonly superuserNetworkLogin?: boolean;
+}
+
+/**
+ * pg_hba.conf: peer authentication inside the container; over the network SCRAM, for the
+ * replication role only to what the standbys need (replication connections, and the database
+ * `postgres` for start.sh's queries and pg_rewind), and never for the superuser by default. The
+ * first line that matches decides, so the refusals come before `host all all`.
+ */
+export function renderPgHbaConf(id: string, options: PgHbaOptions = {}): string {
+  const superuser = options.superuserNetworkLogin
+    ? `# The superuser may log in over the network with its password (superuserNetworkLogin: true).
+host    all          ${SUPERUSER}     all      scram-sha-256
+host    replication  ${SUPERUSER}     all      reject`
+    : `# The superuser logs in inside the pod only (kubectl exec psql, the sidecar): never over the network.
+host    all          ${SUPERUSER}     all      reject
+host    replication  ${SUPERUSER}     all      reject`;
   return `# pg_hba.conf of ${id}, rendered by the ArchivedPostgres construct.
-# TYPE  DATABASE     USER  ADDRESS  METHOD
+# TYPE  DATABASE     USER         ADDRESS  METHOD
 # Inside the container the OS user postgres is the database superuser (probes, kubectl exec psql).
-local   all          all            peer
+local   all          all                   peer
 # ...replication too: pg_basebackup run in the pod (kubectl exec) takes a base backup locally.
-local   replication  all            peer
-# Everything over the network authenticates with SCRAM, replication from the standbys included.
-host    all          all   all      scram-sha-256
-host    replication  all   all      scram-sha-256
+local   replication  all                   peer
+${superuser}
+# The standbys stream and clone as ${REPLICATION_USER}, and query and rewind from the database postgres;
+# it reaches no other database.
+host    replication  ${REPLICATION_USER}  all      scram-sha-256
+host    postgres     ${REPLICATION_USER}  all      scram-sha-256
+host    all          ${REPLICATION_USER}  all      reject
+# The applications' roles over the network, with SCRAM.
+host    all          all          all      scram-sha-256
 `;
 }

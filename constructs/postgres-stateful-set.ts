@@ -17,6 +17,7 @@ import { Construct } from 'constructs';
 import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, METRICS_PORT, METRICS_PORT_NAME, PGDATA_ENV, archiverDaemonCommand } from '../contract';
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, renderResources } from './container-resources';
+import { credentialWiring } from './database-credentials';
 import { PodContainer } from './pod-container';
 import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
@@ -99,6 +100,8 @@ export interface PostgresStatefulSetProps {
   readonly image: string;
   /** The Secret with the superuser's password under the key `password`. */
   readonly authSecretName: string;
+  /** The Secret with the replication role's password under the key `password`. */
+  readonly replicationSecretName: string;
   /** The PostgreSQL container's resources. */
   readonly resources: ContainerResources;
   /** The volume claim template `data`; `storageClassName` undefined is the cluster's default. */
@@ -137,12 +140,15 @@ export class PostgresStatefulSet {
   private readonly extraContainers: k8s.Container[] = [];
   private readonly extraVolumes: k8s.Volume[] = [];
   private readonly podAnnotations: Record<string, string> = {};
+  private readonly credentialVolumes: k8s.Volume[];
 
   constructor(scope: Construct, props: PostgresStatefulSetProps) {
     this.props = props;
     const archiver = props.archiver;
-    const password = { secretKeyRef: { name: props.authSecretName, key: 'password' } };
+    // Mounted, not in the environment (database-credentials.ts).
+    const credentials = credentialWiring(props);
 
+    this.credentialVolumes = credentials.volumes;
     this.installer = archiver.installContainer({ volumeName: 'archiver', installDir: ARCHIVER_INSTALL_DIR });
     this.postgres = new PodContainer({
       name: 'postgres',
@@ -153,9 +159,7 @@ export class PostgresStatefulSet {
         { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
         { name: 'PGDATA', value: PGDATA },
         { name: 'POSTGRES_USER', value: SUPERUSER },
-        { name: 'POSTGRES_PASSWORD', valueFrom: password },
-        // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
-        { name: 'PGPASSWORD', valueFrom: password },
+        ...credentials.postgresEnv,
         // PostgreSQL runs the archiver (archive_command, restore_command) with this environment.
         ...archiver.env,
         // The sidecar below is the background archiver; a call never starts one of its own
@@ -181,6 +185,7 @@ export class PostgresStatefulSet {
         { name: 'tmp', mountPath: '/tmp' },
         { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
         ...archiver.volumeMounts,
+        ...credentials.postgresVolumeMounts,
       ],
     });
     // The background archiver: warm before the first segment is ready, outside the postmaster's
@@ -202,6 +207,8 @@ export class PostgresStatefulSet {
         // Its metrics (the PodMonitor scrapes the port by name), and where it finds pg_wal for them.
         { name: ARCHIVER_ENV.metricsPort, value: String(METRICS_PORT) },
         { name: PGDATA_ENV, value: PGDATA },
+        // It keeps the roles' passwords equal to the Secrets and writes the standbys' passfile.
+        ...credentials.sidecarEnv,
       ],
       ports: [{ name: METRICS_PORT_NAME, containerPort: METRICS_PORT, protocol: 'TCP' }],
       resources: props.archiverResources,
@@ -210,6 +217,7 @@ export class PostgresStatefulSet {
         { name: 'tmp', mountPath: '/tmp' },
         // Connecting to a socket needs no write access to its directory.
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
+        ...credentials.sidecarVolumeMounts,
       ],
     }));
 
@@ -310,6 +318,7 @@ export class PostgresStatefulSet {
         { name: 'tmp', emptyDir: {} },
         { name: 'archiver', emptyDir: {} },
         ...this.props.archiver.volumes,
+        ...this.credentialVolumes,
         ...this.extraVolumes,
       ],
     };

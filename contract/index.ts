@@ -9,6 +9,7 @@
  * cloud SDKs into synthesis.
  */
 export * from './archive-layout';
+export * from './credentials';
 export * from './duration';
 export * from './environment';
 export * from './exit-codes';

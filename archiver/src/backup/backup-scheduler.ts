@@ -396,3 +396,5 @@ export function startBackupScheduler(props: BackupSchedulerProps): BackupSchedul
 export { BackupSchedule };
 // The bundle's other sidecar duty (lib/scheduler.cjs has one entry point).
 export { startRecoveryEndWatcher } from './recovery-end';
+// The sidecar's credential keeper (daemon/credentials.ts) opens its sessions with it.
+export { PostgresSession };

@@ -7,8 +7,11 @@
  * What differs from the pod, and only that: what belongs to the container. Its paths (the data
  * volume, the ConfigMap's mount, the socket directory, /opt/archiver = archiver/dist), the port and
  * listen address (a free port on 127.0.0.1; a standby's primary is 127.0.0.1 at pod 0's port), the
- * S3 endpoint (the test's s3rver, which needs WHEN_REQUIRED checksums), and, for the sidecar, PGPORT
- * (the port is the container's 5432 in the pod, libpq's default). Each replacement fails when the
+ * S3 endpoint (the test's s3rver, which needs WHEN_REQUIRED checksums), the Secret volumes (their
+ * files written into the pod's directory from `secrets`, as the kubelet projects them, and updated
+ * in place by `updateSecret`, as the kubelet does when a Secret changes), the shared `tmp` volume
+ * (the replication passfile), and, for the sidecar, PGPORT (the port is the container's 5432 in the
+ * pod, libpq's default). Each replacement fails when the
  * rendered string is gone (`replaced`): a change of the rendering shows here.
  *
  * The kubelet's part that the stories need is played too (`Kubelet`): the postgres container's
@@ -24,7 +27,7 @@
 import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, REPLICATION_PASSFILE } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
@@ -38,7 +41,8 @@ const BUILD = path.join(ROOT, 'archiver/dist');
 /**
  * The official postgres image's docker-entrypoint.sh (docker-library/postgres, 15/bookworm), as far
  * as `docker-entrypoint.sh postgres <args>` run by the postgres user goes: on a data directory
- * without PG_VERSION, initdb with POSTGRES_USER and POSTGRES_PASSWORD (+ POSTGRES_INITDB_ARGS), the
+ * without PG_VERSION, initdb with POSTGRES_USER and POSTGRES_PASSWORD or the content of
+ * POSTGRES_PASSWORD_FILE (its `file_env`: `$(< file)`) (+ POSTGRES_INITDB_ARGS), the
  * `host all all all scram-sha-256` line appended to $PGDATA/pg_hba.conf, and a temporary server on
  * the Unix socket only, with the same arguments, that creates POSTGRES_DB (the default, postgres,
  * exists) and runs /docker-entrypoint-initdb.d (empty), stopped again; then `exec "$@"`. `@PORT@`
@@ -47,6 +51,9 @@ const BUILD = path.join(ROOT, 'archiver/dist');
 const ENTRYPOINT_SHIM = `#!/bin/bash
 set -Eeo pipefail
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -n "\${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD="$(< "$POSTGRES_PASSWORD_FILE")"
+  fi
   if [ -z "$POSTGRES_PASSWORD" ]; then
     echo >&2 'Error: Database is uninitialized and superuser password is not specified.'
     exit 1
@@ -108,6 +115,12 @@ export class RenderedPod {
   public readonly postgresEnv: Record<string, string>;
   /** The archiver sidecar's environment, with the container's paths replaced. */
   public readonly sidecarEnv: Record<string, string>;
+  /** The `tmp` volume both containers share (where the sidecar writes the replication passfile). */
+  public readonly tmp: string;
+  /** The replication role's passfile, in `tmp`. */
+  public readonly passfile: string;
+  /** Each Secret volume of the pod: its directory here, and the Secret and keys it projects. */
+  private readonly secretVolumes: { dir: string; secretName: string; items?: { key: string; path: string }[]; mode: number }[] = [];
   private readonly configDir: string;
   private readonly binDir: string;
   private readonly sidecarArgs: string[];
@@ -133,10 +146,29 @@ export class RenderedPod {
     this.binDir = path.join(dir, 'bin');
     this.containerLog = path.join(dir, 'postgres.log');
     this.sidecarLog = path.join(dir, 'archiver.log');
-    for (const d of [dir, this.volume, this.run, this.configDir, this.binDir]) fs.mkdirSync(d, { recursive: true });
+    this.tmp = path.join(dir, 'tmp');
+    this.passfile = path.join(this.tmp, path.posix.basename(REPLICATION_PASSFILE));
+    for (const d of [dir, this.volume, this.run, this.configDir, this.binDir, this.tmp]) fs.mkdirSync(d, { recursive: true });
     fs.chmodSync(dir, 0o755);
 
     const statefulSet = find(objects, 'StatefulSet', name);
+    // The Secret volumes, projected as the kubelet does: one file per item, mode defaultMode.
+    const mounts = new Map<string, string>();
+    for (const volume of statefulSet.spec.template.spec.volumes ?? []) {
+      if (!volume.secret) continue;
+      const volumeDir = path.join(dir, 'secrets', volume.name);
+      this.secretVolumes.push({ dir: volumeDir, secretName: volume.secret.secretName, items: volume.secret.items, mode: volume.secret.defaultMode ?? 0o644 });
+      for (const c of [container(statefulSet, 'postgres'), container(statefulSet, 'archiver')]) {
+        for (const mount of c.volumeMounts ?? []) if (mount.name === volume.name) mounts.set(mount.mountPath, volumeDir);
+      }
+    }
+    for (const secretName of new Set(this.secretVolumes.map((v) => v.secretName))) this.updateSecret(secretName, options.secrets[secretName] ?? {});
+    // An environment value that names a file of a Secret volume or of the tmp volume: the file here.
+    const localFile = (value: string): string => {
+      if (value === REPLICATION_PASSFILE) return this.passfile;
+      for (const [mountPath, local] of mounts) if (value.startsWith(`${mountPath}/`)) return local + value.slice(mountPath.length);
+      return value;
+    };
     const files = find(objects, 'ConfigMap', `${name}-config`).data!;
     const primaryHost = `${name}-0.${name}-pods`;
     const confPath = path.join(this.configDir, 'postgresql.conf');
@@ -148,6 +180,7 @@ export class RenderedPod {
     conf = replaced(conf, `unix_socket_directories = '${SOCKET_DIR}'`, `unix_socket_directories = '${this.run}'`);
     conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
     conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
+    conf = replaced(conf, `passfile=${REPLICATION_PASSFILE}`, `passfile=${this.passfile}`);
     fs.writeFileSync(confPath, conf);
     fs.writeFileSync(path.join(this.configDir, 'pg_hba.conf'), files['pg_hba.conf']);
 
@@ -158,12 +191,14 @@ export class RenderedPod {
     script = replaced(script, `primary_host=${primaryHost}`, 'primary_host=127.0.0.1');
     script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
     script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
+    script = replaced(script, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
     fs.writeFileSync(path.join(this.configDir, 'start.sh'), script);
 
     let probe = files['probe.sh'];
     probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
     probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
     probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
+    probe = replaced(probe, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
     fs.writeFileSync(path.join(this.configDir, 'probe.sh'), probe);
     this.probes = probesOf(container(statefulSet, 'postgres'), (arg) =>
       arg.split(CONFIG_DIR).join(this.configDir).split(`--host=${SOCKET_DIR}`).join(`--host=${this.run}`).split(`--port=${POSTGRES_PORT}`).join(`--port=${port}`),
@@ -175,7 +210,7 @@ export class RenderedPod {
     fs.chmodSync(shim, 0o755);
 
     const local = { ARCHIVER_S3_ENDPOINT: s3.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required' };
-    const pg = containerEnvironment(container(statefulSet, 'postgres'), options.secrets, this.podName);
+    const pg = mapValues(containerEnvironment(container(statefulSet, 'postgres'), options.secrets, this.podName), localFile);
     this.postgresEnv = {
       ...pg,
       PGDATA: replaced(pg.PGDATA, DATA_MOUNT, this.volume),
@@ -184,7 +219,7 @@ export class RenderedPod {
       PATH: `${this.binDir}:${PG_BIN}:${process.env.PATH}`,
     };
     this.pgdata = this.postgresEnv.PGDATA;
-    const sc = containerEnvironment(container(statefulSet, 'archiver'), options.secrets, this.podName);
+    const sc = mapValues(containerEnvironment(container(statefulSet, 'archiver'), options.secrets, this.podName), localFile);
     this.sidecarEnv = {
       ...sc,
       ARCHIVER_SPOOL: replaced(sc.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
@@ -195,6 +230,25 @@ export class RenderedPod {
     };
     this.sidecarArgs = sidecarCommand(statefulSet);
     giveToPostgres(dir);
+  }
+
+  /**
+   * A Secret changed: the files of every volume that projects it are replaced, atomically, as the
+   * kubelet updates a mounted Secret in place (the containers keep running).
+   */
+  updateSecret(secretName: string, data: Record<string, string>): void {
+    for (const volume of this.secretVolumes.filter((v) => v.secretName === secretName)) {
+      fs.mkdirSync(volume.dir, { recursive: true });
+      for (const item of volume.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+        const value = data[item.key];
+        if (value === undefined) throw new Error(`the pod mounts Secret ${secretName} key ${item.key}, which the test does not provide`);
+        const file = path.join(volume.dir, item.path);
+        fs.writeFileSync(`${file}.new`, value, { mode: volume.mode });
+        fs.chmodSync(`${file}.new`, volume.mode);
+        giveToPostgres(`${file}.new`);
+        fs.renameSync(`${file}.new`, file);
+      }
+    }
   }
 
   /** Starts the sidecar (as the pod does, with the postgres container); resolves once it listens. */
@@ -491,6 +545,10 @@ class Kubelet {
       if (restart && !this.stopped) await this.pod.restartAfterProbeFailure(restart);
     }
   }
+}
+
+function mapValues(env: Record<string, string>, map: (value: string) => string): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, map(v)]));
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

@@ -23,28 +23,20 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage, Bootstrap, CloneSource, RecoveryTarget } from '../../constructs';
 import { ROOT, logLines } from '../../testkit/archiver';
-import { freePort } from '../../testkit/ports';
-import { S3Server, startS3Server } from '../../testkit/s3-server';
-import { KubeObject, container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
+import { S3Server } from '../../testkit/s3-server';
+import { container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
 import { RenderedPod, sleep } from './rendered-pod';
+import { BUCKET, s3ServerAndPods, secretsFor } from './rendered-pods';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'restores-itself-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-const BUCKET = 'kubedb';
 const storage = () => ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: BUCKET });
-
-function secretsFor(server: S3Server, database: string): Record<string, Record<string, string>> {
-  return {
-    's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
-    [`${database}-auth`]: { password: 'test-password' },
-  };
-}
 
 /** The keys under `under` (e.g. `wal/`) of the archive of demo/`database`, relative to the archive. */
 async function archived(server: S3Server, database: string, under = ''): Promise<string[]> {
@@ -57,51 +49,6 @@ async function archived(server: S3Server, database: string, under = ''): Promise
   }
 }
 
-/** A describe's s3rver and pods: started before its specs, the pods then the server removed after them whatever happened. */
-function s3ServerAndPods(): { pods: Pods; server: () => S3Server } {
-  let server: S3Server | undefined;
-  const current = (): S3Server => {
-    if (!server) throw new Error('s3rver did not start: see beforeAll');
-    return server;
-  };
-  const pods = new Pods(current);
-  beforeAll(async () => {
-    server = await startS3Server({ buckets: [BUCKET] });
-  });
-  afterAll(async () => {
-    await pods.removeAll();
-    await server?.stop();
-  });
-  return { pods, server: current };
-}
-
-/** Pods made by a describe, removed after it whatever happened. */
-class Pods {
-  private readonly made: RenderedPod[] = [];
-  constructor(private readonly server: () => S3Server) {}
-
-  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod): Promise<RenderedPod> {
-    const port = await freePort();
-    const pod = new RenderedPod({
-      objects,
-      name,
-      ordinal,
-      secrets: secretsFor(this.server(), name),
-      s3: this.server(),
-      dir: path.join(scratch, `${name}-${ordinal}`),
-      port,
-      primaryPort: primary?.port ?? port,
-    });
-    this.made.push(pod);
-    return pod;
-  }
-
-  async removeAll(): Promise<void> {
-    // Standbys first: they would otherwise retry the primary while it stops.
-    for (const pod of this.made.splice(0).reverse()) await pod.remove();
-  }
-}
-
 /** A fingerprint of a table's rows. */
 const ORDERS = "select count(*) || ' ' || md5(coalesce(string_agg(note, ',' order by id), '')) from orders";
 /** The server's current timeline, from the name of the segment it writes. */
@@ -110,7 +57,7 @@ const SYSTEM = 'select system_identifier from pg_control_system()';
 
 describe('a database that loses its volume restores itself from its own archive (rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
   const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() } }));
-  const { pods, server: s3 } = s3ServerAndPods();
+  const { pods, server: s3 } = s3ServerAndPods(scratch);
 
   // Set by each spec for the next.
   let pod0: RenderedPod | undefined;
@@ -341,7 +288,7 @@ describe('a database that loses its volume restores itself from its own archive 
 describe('3. an archive with WAL but no backup: pod 0 refuses to start on an empty volume (rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
   // A database that never took a backup: none at ready, a schedule that does not fire during the test.
   const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() }, backups: { atReady: false, schedule: '0 0 1 1 *' } }));
-  const { pods, server: s3 } = s3ServerAndPods();
+  const { pods, server: s3 } = s3ServerAndPods(scratch);
 
   it('exits non-zero with the bootstrap\'s refusal in its log, the volume untouched, the server never started, the archive unchanged', async () => {
     const pod = await pods.make(objects, 'wal-postgres', 0);
@@ -374,7 +321,7 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
 });
 
 describe('5. standbys cloned from the archive (standbys.cloneFrom: archive; rendered start.sh and sidecar, PostgreSQL 15, s3rver)', () => {
-  const { pods } = s3ServerAndPods();
+  const { pods } = s3ServerAndPods(scratch);
 
   it('a new standby restores the newest base backup of the archive, replays the archived WAL and streams the rest: pod 0 sends no base backup', async () => {
     const { objects } = synthDatabase(seedProps({ archiver: { storage: storage() }, standbys: { cloneFrom: CloneSource.ARCHIVE } }), 'wal-postgres-arc');

@@ -40,13 +40,27 @@ describe('PostgresConfig, given the seed example', () => {
     expect(config.data!['postgresql.conf'].endsWith(`restore_command = '${renderRestoreCommand()}'\n`)).toBe(true);
   });
 
-  it('authenticates by peer inside the container and by SCRAM over the network, replication included', () => {
-    const hba = config.data!['pg_hba.conf'].split('\n').filter((line) => line && !line.startsWith('#')).map((line) => line.split(/\s+/));
-    expect(hba).toStrictEqual([
+  /** The rules of a pg_hba.conf, without comments. */
+  const rules = (hba: string) => hba.split('\n').filter((line) => line && !line.startsWith('#')).map((line) => line.split(/\s+/));
+
+  it('authenticates by peer inside the container; over the network by SCRAM, the replication role to replication and the database postgres only, the superuser never', () => {
+    expect(rules(config.data!['pg_hba.conf'])).toStrictEqual([
       ['local', 'all', 'all', 'peer'],
       ['local', 'replication', 'all', 'peer'],
+      ['host', 'all', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'postgres', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'all', 'replication', 'all', 'reject'],
       ['host', 'all', 'all', 'all', 'scram-sha-256'],
-      ['host', 'replication', 'all', 'all', 'scram-sha-256'],
+    ]);
+  });
+
+  it('lets the superuser log in over the network with its password only when superuserNetworkLogin is set', () => {
+    const hba = rules(find(synthDatabase(seedProps({ superuserNetworkLogin: true })).objects, 'ConfigMap', 'wal-postgres-config').data!['pg_hba.conf']);
+    expect(hba.slice(2, 4)).toStrictEqual([
+      ['host', 'all', 'postgres', 'all', 'scram-sha-256'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
     ]);
   });
 

@@ -14,6 +14,7 @@ import { readMetricsPort, resolveDataDirectory, resolveSpool } from '../../archi
 import * as errors from '../../archiver/src/errors';
 import {
   ARCHIVER_ENV,
+  CREDENTIALS_ENV,
   ERROR_EXIT_CODES,
   EXIT_CODES,
   METRICS_PATH,
@@ -58,7 +59,7 @@ describe('the pod and the archiver', () => {
   });
 
   it('render only environment names the contract defines for the archiver (and, for the sidecar\'s backups, libpq\'s names the archiver reads)', () => {
-    const known = new Set<string>([...Object.values(ARCHIVER_ENV), ...LIBPQ_ENV]);
+    const known = new Set<string>([...Object.values(ARCHIVER_ENV), ...Object.values(CREDENTIALS_ENV), ...LIBPQ_ENV]);
     for (const name of ['archiver']) {
       for (const variable of Object.keys(envOf(container(statefulSet, name)))) expect(known).toContain(variable);
     }

@@ -16,6 +16,7 @@ import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
 import { ReplicationProps } from './database-credentials';
+import { TlsProps } from './postgres-tls';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
 import { nameScopeOf } from './name-scope';
 import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config';
@@ -137,6 +138,11 @@ export interface ArchivedPostgresProps {
    * @default false
    */
   readonly superuserNetworkLogin?: boolean;
+  /**
+   * TLS for every network connection, from a kubernetes.io/tls Secret (README: TLS).
+   * @default - no TLS: network connections are not encrypted
+   */
+  readonly tls?: TlsProps;
   /**
    * What removing the database from Git deletes. `WipeOut` also renders an Argo CD PostDelete
    * hook that deletes the archive once the StatefulSet and its pod 0 are gone (`{name}-wipeout`,
@@ -296,6 +302,7 @@ export class ArchivedPostgres extends Construct {
       version: this.version,
       cloneFrom: props.standbys?.cloneFrom ?? CloneSource.PRIMARY,
       superuserNetworkLogin: props.superuserNetworkLogin ?? false,
+      tls: props.tls !== undefined,
       // An invalid size is reported by validation; the files are rendered for the default meanwhile.
       walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
     });
@@ -325,6 +332,7 @@ export class ArchivedPostgres extends Construct {
       image,
       authSecretName: this.authSecretName,
       replicationSecretName: this.replicationSecretName,
+      tlsSecretName: props.tls?.secretName,
       resources: postgresResources,
       dataVolume,
       config: this.config,
@@ -413,6 +421,7 @@ export class ArchivedPostgres extends Construct {
     errors.push(...checkDataVolume('storage', props.storage));
     errors.push(...checkContainerResources('resources', props.resources));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
+    if (props.tls !== undefined) add('tls.secretName', checkSecretName(props.tls.secretName));
     if (props.replication?.secretName !== undefined) add('replication.secretName', checkSecretName(props.replication.secretName));
     if (props.replication?.secretName !== undefined && props.replication.secretName === this.authSecretName) {
       add('replication.secretName', `${show(props.replication.secretName)} is the superuser's Secret (authSecretName): give the replication role a Secret of its own, e.g. ${show(`${this.name}-replication`)}`);

@@ -21,6 +21,7 @@ export * from './pod-layout';
 export * from './postgres-config';
 export * from './postgres-services';
 export * from './postgres-stateful-set';
+export * from './postgres-tls';
 export * from './previous-output';
 export * from './recovery-target';
 export * from './standbys';

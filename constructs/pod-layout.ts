@@ -17,6 +17,8 @@ export const PGDATA = `${DATA_MOUNT}/pgdata`;
  */
 export const ARCHIVER_SPOOL_DIR = path.posix.join(PGDATA, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
 export const SOCKET_DIR = '/var/run/postgresql';
+/** Where the TLS Secret (`tls`) is mounted in the PostgreSQL container. */
+export const TLS_DIR = '/etc/postgresql-tls';
 export const POSTGRES_PORT = 5432;
 /** The superuser: the official image's default; it logs in inside the pod only, unless `superuserNetworkLogin`. */
 export const SUPERUSER = SUPERUSER_NAME;

@@ -12,6 +12,7 @@ import { renderArchiveCommand, renderRestoreCommand } from '../contract';
 import { REPLICATION_PASSFILE } from '../contract';
 import { CONFIG_DIR, POSTGRES_PORT, REPLICATION_USER, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
+import { renderTlsSettings } from './postgres-tls';
 import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
 import { show } from './validation';
@@ -47,6 +48,11 @@ export interface PostgresqlConfOptions {
   /** max_wal_size, min_wal_size and wal_keep_size, sized from the data volume (`walSizesFor`). */
   readonly walSizes: WalSizes;
   /**
+   * Whether the server takes TLS connections with the mounted Secret's certificate (`tls`).
+   * @default false
+   */
+  readonly tls?: boolean;
+  /**
    * Further settings, written after the managed ones in this order.
    * @default - none
    */
@@ -78,6 +84,12 @@ export interface PostgresConfigProps {
    * @default false
    */
   readonly superuserNetworkLogin?: boolean;
+  /**
+   * Whether every network connection is TLS (`tls`): ssl = on, `hostssl` lines, and the
+   * standbys connect with TLS.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -136,9 +148,9 @@ export class PostgresConfig {
     const { id, primaryHost, version, cloneFrom } = this.props;
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
-      'pg_hba.conf': renderPgHbaConf(id, { superuserNetworkLogin: this.props.superuserNetworkLogin }),
-      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom }),
-      'probe.sh': renderProbeScript({ id, primaryHost }),
+      'pg_hba.conf': renderPgHbaConf(id, { superuserNetworkLogin: this.props.superuserNetworkLogin, tls: this.props.tls }),
+      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom, tls: this.props.tls }),
+      'probe.sh': renderProbeScript({ id, primaryHost, tls: this.props.tls }),
     };
   }
 
@@ -171,7 +183,7 @@ export class PostgresConfig {
 
   private renderPostgresqlConf(settings?: ReadonlyMap<string, PostgresqlSettingValue>): string {
     const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes } = this.props;
-    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, settings });
+    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, settings, tls: this.props.tls });
   }
 }
 
@@ -190,7 +202,7 @@ port = ${POSTGRES_PORT}
 unix_socket_directories = ${confString(SOCKET_DIR)}
 hba_file = ${confString(`${CONFIG_DIR}/pg_hba.conf`)}
 password_encryption = 'scram-sha-256'
-
+${options.tls ? renderTlsSettings() : ''}
 # Replication: pod 0 is the primary, pods 1..N-1 stream from it as hot standbys.
 wal_level = replica
 # Enough for every standby of the most members supported (${MAX_REPLICAS}), two senders each (a clone
@@ -229,6 +241,12 @@ export interface PgHbaOptions {
    * @default false - inside the pod only (peer authentication over the Unix socket)
    */
   readonly superuserNetworkLogin?: boolean;
+  /**
+   * Whether network connections must use TLS: `hostssl` instead of `host`, so that a connection
+   * without it matches no line and is refused.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /**
@@ -238,26 +256,30 @@ export interface PgHbaOptions {
  * first line that matches decides, so the refusals come before `host all all`.
  */
 export function renderPgHbaConf(id: string, options: PgHbaOptions = {}): string {
+  // The accepting network lines; the refusals hold with or without TLS.
+  const net = options.tls ? 'hostssl' : 'host   ';
   const superuser = options.superuserNetworkLogin
     ? `# The superuser may log in over the network with its password (superuserNetworkLogin: true).
-host    all          ${SUPERUSER}     all      scram-sha-256
+${net} all          ${SUPERUSER}     all      scram-sha-256
 host    replication  ${SUPERUSER}     all      reject`
     : `# The superuser logs in inside the pod only (kubectl exec psql, the sidecar): never over the network.
 host    all          ${SUPERUSER}     all      reject
 host    replication  ${SUPERUSER}     all      reject`;
+  const tls = options.tls ? `# TLS (tls): every network connection accepted below is TLS (hostssl); one without TLS matches no line and is refused.
+` : '';
   return `# pg_hba.conf of ${id}, rendered by the ArchivedPostgres construct.
 # TYPE  DATABASE     USER         ADDRESS  METHOD
 # Inside the container the OS user postgres is the database superuser (probes, kubectl exec psql).
 local   all          all                   peer
 # ...replication too: pg_basebackup run in the pod (kubectl exec) takes a base backup locally.
 local   replication  all                   peer
-${superuser}
+${tls}${superuser}
 # The standbys stream and clone as ${REPLICATION_USER}, and query and rewind from the database postgres;
 # it reaches no other database.
-host    replication  ${REPLICATION_USER}  all      scram-sha-256
-host    postgres     ${REPLICATION_USER}  all      scram-sha-256
+${net} replication  ${REPLICATION_USER}  all      scram-sha-256
+${net} postgres     ${REPLICATION_USER}  all      scram-sha-256
 host    all          ${REPLICATION_USER}  all      reject
 # The applications' roles over the network, with SCRAM.
-host    all          all          all      scram-sha-256
+${net} all          all          all      scram-sha-256
 `;
 }

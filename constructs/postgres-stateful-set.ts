@@ -18,6 +18,7 @@ import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, METRICS_PORT, METRICS_PORT_NAME, PG
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, renderResources } from './container-resources';
 import { credentialWiring } from './database-credentials';
+import { tlsVolume } from './postgres-tls';
 import { PodContainer } from './pod-container';
 import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
@@ -102,6 +103,11 @@ export interface PostgresStatefulSetProps {
   readonly authSecretName: string;
   /** The Secret with the replication role's password under the key `password`. */
   readonly replicationSecretName: string;
+  /**
+   * The kubernetes.io/tls Secret mounted for the server's TLS (postgres-tls.ts).
+   * @default - none
+   */
+  readonly tlsSecretName?: string;
   /** The PostgreSQL container's resources. */
   readonly resources: ContainerResources;
   /** The volume claim template `data`; `storageClassName` undefined is the cluster's default. */
@@ -147,8 +153,9 @@ export class PostgresStatefulSet {
     const archiver = props.archiver;
     // Mounted, not in the environment (database-credentials.ts).
     const credentials = credentialWiring(props);
+    const tls = props.tlsSecretName !== undefined ? tlsVolume(props.tlsSecretName) : undefined;
 
-    this.credentialVolumes = credentials.volumes;
+    this.credentialVolumes = [...credentials.volumes, ...(tls ? [tls.volume] : [])];
     this.installer = archiver.installContainer({ volumeName: 'archiver', installDir: ARCHIVER_INSTALL_DIR });
     this.postgres = new PodContainer({
       name: 'postgres',
@@ -186,6 +193,7 @@ export class PostgresStatefulSet {
         { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
         ...archiver.volumeMounts,
         ...credentials.postgresVolumeMounts,
+        ...(tls ? [tls.mount] : []),
       ],
     });
     // The background archiver: warm before the first segment is ready, outside the postmaster's

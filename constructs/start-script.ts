@@ -9,6 +9,7 @@
 import { ARCHIVER_COMMANDS, REPLICATION_PASSFILE, SPOOL_LAYOUT, archiverLauncher } from '../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, REPLICATION_USER } from './pod-layout';
 import { PROBE_STATE_DIR } from './probe-script';
+import { renderClientTls } from './postgres-tls';
 import { CloneSource } from './standbys';
 
 export interface StartScriptOptions {
@@ -20,6 +21,11 @@ export interface StartScriptOptions {
   readonly version: number;
   /** Where a standby with an empty volume gets its copy. */
   readonly cloneFrom: CloneSource;
+  /**
+   * Whether pod 0 takes TLS connections only (`tls`): the standbys then connect with TLS.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /**
@@ -126,7 +132,7 @@ rm -f ${PROBE_STATE_DIR}/probe-*.state
 # when the Secret changes; libpq reads it at every connection). The sidecar starts with this
 # container and writes it first: give it a little time, then go on (a connection without it
 # fails, and the start waits for pod 0 as it would for a pod 0 that is down).
-export PGPASSFILE=${REPLICATION_PASSFILE}
+${options.tls ? renderClientTls() : ''}export PGPASSFILE=${REPLICATION_PASSFILE}
 for _ in {1..30}; do
   [ -s "$PGPASSFILE" ] && break
   sleep 1

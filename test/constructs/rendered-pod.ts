@@ -162,7 +162,6 @@ export class RenderedPod {
         for (const mount of c.volumeMounts ?? []) if (mount.name === volume.name) mounts.set(mount.mountPath, volumeDir);
       }
     }
-    for (const secretName of new Set(this.secretVolumes.map((v) => v.secretName))) this.updateSecret(secretName, options.secrets[secretName] ?? {});
     // An environment value that names a file of a Secret volume or of the tmp volume: the file here.
     const localFile = (value: string): string => {
       if (value === REPLICATION_PASSFILE) return this.passfile;
@@ -172,6 +171,8 @@ export class RenderedPod {
     const files = find(objects, 'ConfigMap', `${name}-config`).data!;
     const primaryHost = `${name}-0.${name}-pods`;
     const confPath = path.join(this.configDir, 'postgresql.conf');
+    // A Secret volume's path in the rendered files (the TLS Secret's): the volume's directory here.
+    const localMounts = (text: string): string => [...mounts].reduce((t, [mountPath, local]) => t.split(`${mountPath}/`).join(`${local}/`), text);
 
     let conf = files['postgresql.conf'];
     conf = replaced(conf, ARCHIVER_INSTALL_DIR, BUILD);
@@ -181,7 +182,7 @@ export class RenderedPod {
     conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
     conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
     conf = replaced(conf, `passfile=${REPLICATION_PASSFILE}`, `passfile=${this.passfile}`);
-    fs.writeFileSync(confPath, conf);
+    fs.writeFileSync(confPath, localMounts(conf));
     fs.writeFileSync(path.join(this.configDir, 'pg_hba.conf'), files['pg_hba.conf']);
 
     let script = files['start.sh'];
@@ -192,14 +193,14 @@ export class RenderedPod {
     script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
     script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
     script = replaced(script, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
-    fs.writeFileSync(path.join(this.configDir, 'start.sh'), script);
+    fs.writeFileSync(path.join(this.configDir, 'start.sh'), localMounts(script));
 
     let probe = files['probe.sh'];
     probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
     probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
     probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
     probe = replaced(probe, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
-    fs.writeFileSync(path.join(this.configDir, 'probe.sh'), probe);
+    fs.writeFileSync(path.join(this.configDir, 'probe.sh'), localMounts(probe));
     this.probes = probesOf(container(statefulSet, 'postgres'), (arg) =>
       arg.split(CONFIG_DIR).join(this.configDir).split(`--host=${SOCKET_DIR}`).join(`--host=${this.run}`).split(`--port=${POSTGRES_PORT}`).join(`--port=${port}`),
     );
@@ -230,6 +231,8 @@ export class RenderedPod {
     };
     this.sidecarArgs = sidecarCommand(statefulSet);
     giveToPostgres(dir);
+    // After the chown above: the kubelet's files are root's, of the pod's fsGroup.
+    for (const secretName of new Set(this.secretVolumes.map((v) => v.secretName))) this.updateSecret(secretName, options.secrets[secretName] ?? {});
   }
 
   /**
@@ -245,7 +248,8 @@ export class RenderedPod {
         const file = path.join(volume.dir, item.path);
         fs.writeFileSync(`${file}.new`, value, { mode: volume.mode });
         fs.chmodSync(`${file}.new`, volume.mode);
-        giveToPostgres(`${file}.new`);
+        // Root's, of the fsGroup (the postgres group), as the kubelet projects a Secret with fsGroup.
+        if (process.getuid?.() === 0) fs.chownSync(`${file}.new`, 0, postgresUser().gid);
         fs.renameSync(`${file}.new`, file);
       }
     }

@@ -48,13 +48,14 @@ export class Pods {
   private readonly made: RenderedPod[] = [];
   constructor(private readonly server: () => S3Server, private readonly scratch: string) {}
 
-  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod): Promise<RenderedPod> {
+  /** A pod of database `name`; `secrets` adds to (or replaces) the Secrets of secretsFor. */
+  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod, secrets: Record<string, Record<string, string>> = {}): Promise<RenderedPod> {
     const port = await freePort();
     const pod = new RenderedPod({
       objects,
       name,
       ordinal,
-      secrets: secretsFor(this.server(), name),
+      secrets: { ...secretsFor(this.server(), name), ...secrets },
       s3: this.server(),
       dir: path.join(this.scratch, `${name}-${ordinal}`),
       port,

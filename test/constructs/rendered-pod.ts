@@ -365,6 +365,18 @@ export class RenderedPod {
     }
   }
 
+  /**
+   * Waits until pod 0's sidecar has set the roles' passwords from the Secrets (its first writes to
+   * a new database: a spec that counts the WAL it archives waits for them first).
+   */
+  async waitForRoles(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!/the role replication is created|the roles' passwords are set/.test(this.archiverLog())) {
+      if (Date.now() > deadline) throw new Error(`${this.podName}: the sidecar did not set the roles' passwords within ${timeoutMs} ms:\n${this.archiverLog().slice(-3000)}`);
+      await sleep(100);
+    }
+  }
+
   /** Files of pg_wal waiting for archive_command. */
   readyFiles(): string[] {
     const dir = path.join(this.pgdata, 'pg_wal/archive_status');

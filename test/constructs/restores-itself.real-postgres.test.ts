@@ -294,6 +294,8 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     const pod = await pods.make(objects, 'wal-postgres', 0);
     await pod.start();
     await pod.waitReady({ primary: true });
+    // The sidecar's CREATE ROLE is WAL too: written before the archive is counted.
+    await pod.waitForRoles();
     pod.sql('create table orders(id bigint primary key, note text)');
     pod.sql('insert into orders select g, md5(g::text) from generate_series(1, 1000) g');
     await pod.switchAndArchive();

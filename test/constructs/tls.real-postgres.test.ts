@@ -88,7 +88,7 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     expect(pod.sql('show ssl')).toBe('on');
     expect(tcpLogin(pod, 'verify-ca').ok).toBe(false); // no root certificate given to psql here: it cannot verify
     expect(tcpLogin(pod, 'require')).toStrictEqual({ ok: true, output: 't' });
-    expect(tcpLogin(pod, 'disable').output).toContain('no pg_hba.conf entry for host "127.0.0.1", user "replication", database "postgres", no encryption');
+    expect(tcpLogin(pod, 'disable').output).toContain('pg_hba.conf rejects connection for host "127.0.0.1", user "replication", database "postgres", no encryption');
   }, 180_000);
 
   it('2. a standby whose Secret has ca.crt clones and streams over TLS, pod 0\'s certificate verified (sslmode=verify-ca)', async () => {

@@ -56,6 +56,36 @@ describe('PostgresConfig, given the seed example', () => {
     ]);
   });
 
+  it('with tls: ssl = on with the mounted Secret\'s certificate and key, and every accepting network line hostssl', () => {
+    const { objects } = synthDatabase(seedProps({ tls: { secretName: 'wal-postgres-tls' } }));
+    const files = find(objects, 'ConfigMap', 'wal-postgres-config').data!;
+    expect(files['postgresql.conf']).toContain("ssl = on\nssl_cert_file = '/etc/postgresql-tls/tls.crt'\nssl_key_file = '/etc/postgresql-tls/tls.key'\n");
+    expect(rules(files['pg_hba.conf'])).toStrictEqual([
+      ['local', 'all', 'all', 'peer'],
+      ['local', 'replication', 'all', 'peer'],
+      ['host', 'all', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
+      ['hostssl', 'replication', 'replication', 'all', 'scram-sha-256'],
+      ['hostssl', 'postgres', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'all', 'replication', 'all', 'reject'],
+      ['hostssl', 'all', 'all', 'all', 'scram-sha-256'],
+    ]);
+    // The standbys' connections to pod 0: verified against ca.crt when the Secret has one.
+    for (const script of [files['start.sh'], files['probe.sh']]) {
+      expect(script).toContain('if [ -s /etc/postgresql-tls/ca.crt ]; then\n  export PGSSLMODE=verify-ca PGSSLROOTCERT=/etc/postgresql-tls/ca.crt\nelse\n  export PGSSLMODE=require\nfi\n');
+    }
+    const pod = find(objects, 'StatefulSet', 'wal-postgres').spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'wal-postgres-tls', defaultMode: 0o440 } });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/postgresql-tls', readOnly: true });
+    expect(pod.securityContext.fsGroup).toBe(999);
+  });
+
+  it('without tls: no ssl setting, no hostssl line, no TLS volume', () => {
+    expect(config.data!['postgresql.conf']).not.toMatch(/^ssl/m);
+    expect(config.data!['pg_hba.conf']).not.toContain('hostssl');
+    expect(config.data!['start.sh']).not.toContain('PGSSLMODE');
+  });
+
   it('lets the superuser log in over the network with its password only when superuserNetworkLogin is set', () => {
     const hba = rules(find(synthDatabase(seedProps({ superuserNetworkLogin: true })).objects, 'ConfigMap', 'wal-postgres-config').data!['pg_hba.conf']);
     expect(hba.slice(2, 4)).toStrictEqual([

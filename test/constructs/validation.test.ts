@@ -181,9 +181,10 @@ describe('ArchivedPostgres validation', () => {
       errorsOf(seedProps({ archiver: { storage: ArchiveStorage.s3({ storageSecretName: value, bucket: 'kubedb' }) } })),
       errorsOf(seedProps({ authSecretName: value })),
       errorsOf(seedProps({ replication: { secretName: value } })),
+      errorsOf(seedProps({ tls: { secretName: value } })),
     ]) {
       expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName|replication\.secretName): looks like a credential, not the name of a Secret \(value not shown\)/);
+      expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName|replication\.secretName|tls\.secretName): looks like a credential, not the name of a Secret \(value not shown\)/);
       expect(errors[0]).not.toContain(value);
     }
   });

@@ -235,6 +235,13 @@ export class RenderedPod {
     for (const secretName of new Set(this.secretVolumes.map((v) => v.secretName))) this.updateSecret(secretName, options.secrets[secretName] ?? {});
   }
 
+  /** The directory of the Secret volume `volumeName` here (where its files are projected). */
+  secretVolumeDir(volumeName: string): string {
+    const volume = this.secretVolumes.find((v) => path.basename(v.dir) === volumeName);
+    if (!volume) throw new Error(`${this.podName}: no Secret volume ${volumeName}`);
+    return volume.dir;
+  }
+
   /**
    * A Secret changed: the files of every volume that projects it are replaced, atomically, as the
    * kubelet updates a mounted Secret in place (the containers keep running).

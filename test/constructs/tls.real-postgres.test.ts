@@ -6,7 +6,8 @@
  *   1. pod 0 takes TLS connections with the Secret's key, and refuses any network connection
  *      without TLS;
  *   2. a standby whose Secret has ca.crt clones and streams over TLS with sslmode=verify-ca;
- *   3. one whose Secret has no ca.crt, with sslmode=require.
+ *   3. one whose Secret has no ca.crt, with sslmode=require;
+ *   4. one whose ca.crt is another CA's refuses pod 0's certificate: it never connects.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,7 +32,7 @@ function certificates(): { 'tls.crt': string; 'tls.key': string; 'ca.crt': strin
   const dir = fs.mkdtempSync(path.join(scratch, 'certs-'));
   const file = (name: string) => path.join(dir, name);
   const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test CA', '-keyout', file('ca.key'), '-out', file('ca.crt'));
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=test CA ${path.basename(dir)}`, '-keyout', file('ca.key'), '-out', file('ca.crt'));
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${NAME}-0.${NAME}-pods`, '-keyout', file('tls.key'), '-out', file('tls.csr'));
   openssl('x509', '-req', '-in', file('tls.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '1', '-out', file('tls.crt'));
   return { 'tls.crt': fs.readFileSync(file('tls.crt'), 'utf8'), 'tls.key': fs.readFileSync(file('tls.key'), 'utf8'), 'ca.crt': fs.readFileSync(file('ca.crt'), 'utf8') };
@@ -104,4 +105,17 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     const primary = need(pod0, 'pod 0');
     expect(primary.sql("select string_agg(s.ssl::text, ',') from pg_stat_replication r join pg_stat_ssl s using (pid)")).toBe('true,true');
   }, 240_000);
+
+  it('4. a standby whose ca.crt did not sign pod 0\'s certificate refuses it: it waits for pod 0 and never clones', async () => {
+    const primary = need(pod0, 'pod 0');
+    const pod = await pods.make(objects, NAME, 3, primary, { [TLS_SECRET]: { ...tls, 'ca.crt': certificates()['ca.crt'] } });
+    await pod.start();
+    await waitFor('a wait for pod 0', () => pod.log().includes('start: waiting for the primary 127.0.0.1: unreachable'), 60_000, () => pod.log());
+    expect(fs.existsSync(pod.pgdata)).toBe(false);
+    expect(primary.sql('select count(*) from pg_stat_replication')).toBe('2');
+    // What libpq says, with the mode and root certificate start.sh set.
+    const env = { PATH: process.env.PATH!, PGSSLMODE: 'verify-ca', PGSSLROOTCERT: path.join(pod.secretVolumeDir('tls'), 'ca.crt'), PGPASSFILE: pod.passfile };
+    const result = spawnSync(`${PG_BIN}/psql`, [`host=127.0.0.1 port=${primary.port} user=replication dbname=postgres connect_timeout=5`, '-c', 'select 1'], { env, encoding: 'utf8', ...postgresUser() });
+    expect(result.stderr).toContain('certificate verify failed');
+  }, 120_000);
 });

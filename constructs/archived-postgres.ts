@@ -15,6 +15,7 @@ import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
 import { BackupProps, backupEnvironment, checkBackups } from './backups';
 import { Bootstrap } from './bootstrap';
 import { ContainerResources, ResourceQuantities, checkContainerResources, resourcesWithDefaults } from './container-resources';
+import { ReplicationProps } from './database-credentials';
 import { MIN_POSTGRES_MEMORY_MIB, memorySettingsFor } from './memory-settings';
 import { DatabaseMonitoring, MonitoringProps } from './monitoring';
 import { DatabaseNetworkPolicy, NetworkPolicyProps } from './network-policy';
@@ -24,6 +25,7 @@ import { MAX_REPLICAS, MAX_WAL_SENDERS, PostgresConfig } from './postgres-config
 import { PodRoleLabel } from './pod-role';
 import { PostgresServices } from './postgres-services';
 import { DataVolumeProps, PostgresStatefulSet, checkDataVolume } from './postgres-stateful-set';
+import { TlsProps } from './postgres-tls';
 import { CLONE_SOURCES, CloneSource, StandbyProps } from './standbys';
 import { TERMINATION_POLICIES, TerminationPolicy, pruneAnnotations } from './termination-policy';
 import { checkDatabaseName, checkImageReference, checkNamespace, checkSecretName, parseQuantity, show } from './validation';
@@ -130,6 +132,22 @@ export interface ArchivedPostgresProps {
    */
   readonly authSecretName?: string;
   /**
+   * The replication role the standbys log in to pod 0 as (README: Roles and passwords).
+   * @default - the Secret `${name}-replication`
+   */
+  readonly replication?: ReplicationProps;
+  /**
+   * Whether the superuser may log in over the network with its password. Otherwise it logs in
+   * inside the pod only (kubectl exec psql), and no password of it can be guessed from outside.
+   * @default false
+   */
+  readonly superuserNetworkLogin?: boolean;
+  /**
+   * TLS for every network connection, from a kubernetes.io/tls Secret (README: TLS).
+   * @default - no TLS: network connections are not encrypted
+   */
+  readonly tls?: TlsProps;
+  /**
    * What removing the database from Git deletes. `WipeOut` also renders an Argo CD PostDelete
    * hook that deletes the archive once the StatefulSet and its pod 0 are gone (`{name}-wipeout`,
    * see WipeOutJob).
@@ -219,6 +237,8 @@ export class ArchivedPostgres extends Construct {
   public readonly archiveStorage: ArchiveStorage;
   /** The Secret with the superuser's password. */
   public readonly authSecretName: string;
+  /** The Secret with the replication role's password under the key `password`. */
+  public readonly replicationSecretName: string;
   /** The primary (read-write) Service's name. */
   public readonly primaryServiceName: string;
   /** The standby (read-only) Service's name. */
@@ -268,6 +288,7 @@ export class ArchivedPostgres extends Construct {
     this.archiveTimeout = props.archiver?.archiveTimeout ?? Duration.seconds(60);
     this.archiveStorage = props.archiver?.storage;
     this.authSecretName = props.authSecretName ?? `${this.name}-auth`;
+    this.replicationSecretName = props.replication?.secretName ?? `${this.name}-replication`;
     this.primaryServiceName = this.name;
     this.standbyServiceName = `${this.name}-standby`;
     this.governingServiceName = `${this.name}-pods`;
@@ -316,6 +337,8 @@ export class ArchivedPostgres extends Construct {
       archiverInstallDir: ARCHIVER_INSTALL_DIR,
       version: this.version,
       cloneFrom: props.standbys?.cloneFrom ?? CloneSource.PRIMARY,
+      superuserNetworkLogin: props.superuserNetworkLogin ?? false,
+      tls: props.tls !== undefined,
       // An invalid size is reported by validation; the files are rendered for the default meanwhile.
       walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
       memory,
@@ -345,6 +368,8 @@ export class ArchivedPostgres extends Construct {
       serviceAccountName: this.serviceAccount.name,
       image,
       authSecretName: this.authSecretName,
+      replicationSecretName: this.replicationSecretName,
+      tlsSecretName: props.tls?.secretName,
       resources: postgresResources,
       dataVolume,
       config: this.config,
@@ -456,6 +481,11 @@ export class ArchivedPostgres extends Construct {
     }
     errors.push(...checkPlacement('placement', props.placement));
     if (props.authSecretName !== undefined) add('authSecretName', checkSecretName(props.authSecretName));
+    if (props.tls !== undefined) add('tls.secretName', checkSecretName(props.tls.secretName));
+    if (props.replication?.secretName !== undefined) add('replication.secretName', checkSecretName(props.replication.secretName));
+    if (props.replication?.secretName !== undefined && props.replication.secretName === this.authSecretName) {
+      add('replication.secretName', `${show(props.replication.secretName)} is the superuser's Secret (authSecretName): give the replication role a Secret of its own, e.g. ${show(`${this.name}-replication`)}`);
+    }
     const cloneFrom = props.standbys?.cloneFrom;
     if (cloneFrom !== undefined && !CLONE_SOURCES.includes(cloneFrom)) {
       add('standbys.cloneFrom', `${show(cloneFrom)} is not a clone source: use CloneSource.PRIMARY or CloneSource.ARCHIVE`);

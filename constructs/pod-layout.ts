@@ -4,7 +4,7 @@
  * that runs the archiver mounts the same paths the sidecar sees.
  */
 import * as path from 'node:path';
-import { CONFIG_DIR, SPOOL_DEFAULT_FROM_DATA_DIRECTORY } from '../contract';
+import { CONFIG_DIR, REPLICATION_USER as REPLICATION_ROLE, SPOOL_DEFAULT_FROM_DATA_DIRECTORY, SUPERUSER_NAME } from '../contract';
 
 /** Where the ConfigMap is mounted in the PostgreSQL container and the sidecar (the contract's: the sidecar watches it). */
 export { CONFIG_DIR };
@@ -17,8 +17,15 @@ export const PGDATA = `${DATA_MOUNT}/pgdata`;
  */
 export const ARCHIVER_SPOOL_DIR = path.posix.join(PGDATA, SPOOL_DEFAULT_FROM_DATA_DIRECTORY);
 export const SOCKET_DIR = '/var/run/postgresql';
+/** Where the TLS Secret (`tls`) is mounted in the PostgreSQL container. */
+export const TLS_DIR = '/etc/postgresql-tls';
 export const POSTGRES_PORT = 5432;
-/** The superuser and replication user: the official image's default. */
-export const SUPERUSER = 'postgres';
+/** The superuser: the official image's default; it logs in inside the pod only, unless `superuserNetworkLogin`. */
+export const SUPERUSER = SUPERUSER_NAME;
+/**
+ * The role the standbys clone, stream, rewind and query pod 0 as (LOGIN REPLICATION and the
+ * functions pg_rewind reads files with; created by pod 0's archiver sidecar).
+ */
+export const REPLICATION_USER = REPLICATION_ROLE;
 /** The uid and gid of the postgres user of the official (Debian) image; every container of the pod runs as it. */
 export const POSTGRES_UID = 999;

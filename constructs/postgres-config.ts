@@ -10,9 +10,11 @@ import { Lazy } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { renderArchiveCommand, renderRestoreCommand } from '../contract';
-import { CONFIG_DIR, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { REPLICATION_PASSFILE } from '../contract';
+import { CONFIG_DIR, POSTGRES_PORT, REPLICATION_USER, SOCKET_DIR, SUPERUSER } from './pod-layout';
 import { renderProbeScript } from './probe-script';
 import { needsRestart } from './restart-settings';
+import { renderTlsSettings } from './postgres-tls';
 import type { CloneSource } from './standbys';
 import { renderStartScript } from './start-script';
 import { MEMORY_SETTINGS, MemorySettings } from './memory-settings';
@@ -51,6 +53,11 @@ export interface PostgresqlConfOptions {
   /** shared_buffers, effective_cache_size and maintenance_work_mem, sized from the container's memory. */
   readonly memory: MemorySettings;
   /**
+   * Whether the server takes TLS connections with the mounted Secret's certificate (`tls`).
+   * @default false
+   */
+  readonly tls?: boolean;
+  /**
    * Further settings, written after the managed ones in this order.
    * @default - none
    */
@@ -78,6 +85,18 @@ export interface PostgresConfigProps {
   readonly walSizes: WalSizes;
   /** shared_buffers, effective_cache_size and maintenance_work_mem, sized from the container's memory (`memorySettingsFor`). */
   readonly memory: MemorySettings;
+  /**
+   * Whether the superuser may log in over the network (with its password); otherwise only inside
+   * the pod (peer authentication over the Unix socket).
+   * @default false
+   */
+  readonly superuserNetworkLogin?: boolean;
+  /**
+   * Whether every network connection is TLS (`tls`): ssl = on, `hostssl` lines, and the
+   * standbys connect with TLS.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -137,9 +156,9 @@ export class PostgresConfig {
     const { id, primaryHost, version, cloneFrom } = this.props;
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
-      'pg_hba.conf': renderPgHbaConf(id),
-      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom }),
-      'probe.sh': renderProbeScript({ id, primaryHost }),
+      'pg_hba.conf': renderPgHbaConf(id, { superuserNetworkLogin: this.props.superuserNetworkLogin, tls: this.props.tls }),
+      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom, tls: this.props.tls }),
+      'probe.sh': renderProbeScript({ id, primaryHost, tls: this.props.tls }),
     };
   }
 
@@ -189,7 +208,7 @@ export class PostgresConfig {
 
   private renderPostgresqlConf(settings?: ReadonlyMap<string, PostgresqlSettingValue>): string {
     const { id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, memory } = this.props;
-    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, memory, settings });
+    return renderPostgresqlConf({ id, primaryHost, archiveTimeoutSeconds, archiverInstallDir, walSizes, memory, settings, tls: this.props.tls });
   }
 }
 
@@ -228,6 +247,7 @@ shared_buffers = '${options.memory.sharedBuffersMb}MB'
 effective_cache_size = '${options.memory.effectiveCacheSizeMb}MB'
 maintenance_work_mem = '${options.memory.maintenanceWorkMemMb}MB'
 
+${options.tls ? renderTlsSettings() : ''}
 # Replication: pod 0 is the primary, pods 1..N-1 stream from it as hot standbys.
 wal_level = replica
 # Enough for every standby of the most members supported (${MAX_REPLICAS}), two senders each (a clone
@@ -236,8 +256,10 @@ wal_level = replica
 # slot (max_replication_slots, 10 by default: clones run one at a time).
 max_wal_senders = ${MAX_WAL_SENDERS}
 hot_standby = on
-# Used by standbys only (a standby.signal file is present): the password comes from PGPASSWORD.
-primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${SUPERUSER}`)}
+# Used by standbys only (a standby.signal file is present), as the replication role, never the
+# superuser. The password is read from the passfile, which the archiver sidecar keeps equal to the
+# replication Secret, at every connection: after a rotation the next reconnect uses the new one.
+primary_conninfo = ${confString(`host=${options.primaryHost} port=${POSTGRES_PORT} user=${REPLICATION_USER} passfile=${REPLICATION_PASSFILE}`)}
 # WAL sized from the data volume (README: "The data volume and its WAL"): at most 3/8 of it.
 # A standby that falls further behind than wal_keep_size catches up from the archive (restore_command).
 wal_keep_size = '${options.walSizes.walKeepSizeMb}MB'
@@ -258,16 +280,51 @@ restore_command = ${confString(renderRestoreCommand(options.archiverInstallDir))
 ${extra}`;
 }
 
-/** pg_hba.conf: peer authentication inside the container, SCRAM over the network. */
-export function renderPgHbaConf(id: string): string {
+export interface PgHbaOptions {
+  /**
+   * Whether the superuser may log in over the network with its password.
+   * @default false - inside the pod only (peer authentication over the Unix socket)
+   */
+  readonly superuserNetworkLogin?: boolean;
+  /**
+   * Whether network connections must use TLS: `hostssl` instead of `host`, so that a connection
+   * without it matches no line and is refused.
+   * @default false
+   */
+  readonly tls?: boolean;
+}
+
+/**
+ * pg_hba.conf: peer authentication inside the container; over the network SCRAM, for the
+ * replication role only to what the standbys need (replication connections, and the database
+ * `postgres` for start.sh's queries and pg_rewind), and never for the superuser by default. The
+ * first line that matches decides, so the refusals come before `host all all`.
+ */
+export function renderPgHbaConf(id: string, options: PgHbaOptions = {}): string {
+  // The accepting network lines; the refusals hold with or without TLS.
+  const net = options.tls ? 'hostssl' : 'host   ';
+  const superuser = options.superuserNetworkLogin
+    ? `# The superuser may log in over the network with its password (superuserNetworkLogin: true).
+${net} all          ${SUPERUSER}     all      scram-sha-256
+host    replication  ${SUPERUSER}     all      reject`
+    : `# The superuser logs in inside the pod only (kubectl exec psql, the sidecar): never over the network.
+host    all          ${SUPERUSER}     all      reject
+host    replication  ${SUPERUSER}     all      reject`;
+  const tls = options.tls ? `# TLS (tls): every network connection accepted below is TLS (hostssl); one without TLS matches no line and is refused.
+` : '';
   return `# pg_hba.conf of ${id}, rendered by the ArchivedPostgres construct.
-# TYPE  DATABASE     USER  ADDRESS  METHOD
+# TYPE  DATABASE     USER         ADDRESS  METHOD
 # Inside the container the OS user postgres is the database superuser (probes, kubectl exec psql).
-local   all          all            peer
+local   all          all                   peer
 # ...replication too: pg_basebackup run in the pod (kubectl exec) takes a base backup locally.
-local   replication  all            peer
-# Everything over the network authenticates with SCRAM, replication from the standbys included.
-host    all          all   all      scram-sha-256
-host    replication  all   all      scram-sha-256
+local   replication  all                   peer
+${tls}${superuser}
+# The standbys stream and clone as ${REPLICATION_USER}, and query and rewind from the database postgres;
+# it reaches no other database.
+${net} replication  ${REPLICATION_USER}  all      scram-sha-256
+${net} postgres     ${REPLICATION_USER}  all      scram-sha-256
+host    all          ${REPLICATION_USER}  all      reject
+# The applications' roles over the network, with SCRAM.
+${net} all          all          all      scram-sha-256
 `;
 }

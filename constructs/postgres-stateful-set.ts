@@ -18,6 +18,8 @@ import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, METRICS_PORT, METRICS_PORT_NAME, PG
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ContainerResources, renderResources } from './container-resources';
 import { IMAGE_PULL_POLICY } from './image-pull';
+import { credentialWiring } from './database-credentials';
+import { tlsVolume } from './postgres-tls';
 import { PodContainer } from './pod-container';
 import { PlacementProps, renderPlacement } from './pod-placement';
 import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
@@ -101,6 +103,13 @@ export interface PostgresStatefulSetProps {
   readonly image: string;
   /** The Secret with the superuser's password under the key `password`. */
   readonly authSecretName: string;
+  /** The Secret with the replication role's password under the key `password`. */
+  readonly replicationSecretName: string;
+  /**
+   * The kubernetes.io/tls Secret mounted for the server's TLS (postgres-tls.ts).
+   * @default - none
+   */
+  readonly tlsSecretName?: string;
   /** The PostgreSQL container's resources. */
   readonly resources: ContainerResources;
   /** The volume claim template `data`; `storageClassName` undefined is the cluster's default. */
@@ -174,12 +183,16 @@ export class PostgresStatefulSet {
   private readonly extraContainers: k8s.Container[] = [];
   private readonly extraVolumes: k8s.Volume[] = [];
   private readonly podAnnotations: Record<string, string> = {};
+  private readonly credentialVolumes: k8s.Volume[];
 
   constructor(scope: Construct, props: PostgresStatefulSetProps) {
     this.props = props;
     const archiver = props.archiver;
-    const password = { secretKeyRef: { name: props.authSecretName, key: 'password' } };
+    // Mounted, not in the environment (database-credentials.ts).
+    const credentials = credentialWiring(props);
+    const tls = props.tlsSecretName !== undefined ? tlsVolume(props.tlsSecretName) : undefined;
 
+    this.credentialVolumes = [...credentials.volumes, ...(tls ? [tls.volume] : [])];
     this.installer = archiver.installContainer({ volumeName: 'archiver', installDir: ARCHIVER_INSTALL_DIR });
     this.postgres = new PodContainer({
       name: 'postgres',
@@ -194,9 +207,7 @@ export class PostgresStatefulSet {
         { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
         { name: 'PGDATA', value: PGDATA },
         { name: 'POSTGRES_USER', value: SUPERUSER },
-        { name: 'POSTGRES_PASSWORD', valueFrom: password },
-        // Used by pg_basebackup and by a standby's walreceiver to authenticate to the primary.
-        { name: 'PGPASSWORD', valueFrom: password },
+        ...credentials.postgresEnv,
         // PostgreSQL runs the archiver (archive_command, restore_command) with this environment.
         // Its storage credentials serve start.sh's bootstrap and backup-fetch only: start.sh
         // unsets them (STORAGE_CREDENTIAL_ENV) before it starts PostgreSQL (README: Who holds
@@ -227,6 +238,8 @@ export class PostgresStatefulSet {
         { name: 'shm', mountPath: '/dev/shm' },
         { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
         ...archiver.volumeMounts,
+        ...credentials.postgresVolumeMounts,
+        ...(tls ? [tls.mount] : []),
       ],
     });
     // The background archiver: warm before the first segment is ready, outside the postmaster's
@@ -251,6 +264,8 @@ export class PostgresStatefulSet {
         // The ConfigMap, which it watches: a change the kubelet brings in place is applied with a
         // reload (only a change that needs a restart rolls the pods: PostgresConfig.checksum).
         { name: ARCHIVER_ENV.configDir, value: CONFIG_DIR },
+        // It keeps the roles' passwords equal to the Secrets and writes the standbys' passfile.
+        ...credentials.sidecarEnv,
       ],
       ports: [{ name: METRICS_PORT_NAME, containerPort: METRICS_PORT, protocol: 'TCP' }],
       resources: props.archiverResources,
@@ -260,6 +275,7 @@ export class PostgresStatefulSet {
         // Connecting to a socket needs no write access to its directory.
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
         { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+        ...credentials.sidecarVolumeMounts,
       ],
     });
     this.archiverSidecar = new PodContainer({ ...sidecar, resources: withEphemeralStorage(sidecar.resources ?? {}, EPHEMERAL_STORAGE.archiver) });
@@ -367,6 +383,7 @@ export class PostgresStatefulSet {
         { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: k8s.Quantity.fromString(this.props.sharedMemorySize) } },
         { name: 'archiver', emptyDir: { sizeLimit: k8s.Quantity.fromString(EMPTY_DIR_LIMITS.archiver) } },
         ...this.props.archiver.volumes,
+        ...this.credentialVolumes,
         ...this.extraVolumes,
       ],
     };

@@ -6,7 +6,9 @@
  * not ready at once, and not live, so that the kubelet restarts the container and start.sh
  * compares the data with pod 0's and rewinds it or clones it again.
  */
-import { POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { REPLICATION_PASSFILE } from '../contract';
+import { POSTGRES_PORT, REPLICATION_USER, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { renderClientTls } from './postgres-tls';
 
 /** Where the probes keep what they last saw (an emptyDir: it outlives a container restart, which start.sh clears). */
 export const PROBE_STATE_DIR = '/tmp';
@@ -31,6 +33,11 @@ export interface ProbeScriptOptions {
   readonly id: string;
   /** Host name of pod 0 through the governing Service. */
   readonly primaryHost: string;
+  /**
+   * Whether pod 0 takes TLS connections only (`tls`).
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 export function renderProbeScript(options: ProbeScriptOptions): string {
@@ -105,10 +112,10 @@ if [ "$recovering" != t ] || [ "$receiver" = streaming ]; then
   exit 0
 fi
 
-# Not streaming. Only pod 0, up, can tell whether this standby should be. The password comes
-# from PGPASSWORD. A pod 0 that accepts the connection but does not answer (frozen, overloaded)
+# Not streaming. Only pod 0, up, can tell whether this standby should be. As the replication
+# role, its password from the passfile the archiver sidecar writes. A pod 0 that accepts the connection but does not answer (frozen, overloaded)
 # counts as down, within the probe's own timeout: this standby is not restarted for it.
-primary_system="$(PGCONNECT_TIMEOUT=3 timeout 3 psql --host=${options.primaryHost} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
+${options.tls ? renderClientTls() : ''}primary_system="$(PGPASSFILE=${REPLICATION_PASSFILE} PGCONNECT_TIMEOUT=3 timeout 3 psql --host=${options.primaryHost} --port=${POSTGRES_PORT} --username=${REPLICATION_USER} --dbname=postgres \\
   --no-password --no-psqlrc --tuples-only --no-align --quiet \\
   --command='select system_identifier from pg_control_system() where not pg_is_in_recovery()' 2>/dev/null)"
 if [ -z "$primary_system" ]; then

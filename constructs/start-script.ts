@@ -6,9 +6,10 @@
  * more (pod 0 restored from the archive onto a new timeline, or initialised anew) is rewound or
  * cloned again instead of streaming nothing.
  */
-import { ARCHIVER_COMMANDS, ARCHIVER_ENV, SPOOL_LAYOUT, STORAGE_CREDENTIAL_ENV, archiverLauncher } from '../contract';
-import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, SUPERUSER } from './pod-layout';
+import { ARCHIVER_COMMANDS, ARCHIVER_ENV, REPLICATION_PASSFILE, SPOOL_LAYOUT, STORAGE_CREDENTIAL_ENV, archiverLauncher } from '../contract';
+import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, POSTGRES_PORT, REPLICATION_USER } from './pod-layout';
 import { PROBE_STATE_DIR } from './probe-script';
+import { renderClientTls } from './postgres-tls';
 import { CloneSource } from './standbys';
 
 export interface StartScriptOptions {
@@ -20,6 +21,11 @@ export interface StartScriptOptions {
   readonly version: number;
   /** Where a standby with an empty volume gets its copy. */
   readonly cloneFrom: CloneSource;
+  /**
+   * Whether pod 0 takes TLS connections only (`tls`): the standbys then connect with TLS.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /**
@@ -33,6 +39,10 @@ export interface StartScriptOptions {
  * left it; a standby on such a timeline beyond that point holds WAL pod 0 never had (and PostgreSQL
  * refuses to follow: "new timeline N forked off current database system timeline M before current
  * recovery point").
+ *
+ * It runs as the replication role, which may not read pg_wal's files with pg_read_file: it reads
+ * the history file with pg_read_binary_file, which pg_rewind needs anyway (the role's grants are
+ * the least both need: archiver/src/daemon/credentials.ts).
  */
 const FOLLOWS_QUERY = `select case
   when pg_is_in_recovery() then 'wait'
@@ -42,7 +52,7 @@ const FOLLOWS_QUERY = `select case
     fork as (
       select split_part(line, E'\\\\t', 2)::pg_lsn as at
       from current_timeline,
-        regexp_split_to_table(coalesce(pg_read_file('pg_wal/' || name || '.history', 0, 1048576, true), ''), E'\\\\n') as line
+        regexp_split_to_table(coalesce(convert_from(pg_read_binary_file('pg_wal/' || name || '.history', 0, 1048576, true), 'UTF8'), ''), E'\\\\n') as line
       where split_part(line, E'\\\\t', 1) = '$tli')
     select case
       when $tli = ('x' || name)::bit(32)::int then 'follows'
@@ -54,12 +64,16 @@ const FOLLOWS_QUERY = `select case
     from current_timeline)
 end`;
 
-/** What a standby waits for before it copies pod 0: `up`, else why not yet. */
+/**
+ * What a standby waits for before it copies pod 0: `up`, else why not yet. The replication role
+ * may not read pg_file_settings: it reads postgresql.auto.conf itself (the lines ALTER SYSTEM and
+ * backup-fetch write, `name = value`), with the function pg_rewind needs anyway.
+ */
 const PRIMARY_STATE_QUERY = `select case
   when pg_is_in_recovery() then 'in recovery'
-  when exists (select from pg_file_settings
-    where sourcefile = current_setting('data_directory') || '/postgresql.auto.conf'
-      and (name = 'restore_command' or name like 'recovery\\\\_target%'))
+  when exists (select from regexp_split_to_table(
+      convert_from(pg_read_binary_file('postgresql.auto.conf', 0, 1048576, true), 'UTF8'), E'\\\\n') as line
+    where line ~ '^[[:space:]]*(restore_command|recovery_target[a-z_]*)[[:space:]]*=')
     then 'its postgresql.auto.conf still holds the settings of its recovery'
   else 'up'
 end`;
@@ -135,9 +149,19 @@ fi
 echo "start: $POD_NAME is a standby of $primary_host"
 # What the probes saw before this start (probe-script.ts) says nothing about the data after it.
 rm -f ${PROBE_STATE_DIR}/probe-*.state
-# The password comes from PGPASSWORD.
+# Every connection to pod 0 is the replication role's, never the superuser's: its password is in
+# the passfile that the archiver sidecar writes from the mounted replication Secret (and rewrites
+# when the Secret changes; libpq reads it at every connection). The sidecar starts with this
+# container and writes it first: give it a little time, then go on (a connection without it
+# fails, and the start waits for pod 0 as it would for a pod 0 that is down).
+${options.tls ? renderClientTls() : ''}export PGPASSFILE=${REPLICATION_PASSFILE}
+for _ in {1..30}; do
+  [ -s "$PGPASSFILE" ] && break
+  sleep 1
+done
+[ -s "$PGPASSFILE" ] || echo "start: no $PGPASSFILE yet (the archiver sidecar writes it from the replication Secret): connections to the primary fail until it is there"
 on_primary() {
-  PGCONNECT_TIMEOUT=10 psql --host="$primary_host" --port="$primary_port" --username=${SUPERUSER} --dbname=postgres \\
+  PGCONNECT_TIMEOUT=10 psql --host="$primary_host" --port="$primary_port" --username=${REPLICATION_USER} --dbname=postgres \\
     --no-password --no-psqlrc --tuples-only --no-align --quiet -v ON_ERROR_STOP=1 --command="$1"
 }
 # Pod 0 accepts connections, is out of recovery, and its sidecar has removed the settings of that
@@ -159,7 +183,7 @@ clone_primary() {
   # Clone into a scratch directory and rename it into place: a clone cut short by a restart is
   # never mistaken for a data directory.
   rm -rf "$PGDATA.clone"
-  pg_basebackup --host="$primary_host" --port="$primary_port" --username=${SUPERUSER} \\
+  pg_basebackup --host="$primary_host" --port="$primary_port" --username=${REPLICATION_USER} \\
     --pgdata="$PGDATA.clone" --wal-method=stream --checkpoint=fast --no-password --progress
   mv "$PGDATA.clone" "$PGDATA"
 }
@@ -213,7 +237,7 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
       wait_for_primary
       rm -f "$PGDATA/standby.signal"
       touch "$PGDATA.rewinding"
-      if pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${SUPERUSER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
+      if pg_rewind --target-pgdata="$PGDATA" --source-server="host=$primary_host port=$primary_port user=${REPLICATION_USER} dbname=postgres connect_timeout=10"${rewindOptions} --progress; then
         # pg_rewind sets the minimum recovery point to pod 0's WAL insert position, and pod 0
         # sends only WAL it has flushed: records inserted but not flushed (the hint bits
         # pg_rewind's own reads set are logged, wal_log_hints) would keep this standby short of a

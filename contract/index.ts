@@ -10,6 +10,7 @@
  */
 export * from './archive-layout';
 export * from './config-mount';
+export * from './credentials';
 export * from './duration';
 export * from './environment';
 export * from './exit-codes';

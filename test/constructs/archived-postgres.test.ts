@@ -79,7 +79,10 @@ describe('ArchivedPostgres, given the seed example (demo/wal-postgres, 2 replica
   it('renders no Secret object and no secret value', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toStrictEqual([]);
     for (const container of statefulSet.spec.template.spec.containers) {
-      const envValues = container.env.filter((e: any) => /KEY|SECRET|PASSWORD|TOKEN/.test(e.name));
+      // Passwords are mounted files: their variables name the file, never hold a value.
+      const files = container.env.filter((e: any) => /PASSWORD_FILE$|PASSFILE$/.test(e.name));
+      expect(files.every((e: any) => e.value.startsWith('/etc/postgresql-credentials/') || e.value === '/tmp/replication.pgpass')).toBe(true);
+      const envValues = container.env.filter((e: any) => /KEY|SECRET|PASSWORD|TOKEN/.test(e.name) && !files.includes(e));
       expect(envValues.length).toBeGreaterThan(0);
       expect(envValues.every((e: any) => e.value === undefined && e.valueFrom?.secretKeyRef)).toBe(true);
     }
@@ -110,6 +113,8 @@ describe('ArchivedPostgres options', () => {
     expect(postgresContainer(statefulSet).image).toBe('docker.io/library/postgres:16');
     expect(statefulSet.metadata.namespace).toBe('demo');
     expect(db.authSecretName).toBe('wal-postgres-auth');
+    expect(db.replicationSecretName).toBe('wal-postgres-replication');
+    expect(statefulSet.spec.template.spec.volumes).toContainEqual({ name: 'replication-password', secret: { secretName: 'wal-postgres-replication', items: [{ key: 'password', path: 'password' }], defaultMode: 0o440 } });
     expect(find(objects, 'PersistentVolumeClaim', 'data-wal-postgres-0').spec).toStrictEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } });
     expect(objects.filter((o) => o.kind === 'PersistentVolumeClaim')).toHaveLength(1);
   });
@@ -129,6 +134,7 @@ describe('ArchivedPostgres options', () => {
     const { objects } = synthDatabase(seedProps({
       image: `registry.example.com/postgres:15.8@${digest}`,
       authSecretName: 'pg-superuser',
+      replication: { secretName: 'pg-replication' },
       resources: { requests: { cpu: '2', memory: '4Gi' } },
       archiver: { ...seedProps().archiver, resources: { requests: { cpu: '1' }, limits: { memory: '1Gi' } } },
     }));
@@ -140,7 +146,8 @@ describe('ArchivedPostgres options', () => {
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     // The memory limit given alone is the request too, as Kubernetes makes it.
     expect(sidecar.resources).toStrictEqual({ requests: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '128Mi' }, limits: { memory: '1Gi', 'ephemeral-storage': '512Mi' } });
-    expect(postgres.env).toContainEqual({ name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'pg-superuser', key: 'password' } } });
+    expect(statefulSet.spec.template.spec.volumes).toContainEqual({ name: 'replication-password', secret: { secretName: 'pg-replication', items: [{ key: 'password', path: 'password' }], defaultMode: 0o440 } });
+    expect(statefulSet.spec.template.spec.volumes).toContainEqual({ name: 'superuser-password', secret: { secretName: 'pg-superuser', items: [{ key: 'password', path: 'password' }], defaultMode: 0o440 } });
     expect(postgres.resources).toStrictEqual({ requests: { cpu: '2', memory: '4Gi', 'ephemeral-storage': '256Mi' }, limits: { memory: '4Gi', 'ephemeral-storage': '1Gi' } });
   });
 });

@@ -18,7 +18,7 @@ import { freePort } from '../../testkit/ports';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
 import { testScratch } from '../../testkit/scratch';
 import { KubeObject, find, seedProps, synthDatabase } from './fixtures';
-import { RenderedPod } from './rendered-pod';
+import { RenderedPod, secretsFor } from './rendered-pod';
 
 const scratch = testScratch('pod-role-');
 const BUCKET = 'kubedb';
@@ -51,7 +51,7 @@ describe('the rendered pods label themselves; the read-only Service selects the 
           objects,
           name: NAME,
           ordinal,
-          secrets: { 's3-secret': { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey }, [`${NAME}-auth`]: { password: 'test-password' } },
+          secrets: secretsFor(s3, NAME),
           s3,
           dir: path.join(scratch.dir, `${NAME}-${ordinal}`),
           port,

@@ -20,7 +20,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_INSTALL_DIR, REPLICATION_PASSFILE } from '../../contract';
+import { REPLICATION_ROLE_GRANTS, writePassfile } from '../../archiver/src/daemon/credentials';
 import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
@@ -38,7 +39,7 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
  * The rendered postgresql.conf and pg_hba.conf written into `dir` (socket there too), with the
  * container's paths and port replaced; returns the postgresql.conf path.
  */
-function writeRenderedFiles(files: Record<string, string>, dir: string, port: number, primaryPort?: number): string {
+function writeRenderedFiles(files: Record<string, string>, dir: string, port: number, primaryPort?: number, passfile?: string): string {
   let conf = files['postgresql.conf'];
   conf = replaced(conf, ARCHIVER_INSTALL_DIR, path.join(ROOT, 'archiver/dist'));
   conf = replaced(conf, "listen_addresses = '*'", "listen_addresses = '127.0.0.1'");
@@ -46,6 +47,7 @@ function writeRenderedFiles(files: Record<string, string>, dir: string, port: nu
   conf = replaced(conf, "unix_socket_directories = '/var/run/postgresql'", `unix_socket_directories = '${dir}'`);
   conf = replaced(conf, "hba_file = '/etc/postgresql-archived/pg_hba.conf'", `hba_file = '${path.join(dir, 'pg_hba.conf')}'`);
   if (primaryPort !== undefined) conf = replaced(conf, 'host=wal-postgres-0.wal-postgres-pods port=5432', `host=127.0.0.1 port=${primaryPort}`);
+  if (passfile !== undefined) conf = replaced(conf, `passfile=${REPLICATION_PASSFILE}`, `passfile=${passfile}`);
   const file = path.join(dir, 'rendered.conf');
   fs.writeFileSync(file, conf);
   fs.writeFileSync(path.join(dir, 'pg_hba.conf'), files['pg_hba.conf']);
@@ -153,7 +155,7 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
     }
   }, 180_000);
 
-  it('starts pod 1 with the rendered start.sh: it clones pod 0 with pg_basebackup (SCRAM, the Secret\'s password) and streams from it as a hot standby', async () => {
+  it('starts pod 1 with the rendered start.sh: it clones pod 0 with pg_basebackup (SCRAM, the replication role\'s passfile) and streams from it as a hot standby', async () => {
     let primary: PostgresCluster | undefined;
     let standby: ChildProcess | undefined;
     const standbyDir = path.join(scratch, 'standby');
@@ -164,6 +166,10 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       primary.start();
       // What the official image's entrypoint does with POSTGRES_PASSWORD on first start.
       primary.sql(`alter user postgres password '${secrets['wal-postgres-auth'].password}'`);
+      // What pod 0's sidecar does from the replication Secret (the sidecars here have no Secret
+      // volumes: replication-role.real-postgres.test.ts runs the whole pod).
+      primary.sql("create role replication login replication password 'test-replication-password'");
+      for (const fn of REPLICATION_ROLE_GRANTS) primary.sql(`grant execute on function ${fn} to replication`);
       primary.sql('create table orders(id bigint primary key, note text)');
       primary.sql("insert into orders select g, md5(g::text) from generate_series(1, 1000) g");
 
@@ -172,12 +178,16 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
       fs.mkdirSync(standbyDir);
       const standbyPod = await startPod('standby');
       const standbyPort = await freePort();
-      const conf = writeRenderedFiles(files, standbyDir, standbyPort, primary.port);
+      // What pod 1's sidecar writes from the replication Secret.
+      const passfile = path.join(standbyDir, 'replication.pgpass');
+      writePassfile(passfile, 'replication', 'test-replication-password');
+      const conf = writeRenderedFiles(files, standbyDir, standbyPort, primary.port, passfile);
       let script = files['start.sh'];
       script = replaced(script, 'primary_host=wal-postgres-0.wal-postgres-pods', 'primary_host=127.0.0.1');
       script = replaced(script, 'primary_port=5432', `primary_port=${primary.port}`);
       script = replaced(script, '/etc/postgresql-archived/postgresql.conf', conf);
       script = replaced(script, 'rm -f /tmp/probe-', `rm -f ${standbyDir}/probe-`);
+      script = replaced(script, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${passfile}`);
       script = replaced(script, ARCHIVER_SPOOL_DIR, standbyPod.spool);
       fs.writeFileSync(path.join(standbyDir, 'start.sh'), script);
       giveToPostgres(standbyDir);
@@ -202,7 +212,7 @@ describe('the seed pod\'s rendered configuration on a real PostgreSQL 15 with it
         if (Date.now() > deadline || standby.exitCode !== null) throw new Error(`no streaming standby:\n${fs.readFileSync(output, 'utf8').slice(-3000)}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(primary.sql('select count(*) from pg_stat_replication')).toBe('1');
+      expect(primary.sql('select usename from pg_stat_replication')).toBe('replication');
       const log = fs.readFileSync(output, 'utf8');
       expect(log).toContain('start: wal-postgres-1 is a standby of 127.0.0.1');
       expect(fs.existsSync(path.join(standbyDir, 'pgdata/standby.signal'))).toBe(true);

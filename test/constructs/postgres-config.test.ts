@@ -40,13 +40,57 @@ describe('PostgresConfig, given the seed example', () => {
     expect(config.data!['postgresql.conf'].endsWith(`restore_command = '${renderRestoreCommand()}'\n`)).toBe(true);
   });
 
-  it('authenticates by peer inside the container and by SCRAM over the network, replication included', () => {
-    const hba = config.data!['pg_hba.conf'].split('\n').filter((line) => line && !line.startsWith('#')).map((line) => line.split(/\s+/));
-    expect(hba).toStrictEqual([
+  /** The rules of a pg_hba.conf, without comments. */
+  const rules = (hba: string) => hba.split('\n').filter((line) => line && !line.startsWith('#')).map((line) => line.split(/\s+/));
+
+  it('authenticates by peer inside the container; over the network by SCRAM, the replication role to replication and the database postgres only, the superuser never', () => {
+    expect(rules(config.data!['pg_hba.conf'])).toStrictEqual([
       ['local', 'all', 'all', 'peer'],
       ['local', 'replication', 'all', 'peer'],
+      ['host', 'all', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'postgres', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'all', 'replication', 'all', 'reject'],
       ['host', 'all', 'all', 'all', 'scram-sha-256'],
-      ['host', 'replication', 'all', 'all', 'scram-sha-256'],
+    ]);
+  });
+
+  it('with tls: ssl = on with the mounted Secret\'s certificate and key, and every accepting network line hostssl', () => {
+    const { objects } = synthDatabase(seedProps({ tls: { secretName: 'wal-postgres-tls' } }));
+    const files = find(objects, 'ConfigMap', 'wal-postgres-config').data!;
+    expect(files['postgresql.conf']).toContain("ssl = on\nssl_cert_file = '/etc/postgresql-tls/tls.crt'\nssl_key_file = '/etc/postgresql-tls/tls.key'\n");
+    expect(rules(files['pg_hba.conf'])).toStrictEqual([
+      ['local', 'all', 'all', 'peer'],
+      ['local', 'replication', 'all', 'peer'],
+      ['host', 'all', 'postgres', 'all', 'reject'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
+      ['hostssl', 'replication', 'replication', 'all', 'scram-sha-256'],
+      ['hostssl', 'postgres', 'replication', 'all', 'scram-sha-256'],
+      ['host', 'all', 'replication', 'all', 'reject'],
+      ['hostssl', 'all', 'all', 'all', 'scram-sha-256'],
+    ]);
+    // The standbys' connections to pod 0: verified against ca.crt when the Secret has one.
+    for (const script of [files['start.sh'], files['probe.sh']]) {
+      expect(script).toContain('if [ -s /etc/postgresql-tls/ca.crt ]; then\n  export PGSSLMODE=verify-ca PGSSLROOTCERT=/etc/postgresql-tls/ca.crt\nelse\n  export PGSSLMODE=require\nfi\n');
+    }
+    const pod = find(objects, 'StatefulSet', 'wal-postgres').spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'wal-postgres-tls', defaultMode: 0o440 } });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/postgresql-tls', readOnly: true });
+    expect(pod.securityContext.fsGroup).toBe(999);
+  });
+
+  it('without tls: no ssl setting, no hostssl line, no TLS volume', () => {
+    expect(config.data!['postgresql.conf']).not.toMatch(/^ssl/m);
+    expect(config.data!['pg_hba.conf']).not.toContain('hostssl');
+    expect(config.data!['start.sh']).not.toContain('PGSSLMODE');
+  });
+
+  it('lets the superuser log in over the network with its password only when superuserNetworkLogin is set', () => {
+    const hba = rules(find(synthDatabase(seedProps({ superuserNetworkLogin: true })).objects, 'ConfigMap', 'wal-postgres-config').data!['pg_hba.conf']);
+    expect(hba.slice(2, 4)).toStrictEqual([
+      ['host', 'all', 'postgres', 'all', 'scram-sha-256'],
+      ['host', 'replication', 'postgres', 'all', 'reject'],
     ]);
   });
 

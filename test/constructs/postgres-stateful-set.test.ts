@@ -53,7 +53,6 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(env.ARCHIVER_S3_ENDPOINT).toBe('https://s3.amazonaws.com');
     expect(env.AWS_ACCESS_KEY_ID).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_ACCESS_KEY_ID', optional: true } });
     expect(env.AWS_SECRET_ACCESS_KEY).toStrictEqual({ secretKeyRef: { name: 's3-secret', key: 'AWS_SECRET_ACCESS_KEY', optional: true } });
-    expect(env.POSTGRES_PASSWORD).toStrictEqual({ secretKeyRef: { name: 'wal-postgres-auth', key: 'password' } });
     expect(env.ARCHIVER_SPOOL).toBe('/var/lib/postgresql/data/archiver-spool');
     expect(env.PGDATA).toBe('/var/lib/postgresql/data/pgdata');
   });
@@ -65,11 +64,12 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
     expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
     const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ARCHIVER_ROLE_LABEL, ARCHIVER_CONFIG_DIR, ...sidecarEnv } = envOf(sidecar);
-    const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD, PGPASSWORD, ...archiverEnv } = envOf(postgres);
+    const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD_FILE, ...archiverEnv } = envOf(postgres);
+    const { ARCHIVER_SUPERUSER_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSFILE, ...sidecarArchiverEnv } = sidecarEnv;
     // Never idles out (a container that exits is restarted with a back-off); the calls never start their own.
     expect(ARCHIVER_DAEMON_IDLE_SECONDS).toBe('0');
     expect(ARCHIVER_DAEMON).toBe('external');
-    expect(sidecarEnv).toStrictEqual(archiverEnv);
+    expect(sidecarArchiverEnv).toStrictEqual(archiverEnv);
     expect(sidecar.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
     // The default bootstrap and backups.
     expect(ARCHIVER_BOOTSTRAP).toBe('restore');
@@ -88,8 +88,30 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(postgres.volumeMounts).toContainEqual({ name: 'run', mountPath: '/var/run/postgresql' });
     expect(postgres.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/postgresql/data' });
     expect(sidecar.resources).toStrictEqual({ requests: { cpu: '100m', memory: '256Mi', 'ephemeral-storage': '128Mi' }, limits: { memory: '512Mi', 'ephemeral-storage': '512Mi' } });
-    // Nothing of the superuser's reaches the sidecar.
-    expect(sidecar.env.some((e: any) => e.name.includes('PASSWORD'))).toBe(false);
+    // No password in any environment: the sidecar reads the mounted Secrets (below).
+    expect([...sidecar.env, ...postgres.env].some((e: any) => e.valueFrom?.secretKeyRef?.name?.startsWith('wal-postgres-'))).toBe(false);
+    expect([ARCHIVER_SUPERUSER_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSFILE]).toStrictEqual([
+      '/etc/postgresql-credentials/superuser/password',
+      '/etc/postgresql-credentials/replication/password',
+      '/tmp/replication.pgpass',
+    ]);
+  });
+
+  it('mounts the password Secrets as volumes, updated in place on rotation: both in the sidecar, the superuser\'s alone in the postgres container for initdb', () => {
+    const [postgres, sidecar] = statefulSet.spec.template.spec.containers;
+    const volumes = statefulSet.spec.template.spec.volumes;
+    expect(volumes).toContainEqual({ name: 'superuser-password', secret: { secretName: 'wal-postgres-auth', items: [{ key: 'password', path: 'password' }], defaultMode: 0o440 } });
+    expect(volumes).toContainEqual({ name: 'replication-password', secret: { secretName: 'wal-postgres-replication', items: [{ key: 'password', path: 'password' }], defaultMode: 0o440 } });
+    expect(sidecar.volumeMounts.filter((m: any) => m.name.endsWith('-password'))).toStrictEqual([
+      { name: 'superuser-password', mountPath: '/etc/postgresql-credentials/superuser', readOnly: true },
+      { name: 'replication-password', mountPath: '/etc/postgresql-credentials/replication', readOnly: true },
+    ]);
+    expect(postgres.volumeMounts.filter((m: any) => m.name.endsWith('-password'))).toStrictEqual([
+      { name: 'superuser-password', mountPath: '/etc/postgresql-credentials/superuser', readOnly: true },
+    ]);
+    expect(envOf(postgres).POSTGRES_PASSWORD_FILE).toBe('/etc/postgresql-credentials/superuser/password');
+    // The passfile the sidecar writes is in the volume both containers mount.
+    for (const c of [postgres, sidecar]) expect(c.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
   });
 
   it('installs the archiver from its image into a volume the postgres container reads', () => {
@@ -112,7 +134,9 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(script).toContain('primary_host=wal-postgres-0.wal-postgres-pods\n');
     expect(script).toContain('pg_basebackup --host="$primary_host"');
     expect(script).toContain('touch "$PGDATA/standby.signal"');
-    expect(config.data!['postgresql.conf']).toContain("primary_conninfo = 'host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres'");
+    expect(config.data!['postgresql.conf']).toContain("primary_conninfo = 'host=wal-postgres-0.wal-postgres-pods port=5432 user=replication passfile=/tmp/replication.pgpass'");
+    expect(script).toContain('pg_basebackup --host="$primary_host" --port="$primary_port" --username=replication');
+    expect(script).not.toMatch(/username=postgres|user=postgres/);
   });
 
   it('runs as the postgres user with no privileges, capabilities or writable root filesystem', () => {

@@ -7,8 +7,11 @@
  * What differs from the pod, and only that: what belongs to the container. Its paths (the data
  * volume, the ConfigMap's mount, the socket directory, /opt/archiver = archiver/dist), the port and
  * listen address (a free port on 127.0.0.1; a standby's primary is 127.0.0.1 at pod 0's port), the
- * S3 endpoint (the test's s3rver, which needs WHEN_REQUIRED checksums), and, for the sidecar, PGPORT
- * (the port is the container's 5432 in the pod, libpq's default). Each replacement fails when the
+ * S3 endpoint (the test's s3rver, which needs WHEN_REQUIRED checksums), the Secret volumes (their
+ * files written into the pod's directory from `secrets`, as the kubelet projects them, and updated
+ * in place by `updateSecret`, as the kubelet does when a Secret changes), the shared `tmp` volume
+ * (the replication passfile), and, for the sidecar, PGPORT (the port is the container's 5432 in the
+ * pod, libpq's default). Each replacement fails when the
  * rendered string is gone (`replaced`): a change of the rendering shows here.
  *
  * The kubelet's part that the stories need is played too: the ConfigMap's mount is laid out as the
@@ -28,7 +31,7 @@ import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, SERVICE_ACCOUNT_DIR } from '../../contract';
+import { ARCHIVER_ENV, ARCHIVER_INSTALL_DIR, REPLICATION_PASSFILE, SERVICE_ACCOUNT_DIR } from '../../contract';
 import { ARCHIVER_SPOOL_DIR, CONFIG_DIR, DATA_MOUNT, POSTGRES_PORT, SOCKET_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { ROOT, startSidecar, stopSidecar } from '../../testkit/archiver';
@@ -43,7 +46,8 @@ const BUILD = path.join(ROOT, 'archiver/dist');
 /**
  * The official postgres image's docker-entrypoint.sh (docker-library/postgres, 15/bookworm), as far
  * as `docker-entrypoint.sh postgres <args>` run by the postgres user goes: on a data directory
- * without PG_VERSION, initdb with POSTGRES_USER and POSTGRES_PASSWORD (+ POSTGRES_INITDB_ARGS), the
+ * without PG_VERSION, initdb with POSTGRES_USER and POSTGRES_PASSWORD or the content of
+ * POSTGRES_PASSWORD_FILE (its `file_env`: `$(< file)`) (+ POSTGRES_INITDB_ARGS), the
  * `host all all all scram-sha-256` line appended to $PGDATA/pg_hba.conf, and a temporary server on
  * the Unix socket only, with the same arguments, that creates POSTGRES_DB (the default, postgres,
  * exists) and runs /docker-entrypoint-initdb.d (empty), stopped again; then `exec "$@"`. `@PORT@`
@@ -52,6 +56,9 @@ const BUILD = path.join(ROOT, 'archiver/dist');
 const ENTRYPOINT_SHIM = `#!/bin/bash
 set -Eeo pipefail
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -n "\${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD="$(< "$POSTGRES_PASSWORD_FILE")"
+  fi
   if [ -z "$POSTGRES_PASSWORD" ]; then
     echo >&2 'Error: Database is uninitialized and superuser password is not specified.'
     exit 1
@@ -125,6 +132,14 @@ export class RenderedPod {
   /** The ConfigMap's mount (CONFIG_DIR), laid out as the kubelet lays it out (`mountConfigMap`). */
   public readonly configDir: string;
   private configMapVersions = 0;
+  /** The `tmp` volume both containers share (where the sidecar writes the replication passfile). */
+  public readonly tmp: string;
+  /** The replication role's passfile, in `tmp`. */
+  public readonly passfile: string;
+  /** Each Secret volume of the pod: its directory here, and the Secret and keys it projects. */
+  private readonly secretVolumes: { dir: string; secretName: string; items?: { key: string; path: string }[]; mode: number }[] = [];
+  /** Where each Secret volume is mounted in the containers, and its directory here. */
+  private readonly secretMounts = new Map<string, string>();
   private readonly binDir: string;
   private readonly sidecarArgs: string[];
   private sidecar: ChildProcess | undefined;
@@ -148,10 +163,28 @@ export class RenderedPod {
     this.binDir = path.join(dir, 'bin');
     this.containerLog = path.join(dir, 'postgres.log');
     this.sidecarLog = path.join(dir, 'archiver.log');
-    for (const d of [dir, this.volume, this.run, this.configDir, this.binDir]) fs.mkdirSync(d, { recursive: true });
+    this.tmp = path.join(dir, 'tmp');
+    this.passfile = path.join(this.tmp, path.posix.basename(REPLICATION_PASSFILE));
+    for (const d of [dir, this.volume, this.run, this.configDir, this.binDir, this.tmp]) fs.mkdirSync(d, { recursive: true });
     fs.chmodSync(dir, 0o755);
 
     const statefulSet = find(objects, 'StatefulSet', name);
+    // The Secret volumes, projected as the kubelet does: one file per item, mode defaultMode.
+    const mounts = this.secretMounts;
+    for (const volume of statefulSet.spec.template.spec.volumes ?? []) {
+      if (!volume.secret) continue;
+      const volumeDir = path.join(dir, 'secrets', volume.name);
+      this.secretVolumes.push({ dir: volumeDir, secretName: volume.secret.secretName, items: volume.secret.items, mode: volume.secret.defaultMode ?? 0o644 });
+      for (const c of [container(statefulSet, 'postgres'), container(statefulSet, 'archiver')]) {
+        for (const mount of c.volumeMounts ?? []) if (mount.name === volume.name) mounts.set(mount.mountPath, volumeDir);
+      }
+    }
+    // An environment value that names a file of a Secret volume or of the tmp volume: the file here.
+    const localFile = (value: string): string => {
+      if (value === REPLICATION_PASSFILE) return this.passfile;
+      for (const [mountPath, local] of mounts) if (value.startsWith(`${mountPath}/`)) return local + value.slice(mountPath.length);
+      return value;
+    };
     this.mountConfigMap(find(objects, 'ConfigMap', `${name}-config`).data!);
     this.probes = probesOf(container(statefulSet, 'postgres'), (arg) =>
       arg.split(CONFIG_DIR).join(this.configDir).split(`--host=${SOCKET_DIR}`).join(`--host=${this.run}`).split(`--port=${POSTGRES_PORT}`).join(`--port=${port}`),
@@ -163,7 +196,7 @@ export class RenderedPod {
     fs.chmodSync(shim, 0o755);
 
     const local = { ARCHIVER_S3_ENDPOINT: s3.endpoint, ARCHIVER_S3_CHECKSUMS: 'when_required' };
-    const pg = containerEnvironment(container(statefulSet, 'postgres'), options.secrets, this.podName);
+    const pg = mapValues(containerEnvironment(container(statefulSet, 'postgres'), options.secrets, this.podName), localFile);
     this.postgresEnv = {
       ...pg,
       PGDATA: replaced(pg.PGDATA, DATA_MOUNT, this.volume),
@@ -172,7 +205,7 @@ export class RenderedPod {
       PATH: `${this.binDir}:${PG_BIN}:${process.env.PATH}`,
     };
     this.pgdata = this.postgresEnv.PGDATA;
-    const sc = containerEnvironment(container(statefulSet, 'archiver'), options.secrets, this.podName);
+    const sc = mapValues(containerEnvironment(container(statefulSet, 'archiver'), options.secrets, this.podName), localFile);
     this.sidecarEnv = {
       ...sc,
       ARCHIVER_SPOOL: replaced(sc.ARCHIVER_SPOOL, DATA_MOUNT, this.volume),
@@ -195,6 +228,35 @@ export class RenderedPod {
       }
     }
     giveToPostgres(dir);
+    // After the chown above: the kubelet's files are root's, of the pod's fsGroup.
+    for (const secretName of new Set(this.secretVolumes.map((v) => v.secretName))) this.updateSecret(secretName, options.secrets[secretName] ?? {});
+  }
+
+  /** The directory of the Secret volume `volumeName` here (where its files are projected). */
+  secretVolumeDir(volumeName: string): string {
+    const volume = this.secretVolumes.find((v) => path.basename(v.dir) === volumeName);
+    if (!volume) throw new Error(`${this.podName}: no Secret volume ${volumeName}`);
+    return volume.dir;
+  }
+
+  /**
+   * A Secret changed: the files of every volume that projects it are replaced, atomically, as the
+   * kubelet updates a mounted Secret in place (the containers keep running).
+   */
+  updateSecret(secretName: string, data: Record<string, string>): void {
+    for (const volume of this.secretVolumes.filter((v) => v.secretName === secretName)) {
+      fs.mkdirSync(volume.dir, { recursive: true });
+      for (const item of volume.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+        const value = data[item.key];
+        if (value === undefined) throw new Error(`the pod mounts Secret ${secretName} key ${item.key}, which the test does not provide`);
+        const file = path.join(volume.dir, item.path);
+        fs.writeFileSync(`${file}.new`, value, { mode: volume.mode });
+        fs.chmodSync(`${file}.new`, volume.mode);
+        // Root's, of the fsGroup (the postgres group), as the kubelet projects a Secret with fsGroup.
+        if (process.getuid?.() === 0) fs.chownSync(`${file}.new`, 0, postgresUser().gid);
+        fs.renameSync(`${file}.new`, file);
+      }
+    }
   }
 
   /**
@@ -217,6 +279,9 @@ export class RenderedPod {
     conf = replaced(conf, `unix_socket_directories = '${SOCKET_DIR}'`, `unix_socket_directories = '${this.run}'`);
     conf = replaced(conf, `hba_file = '${CONFIG_DIR}/pg_hba.conf'`, `hba_file = '${path.join(this.configDir, 'pg_hba.conf')}'`);
     conf = replaced(conf, `host=${primaryHost} port=${POSTGRES_PORT}`, `host=127.0.0.1 port=${primaryPort}`);
+    conf = replaced(conf, `passfile=${REPLICATION_PASSFILE}`, `passfile=${this.passfile}`);
+    // A Secret volume's path in the rendered files (the TLS Secret's): the volume's directory here.
+    const localMounts = (text: string): string => [...this.secretMounts].reduce((t, [mountPath, local]) => t.split(`${mountPath}/`).join(`${local}/`), text);
 
     let script = data['start.sh'];
     script = replaced(script, `conf_file=${CONFIG_DIR}/postgresql.conf`, `conf_file=${confPath}`);
@@ -225,13 +290,15 @@ export class RenderedPod {
     script = replaced(script, `primary_host=${primaryHost}`, 'primary_host=127.0.0.1');
     script = replaced(script, `primary_port=${POSTGRES_PORT}`, `primary_port=${primaryPort}`);
     script = replaced(script, `rm -f ${PROBE_STATE_DIR}/probe-`, `rm -f ${dir}/probe-`);
+    script = replaced(script, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
 
     let probe = data['probe.sh'];
     probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
     probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
     probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
+    probe = replaced(probe, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
 
-    const files: Record<string, string> = { 'postgresql.conf': conf, 'pg_hba.conf': data['pg_hba.conf'], 'start.sh': script, 'probe.sh': probe };
+    const files: Record<string, string> = { 'postgresql.conf': localMounts(conf), 'pg_hba.conf': data['pg_hba.conf'], 'start.sh': localMounts(script), 'probe.sh': localMounts(probe) };
     const dataLink = path.join(this.configDir, '..data');
     const previous = fs.existsSync(dataLink) ? fs.readlinkSync(dataLink) : undefined;
     const version = `..${new Date().toISOString().replace(/\D/g, '_')}${++this.configMapVersions}`;
@@ -351,6 +418,18 @@ export class RenderedPod {
       if (!this.postgresRunning || Date.now() > deadline) {
         throw new Error(`${this.podName}: ${this.postgresRunning ? 'not ready in time' : 'the postgres container exited'}:\n${this.log().slice(-4000)}`);
       }
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Waits until pod 0's sidecar has set the roles' passwords from the Secrets (its first writes to
+   * a new database: a spec that counts the WAL it archives waits for them first).
+   */
+  async waitForRoles(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!/the role replication is created|the roles' passwords are set/.test(this.archiverLog())) {
+      if (Date.now() > deadline) throw new Error(`${this.podName}: the sidecar did not set the roles' passwords within ${timeoutMs} ms:\n${this.archiverLog().slice(-3000)}`);
       await sleep(100);
     }
   }
@@ -541,6 +620,10 @@ class Kubelet {
   }
 }
 
+function mapValues(env: Record<string, string>, map: (value: string) => string): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, map(v)]));
+}
+
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -553,11 +636,18 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The Secrets of a database `database` whose archive is on `server`, as the kubelet resolves them. */
+/** The bucket of the stories' archives. */
+export const BUCKET = 'kubedb';
+
+/** The passwords the stories' Secrets hold. */
+export const TEST_PASSWORDS = { superuser: 'test-password', replication: 'test-replication-password' } as const;
+
+/** The Secrets a database of the stories references, as the kubelet resolves them: the storage's, `{database}-auth` and `{database}-replication`. */
 export function secretsFor(server: S3Server, database: string): Record<string, Record<string, string>> {
   return {
     's3-secret': { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey },
-    [`${database}-auth`]: { password: 'test-password' },
+    [`${database}-auth`]: { password: TEST_PASSWORDS.superuser },
+    [`${database}-replication`]: { password: TEST_PASSWORDS.replication },
   };
 }
 
@@ -565,7 +655,7 @@ export function secretsFor(server: S3Server, database: string): Record<string, R
  * A describe's s3rver (with `bucket`) and pods (each in a directory of `scratch`): started before
  * its specs, the pods then the server removed after them whatever happened.
  */
-export function s3ServerAndPods(scratch: string, bucket = 'kubedb'): { pods: RenderedPods; server: () => S3Server } {
+export function s3ServerAndPods(scratch: string, bucket = BUCKET): { pods: RenderedPods; server: () => S3Server } {
   let server: S3Server | undefined;
   const current = (): S3Server => {
     if (!server) throw new Error('s3rver did not start: see beforeAll');
@@ -590,13 +680,14 @@ export class RenderedPods {
     private readonly scratch: string,
   ) {}
 
-  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod): Promise<RenderedPod> {
+  /** A pod of database `name`; `secrets` adds to (or replaces) the Secrets of secretsFor. */
+  async make(objects: KubeObject[], name: string, ordinal: number, primary?: RenderedPod, secrets: Record<string, Record<string, string>> = {}): Promise<RenderedPod> {
     const port = await freePort();
     const pod = new RenderedPod({
       objects,
       name,
       ordinal,
-      secrets: secretsFor(this.server(), name),
+      secrets: { ...secretsFor(this.server(), name), ...secrets },
       s3: this.server(),
       dir: path.join(this.scratch, `${name}-${ordinal}`),
       port,

@@ -29,13 +29,12 @@ import { ArchiveStorage, Bootstrap, CloneSource, RecoveryTarget } from '../../co
 import { ROOT, logLines } from '../../testkit/archiver';
 import { S3Server } from '../../testkit/s3-server';
 import { container, containerEnvironment, find, seedProps, synthDatabase } from './fixtures';
-import { RenderedPod, s3ServerAndPods, secretsFor, sleep } from './rendered-pod';
+import { BUCKET, RenderedPod, s3ServerAndPods, secretsFor, sleep } from './rendered-pod';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'restores-itself-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-const BUCKET = 'kubedb';
 const storage = () => ArchiveStorage.s3({ storageSecretName: 's3-secret', endpoint: 'https://s3.example.com', bucket: BUCKET });
 
 /** The keys under `under` (e.g. `wal/`) of the archive of demo/`database`, relative to the archive. */
@@ -294,6 +293,8 @@ describe('3. an archive with WAL but no backup: pod 0 refuses to start on an emp
     const pod = await pods.make(objects, 'wal-postgres', 0);
     await pod.start();
     await pod.waitReady({ primary: true });
+    // The sidecar's CREATE ROLE is WAL too: written before the archive is counted.
+    await pod.waitForRoles();
     pod.sql('create table orders(id bigint primary key, note text)');
     pod.sql('insert into orders select g, md5(g::text) from generate_series(1, 1000) g');
     await pod.switchAndArchive();

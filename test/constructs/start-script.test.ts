@@ -13,7 +13,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ARCHIVER_INSTALL_DIR } from '../../contract';
+import { ARCHIVER_INSTALL_DIR, REPLICATION_PASSFILE } from '../../contract';
 import { ARCHIVER_SPOOL_DIR } from '../../constructs/pod-layout';
 import { PROBE_STATE_DIR } from '../../constructs/probe-script';
 import { CloneSource } from '../../constructs';
@@ -28,7 +28,8 @@ const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgr
 /**
  * Runs start.sh as pod `podName` with the spool at `spool`; resolves with its output and duration.
  * The archiver's launcher is a stub too: it prints its arguments to stderr and `bootstrap` on
- * stdout (`initdb` unless told otherwise), or fails.
+ * stdout (`initdb` unless told otherwise), or fails. The replication passfile the sidecar writes
+ * is there (in the stubs' directory).
  */
 function runStartScript(
   podName: string,
@@ -47,7 +48,9 @@ function runStartScript(
   const archiver = options.archiver ?? `echo "${bootstrap.stdout}"\nexit ${bootstrap.status}`;
   fs.writeFileSync(path.join(install, 'bin', 'archiver'), `#!/bin/sh\necho "archiver $*" >&2\n${archiver}\n`, { mode: 0o755 });
   const file = path.join(scratch, `start-${podName}.sh`);
-  fs.writeFileSync(file, (options.script ?? script).split(ARCHIVER_SPOOL_DIR).join(spool).split(ARCHIVER_INSTALL_DIR).join(install).split(`${PROBE_STATE_DIR}/probe-`).join(`${bin}/probe-`));
+  const passfile = path.join(bin, 'replication.pgpass');
+  fs.writeFileSync(passfile, '*:*:*:replication:test-replication-password\n', { mode: 0o600 });
+  fs.writeFileSync(file, (options.script ?? script).split(ARCHIVER_SPOOL_DIR).join(spool).split(ARCHIVER_INSTALL_DIR).join(install).split(`${PROBE_STATE_DIR}/probe-`).join(`${bin}/probe-`).split(REPLICATION_PASSFILE).join(passfile));
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn('bash', [file], { env: { PATH: `${options.firstOnPath ? `${options.firstOnPath}:` : ''}${bin}:${process.env.PATH}`, POD_NAME: podName, PGDATA: options.pgdata ?? path.join(scratch, 'pgdata') } });
@@ -164,7 +167,7 @@ EOF`;
           ? 'exit 2'
           : `query="\${*: -1}"; echo "psql $query" | tr '\\n' ' ' >>${calls}; echo >>${calls}
 case "$query" in
-  *pg_file_settings*) echo "${answers.state ?? 'up'}" ;;
+  *postgresql.auto.conf*) echo "${answers.state ?? 'up'}" ;;
   *current_timeline*) echo "${answers.verdict ?? 'follows'}" ;;
 esac`,
         pg_rewind: `echo "pg_rewind $*" >>${calls}; exit ${answers.rewind ?? 0}`,
@@ -207,8 +210,8 @@ esac`,
       expect(result.status).toBe(0);
       expect(result.stdout).toContain("start: the local data has WAL that the primary's history does not: rewinding it to the primary with pg_rewind\n");
       expect(result.calls.slice(1)).toEqual([
-        expect.stringContaining('pg_file_settings'),
-        'pg_rewind --target-pgdata=' + result.pgdata + ' --source-server=host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres dbname=postgres connect_timeout=10 --restore-target-wal --config-file=/etc/postgresql-archived/postgresql.conf --progress',
+        expect.stringContaining('postgresql.auto.conf'),
+        'pg_rewind --target-pgdata=' + result.pgdata + ' --source-server=host=wal-postgres-0.wal-postgres-pods port=5432 user=replication dbname=postgres connect_timeout=10 --restore-target-wal --config-file=/etc/postgresql-archived/postgresql.conf --progress',
         // A commit on pod 0 flushes the WAL up to the minimum recovery point pg_rewind set.
         expect.stringMatching(/^psql --command=select txid_current\(\)\s*$/),
       ]);
@@ -222,7 +225,7 @@ esac`,
       const result = await standbyStart({ verdict: 'diverged', rewind: 1 });
       expect(result.status).toBe(0);
       expect(result.stdout).toContain('start: pg_rewind failed (above): discarding the local data and cloning the primary again\n');
-      expect(result.calls.at(-1)).toMatch(/^pg_basebackup --host=wal-postgres-0.wal-postgres-pods --port=5432 --username=postgres --pgdata=\S+\.clone --wal-method=stream/);
+      expect(result.calls.at(-1)).toMatch(/^pg_basebackup --host=wal-postgres-0.wal-postgres-pods --port=5432 --username=replication --pgdata=\S+\.clone --wal-method=stream/);
       expect(fs.existsSync(path.join(result.pgdata, 'local'))).toBe(false);
       expect(fs.existsSync(path.join(result.pgdata, 'cloned'))).toBe(true);
       expect(fs.existsSync(`${result.pgdata}.rewinding`)).toBe(false);
@@ -262,7 +265,7 @@ esac`,
     it('PostgreSQL 13 and 14: pg_rewind without --config-file (new in 15) and so without the archive', async () => {
       const script13 = find(synthDatabase(seedProps({ version: 13 })).objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
       const result = await standbyStart({ verdict: 'diverged' }, undefined, script13);
-      expect(result.calls.at(-2)).toBe(`pg_rewind --target-pgdata=${result.pgdata} --source-server=host=wal-postgres-0.wal-postgres-pods port=5432 user=postgres dbname=postgres connect_timeout=10 --progress`);
+      expect(result.calls.at(-2)).toBe(`pg_rewind --target-pgdata=${result.pgdata} --source-server=host=wal-postgres-0.wal-postgres-pods port=5432 user=replication dbname=postgres connect_timeout=10 --progress`);
     });
 
     it('standbys.cloneFrom: archive: an empty volume gets the archive\'s newest backup (backup-fetch LATEST into a scratch directory), pod 0 cloned only when that fails', async () => {

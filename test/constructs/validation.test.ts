@@ -180,11 +180,20 @@ describe('ArchivedPostgres validation', () => {
     for (const errors of [
       errorsOf(seedProps({ archiver: { storage: ArchiveStorage.s3({ storageSecretName: value, bucket: 'kubedb' }) } })),
       errorsOf(seedProps({ authSecretName: value })),
+      errorsOf(seedProps({ replication: { secretName: value } })),
+      errorsOf(seedProps({ tls: { secretName: value } })),
     ]) {
       expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName): looks like a credential, not the name of a Secret \(value not shown\)/);
+      expect(errors[0]).toMatch(/(archiver\.storage\.storageSecretName|authSecretName|replication\.secretName|tls\.secretName): looks like a credential, not the name of a Secret \(value not shown\)/);
       expect(errors[0]).not.toContain(value);
     }
+  });
+
+  it('fails when the replication role would share the superuser\'s Secret, naming the path, field, value and fix', () => {
+    expect(errorsOf(seedProps({ authSecretName: 'pg-auth', replication: { secretName: 'pg-auth' } }))).toStrictEqual([
+      '[test/wal-postgres] replication.secretName: "pg-auth" is the superuser\'s Secret (authSecretName): give the replication role a Secret of its own, e.g. "wal-postgres-replication"',
+    ]);
+    expect(errorsOf(seedProps({ replication: { secretName: 'Bad_Name' } }))[0]).toMatch(/^\[test\/wal-postgres\] replication\.secretName: "Bad_Name" /);
   });
 
   it.each([

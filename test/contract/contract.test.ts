@@ -15,6 +15,7 @@ import * as errors from '../../archiver/src/errors';
 import {
   ARCHIVER_ENV,
   CONFIG_DIR,
+  CREDENTIALS_ENV,
   ERROR_EXIT_CODES,
   EXIT_CODES,
   METRICS_PATH,
@@ -59,7 +60,7 @@ describe('the pod and the archiver', () => {
   });
 
   it('render only environment names the contract defines for the archiver (and, for the sidecar\'s backups, libpq\'s names the archiver reads)', () => {
-    const known = new Set<string>([...Object.values(ARCHIVER_ENV), ...LIBPQ_ENV]);
+    const known = new Set<string>([...Object.values(ARCHIVER_ENV), ...Object.values(CREDENTIALS_ENV), ...LIBPQ_ENV]);
     for (const name of ['archiver']) {
       for (const variable of Object.keys(envOf(container(statefulSet, name)))) expect(known).toContain(variable);
     }

@@ -399,3 +399,5 @@ export { startRecoveryEndWatcher } from './recovery-end';
 // The sidecar's role label (pg, the Kubernetes API) is loaded with the scheduler's bundle: the WAL calls' never holds pg.
 export { startRoleLabeller } from '../daemon/role-label';
 export { startConfigReloadWatcher } from '../daemon/config-reload';
+// The sidecar's credential keeper (daemon/credentials.ts) opens its sessions with it.
+export { PostgresSession };

@@ -34,6 +34,7 @@ import { openRepository } from '../repository';
 import { BUNDLED } from '../storage/open';
 import { Spool } from '../spool';
 import { DaemonAddress, removeAddress, writeAddress } from './address';
+import { CredentialKeeper, credentialKeeperFromEnvironment } from './credentials';
 import { DaemonContext, dispatch } from './handlers';
 import { acquireSpoolLock } from './lock';
 import { openWhenPossible } from './archive-opener';
@@ -237,6 +238,19 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   await spool.recordBoot();
   if (metrics) pusher.watchMarkers();
 
+  // The roles' passwords and the standbys' passfile, from the mounted Secrets (credentials.ts):
+  // started before the address is published, so the passfile is there when start.sh sees it.
+  let credentials: CredentialKeeper | undefined;
+  if (sidecar) {
+    const podName = process.env[ARCHIVER_ENV.podName];
+    credentials = credentialKeeperFromEnvironment(process.env, podName !== undefined && podOrdinal(podName) === 0, async () => {
+      // require() in the bundle, not import(): see storage/open.ts (pg is in lib/scheduler.cjs).
+      const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
+      return scheduler.PostgresSession.open({ applicationName: 'archiver credentials' });
+    }, log);
+    credentials?.start();
+  }
+
   const watchers = new Map<string, fs.FSWatcher>();
   const context: DaemonContext = {
     pusher,
@@ -317,6 +331,7 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
       pusher.close();
       await backups?.stop();
       await roleLabel?.stop();
+      await credentials?.stop();
       await metrics?.stop();
       await pusher.drain();
       await archive.close();

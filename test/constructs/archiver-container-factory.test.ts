@@ -11,8 +11,8 @@ import { container, databaseChart, find, seedProps, synth } from './fixtures';
 
 const gcs = ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' });
 
-/** What only the sidecar has: the background archiver's idling, its base backups' pod name, server and schedule, its metrics, its pod's role label, the configuration it reloads. */
-const SIDECAR_ONLY = ['ARCHIVER_DAEMON_IDLE_SECONDS', 'POD_NAME', 'PGHOST', 'PGUSER', 'ARCHIVER_BACKUP_AT_READY', 'ARCHIVER_BACKUP_FROM', 'ARCHIVER_METRICS_PORT', 'PGDATA', 'ARCHIVER_ROLE_LABEL', 'ARCHIVER_CONFIG_DIR'];
+/** What only the sidecar has: the background archiver's idling, its base backups' pod name, server and schedule, its metrics, its pod's role label, the configuration it reloads, the password files it keeps the roles and the passfile equal to. */
+const SIDECAR_ONLY = ['ARCHIVER_DAEMON_IDLE_SECONDS', 'POD_NAME', 'PGHOST', 'PGUSER', 'ARCHIVER_BACKUP_AT_READY', 'ARCHIVER_BACKUP_FROM', 'ARCHIVER_METRICS_PORT', 'PGDATA', 'ARCHIVER_ROLE_LABEL', 'ARCHIVER_CONFIG_DIR', 'ARCHIVER_SUPERUSER_PASSWORD_FILE', 'ARCHIVER_REPLICATION_PASSWORD_FILE', 'ARCHIVER_REPLICATION_PASSFILE'];
 
 /** The sidecar's environment without what only the sidecar has. */
 function sidecarArchiverEnv(sidecar: any): any[] {

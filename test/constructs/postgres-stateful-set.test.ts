@@ -196,7 +196,7 @@ describe('PostgresStatefulSet grows after construction', () => {
     expect(pod.containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver', 'exporter']);
     expect(pod.containers[2]).toStrictEqual({ name: 'exporter', image: 'exporter:1.0', volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] });
     // archiver-api-token: the sidecar's token for its role label (pod-role.test.ts).
-    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'shm', 'archiver', 'archiver-api-token', 'scratch']);
+    expect(pod.volumes.map((v: any) => v.name)).toStrictEqual(['config', 'run', 'tmp', 'shm', 'archiver', 'superuser-password', 'replication-password', 'archiver-api-token', 'scratch']);
   });
 
   it('adds variables and volume mounts to the postgres container, e.g. for a point-in-time recovery', () => {

@@ -107,6 +107,7 @@ if [ -s "$PGDATA/PG_VERSION" ] && [ "$(cat "$PGDATA/PG_VERSION")" != "$server_ma
   echo "start: $PGDATA holds the data of PostgreSQL $(cat "$PGDATA/PG_VERSION") and this image runs PostgreSQL $server_major, which cannot start on it (a major upgrade needs pg_upgrade, which this database does not run): put the previous version back in Git; after that sync, delete this pod (kubectl delete pod $POD_NAME) so that the StatefulSet recreates it from the reverted template; the data is untouched" >&2
   exit 1
 fi
+
 # The storage credentials are in this container's environment for what the archiver restores
 # below before PostgreSQL runs, only. PostgreSQL must not inherit them: every superuser session could read
 # them (COPY ... FROM PROGRAM 'env') and delete the archive with them. Its archive_command and
@@ -120,8 +121,8 @@ forget_storage_credentials() {
 }
 
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first
-# restore_command and archive_command calls already reach it (without it they work alone: slower,
-# still correct). Its port file may be a dead one's: only an answer on the port counts.
+# restore_command and archive_command calls already reach it (without it they fail, and PostgreSQL
+# calls again). Its port file may be a dead one's: only an answer on the port counts.
 for _ in {1..20}; do
   if read -r port _ 2>/dev/null <"${ARCHIVER_SPOOL_DIR}/${SPOOL_LAYOUT.port}" &&
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -14,6 +14,7 @@
  */
 import { Logger } from '../logger';
 import { ConnectionSettings, PostgresSession } from './postgres-session';
+import { PeriodicLook } from '../daemon/periodic-look';
 
 /** The parameters of a recovery that must not outlive it (as pg_file_settings names them). */
 export const RECOVERY_SETTINGS_PATTERN = /^(restore_command|recovery_target[a-z_]*)$/;
@@ -82,30 +83,18 @@ export async function resetEndedRecoverySettings(session: PostgresSession, log: 
  * look is logged and tried again.
  */
 export class RecoveryEndWatcher {
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private running: Promise<void> | undefined;
+  private readonly loop: PeriodicLook;
 
-  constructor(private readonly props: RecoveryEndWatcherProps) {}
+  constructor(private readonly props: RecoveryEndWatcherProps) {
+    this.loop = new PeriodicLook(async () => ((await this.look()) ? 'done' : 'again'), props.intervalMs ?? 5000);
+  }
 
   start(): void {
-    this.arm(0);
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private arm(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.look().then((done) => {
-        if (!done) this.arm(this.props.intervalMs ?? 5000);
-      });
-    }, delayMs);
-    this.timer.unref?.();
+    await this.loop.stop();
   }
 
   /** Whether the watch is over. */

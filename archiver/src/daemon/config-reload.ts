@@ -32,6 +32,7 @@ import { KUBELET_DATA_LINK, KUBELET_HIDDEN_PREFIX } from '../../../contract';
 import type { Logger } from '../logger';
 import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 import { ConnectionSettings, PostgresSession } from '../backup/postgres-session';
+import { PeriodicLook } from './periodic-look';
 
 export interface ConfigReloadWatcherProps {
   readonly log: Logger;
@@ -136,24 +137,22 @@ export async function reloadConfiguration(session: PostgresSession, files: reado
 
 /** Watches the mounted ConfigMap and reloads the server when it changes: see the module's comment. */
 export class ConfigReloadWatcher {
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private running: Promise<void> | undefined;
+  private readonly loop: PeriodicLook;
   /** The version the server last reloaded (or started with, as far as this sidecar knows). */
   private applied: { hash: string; files: ConfigFiles } | undefined;
   /** The failure logged last, so that a failing look is logged once, not every few seconds. */
   private failing: string | undefined;
 
-  constructor(private readonly props: ConfigReloadWatcherProps) {}
+  constructor(private readonly props: ConfigReloadWatcherProps) {
+    this.loop = new PeriodicLook(() => this.look(), props.intervalMs ?? 5000);
+  }
 
   start(): void {
-    this.arm(0);
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One look: hash the files and, when they changed, reload. Never throws. Returns the report of a reload, if one was done. */
@@ -210,14 +209,6 @@ export class ConfigReloadWatcher {
     this.failing = message;
     // A server that does not answer yet is how every pod starts.
     this.props.log.log(this.applied === undefined ? 'debug' : 'warn', msg, { error: message });
-  }
-
-  private arm(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.look().then(() => this.arm(this.props.intervalMs ?? 5000));
-    }, delayMs);
-    this.timer.unref?.();
   }
 }
 

@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CREDENTIALS_ENV, REPLICATION_USER, SUPERUSER_NAME } from '../../../contract';
 import type { Logger } from '../logger';
+import { PeriodicLook } from './periodic-look';
 
 /** The functions pg_rewind needs on its source server as a role that is not a superuser (its documentation). */
 export const REPLICATION_ROLE_GRANTS = [
@@ -130,25 +131,23 @@ function fingerprint(values: (string | undefined)[]): string {
 
 /** Looks at the password files every `intervalMs` (steps in the module's comment) until stopped. */
 export class CredentialKeeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly loop: PeriodicLook;
   private written: string | undefined;
   private applied: string | undefined;
   private lastProblem: string | undefined;
 
-  constructor(private readonly options: CredentialKeeperOptions) {}
+  constructor(private readonly options: CredentialKeeperOptions) {
+    this.loop = new PeriodicLook(() => this.look(), options.intervalMs ?? 5000);
+  }
 
   /** Step 2 at once (synchronous: the passfile is there before the sidecar answers), then the looks. */
   start(): void {
     this.writePassfile(readPasswordFile(this.options.replicationPasswordFile));
-    this.arm(0);
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One look (steps 1-3); never throws. */
@@ -193,14 +192,6 @@ export class CredentialKeeper {
   private problem(message: string): void {
     if (message !== this.lastProblem) this.options.log.warn(message);
     this.lastProblem = message;
-  }
-
-  private arm(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.look().then(() => this.arm(this.options.intervalMs ?? 5000));
-    }, delayMs);
-    this.timer.unref?.();
   }
 }
 

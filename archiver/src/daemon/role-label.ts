@@ -26,6 +26,7 @@ import { ConnectionSettings, PostgresSession } from '../backup/postgres-session'
 import { KubernetesApi, inClusterApi } from '../kubernetes-api';
 import { Logger } from '../logger';
 import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
+import { PeriodicLook } from './periodic-look';
 
 export interface RoleLabellerProps {
   /** The Kubernetes API as the pod's ServiceAccount (its GET and merge patch). */
@@ -69,9 +70,7 @@ function describeAnswer(what: string, answer: { status: number; statusText: stri
 }
 
 export class RoleLabeller {
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private running: Promise<unknown> | undefined;
+  private readonly loop: PeriodicLook;
   private session: PostgresSession | undefined;
   private namespace: string | undefined;
   /** The label the pod has, as last read or patched; undefined until the pod was read. */
@@ -82,16 +81,15 @@ export class RoleLabeller {
 
   constructor(private readonly props: RoleLabellerProps) {
     if (typeof props.namespace === 'string') this.namespace = props.namespace;
+    this.loop = new PeriodicLook(() => this.look(), props.intervalMs ?? ROLE_CHECK_SECONDS * 1000);
   }
 
   start(): void {
-    this.arm(0);
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop.stop();
     await this.session?.close();
     this.session = undefined;
   }
@@ -164,14 +162,6 @@ export class RoleLabeller {
     this.lastFailure = undefined;
     this.failures = 0;
     return outcome;
-  }
-
-  private arm(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.look().then(() => this.arm(this.props.intervalMs ?? ROLE_CHECK_SECONDS * 1000));
-    }, delayMs);
-    this.timer.unref?.();
   }
 }
 

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_METRICS, METRICS_PATH } from '../../../contract';
 import { readConfig, type ArchiverConfig } from '../../../archiver/src/config';
 import { DaemonHandle, runDaemon } from '../../../archiver/src/daemon/server';
-import { fakeDataDirectory, makeSegment, runArchiverAsync } from '../../../testkit/archiver';
+import { fakeDataDirectory, makeSegment, runArchiverAsync, scrapeMetrics } from '../../../testkit/archiver';
 import { capturingLogger, waitUntil } from '../../../testkit/doubles';
 import { freePort } from '../../../testkit/ports';
 
@@ -24,15 +24,9 @@ afterAll(async () => {
   fs.rmSync(scratch, { recursive: true, force: true });
 });
 
+/** A scrape; an empty map while nothing answers. */
 async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}${METRICS_PATH}`)).text();
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
+  return (await scrapeMetrics(port, METRICS_PATH)) ?? new Map();
 }
 
 describe('the background archiver\'s counters', () => {

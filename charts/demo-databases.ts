@@ -25,6 +25,12 @@ export const DEMO_DATABASES: DatabaseCatalog = {
     // A base backup daily at 02:00 UTC (and one as soon as a new primary is ready); after each,
     // keep the 7 newest and whatever a recovery to any point of the last 14 days needs.
     backups: { schedule: '0 2 * * *', retention: { count: 7, window: Duration.days(14) } },
+    // Every network connection encrypted, the standbys verifying pod 0 against the Secret's ca.crt:
+    // a kubernetes.io/tls Secret, e.g. made by a cert-manager Certificate (README: TLS).
+    tls: { secretName: 'wal-postgres-tls' },
+    // PostgreSQL from the pods of namespace demo and the members only; metrics from monitoring;
+    // out: DNS, the members and the archive's storage (README: NetworkPolicy).
+    networkPolicy: {},
   },
 
   // A new database from the seed's archive as it was at 06:00 UTC, e.g. to look at rows deleted

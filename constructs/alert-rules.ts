@@ -103,6 +103,8 @@ export const ALERTS = {
   archivingFailing: 'ArchivedPostgresArchivingFailing',
   archiveBacklog: 'ArchivedPostgresArchiveBacklog',
   volumeFillingUp: 'ArchivedPostgresVolumeFillingUp',
+  archiverCannotWork: 'ArchivedPostgresArchiverCannotWork',
+  roleLabelFailing: 'ArchivedPostgresRoleLabelFailing',
   backupMissing: 'ArchivedPostgresBackupMissing',
   backupTooOld: 'ArchivedPostgresBackupTooOld',
   recoveryWindowShort: 'ArchivedPostgresRecoveryWindowShort',
@@ -269,6 +271,33 @@ export function archiveAlertRules(options: AlertRulesOptions): AlertRuleGroup {
           `The data volume of {{ $labels.pod }} is over ${t.volumeUsedPercent}% full and, at the rate of the last hour, full within ${human(t.volumeFullWithinSeconds)}; a full volume stops PostgreSQL. ` +
           'WAL that cannot be archived piles up in pg_wal: if the archive alerts fire too, fix archiving first. ' +
           'Otherwise the data grows: give the database a larger volume (storage.size, and expand the volume claims: the StatefulSet keeps its claim template), or delete data.',
+      },
+    },
+    {
+      // The sidecar no longer crash-loops on a configuration it cannot use (that would take pod 0
+      // out of the read-write Service): it stays up, fails every WAL call, and says so here.
+      alert: ALERTS.archiverCannotWork,
+      expr: `${m('configurationOk')} == 0`,
+      for: '5m',
+      labels: labels('critical'),
+      annotations: {
+        summary: `PostgreSQL ${db}: the archiver sidecar of {{ $labels.pod }} cannot work with its configuration`,
+        description:
+          `The archiver sidecar of {{ $labels.pod }} has had a configuration it cannot use, or an archive it cannot open, for over 5 minutes: every archive_command and restore_command call fails, PostgreSQL keeps the WAL in pg_wal, and the volume fills. ` +
+          `Its log names the variable and the fix: kubectl logs -n ${namespace} {{ $labels.pod }} -c archiver (level=error, variable=, fix=). ` +
+          'Fix the storage Secret or the settings in Git; a fixed Secret reaches the sidecar when its container starts again.',
+      },
+    },
+    {
+      alert: ALERTS.roleLabelFailing,
+      expr: `increase(${m('roleLabelFailures')}[15m]) > 0`,
+      for: '15m',
+      labels: labels('warning'),
+      annotations: {
+        summary: `PostgreSQL ${db}: {{ $labels.pod }} cannot label itself with its role`,
+        description:
+          `The archiver sidecar of {{ $labels.pod }} has failed for over 15 minutes to read or patch the pod's role label through the Kubernetes API: a standby stays out of ${name}-standby (reads lose it), and a relabelled primary may still receive reads. ` +
+          `Why: kubectl logs -n ${namespace} {{ $labels.pod }} -c archiver (msg="cannot label the pod with its role"): 403 means Role/${name} does not name the pod (a member beyond replicas), 401 a refused token; the WAL work does not depend on it.`,
       },
     },
     {

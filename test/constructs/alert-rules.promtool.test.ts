@@ -101,6 +101,18 @@ const CASES: AlertCase[] = [
     quiet: { input: [series('recoveryWindowStart', '10800x320'), series('recoveryWindowEnd', '18000x320'), series('archiveCreated', '7200x320')], at: '5h' },
   },
   {
+    alert: ALERTS.archiverCannotWork,
+    fires: { input: [series('configurationOk', '0x20')], at: '10m', labels: target() },
+    // A blip while a fixed Secret reaches the restarted sidecar.
+    quiet: { input: [series('configurationOk', '0 0 1x20')], at: '10m' },
+  },
+  {
+    alert: ALERTS.roleLabelFailing,
+    fires: { input: [series('roleLabelFailures', '0+6x40', 'wal-postgres-1')], at: '30m', labels: target('wal-postgres-1') },
+    // Failures that stopped 20 minutes ago (an API server restart).
+    quiet: { input: [series('roleLabelFailures', '0+6x10 60x40', 'wal-postgres-1')], at: '40m' },
+  },
+  {
     alert: ALERTS.standbyNotStreaming,
     fires: { input: [series('standbyStreaming', '0x20', 'wal-postgres-1')], at: '10m', labels: target('wal-postgres-1') },
     quiet: { input: [series('standbyStreaming', '1x20', 'wal-postgres-1')], at: '10m' },

@@ -153,7 +153,7 @@ describe('the alerts', () => {
 
   it('leaves out the backup-age alert without a schedule, the recovery-window alert without a window, and the standby alert with one member', () => {
     const rules = rulesOf(synthDatabase(seedProps({ replicas: 1 })).objects);
-    expect(rules.map((r) => r.alert)).toStrictEqual([ALERTS.archivingFailing, ALERTS.archiveBacklog, ALERTS.volumeFillingUp, ALERTS.backupMissing]);
+    expect(rules.map((r) => r.alert)).toStrictEqual([ALERTS.archivingFailing, ALERTS.archiveBacklog, ALERTS.volumeFillingUp, ALERTS.archiverCannotWork, ALERTS.roleLabelFailing, ALERTS.backupMissing]);
   });
 
   it('fails for thresholds that cannot work, naming each', () => {

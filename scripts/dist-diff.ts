@@ -49,6 +49,12 @@ export interface DatabaseChange {
   readonly fields: readonly FieldChange[];
   /** Objects that differ in fields the summary does not name (`Kind/name`). */
   readonly otherObjects: readonly string[];
+  /**
+   * What the change does to the running members: `rolls` (the pod template changes: the
+   * StatefulSet replaces each pod, standbys first), `reloads` (only the ConfigMap's files: the
+   * sidecars reload the server in place, postgres-config.ts), or `none`.
+   */
+  readonly pods: 'rolls' | 'reloads' | 'none';
 }
 
 export interface Danger {
@@ -255,6 +261,24 @@ function changedObjects(base: readonly K8sObject[], head: readonly K8sObject[]):
   return [...new Set([...b.keys(), ...h.keys()])].filter((k) => b.get(k) !== h.get(k)).sort();
 }
 
+/** Whether a change of one database's objects replaces its pods, reloads their configuration, or neither. */
+function podsEffect(base: readonly K8sObject[], head: readonly K8sObject[]): DatabaseChange['pods'] {
+  const template = (objects: readonly K8sObject[]) => canonical(objects.find((o) => o.kind === 'StatefulSet')?.spec?.template ?? null);
+  if (template(base) !== template(head)) return 'rolls';
+  const configMap = (objects: readonly K8sObject[]) => {
+    const name = objects.find((o) => o.kind === 'StatefulSet')?.metadata?.name;
+    return canonical(objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === `${name}-config`)?.data ?? null);
+  };
+  return configMap(base) !== configMap(head) ? 'reloads' : 'none';
+}
+
+/** The words of a change's effect on the pods. */
+const POD_EFFECT: Record<DatabaseChange['pods'], string> = {
+  rolls: ' (rolls the pods, one at a time)',
+  reloads: ' (reloaded in place: no pod restarts)',
+  none: '',
+};
+
 /** Compares two synthesized trees. */
 export function diffDist(base: DistTree, head: DistTree): DistDiff {
   const [baseDbs, headDbs] = [databaseFiles(base), databaseFiles(head)];
@@ -271,7 +295,9 @@ export function diffDist(base: DistTree, head: DistTree): DistDiff {
       if (from.immutable[field] !== to.immutable[field]) fields.push({ field: `StatefulSet ${field}`, from: 'old', to: 'new' });
     }
     const objects = changedObjects(baseDbs.get(key)!, headDbs.get(key)!);
-    if (fields.length > 0 || objects.length > 0) changed.push({ database: key, fields, otherObjects: fields.length > 0 ? [] : objects });
+    if (fields.length > 0 || objects.length > 0) {
+      changed.push({ database: key, fields, otherObjects: fields.length > 0 ? [] : objects, pods: podsEffect(baseDbs.get(key)!, headDbs.get(key)!) });
+    }
     dangers.push(...changeDangers(from, to));
   }
   for (const { database, terminationPolicy } of removed) {
@@ -303,7 +329,7 @@ export function formatDiff(diff: DistDiff, title = 'dist/'): string {
   for (const change of diff.changed) {
     const words = change.fields.map((f) => (f.field.startsWith('StatefulSet ') ? `${f.field} changed` : `${f.field} ${f.from ?? '(none)'} → ${f.to ?? '(none)'}`));
     if (change.otherObjects.length > 0) words.push(`changed objects: ${change.otherObjects.join(', ')}`);
-    lines.push(`  ~ ${change.database}: ${words.join('; ')}`);
+    lines.push(`  ~ ${change.database}: ${words.join('; ')}${POD_EFFECT[change.pods]}`);
   }
   for (const { file, change } of diff.otherFiles) lines.push(`  ${change === 'added' ? '+' : change === 'removed' ? '-' : '~'} ${file}: ${change}`);
   if (diff.dangers.length > 0) {

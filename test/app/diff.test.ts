@@ -27,7 +27,7 @@ describe('the comparison of two dist/ trees', () => {
     expect(fixture('fields').report).toBe([
       'dist/: 1 added, 0 removed, 1 changed',
       '  + dev/shop/orders: added',
-      '  ~ prod/shop/orders: replicas 2 → 3; archive_timeout 60 s → 30 s',
+      '  ~ prod/shop/orders: replicas 2 → 3; archive_timeout 60 s → 30 s (reloaded in place: no pod restarts)',
       '  + delivery/argocd/dev/dev.k8s.yaml: added',
       '',
       'No dangerous changes.',
@@ -35,14 +35,14 @@ describe('the comparison of two dist/ trees', () => {
     ].join('\n'));
   });
 
-  it('names the objects that changed when no summarized field did', () => {
+  it('names the objects that changed when no summarized field did, and that a configuration change is reloaded in place', () => {
     const base = readOutput(path.join(fixtures, 'unchanged/base'));
     const head: DistTree = JSON.parse(JSON.stringify(base));
     const [configMap] = head['prod/shop/orders/orders.k8s.yaml'] as { data: Record<string, string> }[];
     configMap.data['postgresql.conf'] += 'log_min_duration_statement = 250\n';
     expect(formatDiff(diffDist(base, head))).toBe([
       'dist/: 0 added, 0 removed, 1 changed',
-      '  ~ prod/shop/orders: changed objects: ConfigMap/orders-config',
+      '  ~ prod/shop/orders: changed objects: ConfigMap/orders-config (reloaded in place: no pod restarts)',
       '',
       'No dangerous changes.',
       '',
@@ -107,14 +107,14 @@ describe('the comparison of two dist/ trees', () => {
     it('a major version change', () => {
       const { report, kinds } = fixture('major-version');
       expect(kinds).toStrictEqual(['major-version']);
-      expect(report).toContain('  ~ prod/shop/orders: image docker.io/library/postgres:16 → docker.io/library/postgres:17\n');
+      expect(report).toContain('  ~ prod/shop/orders: image docker.io/library/postgres:16 → docker.io/library/postgres:17 (rolls the pods, one at a time)\n');
       expect(report).toContain('  ! prod/shop/orders: major version 16 → 17: PostgreSQL will not start on the old data directory (a major upgrade needs pg_upgrade or a dump and restore)\n');
     });
 
     it('a shorter retention, by count and by window', () => {
       const { report, kinds } = fixture('shorter-retention');
       expect(kinds).toStrictEqual(['shorter-retention', 'shorter-retention']);
-      expect(report).toContain('  ~ prod/shop/orders: backups kept 7 → 3; backup window 14d → 7d\n');
+      expect(report).toContain('  ~ prod/shop/orders: backups kept 7 → 3; backup window 14d → 7d (rolls the pods, one at a time)\n');
       expect(report).toContain('  ! prod/shop/orders: backups kept 7 → 3: older backups are deleted at the next backup\n');
       expect(report).toContain('  ! prod/shop/orders: backup window 14d → 7d: the archive older than the new window is deleted\n');
     });
@@ -134,7 +134,7 @@ describe('the comparison of two dist/ trees', () => {
     it('a recovery bootstrap added to a live database', () => {
       const { report, kinds } = fixture('recovery-bootstrap');
       expect(kinds).toStrictEqual(['recovery-bootstrap']);
-      expect(report).toContain('  ~ prod/shop/orders: bootstrap from (none) → s3://pg-archive/prod/kubedb/shop/legacy/archive\n');
+      expect(report).toContain('  ~ prod/shop/orders: bootstrap from (none) → s3://pg-archive/prod/kubedb/shop/legacy/archive (rolls the pods, one at a time)\n');
       expect(report).toContain('  ! prod/shop/orders: recovery bootstrap from s3://pg-archive/prod/kubedb/shop/legacy/archive added to a live database: a member whose volume is empty recovers from that archive instead of its own\n');
     });
   });
@@ -180,7 +180,7 @@ describe('npm run diff', () => {
     expect(result.stderr).toBe('');
     expect(result.stdout).toBe([
       `dist/ (working tree vs merge base with main, ${git('merge-base', 'HEAD', 'main').stdout.trim().slice(0, 7)}): 0 added, 0 removed, 1 changed`,
-      '  ~ dev/demo/wal-postgres-pitr: storage 1Gi → 2Gi',
+      '  ~ dev/demo/wal-postgres-pitr: storage 1Gi → 2Gi (reloaded in place: no pod restarts)',
       '',
       'No dangerous changes.',
       '',

@@ -73,7 +73,6 @@ beforeAll(() => {
 afterAll(() => {
   storage.remove();
   fs.rmSync(scratch, { recursive: true, force: true });
-  // eslint-disable-next-line no-console
   console.log(`dockerfile image: ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
 }, 60_000);
 
@@ -84,7 +83,6 @@ function inspect(format: string): string {
 describe('archiver/Dockerfile', () => {
   it('builds an image smaller than the budget, and reports its size', () => {
     const size = Number(inspect('{{.Size}}'));
-    // eslint-disable-next-line no-console
     console.log(`dockerfile image: ${IMAGE} is ${(size / 1e6).toFixed(1)} MB`);
     expect(size).toBeGreaterThan(0);
     expect(size).toBeLessThan(SIZE_BUDGET_BYTES);
@@ -138,7 +136,6 @@ describe('archiver/Dockerfile', () => {
     expect(version.stdout).toBe(`${VERSION}\n`);
     const bytes = Number(execFileSync('du', ['-sb', volume], { encoding: 'utf8' }).split('\t')[0]);
     const node = fs.statSync(path.join(volume, ARCHIVER_TREE.node)).size;
-    // eslint-disable-next-line no-console
     console.log(`dockerfile image: the init container copies ${(bytes / 1e6).toFixed(1)} MB into the emptyDir (Node ${(node / 1e6).toFixed(1)} MB) in ${timings['install into the emptyDir'].toFixed(1)} s`);
     expect(bytes).toBeLessThan(SIZE_BUDGET_BYTES);
   });

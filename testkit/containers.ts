@@ -19,29 +19,33 @@ export class ContainerStorage {
    */
   public static own(): ContainerStorage {
     const dir = fs.mkdtempSync('/tmp/containers-');
-    return new ContainerStorage(['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run')], dir);
+    const flags = ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--storage-driver', 'overlay'];
+    return new ContainerStorage(flags, flags, dir);
   }
 
-  /** The machine's shared storage. */
-  public static readonly SHARED = new ContainerStorage([]);
+  /**
+   * The machine's shared storage. buildah is told the overlay driver (vfs copies every layer);
+   * podman is told nothing, since its database there recorded the default and refuses another.
+   */
+  public static readonly SHARED = new ContainerStorage(['--storage-driver', 'overlay'], []);
 
   private constructor(
-    /** The global flags that select this storage, for buildah and podman alike. */
-    public readonly flags: readonly string[],
+    private readonly buildahFlags: readonly string[],
+    private readonly podmanFlags: readonly string[],
     private readonly dir?: string,
   ) {}
 
   /** `BUILDAH` for scripts that take the command line to run buildah with (testkit/node-image-standin.sh). */
   public get buildahCommand(): string {
-    return ['buildah', ...this.flags, '--storage-driver', 'overlay'].join(' ');
+    return ['buildah', ...this.buildahFlags].join(' ');
   }
 
   public buildah(args: readonly string[], timeout = 170_000): SpawnSyncReturns<string> {
-    return spawnSync('buildah', [...this.flags, '--storage-driver', 'overlay', ...args], { env: CONTAINERS_ENV, encoding: 'utf8', timeout, maxBuffer: 64 << 20 });
+    return spawnSync('buildah', [...this.buildahFlags, ...args], { env: CONTAINERS_ENV, encoding: 'utf8', timeout, maxBuffer: 64 << 20 });
   }
 
   public podman(args: readonly string[], timeout = 120_000): SpawnSyncReturns<string> {
-    return spawnSync('podman', [...this.flags, '--storage-driver', 'overlay', ...args], { env: CONTAINERS_ENV, encoding: 'utf8', timeout, maxBuffer: 64 << 20 });
+    return spawnSync('podman', [...this.podmanFlags, ...args], { env: CONTAINERS_ENV, encoding: 'utf8', timeout, maxBuffer: 64 << 20 });
   }
 
   /** `podman run --rm` without network, never pulling: ARGS are run's options, the image and its arguments. */

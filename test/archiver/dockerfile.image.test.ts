@@ -81,6 +81,11 @@ function inspect(format: string): string {
 }
 
 describe('archiver/Dockerfile', () => {
+  it("defaults the version label to the package's version, in both stages (the build refuses any other)", () => {
+    const dockerfile = fs.readFileSync(path.join(ROOT, 'archiver/Dockerfile'), 'utf8');
+    expect(dockerfile.match(/^ARG VERSION=.*$/gm)).toEqual([`ARG VERSION=${VERSION}`, `ARG VERSION=${VERSION}`]);
+  });
+
   it('builds an image smaller than the budget, and reports its size', () => {
     const size = Number(inspect('{{.Size}}'));
     console.log(`dockerfile image: ${IMAGE} is ${(size / 1e6).toFixed(1)} MB`);

@@ -11,9 +11,9 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVER_INSTALL_DIR, archiverDaemonCommand, archiverInstallCommand } from '../../contract';
 import { ROOT, fakeDataDirectory, makeSegment, waitForFile } from '../../testkit/archiver';
+import { CONTAINERS_ENV as env, ContainerStorage } from '../../testkit/containers';
 import { freePort } from '../../testkit/ports';
 
-const env = { ...process.env, CONTAINERS_CONF: path.resolve(ROOT, '../shared/containers/containers.conf') };
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'image-'));
 let image: string;
 
@@ -26,7 +26,7 @@ afterAll(() => {
 });
 
 function podman(args: string[]) {
-  return spawnSync('podman', ['run', '--rm', '--network', 'none', '--pull=never', ...args], { env, encoding: 'utf8', timeout: 120_000 });
+  return ContainerStorage.SHARED.run(args);
 }
 
 describe('the archiver image', () => {

@@ -11,9 +11,9 @@ interface Workflow { readonly on: Record<string, unknown>; readonly jobs: Record
 // GitHub Actions cannot run here: the workflow is checked as a file, against .ci/run and package.json.
 const workflow: Workflow = parse(fs.readFileSync(path.join(root, '.github/workflows/pull-request.yml'), 'utf8'));
 const scripts: Record<string, string> = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts;
-/** The commands of .ci/run, in order (not its comments, `set` or `cd`). */
+/** The commands of .ci/run, in order (not its comments, `set`, `cd` or its `step` time stamps). */
 const ciCommands = fs.readFileSync(path.join(root, '.ci/run'), 'utf8').split('\n')
-  .map((line) => line.trim()).filter((line) => line !== '' && !/^(#|set |cd )/.test(line));
+  .map((line) => line.trim()).filter((line) => line !== '' && !/^(#|set |cd |step\b)/.test(line));
 const runs = (job: string) => workflow.jobs[job].steps.flatMap((step) => (step.run ? [step.run] : []));
 
 describe('.github/workflows/pull-request.yml', () => {

@@ -153,8 +153,8 @@ describe('a sidecar that cannot label its pod keeps running and retrying', () =>
 
     // The pull request that makes it a member: the Role rendered for 3 replicas.
     mock.rbac = renderedRbac(3);
-    await waitUntil(() => mock.podLabels('demo', 'wal-postgres-2')?.[ROLE_LABEL] === 'primary', 'pod 2 labelled');
-    expect(lines.map((l) => l.msg)).toContain('the pod role label is up to date again');
+    // The line is written once the patch has been answered: wait for both.
+    await waitUntil(() => mock.podLabels('demo', 'wal-postgres-2')?.[ROLE_LABEL] === 'primary' && lines.some((l) => l.msg === 'the pod role label is up to date again'), 'pod 2 labelled, and said so');
     await pod2.stop();
   });
 

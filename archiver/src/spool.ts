@@ -103,7 +103,11 @@ export class Spool {
    */
   async markPushed(file: string): Promise<boolean> {
     const marker = path.join(this.pushedDir, path.basename(file));
-    await fs.writeFile(marker, `${pushedMarker(this.owner, file)}\n`);
+    // Written beside it and renamed into place: the launcher reads the marker without a lock, and
+    // a half-written one would send its call the slow way (a WAL name never starts with '.').
+    const partial = path.join(this.pushedDir, `.${path.basename(file)}.${process.pid}.partial`);
+    await fs.writeFile(partial, `${pushedMarker(this.owner, file)}\n`);
+    await fs.rename(partial, marker);
     if (await this.owned()) return true;
     await fs.rm(marker, { force: true });
     return false;
@@ -123,7 +127,7 @@ export class Spool {
   }
 
   async pushedNames(): Promise<string[]> {
-    return fs.readdir(this.pushedDir).catch(() => []);
+    return (await fs.readdir(this.pushedDir).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
   }
 
   async removePushed(name: string): Promise<void> {

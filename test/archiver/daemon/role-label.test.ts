@@ -219,7 +219,8 @@ describe('the sidecar as the pod runs it', () => {
     expect(scraped).toMatch(/^archiver_role_label_failures_total [1-9]\d*$/m);
     await mock.goOnline();
     // The next look, ROLE_CHECK_SECONDS (10 s) later.
-    await waitUntil(() => mock.podLabels('demo', pod)?.[ROLE_LABEL] === 'primary', 'pod 0 labelled primary', 30_000);
+    // The log line follows the patch's answer: wait for both.
+    await waitUntil(() => mock.podLabels('demo', pod)?.[ROLE_LABEL] === 'primary' && log().some((l) => l.msg === 'the pod is labelled with its role'), 'pod 0 labelled primary, and said so', 30_000);
     expect(sidecar.exitCode).toBeNull();
     expect(log().map((l) => l.msg)).toEqual(expect.arrayContaining(['labelling the pod with its role', 'the pod is labelled with its role']));
     expect(fs.readFileSync(logFile, 'utf8')).not.toContain(mock.token);

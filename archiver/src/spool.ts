@@ -18,6 +18,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ARCHIVER_ENV, SPOOL_LAYOUT, pushedMarker } from '../../contract';
+import { writeFileAtomically } from './archive';
 import { ConfigError } from './errors';
 
 export class Spool {
@@ -103,11 +104,9 @@ export class Spool {
    */
   async markPushed(file: string): Promise<boolean> {
     const marker = path.join(this.pushedDir, path.basename(file));
-    // Written beside it and renamed into place: the launcher reads the marker without a lock, and
-    // a half-written one would send its call the slow way (a WAL name never starts with '.').
-    const partial = path.join(this.pushedDir, `.${path.basename(file)}.${process.pid}.partial`);
-    await fs.writeFile(partial, `${pushedMarker(this.owner, file)}\n`);
-    await fs.rename(partial, marker);
+    // Renamed into place: the launcher reads the marker without a lock, and a half-written one
+    // would send its call the slow way.
+    await writeFileAtomically(marker, Buffer.from(`${pushedMarker(this.owner, file)}\n`), false);
     if (await this.owned()) return true;
     await fs.rm(marker, { force: true });
     return false;
@@ -127,7 +126,7 @@ export class Spool {
   }
 
   async pushedNames(): Promise<string[]> {
-    return (await fs.readdir(this.pushedDir).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
+    return fs.readdir(this.pushedDir).catch(() => []);
   }
 
   async removePushed(name: string): Promise<void> {

@@ -79,9 +79,15 @@ export function passfileLine(user: string, password: string): string {
 /** Writes the passfile atomically (a reader sees the old one or the new one), mode 0600 as libpq demands. */
 export function writePassfile(file: string, user: string, password: string): void {
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  fs.writeFileSync(temporary, passfileLine(user, password), { mode: 0o600 });
-  fs.chmodSync(temporary, 0o600);
-  fs.renameSync(temporary, file);
+  try {
+    fs.writeFileSync(temporary, passfileLine(user, password), { mode: 0o600 });
+    fs.chmodSync(temporary, 0o600);
+    fs.renameSync(temporary, file);
+  } catch (error) {
+    // A full tmp volume: no half-written copy of the password stays behind.
+    fs.rmSync(temporary, { force: true });
+    throw error;
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CredentialKeeper, RoleSession, passfileLine, readPasswordFile, scramVerifier, writePassfile } from '../../../archiver/src/daemon/credentials';
 import { Logger } from '../../../archiver/src/logger';
+import { SmallDisk } from '../../../testkit/small-disk';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'credentials-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -60,6 +61,28 @@ describe('the credential keeper', () => {
     writePassfile(file, 'replication', 'pw');
     expect(fs.readFileSync(file, 'utf8')).toBe('*:*:*:replication:pw\n');
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('on a full tmp volume: fails, the previous passfile intact, and no half-written copy of the password left beside it', () => {
+    const disk = new SmallDisk(path.join(scratch, 'full-tmp'));
+    disk.mount(1);
+    try {
+      const file = path.join(disk.path, 'replication.pgpass');
+      writePassfile(file, 'replication', 'old');
+      fs.writeFileSync(path.join(disk.path, 'filler'), Buffer.alloc(1024 * 1024 - 4096));
+      for (let i = 0; ; i++) {
+        try {
+          fs.writeFileSync(path.join(disk.path, `more-${i}`), Buffer.alloc(4096));
+        } catch {
+          break;
+        }
+      }
+      expect(() => writePassfile(file, 'replication', 'n'.repeat(8192))).toThrow(/ENOSPC/);
+      expect(fs.readFileSync(file, 'utf8')).toBe('*:*:*:replication:old\n');
+      expect(fs.readdirSync(disk.path).filter((name) => name.includes('pgpass'))).toStrictEqual(['replication.pgpass']);
+    } finally {
+      disk.unmount();
+    }
   });
 
   it('computes the SCRAM-SHA-256 verifier PostgreSQL stores (its form), and none for a password PostgreSQL would normalize', () => {

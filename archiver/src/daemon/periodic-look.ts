@@ -12,11 +12,12 @@ export class PeriodicLook {
   /**
    * @param look one look; it must not throw (each watcher logs its own failures). It resolves to
    * `'done'` when the watch is over, anything else to look again.
-   * @param intervalMs the time between the end of a look and the start of the next.
+   * @param intervalMs the time between the end of a look and the start of the next, or a function
+   * of the look's outcome that gives it (a back-off while something fails).
    */
   constructor(
     private readonly look: () => Promise<unknown>,
-    private readonly intervalMs: number,
+    private readonly intervalMs: number | ((outcome: unknown) => number),
   ) {}
 
   start(): void {
@@ -33,7 +34,7 @@ export class PeriodicLook {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.running = this.look().then((outcome) => {
-        if (outcome !== 'done') this.arm(this.intervalMs);
+        if (outcome !== 'done') this.arm(typeof this.intervalMs === 'function' ? this.intervalMs(outcome) : this.intervalMs);
       });
     }, delayMs);
     this.timer.unref?.();

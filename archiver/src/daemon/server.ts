@@ -323,7 +323,8 @@ export async function runDaemon(config: ArchiverConfig & { spool: string }, log:
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(watch);
-      probe?.stop();
+      // Not awaited: a probe of a storage that hangs must not hold the sidecar's stop up.
+      void probe?.stop();
       server.close();
       removeAddress(spool.portFile, address);
       for (const watcher of watchers.values()) watcher.close();

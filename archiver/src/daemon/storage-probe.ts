@@ -8,6 +8,7 @@
 import { ARCHIVE_LAYOUT } from '../../../contract';
 import type { Archive } from '../archive';
 import type { Logger } from '../logger';
+import { PeriodicLook } from './periodic-look';
 
 export interface StorageProbeOptions {
   /** Between probes while the storage answers. @default 30000 */
@@ -19,40 +20,46 @@ export interface StorageProbeOptions {
 export class StorageProbe {
   /** The last probe's outcome; undefined before the first one ends. */
   public reachable: boolean | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private backoff: number;
-  private readonly intervalMs: number;
-  private readonly initialBackoffMs: number;
+  private readonly loop: PeriodicLook;
 
   constructor(
     private readonly archive: Archive,
     private readonly log: Logger,
     options: StorageProbeOptions = {},
   ) {
-    this.intervalMs = options.intervalMs ?? 30_000;
-    this.initialBackoffMs = options.initialBackoffMs ?? 1000;
-    this.backoff = this.initialBackoffMs;
+    const intervalMs = options.intervalMs ?? 30_000;
+    const initialBackoffMs = options.initialBackoffMs ?? 1000;
+    let backoff = initialBackoffMs;
+    // While it answers, every interval; while it does not, 1 s, 2 s, 4 s ... up to the interval.
+    this.loop = new PeriodicLook(() => this.probe(), (reachable) => {
+      if (reachable) {
+        backoff = initialBackoffMs;
+        return intervalMs;
+      }
+      const wait = backoff;
+      backoff = Math.min(backoff * 2, intervalMs);
+      return wait;
+    });
   }
 
   /** Probes now, then on its own until stop(). */
   start(): void {
-    void this.probe();
+    this.loop.start();
   }
 
-  stop(): void {
-    this.stopped = true;
-    clearTimeout(this.timer);
+  /** Stops probing; resolves once a probe in flight has ended. */
+  async stop(): Promise<void> {
+    await this.loop.stop();
   }
 
-  private async probe(): Promise<void> {
+  /** One probe; whether the storage answered. Never throws. */
+  private async probe(): Promise<boolean> {
     let failure: Error | undefined;
     try {
       await this.archive.storage.stat(ARCHIVE_LAYOUT.identity);
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error));
     }
-    if (this.stopped) return;
     const was = this.reachable;
     this.reachable = failure === undefined;
     if (failure && was !== false) {
@@ -64,9 +71,6 @@ export class StorageProbe {
     } else if (!failure && was === false) {
       this.log.info("the archive's storage answers again", { location: this.archive.location });
     }
-    this.backoff = failure ? Math.min(this.backoff * 2, this.intervalMs) : this.initialBackoffMs;
-    const wait = failure ? this.backoff : this.intervalMs;
-    this.timer = setTimeout(() => void this.probe(), wait);
-    this.timer.unref();
+    return this.reachable;
   }
 }

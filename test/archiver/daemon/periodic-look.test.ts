@@ -53,4 +53,19 @@ describe('PeriodicLook', () => {
     await sleep(50);
     expect(looks).toBe(after);
   });
+
+  it('waits as a function of the last look\'s outcome when given one (the storage probe\'s back-off)', async () => {
+    const outcomes = [false, false, true];
+    const asked: unknown[] = [];
+    let looks = 0;
+    const loop = new PeriodicLook(async () => outcomes[looks++] ?? 'done', (outcome) => {
+      asked.push(outcome);
+      return 5;
+    });
+    loop.start();
+    await sleep(150);
+    expect(looks).toBe(4);
+    expect(asked).toStrictEqual([false, false, true]);
+    await loop.stop();
+  });
 });

@@ -125,8 +125,9 @@ export class Spool {
     }
   }
 
+  /** The names of the markers; not a marker being written (writeFileAtomically's `.tmp`), which a cleanup would remove under its writer. */
   async pushedNames(): Promise<string[]> {
-    return fs.readdir(this.pushedDir).catch(() => []);
+    return (await fs.readdir(this.pushedDir).catch(() => [] as string[])).filter((name) => !name.endsWith('.tmp'));
   }
 
   async removePushed(name: string): Promise<void> {

@@ -125,6 +125,14 @@ describe('Spool', () => {
     });
   });
 
+  it('lists the markers, never one still being written (its temporary file): a cleanup of stale markers would delete it under its writer', async () => {
+    const spool = freshSpool();
+    await spool.claim();
+    expect(await spool.markPushed(`/pg_wal/${NAME}`)).toBe(true);
+    fs.writeFileSync(path.join(spool.pushedDir, `${NAME.replace(/1$/, '2')}.archiver-123-abcdef.tmp`), 'half');
+    expect(await spool.pushedNames()).toStrictEqual([NAME]);
+  });
+
   it('clear forgets every marker and prefetched file, and keeps the owner', async () => {
     const spool = freshSpool();
     await spool.claim();

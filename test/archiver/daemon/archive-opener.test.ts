@@ -188,9 +188,11 @@ describe('the archiver sidecar stays up through storage and configuration failur
     const server = await startS3Server({ buckets: [BUCKET] });
     servers.push(server);
     const c = await newCase();
-    // Loaded into the sidecar's Node before the archiver: two stray errors once it runs.
+    // Loaded into the sidecar's Node before the archiver: two stray errors once it runs. Only on
+    // the main thread: NODE_OPTIONS preloads it into the codec's worker threads too, where the
+    // rejection would end the worker (the pool replaces it) and fail the push that worker held.
     const stray = path.join(c.dir, 'stray-errors.js');
-    fs.writeFileSync(stray, "setTimeout(() => Promise.reject(new Error('a stray rejection')), 1500);\nsetTimeout(() => { throw new Error('a stray throw'); }, 1700);\n");
+    fs.writeFileSync(stray, "if (require('node:worker_threads').isMainThread) {\n  setTimeout(() => Promise.reject(new Error('a stray rejection')), 1500);\n  setTimeout(() => { throw new Error('a stray throw'); }, 1700);\n}\n");
     const env = s3Env(server);
     const sidecar = await startPodSidecar(c, { ...env, NODE_OPTIONS: `--require ${stray}` });
     await waitUntil(() => sidecarLog(c).filter((l) => l.detail?.startsWith('a stray')).length === 2, 'both stray errors in the log');

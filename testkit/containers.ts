@@ -31,8 +31,10 @@ export class ContainerStorage {
 
   private constructor(
     private readonly buildahFlags: readonly string[],
-    private readonly podmanFlags: readonly string[],
-    private readonly dir?: string,
+    /** The flags that select this storage, for podman commands run other than through `podman()` (e.g. spawned). */
+    public readonly podmanFlags: readonly string[],
+    /** An own storage root's directory (its `root` and `run` inside). */
+    public readonly dir?: string,
   ) {}
 
   /** `BUILDAH` for scripts that take the command line to run buildah with (testkit/node-image-standin.sh). */

@@ -13,6 +13,8 @@
 #                             what was pushed, REFERENCE@sha256:..., to put into app.ts.
 #   ARCHIVER_IMAGE_BUILDER    buildah (the default where it is installed) or docker.
 #   ARCHIVER_PUSH_TLS_VERIFY  false for a registry served over plain HTTP (a test registry).
+#   BUILDAH_STORAGE, BUILDAH_RUNROOT  buildah's --root and --runroot: a storage root of the
+#                             caller's own (npm run rehearse), instead of the machine's.
 #
 # The root filesystem is assembled from this machine: archiver/dist with the real Node binary in
 # place of its symlink, and the shared libraries `ldd` lists for it (glibc, libstdc++). No registry
@@ -68,7 +70,7 @@ tls_verify=${ARCHIVER_PUSH_TLS_VERIFY:-true}
 case "$builder" in
   buildah)
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/../shared/containers/containers.conf}
-    buildah=(buildah ${BUILDAH_STORAGE:+--root "$BUILDAH_STORAGE"} --storage-driver overlay)
+    buildah=(buildah ${BUILDAH_STORAGE:+--root "$BUILDAH_STORAGE"} ${BUILDAH_RUNROOT:+--runroot "$BUILDAH_RUNROOT"} --storage-driver overlay)
     "${buildah[@]}" bud --pull=never --quiet \
       --label "org.opencontainers.image.version=$version" -t "$image" "$context" >/dev/null
     if [ "$push" = true ]; then

@@ -62,7 +62,9 @@ export class PodmanCluster {
     const file = path.join(this.directory, 'pods', `${name}.yaml`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, stringify(rendered.pod), { mode: 0o600 });
-    const args = ['kube', 'play', '--quiet', ...(ip ? ['--network', this.network, '--ip', ip] : []), file];
+    // A fixed MAC per IP: with podman's random one, a pod played again on its IP stays unreachable
+    // for tens of seconds from peers that cached the old address.
+    const args = ['kube', 'play', '--quiet', ...(ip ? ['--network', this.network, '--ip', ip, '--mac-address', macFor(ip)] : []), file];
     this.check(this.storage.podman(args, 180_000), `podman kube play ${name}`);
     const played: PlayedPod = { name, ip: ip ?? '127.0.0.1', rendered };
     this.pods.set(name, played);
@@ -110,9 +112,14 @@ export class PodmanCluster {
     return `${result.stdout}${result.stderr}`;
   }
 
-  /** SIGKILL to one container, as an OOM kill or a crash would. */
+  /**
+   * SIGKILL to a container's main process from the host, as the OOM killer or a crash would.
+   * Not `podman kill`: podman counts that as stopped by the user and never restarts it.
+   */
   public kill(pod: string, container: string): void {
-    this.check(this.podman(['kill', '--signal', 'KILL', containerName(pod, container)]), `podman kill ${containerName(pod, container)}`);
+    const pid = Number(this.podman(['inspect', '--format', '{{.State.Pid}}', containerName(pod, container)]).stdout.trim());
+    if (!(pid > 0)) throw new Error(`${containerName(pod, container)} is not running: no process to kill`);
+    process.kill(pid, 'SIGKILL');
   }
 
   /** Stops a pod's containers (SIGTERM, SIGKILL after `graceSeconds`), keeping them and their volumes. */
@@ -141,6 +148,8 @@ export class PodmanCluster {
     this.podman(['pod', 'rm', '--all', '--force', '--time', '5'], 300_000);
     this.podman(['volume', 'prune', '--force']);
     this.podman(['network', 'rm', '--force', this.network]);
+    // CNI keeps a network's IP reservations machine-wide, whatever the storage root, after rm.
+    fs.rmSync(path.join('/var/lib/cni/networks', this.network), { recursive: true, force: true });
     this.storage.remove();
     fs.rmSync(this.directory, { recursive: true, force: true });
   }
@@ -152,6 +161,11 @@ export class PodmanCluster {
   private podmanFlags(): readonly string[] {
     return this.storage.podmanFlags;
   }
+}
+
+/** A locally administered MAC address made of the IP: stable for a pod played again on its IP. */
+function macFor(ip: string): string {
+  return ['02', '42', ...ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0'))].join(':');
 }
 
 /** The name podman gives a kube-played pod's container. */

@@ -270,9 +270,11 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       })();
       cluster.stopPod('s3', 5);
       await sleep(20_000);
+      // The archiver does not report a segment archived while it cannot store it: the segments
+      // wait in pg_wal (.ready), whether archive_command fails and is called again or is still retrying.
       const failedWhileDown = Number(sql(pod0, 'select failed_count from pg_stat_archiver'));
-      expectThat(failedWhileDown > failedBefore, `archive_command did not fail while the S3 server was down (failed_count ${failedBefore} → ${failedWhileDown})`);
       const backlog = Number(sql(pod0, "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"));
+      expectThat(backlog >= 3, `only ${backlog} segments wait for archiving after 20 s of writes with the S3 server down: were they reported archived without being stored?`);
       cluster.startPod('s3');
       writing = false;
       await load;
@@ -291,7 +293,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       const fetched = cluster.exec(pod0, 'postgres', ['bash', '-c', script], { timeoutMs: 300_000 });
       expectThat(fetched.status === 0, `wal-fetch of the archived segments: ${fetched.stdout.trim()} ${fetched.stderr.trim()}`);
       const [count, compared] = fetched.stdout.trim().split(' ');
-      log(`rehearse:   archive_command failed ${failedWhileDown - failedBefore} times while the server was down (${backlog} segments waiting); after it came back all ${names.length} segments ${firstSegment}..${last} are in the bucket; ${count} fetched intact (${compared} byte-identical to pg_wal's copy, the others verified by their checksum)`);
+      log(`rehearse:   with the server down ${backlog} segments waited in pg_wal (archive_command failed ${failedWhileDown - failedBefore} times meanwhile); after it came back all ${names.length} segments ${firstSegment}..${last} are in the bucket; ${count} fetched intact (${compared} byte-identical to pg_wal's copy, the others verified by their checksum)`);
     });
 
     let rowsBeforeLoss = 0;
@@ -304,7 +306,8 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       const rendered = renderPod(main, 0);
       playPod(rendered);
       await kubelet.waitReady(pod0, rendered.probes, 300_000);
-      expectThat(sql(pod0, 'select pg_is_in_recovery()') === 'f', `${pod0} did not come back as the primary`);
+      // Ready already in its archive recovery (a hot standby answers): writes wait for the promotion.
+      await waitFor(() => sql(pod0, 'select pg_is_in_recovery()') === 'f', `${pod0} out of its archive recovery, the primary again`, 120_000);
       const restored = rowCount(pod0);
       expectThat(restored === rowsBeforeLoss, `${pod0} restored ${restored} rows; ${rowsBeforeLoss} were archived`);
       const bootstrap = cluster.logs(pod0, 'postgres', 400).split('\n').find((l) => l.startsWith('start: bootstrap:'));
@@ -328,7 +331,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       });
       playPod(rendered);
       await kubelet.waitReady(copyPod, rendered.probes, 300_000);
-      expectThat(sql(copyPod, 'select pg_is_in_recovery()') === 'f', `${copyPod} did not promote after its recovery`);
+      await waitFor(() => sql(copyPod, 'select pg_is_in_recovery()') === 'f', `${copyPod} promoted at the end of its recovery`, 120_000);
       const rows = rowCount(copyPod);
       expectThat(rows === rowsAtTarget, `${copyPod} has ${rows} rows; ${rowsAtTarget} were written before ${targetTime}`);
       const later = Number(sql(copyPod, `select count(*) from rehearsal where at >= '${targetTime}'`));

@@ -9,6 +9,8 @@ import { containerName, PodmanCluster } from './podman-cluster';
 
 export class Kubelet {
   private readonly watched = new Map<string, { stop: () => void }>();
+  /** The containers this kubelet restarted for their liveness, by `pod/container`. */
+  private readonly restartCounts = new Map<string, number>();
 
   constructor(
     private readonly cluster: PodmanCluster,
@@ -50,6 +52,8 @@ export class Kubelet {
             this.log(`kubelet: ${pod} container ${probe.container} failed its liveness probe ${failures} times (${(result.stdout + result.stderr).trim().split('\n').pop()}): restarting it`);
             failures = 0;
             this.cluster.podman(['restart', '--time', String(graceSeconds), containerName(pod, probe.container)], (graceSeconds + 60) * 1000);
+            const key = `${pod}/${probe.container}`;
+            this.restartCounts.set(key, (this.restartCounts.get(key) ?? 0) + 1);
           }
         } finally {
           running = false;
@@ -63,6 +67,11 @@ export class Kubelet {
         timers.forEach(clearInterval);
       },
     });
+  }
+
+  /** How often the liveness probe had a container restarted. */
+  public restarts(pod: string, container: string): number {
+    return this.restartCounts.get(`${pod}/${container}`) ?? 0;
   }
 
   public forget(pod: string): void {

@@ -145,7 +145,8 @@ export class PodmanCluster {
 
   /** Everything: pods, volumes, the network, images, the storage root, the directory. */
   public remove(): void {
-    this.podman(['pod', 'rm', '--all', '--force', '--time', '5'], 300_000);
+    // Killed, not stopped: nothing of theirs is kept.
+    this.podman(['pod', 'rm', '--all', '--force', '--time', '0'], 300_000);
     this.podman(['volume', 'prune', '--force']);
     this.podman(['network', 'rm', '--force', this.network]);
     // CNI keeps a network's IP reservations machine-wide, whatever the storage root, after rm.

@@ -99,6 +99,15 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
   const cluster = PodmanCluster.create(options.directory);
   const kubelet = new Kubelet(cluster, log);
   const cleanups: (() => Promise<void> | void)[] = [];
+  // Ctrl-C or a CI timeout: what it made goes too (the pods, the network, the storage root).
+  const interrupted = (signal: NodeJS.Signals) => {
+    log(`rehearse: ${signal}: removing its pods, volumes, network, images and directory`);
+    kubelet.forgetAll();
+    cluster.remove();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   let current = 'setting up';
   const step = async (title: string, body: () => Promise<void>) => {
     current = title;
@@ -269,12 +278,12 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
         }
       })();
       cluster.stopPod('s3', 5);
-      await sleep(20_000);
+      await sleep(12_000);
       // The archiver does not report a segment archived while it cannot store it: the segments
       // wait in pg_wal (.ready), whether archive_command fails and is called again or is still retrying.
       const failedWhileDown = Number(sql(pod0, 'select failed_count from pg_stat_archiver'));
       const backlog = Number(sql(pod0, "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'"));
-      expectThat(backlog >= 3, `only ${backlog} segments wait for archiving after 20 s of writes with the S3 server down: were they reported archived without being stored?`);
+      expectThat(backlog >= 3, `only ${backlog} segments wait for archiving after 12 s of writes with the S3 server down: were they reported archived without being stored?`);
       cluster.startPod('s3');
       writing = false;
       await load;
@@ -310,7 +319,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       await waitFor(() => sql(pod0, 'select pg_is_in_recovery()') === 'f', `${pod0} out of its archive recovery, the primary again`, 120_000);
       const restored = rowCount(pod0);
       expectThat(restored === rowsBeforeLoss, `${pod0} restored ${restored} rows; ${rowsBeforeLoss} were archived`);
-      const bootstrap = cluster.logs(pod0, 'postgres', 400).split('\n').find((l) => l.startsWith('start: bootstrap:'));
+      const bootstrap = /start: bootstrap: [a-z-]+/.exec(cluster.logs(pod0, 'postgres', 400))?.[0];
       const id = sql(pod0, "insert into rehearsal (batch, payload) values (6, 'after the restore') returning id");
       await waitFor(() => {
         try {
@@ -320,7 +329,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
         }
       }, `${pod1} following the restored ${pod0} (row ${id})`, 300_000);
       const timeline = sql(pod0, "select timeline_id from pg_control_checkpoint()");
-      log(`rehearse:   ${pod0}: ${bootstrap ?? 'bootstrap line not found'}; ${restored} of ${rowsBeforeLoss} rows, timeline ${timeline}; ${pod1} follows it (row ${id}; its postgres container restarted ${cluster.containerState(pod1, 'postgres').restarts} times)`);
+      log(`rehearse:   ${pod0}: ${bootstrap ?? 'bootstrap line not found'}; ${restored} of ${rowsBeforeLoss} rows, timeline ${timeline}; ${pod1} follows it (row ${id}; its liveness probe had its postgres container restarted ${kubelet.restarts(pod1, 'postgres')} times)`);
     });
 
     const copyPod = `${copy.name}-0`;
@@ -382,6 +391,8 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
     for (const line of diagnostics(cluster)) log(line);
     throw error;
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     kubelet.forgetAll();
     for (const cleanup of cleanups.reverse()) await cleanup();
     const at = Date.now();

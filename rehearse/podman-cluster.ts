@@ -30,7 +30,9 @@ export class PodmanCluster {
     // A /24 of its own: the third octet from the pid, so that two rehearsals on one machine do not meet.
     const octet = 100 + (process.pid % 150);
     const network = `rehearse-${process.pid}`;
-    const cluster = new PodmanCluster(storage, network, `10.${89}.${octet}`, directory);
+    // `kube play` writes podman's default kube network machine-wide (CNI) the first time: gone again at removal.
+    const defaultKubeNetwork = '/etc/cni/net.d/podman-default-kube-network.conflist';
+    const cluster = new PodmanCluster(storage, network, `10.${89}.${octet}`, directory, fs.existsSync(defaultKubeNetwork) ? undefined : defaultKubeNetwork);
     cluster.check(storage.podman(['network', 'create', '--subnet', `${cluster.subnet}.0/24`, network]), `podman network create ${network}`);
     return cluster;
   }
@@ -43,6 +45,7 @@ export class PodmanCluster {
     public readonly network: string,
     private readonly subnet: string,
     public readonly directory: string,
+    private readonly madeDefaultKubeNetwork: string | undefined,
   ) {}
 
   /** The next free IP of the network: each pod keeps its IP for the whole rehearsal (a Service's stable name). */
@@ -151,6 +154,7 @@ export class PodmanCluster {
     this.podman(['network', 'rm', '--force', this.network]);
     // CNI keeps a network's IP reservations machine-wide, whatever the storage root, after rm.
     fs.rmSync(path.join('/var/lib/cni/networks', this.network), { recursive: true, force: true });
+    if (this.madeDefaultKubeNetwork) fs.rmSync(this.madeDefaultKubeNetwork, { force: true });
     this.storage.remove();
     fs.rmSync(this.directory, { recursive: true, force: true });
   }

@@ -23,8 +23,8 @@ describe('.github/workflows/pull-request.yml', () => {
   });
 
   it('checks like .ci/run: its commands in its order, and the type-check', () => {
-    expect(ciCommands).toStrictEqual(['npm ci', 'npm run synth:check', 'npm test']);
-    expect(runs('check')).toStrictEqual(['npm ci', 'npm run typecheck', 'npm run synth:check', 'npm test']);
+    expect(ciCommands).toStrictEqual(['npm ci', 'npm run synth:check', 'npm test', 'npm run rehearse']);
+    expect(runs('check')).toStrictEqual(['npm ci', 'npm run typecheck', 'npm run synth:check', 'npm test', 'npm run rehearse']);
     expect(runs('check').filter((command) => ciCommands.includes(command))).toStrictEqual(ciCommands);
   });
 

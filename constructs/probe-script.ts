@@ -44,7 +44,8 @@ export function renderProbeScript(options: ProbeScriptOptions): string {
   return `#!/bin/bash
 # Probes of ${options.id}, rendered by the ArchivedPostgres construct.
 #   probe.sh startup the server answers at all, or a copy into the empty volume grows;
-#   probe.sh ready   the server accepts connections and, on a standby, follows pod 0;
+#   probe.sh ready   the server accepts connections; pod 0 is out of recovery (it takes the
+#                    writes), a standby follows pod 0;
 #   probe.sh live    the server answers at all (pg_isready's "rejecting connections" counts: a long
 #                    recovery is alive), or a copy into the empty volume grows; and, on a
 #                    standby, it follows pod 0.
@@ -98,7 +99,6 @@ case $? in
   *) [ "$mode" != ready ] && copy_growing && exit 0 || exit 1 ;;
 esac
 [ "$mode" = startup ] && exit 0
-[ "\${POD_NAME##*-}" = 0 ] && exit 0
 
 IFS='|' read -r recovering receiver replayed system < <(
   psql --host=${SOCKET_DIR} --port=${POSTGRES_PORT} --username=${SUPERUSER} --dbname=postgres \\
@@ -107,6 +107,15 @@ IFS='|' read -r recovering receiver replayed system < <(
       coalesce(pg_last_wal_replay_lsn()::text, 'none'),
       (select system_identifier from pg_control_system())"
 ) || exit 0
+if [ "\${POD_NAME##*-}" = 0 ]; then
+  # Pod 0 takes the writes (the read-write Service): while it replays a restore from the archive it
+  # answers as a hot standby, and every write would fail. Ready once it is promoted; alive meanwhile.
+  if [ "$mode" = ready ] && [ "$recovering" = t ]; then
+    echo "pod 0 is still in recovery (replayed up to $replayed): not ready for writes until it is promoted"
+    exit 1
+  fi
+  exit 0
+fi
 if [ "$recovering" != t ] || [ "$receiver" = streaming ]; then
   rm -f "$state"
   exit 0

@@ -57,10 +57,20 @@ const SYSTEM = '7000000000000000001';
 
 describe('probe.sh, pod 0', () => {
   const primary = pod('wal-postgres-0');
-  it('is ready when the server accepts connections, and only then', () => {
-    expect(primary.run('ready', { isready: 0 }).status).toBe(0);
+  it('is ready when the server accepts connections out of recovery, and only then', () => {
+    expect(primary.run('ready', { isready: 0, local: `f|none|none|${SYSTEM}` }).status).toBe(0);
     expect(primary.run('ready', { isready: 1 }).status).toBe(1);
     expect(primary.run('ready', { isready: 2 }).status).toBe(1);
+  });
+
+  it('replaying a restore from the archive (a hot standby answering reads): live, not ready, since writes would fail', () => {
+    const recovering = { isready: 0, local: `t|none|0/5000060|${SYSTEM}` };
+    expect(primary.run('ready', recovering)).toStrictEqual({ status: 1, output: 'pod 0 is still in recovery (replayed up to 0/5000060): not ready for writes until it is promoted' });
+    expect(primary.run('live', recovering).status).toBe(0);
+  });
+
+  it('ready when its local psql fails (all connections taken, say): pg_isready said it accepts connections, and a busy primary stays in its Service', () => {
+    expect(primary.run('ready', { isready: 0 }).status).toBe(0);
   });
 
   it('is live while the server answers at all: "rejecting connections" (a long recovery) counts', () => {

@@ -302,7 +302,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       const fetched = cluster.exec(pod0, 'postgres', ['bash', '-c', script], { timeoutMs: 300_000 });
       expectThat(fetched.status === 0, `wal-fetch of the archived segments: ${fetched.stdout.trim()} ${fetched.stderr.trim()}`);
       const [count, compared] = fetched.stdout.trim().split(' ');
-      log(`rehearse:   with the server down ${backlog} segments waited in pg_wal (archive_command failed ${failedWhileDown - failedBefore} times meanwhile); after it came back all ${names.length} segments ${firstSegment}..${last} are in the bucket; ${count} fetched intact (${compared} byte-identical to pg_wal's copy, the others verified by their checksum)`);
+      log(`rehearse:   with the server down ${backlog} segments waited in pg_wal (archive_command failed ${failedWhileDown - failedBefore} times meanwhile); after it came back all ${names.length} segments ${firstSegment}..${last} are in the bucket; ${count} fetched intact (${compared} byte-identical to pg_wal's copy${Number(count) > Number(compared) ? `, ${Number(count) - Number(compared)} no longer in pg_wal verified by their checksums` : ''})`);
     });
 
     let rowsBeforeLoss = 0;
@@ -329,7 +329,7 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
         }
       }, `${pod1} following the restored ${pod0} (row ${id})`, 300_000);
       const timeline = sql(pod0, "select timeline_id from pg_control_checkpoint()");
-      log(`rehearse:   ${pod0}: ${bootstrap ?? 'bootstrap line not found'}; ${restored} of ${rowsBeforeLoss} rows, timeline ${timeline}; ${pod1} follows it (row ${id}; its liveness probe had its postgres container restarted ${kubelet.restarts(pod1, 'postgres')} times)`);
+      log(`rehearse:   ${pod0}: ${bootstrap ?? 'bootstrap line not found'}; ${restored} of ${rowsBeforeLoss} rows, timeline ${timeline}; ${pod1} follows it (row ${id}; restarts of its postgres container by its liveness probe: ${kubelet.restarts(pod1, 'postgres')})`);
     });
 
     const copyPod = `${copy.name}-0`;

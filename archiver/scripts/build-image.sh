@@ -73,6 +73,7 @@ case "$builder" in
     buildah=(buildah ${BUILDAH_STORAGE:+--root "$BUILDAH_STORAGE"} ${BUILDAH_RUNROOT:+--runroot "$BUILDAH_RUNROOT"} --storage-driver overlay)
     "${buildah[@]}" bud --pull=never --quiet \
       --label "org.opencontainers.image.version=$version" -t "$image" "$context" >/dev/null
+    echo "build-image: $image is $("${buildah[@]}" images --format '{{.Size}}' "$image" | head -1)" >&2
     if [ "$push" = true ]; then
       "${buildah[@]}" push --quiet --tls-verify="$tls_verify" --digestfile "$context/digest" "$image" "docker://$image"
       digest=$(cat "$context/digest")
@@ -81,6 +82,7 @@ case "$builder" in
   docker)
     # Docker reads the registry's TLS settings from its daemon (insecure-registries), not from here.
     docker build --quiet --label "org.opencontainers.image.version=$version" -t "$image" "$context" >/dev/null
+    echo "build-image: $image is $(docker image inspect --format '{{.Size}}' "$image") bytes" >&2
     if [ "$push" = true ]; then
       docker push --quiet "$image" >/dev/null
       repo_digest=$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$image" | grep -m1 "^${image%:*}@")

@@ -62,6 +62,8 @@ describe('the archiver image', () => {
       const pinned = pushed.stdout.trim().split('\n').pop()!;
       expect(pinned).toMatch(new RegExp(`^${reference.replace(/[.]/g, '\\.')}@sha256:[0-9a-f]{64}$`));
       expect(pushed.stderr).toContain(`build-image: pushed ${reference}; pin it in app.ts:`);
+      // The build says how large the image is.
+      expect(pushed.stderr).toMatch(new RegExp(`build-image: ${reference.replace(/[.]/g, '\\.')} is \\d+(\\.\\d+)? MB`));
       const manifest = await fetch(`http://127.0.0.1:${port}/v2/team-a/pg-wal-archiver/manifests/pushed`, {
         method: 'HEAD',
         headers: { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { nextSegment } from '../archiver/src/wal-names';
 
 const OBJECT_SUFFIX = '._S3rver_object';
 
@@ -27,12 +28,9 @@ export function parseRepository(repository: string): { bucket: string; prefix: s
 
 /** The WAL segment names of one timeline from `first` to `last`, both included (16 MiB segments). */
 export function segmentRange(first: string, last: string): string[] {
-  const timeline = first.slice(0, 8);
-  if (last.slice(0, 8) !== timeline) throw new Error(`segmentRange: ${first} and ${last} are on different timelines`);
-  const number = (name: string) => BigInt(`0x${name.slice(8, 16)}`) * 0x100n + BigInt(`0x${name.slice(16, 24)}`);
-  const names: string[] = [];
-  for (let n = number(first); n <= number(last); n++) {
-    names.push(`${timeline}${(n / 0x100n).toString(16).toUpperCase().padStart(8, '0')}${(n % 0x100n).toString(16).toUpperCase().padStart(8, '0')}`);
-  }
+  if (last.slice(0, 8) !== first.slice(0, 8)) throw new Error(`segmentRange: ${first} and ${last} are on different timelines`);
+  if (last < first) return [];
+  const names = [first];
+  while (names[names.length - 1] !== last) names.push(nextSegment(names[names.length - 1]));
   return names;
 }

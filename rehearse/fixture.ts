@@ -52,13 +52,6 @@ export function secretsFor(objects: readonly KubeObject[], directory: string, tl
   return secrets;
 }
 
-/** Secrets of other databases that share a name (a restored database keeps the source's auth Secret) stay one. */
-export function mergeSecrets(...sets: Secrets[]): Secrets {
-  const out: Secrets = {};
-  for (const set of sets) for (const [name, data] of Object.entries(set)) out[name] ??= data;
-  return out;
-}
-
 function visit(value: unknown, visitor: (node: any) => void): void {
   if (Array.isArray(value)) return value.forEach((v) => visit(v, visitor));
   if (value && typeof value === 'object') {

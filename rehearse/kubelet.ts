@@ -4,6 +4,7 @@
  * period and threshold: a container that fails it `failureThreshold` times in a row is restarted,
  * as the kubelet restarts it (start.sh then rewinds or clones a standby that cannot follow pod 0).
  */
+import { waitUntil } from '../testkit/doubles';
 import type { PlayedProbe } from './pod-rendering';
 import { containerName, PodmanCluster } from './podman-cluster';
 
@@ -25,13 +26,9 @@ export class Kubelet {
     return result.status === 0;
   }
 
-  /** Waits until the pod is Ready (its readiness probe, tried every 2 s), or fails with its containers' logs. */
+  /** Waits until the pod is Ready (its readiness probe, tried every 2 s). */
   public async waitReady(pod: string, probes: readonly PlayedProbe[], timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await this.ready(pod, probes))) {
-      if (Date.now() > deadline) throw new Error(`${pod} was not Ready within ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(2000);
-    }
+    await waitUntil(() => this.ready(pod, probes), `${pod} Ready`, timeoutMs, 2000);
   }
 
   /** Plays the liveness probes of a pod until `forget(pod)`. */
@@ -82,8 +79,4 @@ export class Kubelet {
   public forgetAll(): void {
     for (const pod of [...this.watched.keys()]) this.forget(pod);
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

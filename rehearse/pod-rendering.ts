@@ -269,7 +269,7 @@ function renderVolume(volume: any, field: string, objects: readonly KubeObject[]
   switch (source) {
     case 'emptyDir': {
       checkKeys(body, ['sizeLimit', 'medium'], `${field}.emptyDir`);
-      adaptations.add(`${field.replace(/\[[^\]]+\]$/, '[*]')}.emptyDir`, 'a directory of the rehearsal (hostPath, mode 2777, group fsGroup): podman 4.3 gives an emptyDir the owner of the image\'s mount point; sizeLimit and medium: Memory are not enforced');
+      adaptations.add(`${anyItem(field)}.emptyDir`, 'a directory of the rehearsal (hostPath, mode 2777, group fsGroup): podman 4.3 gives an emptyDir the owner of the image\'s mount point; sizeLimit and medium: Memory are not enforced');
       return { volume: volume.name, path, kind: 'empty', group: fsGroup };
     }
     case 'configMap': {
@@ -288,7 +288,7 @@ function renderVolume(volume: any, field: string, objects: readonly KubeObject[]
         throw new RenderingError(`${field}.secret.secretName`, `the rehearsal's fixture has no Secret ${body.secretName}: add it to rehearse/fixture.ts`);
       }
       const files = projectItems(data, body.items, body.defaultMode ?? 0o644, `${field}.secret`);
-      adaptations.add(`${field.replace(/\[[^\]]+\]$/, '[*]')}.secret`, 'the fixture\'s Secret written as the kubelet projects it (..data symlink, defaultMode, group fsGroup), mounted as hostPath: a Secret volume panics podman 4.3');
+      adaptations.add(`${anyItem(field)}.secret`, 'the fixture\'s Secret written as the kubelet projects it (..data symlink, defaultMode, group fsGroup), mounted as hostPath: a Secret volume panics podman 4.3');
       return { volume: volume.name, path, kind: 'files', files, group: fsGroup };
     }
     case 'projected': {
@@ -332,7 +332,7 @@ function renderContainer(c: any, field: string, env: PodEnvironment, adaptations
     'name', 'image', 'imagePullPolicy', 'command', 'args', 'env', 'ports', 'resources', 'securityContext', 'livenessProbe',
     'readinessProbe', 'startupProbe', 'terminationMessagePolicy', 'volumeMounts', 'workingDir',
   ], field);
-  const generic = field.replace(/\[[^\]]+\]$/, '[*]');
+  const generic = anyItem(field);
   const out: Record<string, unknown> = { name: c.name, image: c.image };
   if (c.imagePullPolicy !== undefined) out.imagePullPolicy = c.imagePullPolicy;
   if (c.command !== undefined) out.command = c.command;
@@ -379,7 +379,7 @@ function renderEnv(entries: any[], field: string, env: PodEnvironment, adaptatio
     const override = env.envOverrides[e.name];
     if (override) {
       out.push({ name: e.name, value: override.value });
-      adaptations.add(`${field.replace(/containers\[[^\]]+\]/, 'containers[*]')}[${e.name}]`, `${override.value} instead of ${e.value ?? 'the rendered value'}: ${override.why}`);
+      adaptations.add(`${anyContainer(field)}[${e.name}]`, `${override.value} instead of ${e.value ?? 'the rendered value'}: ${override.why}`);
       continue;
     }
     if (e.valueFrom === undefined) {
@@ -400,16 +400,26 @@ function renderEnv(entries: any[], field: string, env: PodEnvironment, adaptatio
       throw new RenderingError(`${entryField}.valueFrom.secretKeyRef`, `the rehearsal's fixture has no key ${ref.key} in Secret ${ref.name}`);
     }
     out.push({ name: e.name, value });
-    adaptations.add(`${field.replace(/containers\[[^\]]+\]/, 'containers[*]')}[*].valueFrom.secretKeyRef`, "the fixture's value, written into the played Pod (a file of the rehearsal's own directory, removed afterwards): podman 4.3 resolves secretKeyRef only from its own secret store");
+    adaptations.add(`${anyContainer(field)}[*].valueFrom.secretKeyRef`, "the fixture's value, written into the played Pod (a file of the rehearsal's own directory, removed afterwards): podman 4.3 resolves secretKeyRef only from its own secret store");
   }
   if (hasRepository) {
     for (const [name, addition] of Object.entries(env.archiverEnvAdditions ?? {})) {
       if (entries.some((e) => e.name === name)) continue;
       out.push({ name, value: addition.value });
-      adaptations.add(`${field.replace(/containers\[[^\]]+\]/, 'containers[*]')}[${name}]`, `${addition.value} added: ${addition.why}`);
+      adaptations.add(`${anyContainer(field)}[${name}]`, `${addition.value} added: ${addition.why}`);
     }
   }
   return out;
+}
+
+/** `...volumes[tls]` → `...volumes[*]`: one adaptation line for every item it applies to. */
+function anyItem(field: string): string {
+  return field.replace(/\[[^\]]+\]$/, '[*]');
+}
+
+/** `...containers[postgres].env` → `...containers[*].env`. */
+function anyContainer(field: string): string {
+  return field.replace(/containers\[[^\]]+\]/, 'containers[*]');
 }
 
 function checkKeys(object: Record<string, unknown>, known: readonly string[], field: string): void {

@@ -8,7 +8,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
+import { ROOT } from '../testkit/archiver';
 import { CONTAINERS_ENV, ContainerStorage } from '../testkit/containers';
+import { processAlive } from '../testkit/processes';
 import type { RenderedPod, VolumeDirectory } from './pod-rendering';
 
 export interface CommandResult {
@@ -26,6 +28,7 @@ export interface PlayedPod {
 
 export class PodmanCluster {
   public static create(directory: string): PodmanCluster {
+    removeNetworksOfDeadRehearsals();
     const storage = ContainerStorage.own();
     // A /24 of its own: the third octet from the pid, so that two rehearsals on one machine do not meet.
     const octet = 100 + (process.pid % 150);
@@ -86,16 +89,9 @@ export class PodmanCluster {
     return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? String(result.error ?? '') };
   }
 
-  /** The same, asynchronously (a write load running while other steps go on). */
+  /** The same, asynchronously (probes played while the steps go on). */
   public execAsync(pod: string, container: string, command: readonly string[]): Promise<CommandResult> {
-    return new Promise((resolve) => {
-      const child = spawn('podman', [...this.podmanFlags(), 'exec', containerName(pod, container), ...command], { env: CONTAINERS_ENV });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (status) => resolve({ status, stdout, stderr }));
-    });
+    return runCommand('podman', [...this.podmanFlags(), 'exec', containerName(pod, container), ...command], CONTAINERS_ENV);
   }
 
   public podman(args: readonly string[], timeoutMs = 120_000): CommandResult {
@@ -166,6 +162,34 @@ export class PodmanCluster {
   private podmanFlags(): readonly string[] {
     return this.storage.podmanFlags;
   }
+}
+
+/**
+ * CNI keeps networks machine-wide: a rehearsal killed with SIGKILL (no handler runs) leaves its
+ * network, whose subnet would then refuse a later rehearsal's. Those of rehearsals whose process is
+ * gone are removed (the name carries the pid).
+ */
+function removeNetworksOfDeadRehearsals(): void {
+  const configs = '/etc/cni/net.d';
+  for (const file of fs.existsSync(configs) ? fs.readdirSync(configs) : []) {
+    const match = /^rehearse-(\d+)\.conflist$/.exec(file);
+    if (!match || processAlive(Number(match[1]))) continue;
+    fs.rmSync(path.join(configs, file), { force: true });
+    fs.rmSync(path.join('/var/lib/cni/networks', `rehearse-${match[1]}`), { recursive: true, force: true });
+  }
+}
+
+/** Runs a command to its end, asynchronously (two image builds at once, probes), collecting its output. */
+export function runCommand(command: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd = ROOT): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd, env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (error) => resolve({ status: null, stdout, stderr: `${stderr}${error.message}` }));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 /** A locally administered MAC address made of the IP: stable for a pod played again on its IP. */

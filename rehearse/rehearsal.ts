@@ -5,17 +5,16 @@
  * image the project builds, a stand-in for the official postgres image, and s3rver in a pod of its
  * own. Eight steps, each timed; the first failure stops it with the containers' logs.
  */
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { ROOT } from '../testkit/archiver';
+import { readOutput } from '../scripts/synthesize';
+import { waitUntil } from '../testkit/doubles';
 import { startMockKubernetesApi } from '../testkit/mock-kubernetes-api';
 import { objectKeys, parseRepository, segmentRange } from './bucket';
 import { secretsFor, Secrets } from './fixture';
-import { Kubelet, sleep } from './kubelet';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kubelet } from './kubelet';
 import { Adaptation, KubeObject, PodEnvironment, renderJobPod, renderStatefulSetPod, RenderedPod } from './pod-rendering';
-import { CommandResult, PodmanCluster } from './podman-cluster';
+import { PodmanCluster, runCommand } from './podman-cluster';
 import { renderS3Pod, S3_PORT } from './s3-pod';
 
 export interface RehearsalOptions {
@@ -39,16 +38,24 @@ interface Database {
   readonly prefix: string;
 }
 
-function readDatabase(directory: string): Database {
-  const files = fs.readdirSync(directory).filter((f) => f.endsWith('.yaml')).sort();
-  if (files.length === 0) throw new Error(`rehearse: ${directory} holds no YAML (run npm run synth)`);
-  const objects = files.flatMap((f) => parseAllDocuments(fs.readFileSync(path.join(directory, f), 'utf8')).map((d) => d.toJS() as KubeObject)).filter((o) => o);
-  const statefulSets = objects.filter((o) => o.kind === 'StatefulSet');
-  if (statefulSets.length !== 1) throw new Error(`rehearse: ${directory} holds ${statefulSets.length} StatefulSets; the rehearsal plays one database`);
-  const statefulSet = statefulSets[0];
-  const repository = containerEnv(statefulSet, 'archiver', 'ARCHIVER_REPOSITORY');
-  if (!repository) throw new Error(`rehearse: StatefulSet/${statefulSet.metadata.name}: the archiver container has no ARCHIVER_REPOSITORY`);
-  return { name: statefulSet.metadata.name, namespace: statefulSet.metadata.namespace ?? 'default', objects, statefulSet, repository, ...parseRepository(repository) };
+/** The databases of dist/ (each directory with a StatefulSet), read once, by directory relative to dist/. */
+function readDatabases(dist: string): Map<string, Database> {
+  const byDirectory = new Map<string, KubeObject[]>();
+  for (const [file, documents] of Object.entries(readOutput(dist))) {
+    const dir = path.posix.dirname(file);
+    byDirectory.set(dir, [...(byDirectory.get(dir) ?? []), ...(documents.filter((d) => d) as KubeObject[])]);
+  }
+  const databases = new Map<string, Database>();
+  for (const [dir, objects] of byDirectory) {
+    const statefulSets = objects.filter((o) => o.kind === 'StatefulSet');
+    if (statefulSets.length === 0) continue;
+    if (statefulSets.length > 1) throw new Error(`rehearse: ${dir} holds ${statefulSets.length} StatefulSets; the rehearsal plays one database per directory`);
+    const statefulSet = statefulSets[0];
+    const repository = containerEnv(statefulSet, 'archiver', 'ARCHIVER_REPOSITORY');
+    if (!repository) throw new Error(`rehearse: StatefulSet/${statefulSet.metadata.name}: the archiver container has no ARCHIVER_REPOSITORY`);
+    databases.set(dir, { name: statefulSet.metadata.name, namespace: statefulSet.metadata.namespace ?? 'default', objects, statefulSet, repository, ...parseRepository(repository) });
+  }
+  return databases;
 }
 
 function containers(workload: KubeObject): any[] {
@@ -58,23 +65,6 @@ function containers(workload: KubeObject): any[] {
 
 function containerEnv(workload: KubeObject, container: string, name: string): string | undefined {
   return containers(workload).find((c) => c.name === container)?.env?.find((e: any) => e.name === name)?.value;
-}
-
-/** The databases of dist/ whose first start restores from `source`'s archive. */
-function databasesBootstrappedFrom(dist: string, source: Database): Database[] {
-  const found: Database[] = [];
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (entry.isDirectory()) walk(path.join(dir, entry.name));
-    }
-    if (fs.readdirSync(dir).some((f) => f.endsWith('.k8s.yaml'))) {
-      const objects = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).flatMap((f) => parseAllDocuments(fs.readFileSync(path.join(dir, f), 'utf8')).map((d) => d.toJS() as KubeObject));
-      const sts = objects.find((o) => o?.kind === 'StatefulSet');
-      if (sts && containerEnv(sts, 'postgres', 'ARCHIVER_BOOTSTRAP_SOURCE') === source.repository) found.push(readDatabase(dir));
-    }
-  };
-  walk(dist);
-  return found;
 }
 
 /** A step's failure. */
@@ -88,10 +78,12 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
   const { log } = options;
   const started = Date.now();
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`;
-  const main = readDatabase(options.database);
-  const copies = databasesBootstrappedFrom(options.dist, main);
-  if (copies.length === 0) throw new Error(`rehearse: no database of ${options.dist} is bootstrapped from ${main.repository} (step 7 needs one: Bootstrap.fromArchive)`);
-  const copy = copies[0];
+  const databases = readDatabases(options.dist);
+  const main = databases.get(path.relative(options.dist, options.database).split(path.sep).join('/'));
+  if (!main) throw new Error(`rehearse: ${options.database} is not a database directory of ${options.dist} (run npm run synth, or name one: ${[...databases.keys()].join(', ')})`);
+  // The database of dist/ whose first start restores from this one's archive.
+  const copy = [...databases.values()].find((d) => containerEnv(d.statefulSet, 'postgres', 'ARCHIVER_BOOTSTRAP_SOURCE') === main.repository);
+  if (!copy) throw new Error(`rehearse: no database of ${options.dist} is bootstrapped from ${main.repository} (step 7 needs one: Bootstrap.fromArchive)`);
   log(`rehearse: ${options.database} (StatefulSet ${main.namespace}/${main.name}); step 7 with ${copy.namespace}/${copy.name}, bootstrapped from its archive`);
 
   const postgresImage = containers(main.statefulSet).find((c) => c.name === 'postgres').image as string;
@@ -121,8 +113,8 @@ export async function rehearse(options: RehearsalOptions): Promise<void> {
       const storage = cluster.storage;
       const buildah = storage.buildahCommand;
       const [archiver, postgres] = await Promise.all([
-        run('bash', ['archiver/scripts/build-image.sh'], { ARCHIVER_IMAGE: archiverImage, BUILDAH_STORAGE: path.join(storage.dir!, 'root'), BUILDAH_RUNROOT: path.join(storage.dir!, 'run') }),
-        run('bash', ['testkit/postgres-image-standin.sh', path.join(options.directory, 'postgres-image'), postgresImage], { BUILDAH: buildah }),
+        runCommand('bash', ['archiver/scripts/build-image.sh'], { ...process.env, ARCHIVER_IMAGE: archiverImage, BUILDAH_STORAGE: path.join(storage.dir!, 'root'), BUILDAH_RUNROOT: path.join(storage.dir!, 'run') }),
+        runCommand('bash', ['testkit/postgres-image-standin.sh', path.join(options.directory, 'postgres-image'), postgresImage], { ...process.env, BUILDAH: buildah }),
       ]);
       cluster.check(archiver, 'the archiver image (archiver/scripts/build-image.sh)');
       cluster.check(postgres, 'the postgres stand-in (testkit/postgres-image-standin.sh)');
@@ -414,28 +406,7 @@ function diagnostics(cluster: PodmanCluster): string[] {
   return lines;
 }
 
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let last: unknown;
-    try {
-      if (await condition()) return;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new StepFailure(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${last ? ` (last: ${(last as Error).message})` : ''}`);
-    await sleep(1000);
-  }
-}
-
-/** A command of the repository, asynchronously (two image builds at once). */
-function run(command: string, args: readonly string[], env: Record<string, string>): Promise<CommandResult> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+/** testkit's waitUntil, looking once a second: each look starts a process (podman exec, psql). */
+function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+  return waitUntil(condition, what, timeoutMs, 1000);
 }

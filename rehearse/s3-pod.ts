@@ -4,7 +4,6 @@
  * that the checks read the bucket's objects from the host and a stopped pod keeps them.
  * TEST INFRASTRUCTURE: it stands in for the object store a real cluster archives to.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from '../testkit/archiver';
 import type { KubeObject, RenderedPod } from './pod-rendering';
@@ -27,10 +26,8 @@ new S3rver({
 
 /** The S3 pod, for PodmanCluster.play: `image` is one with Node at /archiver/bin/node (the archiver image). */
 export function renderS3Pod(image: string, buckets: readonly string[], directory: string): RenderedPod & { readonly dataDirectory: string } {
-  const scriptDir = path.join(directory, 'volumes/script');
+  const scriptDirectory = path.join(directory, 'volumes/script');
   const dataDirectory = path.join(directory, 'volumes/data');
-  fs.mkdirSync(scriptDir, { recursive: true });
-  fs.writeFileSync(path.join(scriptDir, 'server.js'), SERVER_SCRIPT);
   const pod: KubeObject = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -41,17 +38,17 @@ export function renderS3Pod(image: string, buckets: readonly string[], directory
         name: 's3rver',
         image,
         // s3rver's continuation tokens use DES (testkit/s3-server.ts).
-        command: ['/archiver/bin/node', '--openssl-legacy-provider', '/s3/server.js'],
+        command: ['/archiver/bin/node', '--openssl-legacy-provider', '/s3/app/server.js'],
         env: [{ name: 'S3_BUCKETS', value: buckets.join(',') }, { name: 'NODE_PATH', value: '/s3/node_modules' }],
         securityContext: { runAsUser: 999, runAsGroup: 999 },
         volumeMounts: [
-          { name: 'script', mountPath: '/s3/server.js', readOnly: true },
+          { name: 'script', mountPath: '/s3/app', readOnly: true },
           { name: 'modules', mountPath: '/s3/node_modules', readOnly: true },
           { name: 'data', mountPath: '/data' },
         ],
       }],
       volumes: [
-        { name: 'script', hostPath: { path: path.join(scriptDir, 'server.js'), type: 'File' } },
+        { name: 'script', hostPath: { path: scriptDirectory, type: 'Directory' } },
         { name: 'modules', hostPath: { path: path.join(ROOT, 'testkit/node_modules'), type: 'Directory' } },
         { name: 'data', hostPath: { path: dataDirectory, type: 'Directory' } },
       ],
@@ -60,7 +57,10 @@ export function renderS3Pod(image: string, buckets: readonly string[], directory
   return {
     pod,
     claims: [],
-    directories: [{ volume: 'data', path: dataDirectory, kind: 'empty', group: 999 }],
+    directories: [
+      { volume: 'script', path: scriptDirectory, kind: 'files', files: { 'server.js': { content: SERVER_SCRIPT, mode: 0o444 } }, group: 999 },
+      { volume: 'data', path: dataDirectory, kind: 'empty', group: 999 },
+    ],
     probes: [],
     terminationGracePeriodSeconds: 5,
     adaptations: [],

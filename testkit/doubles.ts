@@ -21,12 +21,15 @@ import { LogLine, parseLogLine } from './archiver';
 // ---------------------------------------------------------------------------------------------
 // Waiting for conditions
 
-/** Polls `condition` until it holds; fails naming `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+/**
+ * Polls `condition` every `intervalMs` until it holds; fails naming `what` after `timeoutMs`.
+ * (A longer interval where each look starts a process: `podman exec`, psql.)
+ */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000, intervalMs = 10): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 

@@ -92,7 +92,13 @@ copy_growing() {
   return 1
 }
 
-pg_isready --quiet --host=${SOCKET_DIR} --port=${POSTGRES_PORT}
+# Readiness asks over TCP, as clients connect: during initdb the official entrypoint runs a
+# temporary server on the Unix socket only, which must not make the pod Ready for a moment.
+if [ "$mode" = ready ]; then
+  pg_isready --quiet --host=127.0.0.1 --port=${POSTGRES_PORT}
+else
+  pg_isready --quiet --host=${SOCKET_DIR} --port=${POSTGRES_PORT}
+fi
 case $? in
   0) ;;
   1) [ "$mode" = ready ] && exit 1 || exit 0 ;;

@@ -21,6 +21,8 @@ const script = find(synthDatabase(seedProps()).objects, 'ConfigMap', 'wal-postgr
 interface Answers {
   /** pg_isready's exit code: 0 accepting, 1 rejecting, 2 no response. */
   readonly isready: number;
+  /** pg_isready's exit code over TCP (127.0.0.1). @default isready */
+  readonly isreadyOverTcp?: number;
   /** The local server's `in recovery|walreceiver status|replayed|system`, or undefined: psql fails. */
   readonly local?: string;
   /** Pod 0's system identifier ('' when it is in recovery), or undefined: unreachable. */
@@ -37,7 +39,7 @@ function pod(name: string) {
     state: (mode: string) => path.join(dir, `probe-${mode}.state`),
     run(mode: 'startup' | 'ready' | 'live', answers: Answers): { status: number | null; output: string } {
       const stub = (body: string) => `#!/bin/bash\n${body}\n`;
-      fs.writeFileSync(path.join(dir, 'pg_isready'), stub(`exit ${answers.isready}`), { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, 'pg_isready'), stub(`case "$*" in *--host=127.0.0.1*) exit ${answers.isreadyOverTcp ?? answers.isready} ;; *) exit ${answers.isready} ;; esac`), { mode: 0o755 });
       fs.writeFileSync(
         path.join(dir, 'psql'),
         stub(`case "$*" in
@@ -67,6 +69,14 @@ describe('probe.sh, pod 0', () => {
     const recovering = { isready: 0, local: `t|none|0/5000060|${SYSTEM}` };
     expect(primary.run('ready', recovering)).toStrictEqual({ status: 1, output: 'pod 0 is still in recovery (replayed up to 0/5000060): not ready for writes until it is promoted' });
     expect(primary.run('live', recovering).status).toBe(0);
+  });
+
+  it('asks over TCP whether it is ready, as clients connect: the entrypoint\'s socket-only temporary server during initdb is alive, not ready', () => {
+    // pg_isready answers on the Unix socket, and nothing listens on TCP yet.
+    const socketOnly = { isready: 0, isreadyOverTcp: 2, local: `f|none|none|${SYSTEM}` };
+    expect(primary.run('ready', socketOnly).status).toBe(1);
+    expect(primary.run('live', socketOnly).status).toBe(0);
+    expect(primary.run('startup', socketOnly).status).toBe(0);
   });
 
   it('ready when its local psql fails (all connections taken, say): pg_isready said it accepts connections, and a busy primary stays in its Service', () => {

@@ -295,6 +295,7 @@ export class RenderedPod {
     let probe = data['probe.sh'];
     probe = replaced(probe, `--host=${primaryHost} --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${primaryPort}`);
     probe = replaced(probe, `--host=${SOCKET_DIR} --port=${POSTGRES_PORT}`, `--host=${this.run} --port=${port}`);
+    probe = replaced(probe, `--host=127.0.0.1 --port=${POSTGRES_PORT}`, `--host=127.0.0.1 --port=${port}`);
     probe = replaced(probe, `state_dir=${PROBE_STATE_DIR}`, `state_dir=${dir}`);
     probe = replaced(probe, `PGPASSFILE=${REPLICATION_PASSFILE}`, `PGPASSFILE=${this.passfile}`);
 

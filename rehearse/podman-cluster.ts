@@ -28,16 +28,39 @@ export interface PlayedPod {
 
 export class PodmanCluster {
   public static create(directory: string): PodmanCluster {
-    removeNetworksOfDeadRehearsals();
+    PodmanCluster.removeRehearsalsOfDeadProcesses();
     const storage = ContainerStorage.own();
     // A /24 of its own: the third octet from the pid, so that two rehearsals on one machine do not meet.
     const octet = 100 + (process.pid % 150);
     const network = `rehearse-${process.pid}`;
     // `kube play` writes podman's default kube network machine-wide (CNI) the first time: gone again at removal.
     const defaultKubeNetwork = '/etc/cni/net.d/podman-default-kube-network.conflist';
-    const cluster = new PodmanCluster(storage, network, `10.${89}.${octet}`, directory, fs.existsSync(defaultKubeNetwork) ? undefined : defaultKubeNetwork);
-    cluster.check(storage.podman(['network', 'create', '--subnet', `${cluster.subnet}.0/24`, network]), `podman network create ${network}`);
+    const record: RunRecord = { storage: storage.dir!, network, subnet: `10.89.${octet}`, directory, defaultKubeNetwork: fs.existsSync(defaultKubeNetwork) ? undefined : defaultKubeNetwork };
+    // Recorded first: a rehearsal killed with SIGKILL (no handler runs) leaves running pods, a
+    // machine-wide network and a storage root; the next rehearsal removes them by this record.
+    fs.mkdirSync(RUNS, { recursive: true });
+    fs.writeFileSync(path.join(RUNS, `${process.pid}.json`), JSON.stringify(record));
+    const cluster = PodmanCluster.of(record);
+    cluster.check(storage.podman(['network', 'create', '--subnet', `${record.subnet}.0/24`, network]), `podman network create ${network}`);
     return cluster;
+  }
+
+  /**
+   * What rehearsals killed with SIGKILL left (their pods still run, their network is machine-wide
+   * under CNI and its subnet would refuse a later one's): removed by their records, whose pid is gone.
+   */
+  private static removeRehearsalsOfDeadProcesses(): void {
+    for (const file of fs.existsSync(RUNS) ? fs.readdirSync(RUNS) : []) {
+      const pid = Number(file.replace(/\.json$/, ''));
+      if (!(pid > 0) || processAlive(pid)) continue;
+      const record = JSON.parse(fs.readFileSync(path.join(RUNS, file), 'utf8')) as RunRecord;
+      console.log(`rehearse: removing what an earlier rehearsal (pid ${pid}, killed) left: its pods, network ${record.network}, ${record.storage}, ${record.directory}`);
+      PodmanCluster.of(record).remove();
+    }
+  }
+
+  private static of(record: RunRecord): PodmanCluster {
+    return new PodmanCluster(ContainerStorage.reopen(record.storage), record.network, record.subnet, record.directory, record.defaultKubeNetwork);
   }
 
   private nextHost = 10;
@@ -151,6 +174,7 @@ export class PodmanCluster {
     // CNI keeps a network's IP reservations machine-wide, whatever the storage root, after rm.
     fs.rmSync(path.join('/var/lib/cni/networks', this.network), { recursive: true, force: true });
     if (this.madeDefaultKubeNetwork) fs.rmSync(this.madeDefaultKubeNetwork, { force: true });
+    fs.rmSync(path.join(RUNS, `${this.network.slice('rehearse-'.length)}.json`), { force: true });
     this.storage.remove();
     fs.rmSync(this.directory, { recursive: true, force: true });
   }
@@ -164,19 +188,15 @@ export class PodmanCluster {
   }
 }
 
-/**
- * CNI keeps networks machine-wide: a rehearsal killed with SIGKILL (no handler runs) leaves its
- * network, whose subnet would then refuse a later rehearsal's. Those of rehearsals whose process is
- * gone are removed (the name carries the pid).
- */
-function removeNetworksOfDeadRehearsals(): void {
-  const configs = '/etc/cni/net.d';
-  for (const file of fs.existsSync(configs) ? fs.readdirSync(configs) : []) {
-    const match = /^rehearse-(\d+)\.conflist$/.exec(file);
-    if (!match || processAlive(Number(match[1]))) continue;
-    fs.rmSync(path.join(configs, file), { force: true });
-    fs.rmSync(path.join('/var/lib/cni/networks', `rehearse-${match[1]}`), { recursive: true, force: true });
-  }
+/** Where each running rehearsal records what it made (by pid), for removal if it dies unhandled. */
+const RUNS = '/run/pg-wal-rehearse';
+
+interface RunRecord {
+  readonly storage: string;
+  readonly network: string;
+  readonly subnet: string;
+  readonly directory: string;
+  readonly defaultKubeNetwork: string | undefined;
 }
 
 /** Runs a command to its end, asynchronously (two image builds at once, probes), collecting its output. */

@@ -18,7 +18,11 @@ export class ContainerStorage {
    * characters); `remove()` deletes it with everything in it.
    */
   public static own(): ContainerStorage {
-    const dir = fs.mkdtempSync('/tmp/containers-');
+    return ContainerStorage.reopen(fs.mkdtempSync('/tmp/containers-'));
+  }
+
+  /** An own storage root made earlier by `own()` (its `dir`), e.g. of a process that died before removing it. */
+  public static reopen(dir: string): ContainerStorage {
     const flags = ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--storage-driver', 'overlay'];
     return new ContainerStorage(flags, flags, dir);
   }

@@ -3,12 +3,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Readable, type Transform } from 'node:stream';
+import { Readable, type Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPRESSION_NAMES, type CompressionName, DEFAULT_COMPRESSION, loadCodec, parseCompressionName } from '../../archiver/src/compression';
 import { CompressionConfigError, DecompressionError } from '../../archiver/src/errors';
 import { STREAM_FRAME_SIZE } from '../../archiver/src/compression/lz4';
+import { DECOMPRESS_STREAM_CHUNK } from '../../archiver/src/compression/zstd';
 import { freePort } from '../../testkit/ports';
 
 const SEGMENT_SIZE = 16 * 1024 * 1024;
@@ -145,6 +146,22 @@ describe('frames', () => {
     const joined = Buffer.concat([frames[0], skippable, frames[1], frames[2]]);
     expect((await codec.decompress(joined)).equals(Buffer.concat(parts))).toBe(true);
     expect((await throughStream(codec.decompressStream(), joined, 3)).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('zstd decompresses a stream into MiB chunks, not one chunk per 128 KiB block (the per-chunk work after it is what a restore paid for)', async () => {
+    const codec = loadCodec('zstd');
+    const compressed = await codec.compress(segment);
+    const chunks: Buffer[] = [];
+    // A Writable sees the chunks as pushed (an async iterator would join what is buffered).
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    });
+    await pipeline(Readable.from([compressed.subarray(0, 1000), compressed.subarray(1000)]), codec.decompressStream(), sink);
+    expect(Buffer.concat(chunks).equals(segment)).toBe(true);
+    expect(chunks.map((chunk) => chunk.length)).toStrictEqual(Array(SEGMENT_SIZE / DECOMPRESS_STREAM_CHUNK).fill(DECOMPRESS_STREAM_CHUNK));
   });
 
   it('zstd with workers writes the same format', async () => {

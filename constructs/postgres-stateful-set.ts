@@ -22,7 +22,7 @@ import { credentialWiring } from './database-credentials';
 import { tlsVolume } from './postgres-tls';
 import { PodContainer } from './pod-container';
 import { PlacementProps, renderPlacement } from './pod-placement';
-import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER } from './pod-layout';
+import { CONFIG_DIR, DATA_MOUNT, PGDATA, POSTGRES_PORT, SOCKET_DIR, SUPERUSER, TLS_DIR } from './pod-layout';
 import { containerSecurityContext, podSecurityContext } from './pod-security';
 import { PostgresConfig } from './postgres-config';
 import { MAX_REPLICAS } from './postgres-config';
@@ -264,6 +264,11 @@ export class PostgresStatefulSet {
         // The ConfigMap, which it watches: a change the kubelet brings in place is applied with a
         // reload (only a change that needs a restart rolls the pods: PostgresConfig.checksum).
         { name: ARCHIVER_ENV.configDir, value: CONFIG_DIR },
+        // The TLS Secret, watched the same way: PostgreSQL loads a renewed certificate only at a
+        // reload. The sidecar reads the key too, to see a new one (hashed, never logged); it already
+        // reads the whole data directory, so the key tells it nothing new. One volume in both
+        // containers: the kubelet swaps the certificate and the key for both at once.
+        ...(tls ? [{ name: ARCHIVER_ENV.tlsDir, value: TLS_DIR }] : []),
         // It keeps the roles' passwords equal to the Secrets and writes the standbys' passfile.
         ...credentials.sidecarEnv,
       ],
@@ -276,6 +281,7 @@ export class PostgresStatefulSet {
         { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
         { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
         ...credentials.sidecarVolumeMounts,
+        ...(tls ? [tls.mount] : []),
       ],
     });
     this.archiverSidecar = new PodContainer({ ...sidecar, resources: withEphemeralStorage(sidecar.resources ?? {}, EPHEMERAL_STORAGE.archiver) });

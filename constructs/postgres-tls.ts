@@ -6,6 +6,10 @@
  * pod only, so the standbys' mode is set by the scripts (PGSSLMODE, PGSSLROOTCERT, which libpq
  * reads for every connection without its own: psql, pg_basebackup, pg_rewind, and the walreceiver
  * that primary_conninfo starts, a child of the postmaster that start.sh execs).
+ *
+ * A certificate renewed in place (cert-manager updates the Secret before it expires, the kubelet
+ * swaps the mounted files) is loaded by PostgreSQL only at a reload: the sidecar mounts the same
+ * volume and reloads the server when its files change (archiver/src/daemon/config-reload.ts).
  */
 import { k8s } from 'cdk8s-plus-27';
 import { TLS_DIR } from './pod-layout';

@@ -138,6 +138,13 @@ export const ARCHIVER_ENV = {
    * only by a background archiver that is the pod's sidecar, with POD_NAME; unset: no watch.
    */
   configDir: 'ARCHIVER_CONFIG_DIR',
+  /**
+   * The directory of the database's mounted kubernetes.io/tls Secret (TLS_DIR in the pod), when
+   * it has one. The same watch as configDir's: a certificate renewed in place (cert-manager writes
+   * the Secret, the kubelet swaps the mount) is loaded with a reload, as PostgreSQL reads its
+   * certificate and key again only then. The files are hashed, never logged. Unset: no watch.
+   */
+  tlsDir: 'ARCHIVER_TLS_DIR',
 
   // What `archiver bootstrap` does with an empty data directory (pod 0's start script runs it).
   /**

@@ -78,9 +78,17 @@ describe('PostgresConfig, given the seed example', () => {
     expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'wal-postgres-tls', defaultMode: 0o440 } });
     expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/postgresql-tls', readOnly: true });
     expect(pod.securityContext.fsGroup).toBe(999);
+    // The sidecar watches the same volume (one kubelet swap for both containers) and reloads the
+    // server when cert-manager renews the certificate in place.
+    const sidecar = pod.containers.find((c: { name: string }) => c.name === 'archiver');
+    expect(sidecar.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/postgresql-tls', readOnly: true });
+    expect(sidecar.env).toContainEqual({ name: 'ARCHIVER_TLS_DIR', value: '/etc/postgresql-tls' });
   });
 
   it('without tls: no ssl setting, no hostssl line, no TLS volume', () => {
+    const pod = find(synthDatabase(seedProps({})).objects, 'StatefulSet', 'wal-postgres').spec.template.spec;
+    expect(pod.volumes.map((v: { name: string }) => v.name)).not.toContain('tls');
+    expect(pod.containers.flatMap((c: { env?: { name: string }[] }) => (c.env ?? []).map((e) => e.name))).not.toContain('ARCHIVER_TLS_DIR');
     expect(config.data!['postgresql.conf']).not.toMatch(/^ssl/m);
     expect(config.data!['pg_hba.conf']).not.toContain('hostssl');
     expect(config.data!['start.sh']).not.toContain('PGSSLMODE');

@@ -182,7 +182,7 @@ export class RenderedPod {
     // An environment value that names a file of a Secret volume or of the tmp volume: the file here.
     const localFile = (value: string): string => {
       if (value === REPLICATION_PASSFILE) return this.passfile;
-      for (const [mountPath, local] of mounts) if (value.startsWith(`${mountPath}/`)) return local + value.slice(mountPath.length);
+      for (const [mountPath, local] of mounts) if (value === mountPath || value.startsWith(`${mountPath}/`)) return local + value.slice(mountPath.length);
       return value;
     };
     this.mountConfigMap(find(objects, 'ConfigMap', `${name}-config`).data!);

@@ -7,7 +7,9 @@
  *      without TLS;
  *   2. a standby whose Secret has ca.crt clones and streams over TLS with sslmode=verify-ca;
  *   3. one whose Secret has no ca.crt, with sslmode=require;
- *   4. one whose ca.crt is another CA's refuses pod 0's certificate: it never connects.
+ *   4. one whose ca.crt is another CA's refuses pod 0's certificate: it never connects;
+ *   5. a certificate renewed in place (the Secret updated, as cert-manager renews it) is served
+ *      without a restart: the sidecar sees the mount change and reloads the server.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -47,6 +49,17 @@ function tcpLogin(pod: RenderedPod, sslmode: string): { ok: boolean; output: str
     ...postgresUser(),
   });
   return { ok: result.status === 0, output: `${result.stdout}${result.stderr}`.trim() };
+}
+
+/** The certificate the server presents to a TLS client, as PEM (openssl s_client -starttls postgres). */
+function servedCertificate(pod: RenderedPod): string {
+  const result = spawnSync('openssl', ['s_client', '-starttls', 'postgres', '-connect', `127.0.0.1:${pod.port}`], { input: '', encoding: 'utf8', timeout: 30_000 });
+  return firstCertificate(result.stdout);
+}
+
+/** The first PEM certificate of `text` ('' when it has none). */
+function firstCertificate(text: string): string {
+  return /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/.exec(text)?.[0].replace(/\s+/g, '') ?? '';
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
@@ -117,5 +130,23 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     const env = { PATH: process.env.PATH!, PGSSLMODE: 'verify-ca', PGSSLROOTCERT: path.join(pod.secretVolumeDir('tls'), 'ca.crt'), PGPASSFILE: pod.passfile };
     const result = spawnSync(`${PG_BIN}/psql`, [`host=127.0.0.1 port=${primary.port} user=replication dbname=postgres connect_timeout=5`, '-c', 'select 1'], { env, encoding: 'utf8', ...postgresUser() });
     expect(result.stderr).toContain('certificate verify failed');
+  }, 120_000);
+
+  it('5. a certificate renewed in place is served without a restart: the sidecar sees the Secret\'s mount change and reloads the server', async () => {
+    const pod = need(pod0, 'pod 0');
+    expect(servedCertificate(pod)).toBe(firstCertificate(tls['tls.crt']));
+    const started = pod.sql('select pg_postmaster_start_time()::text');
+    // WHEN cert-manager renews the certificate (and its key): the kubelet updates the mounted files
+    const renewed = certificates();
+    pod.updateSecret(TLS_SECRET, renewed);
+    // THEN the server presents the new certificate, from the same postmaster
+    await waitFor('the renewed certificate served', () => servedCertificate(pod) === firstCertificate(renewed['tls.crt']), 60_000, () => pod.archiverLog().slice(-3000));
+    expect(pod.sql('select pg_postmaster_start_time()::text')).toBe(started);
+    expect(tcpLogin(pod, 'require')).toStrictEqual({ ok: true, output: 't' });
+    // The sidecar said why it reloaded, naming the files, never their contents.
+    const reloads = pod.archiverLog().split('\n').filter((line) => line.includes('configuration reloaded') && line.includes('tls/tls.crt'));
+    expect(reloads.length).toBeGreaterThan(0);
+    const keyLine = renewed['tls.key'].split('\n')[1];
+    expect(pod.archiverLog()).not.toContain(keyLine);
   }, 120_000);
 });

@@ -24,6 +24,11 @@
  * 5. A failure (the server not up yet, down, in a recovery without connections) is logged once
  *    until a look works again, and tried again at the next look. Nothing here throws into the
  *    background archiver: its WAL work goes on whatever happens.
+ *
+ * The mounted TLS Secret (ARCHIVER_ENV.tlsDir), when there is one, is watched with the ConfigMap:
+ * PostgreSQL reads its certificate and key again only at a reload, so without one a certificate
+ * that cert-manager renewed in place would be served until it expired. Its files count as
+ * `tls/<name>` in the report; their contents are hashed, never logged.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -38,6 +43,8 @@ export interface ConfigReloadWatcherProps {
   readonly log: Logger;
   /** The mounted ConfigMap (CONFIG_DIR in the pod). */
   readonly configDir: string;
+  /** The mounted TLS Secret (TLS_DIR in the pod). @default - none watched */
+  readonly tlsDir?: string;
   /** @default - libpq's environment (PGHOST: the socket directory the sidecar shares) */
   readonly connection?: ConnectionSettings;
   /** How often the files are hashed. @default 5000 */
@@ -90,6 +97,19 @@ function readConfigVersion(configDir: string): ConfigFiles {
   }
   return files;
 }
+
+/**
+ * The ConfigMap's files, and the TLS Secret's as `tls/<name>` (TLS_FILES_PREFIX) when `tlsDir` is
+ * given: what one look hashes.
+ */
+export function readWatchedFiles(configDir: string, tlsDir?: string): ConfigFiles {
+  const files = new Map(readConfigFiles(configDir));
+  if (tlsDir !== undefined) for (const [name, text] of readConfigFiles(tlsDir)) files.set(`${TLS_FILES_PREFIX}${name}`, text);
+  return files;
+}
+
+/** How the TLS Secret's files are named among the ConfigMap's in a reload's report. */
+export const TLS_FILES_PREFIX = 'tls/';
 
 /** The SHA-256 of a version's names and contents. */
 export function hashConfigFiles(files: ConfigFiles): string {
@@ -160,7 +180,7 @@ export class ConfigReloadWatcher {
     const { log } = this.props;
     let files: ConfigFiles;
     try {
-      files = readConfigFiles(this.props.configDir);
+      files = readWatchedFiles(this.props.configDir, this.props.tlsDir);
     } catch (error) {
       this.failed('cannot read the configuration files (trying again)', error);
       return undefined;

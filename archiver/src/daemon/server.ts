@@ -132,7 +132,7 @@ async function startBackups(config: ArchiverConfig, archive: Archive, log: Logge
     const scheduler = BUNDLED ? (require('../backup/backup-scheduler') as typeof import('../backup/backup-scheduler')) : await import('../backup/backup-scheduler');
     started.push(scheduler.startRecoveryEndWatcher({ log }));
     const configDir = env[ARCHIVER_ENV.configDir];
-    if (configDir) started.push(scheduler.startConfigReloadWatcher({ log, configDir, metrics }));
+    if (configDir) started.push(scheduler.startConfigReloadWatcher({ log, configDir, tlsDir: env[ARCHIVER_ENV.tlsDir] || undefined, metrics }));
     const settings = readBackupSettings(env);
     if (settings.podName === undefined || settings.ordinal === undefined) return all;
     const backups = scheduler.startBackupScheduler({ config, archive, log, metrics, settings: { ...settings, podName: settings.podName, ordinal: settings.ordinal } });

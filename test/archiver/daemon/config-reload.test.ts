@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigReloadWatcher, hashConfigFiles, readConfigFiles } from '../../../archiver/src/daemon/config-reload';
+import { ConfigReloadWatcher, hashConfigFiles, readConfigFiles, readWatchedFiles } from '../../../archiver/src/daemon/config-reload';
 import type { MetricsRecorder } from '../../../archiver/src/metrics/recorder';
 import { NO_METRICS } from '../../../archiver/src/metrics/recorder';
 import { capturingLogger } from '../../../testkit/doubles';
@@ -49,6 +49,18 @@ describe('reading a kubelet ConfigMap mount', () => {
     expect(hashConfigFiles(readConfigFiles(mount.dir))).toBe(first);
     mount.swap({ 'postgresql.conf': 'archive_timeout = 30\n' });
     expect(hashConfigFiles(readConfigFiles(mount.dir))).not.toBe(first);
+  });
+
+  it('watches the TLS Secret\'s mount with the ConfigMap: a renewed certificate is a new hash, its files named tls/<name>', () => {
+    const config = kubeletMount({ 'postgresql.conf': 'ssl = on\n' });
+    const tls = kubeletMount({ 'tls.crt': 'certificate 1', 'tls.key': 'key 1' });
+    const files = readWatchedFiles(config.dir, tls.dir);
+    expect([...files.keys()]).toStrictEqual(['postgresql.conf', 'tls/tls.crt', 'tls/tls.key']);
+    const first = hashConfigFiles(files);
+    tls.swap({ 'tls.crt': 'certificate 2', 'tls.key': 'key 2' });
+    expect(hashConfigFiles(readWatchedFiles(config.dir, tls.dir))).not.toBe(first);
+    // Without a TLS directory: the ConfigMap alone.
+    expect([...readWatchedFiles(config.dir).keys()]).toStrictEqual(['postgresql.conf']);
   });
 
   it('reads a plain directory (no ..data) as it is', () => {

@@ -199,6 +199,44 @@ export interface ArchivedPostgresProps {
 /** The PostgreSQL container's default memory (request and limit). */
 export const DEFAULT_POSTGRES_MEMORY = '1Gi';
 
+/** What makes two objects one in a cluster: API group, kind, namespace and name. */
+function objectIdentity(o: ApiObject): string {
+  return `${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}/${o.metadata.namespace ?? Chart.of(o).namespace ?? 'default'}/${o.name}`;
+}
+
+interface ObjectIndex {
+  /** The scope's constructs it was made from (findAll): the same list means the same index. */
+  readonly constructs: readonly IConstruct[];
+  readonly byIdentity: ReadonlyMap<string, readonly ApiObject[]>;
+  /** Each construct's place in the tree's order: which of two databases comes later. */
+  readonly position: ReadonlyMap<IConstruct, number>;
+}
+
+/** The last index made of each name scope. */
+const objectIndexes = new WeakMap<IConstruct, ObjectIndex>();
+
+/**
+ * The objects of a name scope by identity. Every database of the scope asks for it when it is
+ * validated; made once while the tree stays the same (a rebuild per database made the validation
+ * of 100 databases quadratic: 1.4 of 3.5 s of a synthesis).
+ */
+function objectIndexOf(scope: IConstruct): ObjectIndex {
+  const constructs = scope.node.findAll();
+  const cached = objectIndexes.get(scope);
+  if (cached && cached.constructs.length === constructs.length && cached.constructs.every((c, i) => c === constructs[i])) return cached;
+  const byIdentity = new Map<string, ApiObject[]>();
+  for (const c of constructs) {
+    if (!ApiObject.isApiObject(c)) continue;
+    const key = objectIdentity(c);
+    const same = byIdentity.get(key);
+    if (same) same.push(c);
+    else byIdentity.set(key, [c]);
+  }
+  const index: ObjectIndex = { constructs, byIdentity, position: new Map(constructs.map((c, i) => [c, i])) };
+  objectIndexes.set(scope, index);
+  return index;
+}
+
 /** The first database of each `namespace/name`, per name scope (the app, or an Environment: name-scope.ts). */
 const databasesByApp = new WeakMap<IConstruct, Map<string, ArchivedPostgres>>();
 
@@ -536,18 +574,12 @@ export class ArchivedPostgres extends Construct {
    * one in the construct tree (a database of the same name is reported above, once).
    */
   private checkObjectNames(): string[] {
-    const identity = (o: ApiObject) => `${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}/${o.metadata.namespace ?? Chart.of(o).namespace ?? 'default'}/${o.name}`;
-    const everything = nameScopeOf(this).node.findAll();
-    const position = new Map(everything.map((c, i) => [c, i]));
+    const { byIdentity, position } = objectIndexOf(nameScopeOf(this));
     const mine = new Set<IConstruct>(this.apiObjects);
-    const others = new Map<string, ApiObject[]>();
-    for (const o of everything) {
-      if (!ApiObject.isApiObject(o) || mine.has(o)) continue;
-      others.set(identity(o), [...(others.get(identity(o)) ?? []), o]);
-    }
     const errors: string[] = [];
     for (const object of this.apiObjects) {
-      for (const other of others.get(identity(object)) ?? []) {
+      for (const other of byIdentity.get(objectIdentity(object)) ?? []) {
+        if (mine.has(other)) continue;
         const otherDb = other.node.scopes.slice().reverse().find((c): c is ArchivedPostgres => c instanceof ArchivedPostgres);
         if (otherDb && (position.get(otherDb)! > position.get(this)! || (otherDb.name === this.name && otherDb.namespace === this.namespace))) continue;
         errors.push(`name: ${object.kind} ${show(object.name)} in namespace ${show(this.namespace)} (${object.node.path}) is also rendered by ${other.node.path}: one would replace the other, and clients of one database would reach the other; choose a name whose objects (${show(this.name)}, "${this.name}-standby", "${this.name}-pods", "${this.name}-config", "${this.name}-dashboard", "${this.name}-wipeout") no other object of the namespace has`);

@@ -6,8 +6,18 @@
  */
 import { IConstruct } from 'constructs';
 
-/** The YAML documents of each file of the previous output, by path relative to it. */
+/**
+ * The YAML documents of each file of the previous output, by path relative to it: those of the
+ * kinds in PREVIOUS_OUTPUT_KINDS only.
+ */
 export type PreviousOutputFiles = Readonly<Record<string, readonly unknown[]>>;
+
+/**
+ * The kinds a construct compares with the previous output (database-chart.ts: a claim that would
+ * shrink, a StatefulSet of another major version). Only these are read: add a kind here before a
+ * construct looks for it.
+ */
+export const PREVIOUS_OUTPUT_KINDS: readonly string[] = ['PersistentVolumeClaim', 'StatefulSet'];
 
 /** The previous output and the directory it was read from (for messages: "dist"). */
 export interface PreviousOutputOptions {

@@ -12,21 +12,61 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { App } from 'cdk8s';
 import { parseAllDocuments } from 'yaml';
+import { PREVIOUS_OUTPUT_KINDS } from '../constructs/previous-output';
+
+export interface ReadOutputOptions {
+  /**
+   * Only the documents of these kinds (a document's top-level `kind:` line), and each file parsed
+   * only when it is first looked at: the others are never parsed. Parsing is what reading costs
+   * (the `yaml` parser: ~1 s for the StatefulSets of 100 databases), and a synthesis looks only at
+   * the files of the databases whose checks compare (database-chart.ts). A file that does not
+   * parse then reads as no documents.
+   * @default - every document of every file, parsed at once
+   */
+  readonly kinds?: readonly string[];
+}
 
 /** The YAML documents of each `.yaml` file under `dir`, by path relative to it; empty when `dir` does not exist. */
-export function readOutput(dir: string): Record<string, unknown[]> {
+export function readOutput(dir: string, options: ReadOutputOptions = {}): Record<string, unknown[]> {
   const files: Record<string, unknown[]> = {};
   if (!fs.existsSync(dir)) return files;
   for (const file of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
     const full = path.join(dir, file);
     if (!file.endsWith('.yaml') || !fs.statSync(full).isFile()) continue;
-    // A file that does not parse is left out: the synthesis replaces it.
-    const documents = parseAllDocuments(fs.readFileSync(full, 'utf8'));
-    if (Array.isArray(documents) && documents.every((d) => d.errors.length === 0)) {
-      files[file.split(path.sep).join('/')] = documents.map((d) => d.toJS());
+    const key = file.split(path.sep).join('/');
+    const kinds = options.kinds;
+    if (kinds === undefined) {
+      // A file that does not parse is left out: the synthesis replaces it.
+      const documents = parseDocuments(fs.readFileSync(full, 'utf8'));
+      if (documents) files[key] = documents;
+      continue;
     }
+    const text = fs.readFileSync(full, 'utf8');
+    let parsed: unknown[] | undefined;
+    Object.defineProperty(files, key, { enumerable: true, get: () => (parsed ??= parseDocuments(documentsOfKinds(text, kinds)) ?? []) });
   }
   return files;
+}
+
+/** Every document of a YAML stream as plain data; undefined when one does not parse. */
+function parseDocuments(text: string): unknown[] | undefined {
+  const documents = parseAllDocuments(text);
+  if (!Array.isArray(documents) || documents.some((d) => d.errors.length > 0)) return undefined;
+  return documents.map((d) => d.toJS());
+}
+
+/**
+ * The documents of `text` whose top-level `kind:` is one of `kinds`, as one YAML stream. A line
+ * `---` at the start of a line always separates documents (inside a block scalar it would be
+ * indented), and a document's own `kind:` is the one at the start of a line.
+ */
+function documentsOfKinds(text: string, kinds: readonly string[]): string {
+  const kind = new RegExp(`^kind: *["']?(${kinds.map((k) => k.replace(/[^A-Za-z0-9]/g, '')).join('|')})["']? *$`, 'm');
+  return text
+    .split(/^---[ \t]*$/m)
+    .filter((document) => kind.test(document))
+    .map((document) => `---\n${document.replace(/^\n/, '')}`)
+    .join('');
 }
 
 export interface SynthesizeOptions {
@@ -60,7 +100,7 @@ export function synthesizeAtomically(build: (outdir: string, previousOutput: Rec
   const staging = `${target}.staging-${process.pid}`;
   fs.rmSync(staging, { recursive: true, force: true });
   try {
-    const app = build(staging, readOutput(options.previousOutput ?? target));
+    const app = build(staging, readOutput(options.previousOutput ?? target, { kinds: PREVIOUS_OUTPUT_KINDS }));
     const errors = collectValidationErrors(app);
     if (errors.length > 0) {
       log(`synth: ${errors.length} validation error${errors.length === 1 ? '' : 's'}; nothing was written to ${outdir}/`);

@@ -4,6 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareDirectories } from '../../scripts/synth-check';
+import { readOutput } from '../../scripts/synthesize';
+import { PREVIOUS_OUTPUT_KINDS } from '../../constructs/previous-output';
 
 const root = path.resolve(__dirname, '../..');
 const tsx = path.join(root, 'node_modules/.bin/tsx');
@@ -35,6 +37,29 @@ function readTree(dir: string): Record<string, string> {
   }
   return out;
 }
+
+describe('reading the previous output', () => {
+  it('with kinds, parses only the documents of those kinds: the same documents a full read has of them', () => {
+    const dist = path.join(root, 'dist');
+    const all = readOutput(dist);
+    const only = readOutput(dist, { kinds: PREVIOUS_OUTPUT_KINDS });
+    const ofKinds = (documents: unknown[]) => documents.filter((d) => PREVIOUS_OUTPUT_KINDS.includes((d as { kind?: string } | null)?.kind ?? ''));
+    expect(Object.keys(only)).toStrictEqual(Object.keys(all));
+    for (const file of Object.keys(all)) expect(only[file]).toStrictEqual(ofKinds(all[file]));
+    // The committed output has both kinds: the comparison above is not between empty lists.
+    expect(only[PROD].map((d) => (d as { kind: string }).kind)).toEqual(expect.arrayContaining(['PersistentVolumeClaim', 'StatefulSet']));
+    expect(all[PROD].length).toBeGreaterThan(only[PROD].length);
+  });
+
+  it('with kinds, takes a quoted kind and leaves out a document that only mentions the kind inside it', () => {
+    const dir = fs.mkdtempSync(path.join(scratch, 'output-'));
+    fs.writeFileSync(path.join(dir, 'a.yaml'), 'kind: "StatefulSet"\nmetadata:\n  name: a\n---\nkind: ConfigMap\ndata:\n  note: |\n    kind: StatefulSet\n    ---\n---\nkind: PersistentVolumeClaim\nmetadata:\n  name: c\n');
+    expect(readOutput(dir, { kinds: PREVIOUS_OUTPUT_KINDS })['a.yaml']).toStrictEqual([
+      { kind: 'StatefulSet', metadata: { name: 'a' } },
+      { kind: 'PersistentVolumeClaim', metadata: { name: 'c' } },
+    ]);
+  });
+});
 
 describe('npm run synth', () => {
   it('is deterministic: two synths are byte-identical', () => {

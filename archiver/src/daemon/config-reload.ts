@@ -99,17 +99,23 @@ function readConfigVersion(configDir: string): ConfigFiles {
 }
 
 /**
- * The ConfigMap's files, and the TLS Secret's as `tls/<name>` (TLS_FILES_PREFIX) when `tlsDir` is
- * given: what one look hashes.
+ * The ConfigMap's files, and the TLS Secret's as `tls/<name>` when `tlsDir` is given: what one look
+ * hashes. A TLS directory it cannot read does not cost the ConfigMap its watch: its files are left
+ * out, and `tlsError` says why (the ConfigMap's own failure throws, as readConfigFiles does).
  */
-export function readWatchedFiles(configDir: string, tlsDir?: string): ConfigFiles {
+export function readWatchedFiles(configDir: string, tlsDir?: string): { files: ConfigFiles; tlsError?: Error } {
   const files = new Map(readConfigFiles(configDir));
-  if (tlsDir !== undefined) for (const [name, text] of readConfigFiles(tlsDir)) files.set(`${TLS_FILES_PREFIX}${name}`, text);
-  return files;
+  if (tlsDir === undefined) return { files };
+  try {
+    for (const [name, text] of readConfigFiles(tlsDir)) files.set(`${TLS_FILES_PREFIX}${name}`, text);
+    return { files };
+  } catch (error) {
+    return { files, tlsError: error as Error };
+  }
 }
 
 /** How the TLS Secret's files are named among the ConfigMap's in a reload's report. */
-export const TLS_FILES_PREFIX = 'tls/';
+const TLS_FILES_PREFIX = 'tls/';
 
 /** The SHA-256 of a version's names and contents. */
 export function hashConfigFiles(files: ConfigFiles): string {
@@ -180,7 +186,9 @@ export class ConfigReloadWatcher {
     const { log } = this.props;
     let files: ConfigFiles;
     try {
-      files = readWatchedFiles(this.props.configDir, this.props.tlsDir);
+      const read = readWatchedFiles(this.props.configDir, this.props.tlsDir);
+      files = read.files;
+      this.tlsFailed(read.tlsError);
     } catch (error) {
       this.failed('cannot read the configuration files (trying again)', error);
       return undefined;
@@ -221,6 +229,17 @@ export class ConfigReloadWatcher {
     } finally {
       await session?.close();
     }
+  }
+
+  /** The TLS files' read failure, logged once until it changes or they read again. */
+  private tlsFailing: string | undefined;
+
+  private tlsFailed(error: Error | undefined): void {
+    const message = error?.message;
+    if (message !== undefined && message !== this.tlsFailing) {
+      this.props.log.warn('cannot read the TLS Secret\'s files: a renewed certificate is not reloaded until they read again; the ConfigMap is still watched', { error: message, directory: this.props.tlsDir });
+    }
+    this.tlsFailing = message;
   }
 
   private failed(msg: string, error: unknown): void {

@@ -54,13 +54,13 @@ describe('reading a kubelet ConfigMap mount', () => {
   it('watches the TLS Secret\'s mount with the ConfigMap: a renewed certificate is a new hash, its files named tls/<name>', () => {
     const config = kubeletMount({ 'postgresql.conf': 'ssl = on\n' });
     const tls = kubeletMount({ 'tls.crt': 'certificate 1', 'tls.key': 'key 1' });
-    const files = readWatchedFiles(config.dir, tls.dir);
+    const { files } = readWatchedFiles(config.dir, tls.dir);
     expect([...files.keys()]).toStrictEqual(['postgresql.conf', 'tls/tls.crt', 'tls/tls.key']);
     const first = hashConfigFiles(files);
     tls.swap({ 'tls.crt': 'certificate 2', 'tls.key': 'key 2' });
-    expect(hashConfigFiles(readWatchedFiles(config.dir, tls.dir))).not.toBe(first);
+    expect(hashConfigFiles(readWatchedFiles(config.dir, tls.dir).files)).not.toBe(first);
     // Without a TLS directory: the ConfigMap alone.
-    expect([...readWatchedFiles(config.dir).keys()]).toStrictEqual(['postgresql.conf']);
+    expect([...readWatchedFiles(config.dir).files.keys()]).toStrictEqual(['postgresql.conf']);
   });
 
   it('reads a plain directory (no ..data) as it is', () => {
@@ -85,6 +85,20 @@ describe('the watcher while no server answers', () => {
     expect(outcomes).toStrictEqual([]);
     expect(lines.filter((line) => line.msg === 'cannot reload the configuration yet (trying again)')).toHaveLength(1);
     expect(lines.find((line) => line.msg === 'cannot reload the configuration yet (trying again)')).toMatchObject({ level: 'debug' });
+  });
+
+  it('keeps watching the ConfigMap when the TLS Secret\'s files cannot be read, and says so once', async () => {
+    const mount = kubeletMount({ 'postgresql.conf': 'ssl = on\n' });
+    const { log, lines } = capturingLogger();
+    const tlsDir = path.join(scratch.dir, 'no-such-tls-mount');
+    expect(readWatchedFiles(mount.dir, tlsDir)).toMatchObject({ files: new Map([['postgresql.conf', 'ssl = on\n']]), tlsError: { code: 'ENOENT' } });
+    const watcher = new ConfigReloadWatcher({ log, configDir: mount.dir, tlsDir, connection: { host: fs.mkdtempSync(path.join(scratch.dir, 'no-server-')), port: 1 } });
+    expect(await watcher.look()).toBeUndefined();
+    expect(await watcher.look()).toBeUndefined();
+    // The reload was still tried (no server answers here): the ConfigMap's watch goes on.
+    expect(lines.filter((line) => line.msg === 'cannot reload the configuration yet (trying again)')).toHaveLength(1);
+    expect(lines.filter((line) => String(line.msg).startsWith("cannot read the TLS Secret's files"))).toHaveLength(1);
+    expect(lines.filter((line) => line.msg === 'cannot read the configuration files (trying again)')).toHaveLength(0);
   });
 
   it('keeps looking after a mount it cannot read (the previous version removed mid-look), and says so once', async () => {

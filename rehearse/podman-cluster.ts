@@ -39,7 +39,8 @@ export class PodmanCluster {
     // Recorded first: a rehearsal killed with SIGKILL (no handler runs) leaves running pods, a
     // machine-wide network and a storage root; the next rehearsal removes them by this record.
     fs.mkdirSync(RUNS, { recursive: true });
-    fs.writeFileSync(path.join(RUNS, `${process.pid}.json`), JSON.stringify(record));
+    fs.writeFileSync(path.join(RUNS, `${process.pid}.json.tmp`), JSON.stringify(record));
+    fs.renameSync(path.join(RUNS, `${process.pid}.json.tmp`), path.join(RUNS, `${process.pid}.json`));
     const cluster = PodmanCluster.of(record);
     cluster.check(storage.podman(['network', 'create', '--subnet', `${record.subnet}.0/24`, network]), `podman network create ${network}`);
     return cluster;
@@ -51,9 +52,18 @@ export class PodmanCluster {
    */
   private static removeRehearsalsOfDeadProcesses(): void {
     for (const file of fs.existsSync(RUNS) ? fs.readdirSync(RUNS) : []) {
-      const pid = Number(file.replace(/\.json$/, ''));
+      const pid = Number(file.replace(/\.json(\.tmp)?$/, ''));
       if (!(pid > 0) || processAlive(pid)) continue;
-      const record = JSON.parse(fs.readFileSync(path.join(RUNS, file), 'utf8')) as RunRecord;
+      let record: RunRecord;
+      try {
+        record = JSON.parse(fs.readFileSync(path.join(RUNS, file), 'utf8')) as RunRecord;
+        if (typeof record.storage !== 'string' || typeof record.network !== 'string') throw new Error('a field is missing');
+      } catch (error) {
+        // Killed before its record was whole (only a .tmp is ever partial): nothing was made yet.
+        console.log(`rehearse: an earlier rehearsal's record ${path.join(RUNS, file)} is unreadable (${(error as Error).message}): removed`);
+        fs.rmSync(path.join(RUNS, file), { force: true });
+        continue;
+      }
       console.log(`rehearse: removing what an earlier rehearsal (pid ${pid}, killed) left: its pods, network ${record.network}, ${record.storage}, ${record.directory}`);
       PodmanCluster.of(record).remove();
     }

@@ -6,12 +6,12 @@
  * own. Eight steps, each timed; the first failure stops it with the containers' logs.
  */
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readOutput } from '../scripts/synthesize';
 import { waitUntil } from '../testkit/doubles';
 import { startMockKubernetesApi } from '../testkit/mock-kubernetes-api';
 import { objectKeys, parseRepository, segmentRange } from './bucket';
 import { secretsFor, Secrets } from './fixture';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Kubelet } from './kubelet';
 import { Adaptation, KubeObject, PodEnvironment, renderJobPod, renderStatefulSetPod, RenderedPod } from './pod-rendering';
 import { PodmanCluster, runCommand } from './podman-cluster';
@@ -406,7 +406,24 @@ function diagnostics(cluster: PodmanCluster): string[] {
   return lines;
 }
 
-/** testkit's waitUntil, looking once a second: each look starts a process (podman exec, psql). */
-function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  return waitUntil(condition, what, timeoutMs, 1000);
+/**
+ * testkit's waitUntil, looking once a second (each look starts a process: podman exec, psql). A
+ * look that throws (psql against a server still starting) counts as not yet; a timeout is the
+ * step's failure, with the last look's error.
+ */
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+  let last: Error | undefined;
+  const look = async () => {
+    try {
+      return await condition();
+    } catch (error) {
+      last = error as Error;
+      return false;
+    }
+  };
+  try {
+    await waitUntil(look, what, timeoutMs, 1000);
+  } catch (error) {
+    throw new StepFailure(`${(error as Error).message}${last ? ` (last: ${last.message})` : ''}`);
+  }
 }

@@ -138,7 +138,7 @@ export function fillLauncher(template: string, name: string, constants: Readonly
   return filled;
 }
 
-const NATIVE = ['zstd-napi', 'lz4-napi', '@antoniomuso/lz4-napi-linux-x64-gnu'];
+const NATIVE = ['zstd-napi', 'lz4-napi', '@antoniomuso/lz4-napi-linux-x64-gnu', '@node-rs/crc32', '@node-rs/crc32-linux-x64-gnu'];
 /** Optional modules the bundled libraries require only when asked for (pg's native client). */
 const ABSENT_OPTIONAL = ['pg-native'];
 

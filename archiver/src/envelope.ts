@@ -24,23 +24,24 @@
  *
  * A base backup's part sets FLAG_UNCHECKED as well: its trailer's CRC-32 is left at zero and not
  * verified, because what the part holds carries its own checksums (the CRC-32 of every file is in
- * the backup's manifest, and zstd and lz4 frames have their own): computing a second CRC over the
+ * the backup's manifest, and every tar header has its own): computing a second CRC over the
  * same bytes would cost ~0.6 CPU-seconds per GiB on each side for nothing. The size still is.
  *
  * WAL objects are written whole (no flag, no trailer): their format is unchanged.
  *
  * The header makes every object self-describing (the compression can change between pushes) and
  * carries the checksum of the original bytes that `wal-fetch` verifies before anything reaches
- * PostgreSQL. CRC-32 (zlib's, ~6 GB/s) rather than SHA-256 (~1.8 GB/s): it guards against
+ * PostgreSQL. CRC-32 (crc32.ts: ~10 GB/s) rather than SHA-256 (~1.8 GB/s): it guards against
  * corruption, which is its job, at a quarter of the CPU on the archiver's hottest path; whether a
  * re-pushed file equals the archived one is decided by comparing the bytes themselves
- * (archive.ts), not checksums. 32 bytes are reserved for a stronger algorithm. The zstd and lz4
- * frames also carry their own content checksums. Because it is a skippable frame, the zstd and lz4
+ * (archive.ts), not checksums. 32 bytes are reserved for a stronger algorithm. (lz4 frames carry
+ * a content checksum of their own too; zstd frames, since 2026-12-01, none.) Because it is a
+ * skippable frame, the zstd and lz4
  * command-line tools decode an object as it is (`zstd -d < OBJECT > SEGMENT`); for the other
  * codecs, `tail -c +57 OBJECT | gzip -d`.
  */
 import { Transform, TransformCallback } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32';
 import { Codec, CompressionName } from './compression';
 import { CorruptObjectError, UnsupportedObjectError } from './errors';
 

@@ -7,7 +7,7 @@
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32';
 import { Codec, CompressionName, loadCodec } from './compression';
 import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeTrailer, encodeHeader, formatChecksum } from './envelope';
 import { CorruptObjectError, UnsupportedObjectError } from './errors';

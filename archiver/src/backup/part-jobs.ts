@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, Writable } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../crc32';
 import { extract as tarExtract } from 'tar-stream';
 import type { Codec, CompressionName } from '../compression';
 import { decodeStream, formatChecksum } from '../envelope';

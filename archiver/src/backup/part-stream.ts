@@ -17,7 +17,7 @@
  */
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../crc32';
 import { pack as tarPack } from 'tar-stream';
 import type { Codec } from '../compression';
 import { encodeStream, formatChecksum } from '../envelope';

@@ -126,10 +126,26 @@ describe.each(COMPRESSION_NAMES)('%s codec', (name) => {
 });
 
 describe('frames', () => {
-  it('zstd frames carry a content checksum', async () => {
-    const frame = await loadCodec('zstd').compress(samples.random);
+  it('zstd frames carry no content checksum of their own (the CRC-32 of envelope and manifest covers the same bytes)', async () => {
+    const codec = loadCodec('zstd');
+    const frame = await codec.compress(samples.random);
     expect(frame.readUInt32LE(0)).toBe(0xfd2fb528);
-    expect(frame[4] & 0x04).toBe(0x04); // Frame_Header_Descriptor: Content_Checksum_flag
+    expect(frame[4] & 0x04).toBe(0); // Frame_Header_Descriptor: Content_Checksum_flag
+    const chunked = codec.chunkCompressor!(samples.random.length);
+    chunked.push(samples.random, true);
+    expect(chunked.output()[4] & 0x04).toBe(0);
+  });
+
+  it('zstd still reads, and verifies, frames written with a content checksum (objects archived before)', async () => {
+    const original = samples.random.subarray(0, 256 * 1024);
+    const withChecksum = execFileSync('zstd', ['-1', '-c', '--check'], { input: original });
+    expect(withChecksum[4] & 0x04).toBe(0x04);
+    const codec = loadCodec('zstd');
+    expect((await codec.decompress(withChecksum)).equals(original)).toBe(true);
+    // A damaged checksum field (the frame's last 4 bytes) fails to decompress.
+    const damaged = Buffer.from(withChecksum);
+    damaged[damaged.length - 1] ^= 0xff;
+    await expect(codec.decompress(damaged)).rejects.toThrow();
   });
 
   it('lz4 output is an LZ4 frame (not a raw block) with a content checksum', async () => {

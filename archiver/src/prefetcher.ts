@@ -2,8 +2,8 @@
  * Restore prefetch. PostgreSQL calls restore_command for one file at a time and replays it before
  * asking for the next, so every millisecond of a call adds to recovery time. After serving a
  * segment, the background archiver downloads the next segments of the same timeline into the
- * spool (verified, fsync'd, renamed into place); the launcher then hands the next one to
- * PostgreSQL with a rename, without starting Node.
+ * spool (verified, renamed into place; not fsync'd, see spool.ts); the launcher then hands the
+ * next one to PostgreSQL with a rename, without starting Node.
  *
  * The window moves with PostgreSQL: when a prefetched file is taken (the launcher renames it
  * away), the files after it are fetched. A segment not (yet) in the archive ends the window; it

@@ -48,7 +48,8 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       await fs.chmod(path.join(target, directory.path), directory.mode);
     }
     const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: plan.bytes, log: blog, terminal: options.terminal });
-    const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes));
+    // The parts are downloaded here, through this client, and handed to the threads (body-channel.ts).
+    const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes), storage);
     try {
       // The chain's backups one after the other (a delta applies onto what its base wrote), the
       // parts of each in parallel, the largest first: the threads then finish close together.

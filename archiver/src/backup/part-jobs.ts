@@ -1,8 +1,9 @@
 /**
  * The two jobs a base backup is made of, one part at a time: store a part (read its files, tar,
  * compress, upload) and restore a part (download, verify, untar, write its files, verify each one
- * against the manifest). They run on worker threads (part-runner.ts), each with a storage client
- * of its own, so that every core compresses while the uploads stream.
+ * against the manifest). They run on worker threads (part-runner.ts) so that every core
+ * compresses while the uploads stream; a push with a storage client of its thread, a restore with
+ * the bytes the main thread downloads for it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -42,6 +43,12 @@ export async function pushPart(storage: Storage, key: string, entries: readonly 
   return { ...read.value, storedSize };
 }
 
+/**
+ * Where a restored part's bytes come from: a storage client, or (on a worker thread) the main
+ * thread's download of it (body-channel.ts).
+ */
+export type PartSource = Pick<Storage, 'location' | 'getStream'>;
+
 export interface FetchPartJob {
   readonly key: string;
   /** The restore's target directory, holding every directory of the manifest already. */
@@ -64,8 +71,8 @@ const SYNCS_IN_FLIGHT = 16;
  * Writes are synchronous (this runs on a worker thread of its own); fsyncs run in the background
  * while the next files are written, and the job ends once every one has.
  */
-export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (name: CompressionName) => Codec, onBytes: (bytes: number) => void): Promise<void> {
-  const what = `${job.key} at ${storage.location}`;
+export async function fetchPart(source: PartSource, job: FetchPartJob, codecFor: (name: CompressionName) => Codec, onBytes: (bytes: number) => void): Promise<void> {
+  const what = `${job.key} at ${source.location}`;
   const pieceKey = (name: string, offset: number | undefined) => (offset === undefined ? name : `${name}@${offset}`);
   const expected = new Map(job.pieces.map((piece) => [pieceKey(piece.path, piece.offset), piece]));
   const directories = new Set(job.directories.map((directory) => directory.path));
@@ -151,7 +158,7 @@ export async function fetchPart(storage: Storage, job: FetchPartJob, codecFor: (
   });
   try {
     try {
-      const body = await storage.getStream(job.key);
+      const body = await source.getStream(job.key);
       await pipeline(body, decodeStream(what, codecFor), sink);
     } catch (error) {
       const first = writerFailure;

@@ -1,18 +1,22 @@
 /**
  * Runs a backup's part jobs on `concurrency` worker threads (lib/backup-worker.cjs, when the
- * archiver is built) or, from sources, on this thread. The threads live as long as the runner:
- * each opens its storage client once (the SDK, its TLS connections) and takes the next job as
- * soon as it has finished one. Memory is bounded per thread by the codec's stream buffers and the
- * storage's part buffers, whatever the size of the database.
+ * archiver is built) or, from sources, on this thread. The threads live as long as the runner and
+ * take the next job as soon as they have finished one. A push job uploads with a storage client
+ * of its thread (opened at its first push, kept: the SDK, its TLS connections); a fetch job, when
+ * the runner is given `downloads`, reads the bytes this thread downloads through it
+ * (body-channel.ts), so that a restore's threads never load a cloud SDK. Memory is bounded per
+ * thread by the codec's stream buffers and the storage's part buffers (and the channel's window),
+ * whatever the size of the database.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { CompressionName, loadCodec } from '../compression';
 import { reviveError } from '../errors';
 import { openStorage } from '../storage/open';
 import type { Storage, StorageOptions } from '../storage/storage';
-import { FetchPartJob, fetchPart, pushPart } from './part-jobs';
+import { sendBody } from './body-channel';
+import { FetchPartJob, PartSource, fetchPart, pushPart } from './part-jobs';
 import type { PartEntry, PartResult } from './part-stream';
 
 export type PartJob =
@@ -21,8 +25,14 @@ export type PartJob =
 
 export type PushedPart = PartResult & { readonly storedSize: number };
 
-/** Parent → worker. */
-export type WorkerRequest = { readonly type: 'open'; readonly storage: StorageOptions } | { readonly type: 'job'; readonly job: PartJob } | { readonly type: 'close' };
+/**
+ * Parent → worker. A job with `body` reads its part from that port (a fetch job whose download
+ * runs on the parent), naming `location` in its errors.
+ */
+export type WorkerRequest =
+  | { readonly type: 'open'; readonly storage: StorageOptions }
+  | { readonly type: 'job'; readonly job: PartJob; readonly body?: { readonly port: MessagePort; readonly location: string } }
+  | { readonly type: 'close' };
 
 /** Worker → parent. */
 export type PartMessage =
@@ -38,10 +48,13 @@ function bundledScript(): string | undefined {
   return fs.existsSync(script) ? script : undefined;
 }
 
-/** Runs one job with a storage client that outlives it (on a worker thread, or inline). */
-export async function runPartJob(storage: Storage, job: PartJob, onBytes: (bytes: number) => void): Promise<PushedPart | void> {
-  if (job.op === 'push') return pushPart(storage, job.key, job.entries, loadCodec(job.compression, job.level === undefined ? {} : { level: job.level }), onBytes);
-  await fetchPart(storage, job.fetch, (name) => loadCodec(name), onBytes);
+/**
+ * Runs one job (on a worker thread, or inline): a push with `storage()`, a storage client that
+ * outlives the job; a fetch from `source` when given (the parent's download), else from it too.
+ */
+export async function runPartJob(storage: () => Promise<Storage>, job: PartJob, onBytes: (bytes: number) => void, source?: PartSource): Promise<PushedPart | void> {
+  if (job.op === 'push') return pushPart(await storage(), job.key, job.entries, loadCodec(job.compression, job.level === undefined ? {} : { level: job.level }), onBytes);
+  await fetchPart(source ?? (await storage()), job.fetch, (name) => loadCodec(name), onBytes);
 }
 
 interface Lane {
@@ -57,6 +70,8 @@ export class PartRunner {
     private readonly storage: StorageOptions,
     private readonly concurrency: number,
     private readonly onBytes: (bytes: number) => void,
+    /** This thread's storage client: fetch jobs on worker threads download through it. */
+    private readonly downloads?: PartSource,
   ) {}
 
   /**
@@ -68,7 +83,7 @@ export class PartRunner {
     let next = 0;
     let failure: { error: unknown } | undefined;
     const wanted = Math.max(1, Math.min(this.concurrency, jobs.length));
-    while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes) : new InlineLane(this.storage, this.onBytes));
+    while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes, this.downloads) : new InlineLane(this.storage, this.onBytes));
     const drive = async (lane: Lane) => {
       while (next < jobs.length && !failure) {
         const index = next++;
@@ -99,8 +114,7 @@ class InlineLane implements Lane {
   ) {}
 
   async run(job: PartJob): Promise<PushedPart | void> {
-    this.storage ??= openStorage(this.options);
-    return runPartJob(await this.storage, job, this.onBytes);
+    return runPartJob(() => (this.storage ??= openStorage(this.options)), job, this.onBytes);
   }
 
   async close(): Promise<void> {
@@ -117,9 +131,23 @@ class WorkerLane implements Lane {
     private readonly script: string,
     private readonly storage: StorageOptions,
     private readonly onBytes: (bytes: number) => void,
+    private readonly downloads?: PartSource,
   ) {}
 
-  run(job: PartJob): Promise<PushedPart | void> {
+  async run(job: PartJob): Promise<PushedPart | void> {
+    if (job.op !== 'fetch' || !this.downloads) return this.post(job);
+    // Opened here, retried here (resilient.ts): a part that cannot be read fails before any thread works on it.
+    const body = await this.downloads.getStream(job.fetch.key);
+    const channel = new MessageChannel();
+    const sender = sendBody(body, channel.port1);
+    try {
+      return await this.post(job, { port: channel.port2, location: this.downloads.location });
+    } finally {
+      sender.stop();
+    }
+  }
+
+  private post(job: PartJob, body?: { port: MessagePort; location: string }): Promise<PushedPart | void> {
     const worker = this.thread();
     return new Promise((resolve, reject) => {
       const settle = (action: () => void, healthy: boolean) => {
@@ -141,7 +169,8 @@ class WorkerLane implements Lane {
       worker.on('message', onMessage);
       worker.once('error', onError);
       worker.once('exit', onExit);
-      worker.postMessage({ type: 'job', job } satisfies WorkerRequest);
+      const request: WorkerRequest = { type: 'job', job, ...(body ? { body } : {}) };
+      worker.postMessage(request, body ? [body.port] : []);
     });
   }
 

@@ -71,7 +71,9 @@ export function sendBody(body: NodeJS.ReadableStream, port: MessagePort): { read
     post({ type: 'end' });
     finish(false);
   });
-  stream.once('error', (error: Error) => {
+  // `on`, not `once`: a stream destroyed here may still report its end as an error, which must
+  // not go unhandled (it would end the process).
+  stream.on('error', (error: Error) => {
     post({ type: 'error', error: { name: error.name, message: error.message } });
     finish(false);
   });

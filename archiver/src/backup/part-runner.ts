@@ -83,7 +83,7 @@ export class PartRunner {
     let next = 0;
     let failure: { error: unknown } | undefined;
     const wanted = Math.max(1, Math.min(this.concurrency, jobs.length));
-    while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes, this.downloads) : new InlineLane(this.storage, this.onBytes));
+    while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes, this.downloads) : new InlineLane(this.storage, this.onBytes, this.downloads));
     const drive = async (lane: Lane) => {
       while (next < jobs.length && !failure) {
         const index = next++;
@@ -111,10 +111,12 @@ class InlineLane implements Lane {
   constructor(
     private readonly options: StorageOptions,
     private readonly onBytes: (bytes: number) => void,
+    private readonly downloads?: PartSource,
   ) {}
 
   async run(job: PartJob): Promise<PushedPart | void> {
-    return runPartJob(() => (this.storage ??= openStorage(this.options)), job, this.onBytes);
+    // On this thread already: a fetch reads through the runner's client, as a thread's would.
+    return runPartJob(() => (this.storage ??= openStorage(this.options)), job, this.onBytes, this.downloads);
   }
 
   async close(): Promise<void> {

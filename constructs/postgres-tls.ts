@@ -12,6 +12,7 @@
  * volume and reloads the server when its files change (archiver/src/daemon/config-reload.ts).
  */
 import { k8s } from 'cdk8s-plus-27';
+import { TLS_SECRET_FILES } from '../contract';
 import { TLS_DIR } from './pod-layout';
 
 /** TLS for the database's network connections. */
@@ -43,16 +44,16 @@ export function tlsVolume(secretName: string): { volume: k8s.Volume; mount: k8s.
 export function renderTlsSettings(): string {
   return `# TLS from the Secret mounted at ${TLS_DIR} (tls): every network connection is encrypted (pg_hba.conf: hostssl).
 ssl = on
-ssl_cert_file = '${TLS_DIR}/tls.crt'
-ssl_key_file = '${TLS_DIR}/tls.key'
+ssl_cert_file = '${TLS_DIR}/${TLS_SECRET_FILES.certificate}'
+ssl_key_file = '${TLS_DIR}/${TLS_SECRET_FILES.key}'
 `;
 }
 
 /** The bash lines that make every later libpq connection to pod 0 use TLS (see the module's comment). */
 export function renderClientTls(): string {
-  return `# TLS to pod 0: its certificate verified against the Secret's ca.crt, or, without one, encrypted only.
-if [ -s ${TLS_DIR}/ca.crt ]; then
-  export PGSSLMODE=verify-ca PGSSLROOTCERT=${TLS_DIR}/ca.crt
+  return `# TLS to pod 0: its certificate verified against the Secret's ${TLS_SECRET_FILES.ca}, or, without one, encrypted only.
+if [ -s ${TLS_DIR}/${TLS_SECRET_FILES.ca} ]; then
+  export PGSSLMODE=verify-ca PGSSLROOTCERT=${TLS_DIR}/${TLS_SECRET_FILES.ca}
 else
   export PGSSLMODE=require
 fi

@@ -18,3 +18,17 @@ export const KUBELET_HIDDEN_PREFIX = '..';
 
 /** The symlink to the current version's directory, swapped by the kubelet at each update. */
 export const KUBELET_DATA_LINK = `${KUBELET_HIDDEN_PREFIX}data`;
+
+/**
+ * The files of a kubernetes.io/tls Secret (cert-manager writes the same keys), mounted at TLS_DIR:
+ * postgresql.conf names the certificate and key (constructs/postgres-tls.ts), the standbys verify
+ * pod 0 with the CA, and the sidecar checks after a reload that the server took a renewed pair
+ * (archiver/src/daemon/config-reload.ts).
+ */
+export const TLS_SECRET_FILES = {
+  /** The server's certificate, with its chain after it. */
+  certificate: 'tls.crt',
+  key: 'tls.key',
+  /** The CA the standbys verify pod 0's certificate with; optional. */
+  ca: 'ca.crt',
+} as const;

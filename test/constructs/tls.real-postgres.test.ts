@@ -9,7 +9,9 @@
  *   3. one whose Secret has no ca.crt, with sslmode=require;
  *   4. one whose ca.crt is another CA's refuses pod 0's certificate: it never connects;
  *   5. a certificate renewed in place (the Secret updated, as cert-manager renews it) is served
- *      without a restart: the sidecar sees the mount change and reloads the server.
+ *      without a restart: the sidecar sees the mount change and reloads the server;
+ *   6. a renewal the server cannot use (a key of another certificate) is not reported as
+ *      reloaded: the server keeps its previous certificate, and the sidecar says so and why.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -148,5 +150,26 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     expect(reloads.length).toBeGreaterThan(0);
     const keyLine = renewed['tls.key'].split('\n')[1];
     expect(pod.archiverLog()).not.toContain(keyLine);
+  }, 120_000);
+
+  it('6. a renewal the server cannot use (the key of another certificate) is no "configuration reloaded": the sidecar warns, saying why, while the server keeps its previous certificate; the fixed Secret is served', async () => {
+    const pod = need(pod0, 'pod 0');
+    const before = servedCertificate(pod);
+    const logged = pod.archiverLog().length;
+    // WHEN the Secret is updated with a certificate and the key of another one
+    const good = certificates();
+    const stray = certificates();
+    pod.updateSecret(TLS_SECRET, { ...good, 'tls.key': stray['tls.key'] });
+    // THEN the sidecar reloads, sees the previous certificate still served, and says why
+    const warned = () => pod.archiverLog().slice(logged).split('\n').find((line) => line.includes('still presents its previous TLS certificate'));
+    await waitFor('the sidecar\'s warning', () => warned() !== undefined, 60_000, () => pod.archiverLog().slice(-3000));
+    expect(warned()).toContain('level=warn');
+    expect(warned()).toContain("tls.key is not the key of tls.crt's certificate");
+    expect(pod.archiverLog().slice(logged)).not.toMatch(/msg="configuration reloaded"/);
+    expect(servedCertificate(pod)).toBe(before);
+    expect(pod.archiverLog()).not.toContain(stray['tls.key'].split('\n')[1]);
+    // AND once the Secret holds the certificate with its own key, that certificate is served
+    pod.updateSecret(TLS_SECRET, good);
+    await waitFor('the fixed certificate served', () => servedCertificate(pod) === firstCertificate(good['tls.crt']), 60_000, () => pod.archiverLog().slice(-3000));
   }, 120_000);
 });

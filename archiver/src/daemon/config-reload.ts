@@ -28,16 +28,21 @@
  * The mounted TLS Secret (ARCHIVER_ENV.tlsDir), when there is one, is watched with the ConfigMap:
  * PostgreSQL reads its certificate and key again only at a reload, so without one a certificate
  * that cert-manager renewed in place would be served until it expired. Its files count as
- * `tls/<name>` in the report; their contents are hashed, never logged.
+ * `tls/<name>` in the report; their contents are hashed, never logged. PostgreSQL keeps serving its
+ * previous certificate when it cannot use the renewed pair (a key of another certificate, say) and
+ * the reload still succeeds; so after a reload the TLS files took part in, the certificate the
+ * server presents is compared with the Secret's (served-certificate.ts), and a renewal it did not
+ * take is a warning that says why, not "configuration reloaded".
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KUBELET_DATA_LINK, KUBELET_HIDDEN_PREFIX } from '../../../contract';
+import { KUBELET_DATA_LINK, KUBELET_HIDDEN_PREFIX, TLS_SECRET_FILES } from '../../../contract';
 import type { Logger } from '../logger';
 import { MetricsRecorder, NO_METRICS } from '../metrics/recorder';
 import { ConnectionSettings, PostgresSession } from '../backup/postgres-session';
 import { PeriodicLook } from './periodic-look';
+import { certificatePairProblem, firstCertificateDer, servedCertificateDer } from './served-certificate';
 
 export interface ConfigReloadWatcherProps {
   readonly log: Logger;
@@ -53,6 +58,11 @@ export interface ConfigReloadWatcherProps {
   readonly reloadTimeoutMs?: number;
   /** archiver_config_reloads_total and archiver_postgres_pending_restart_settings. @default NO_METRICS */
   readonly metrics?: MetricsRecorder;
+  /**
+   * Where the server takes TLS connections, to see which certificate it presents after a reload
+   * the TLS files took part in. @default 127.0.0.1 and the server's port setting
+   */
+  readonly tlsAddress?: { readonly host: string; readonly port: number };
 }
 
 /** One version of the mount: each file's contents, by name. */
@@ -200,6 +210,7 @@ export class ConfigReloadWatcher {
     try {
       session = await PostgresSession.open({ ...this.props.connection, applicationName: 'archiver config-reload' });
       const report = await reloadConfiguration(session, changedFiles, this.props.reloadTimeoutMs);
+      const tlsRefused = await this.renewalRefused(files, changedFiles, session);
       const first = this.applied === undefined;
       this.applied = { hash, files };
       this.failing = undefined;
@@ -210,7 +221,9 @@ export class ConfigReloadWatcher {
         pending_restart: report.pendingRestart.join(',') || undefined,
         errors: report.errors.join('; ') || undefined,
       };
-      if (report.errors.length > 0) {
+      if (tlsRefused !== undefined) {
+        log.warn("configuration reloaded, but the server still presents its previous TLS certificate: it could not use the TLS Secret's new files, and serves the previous certificate until the Secret holds a certificate with its own key", { ...fields, why: tlsRefused });
+      } else if (report.errors.length > 0) {
         log.warn('configuration reloaded; the server refused some lines and keeps their previous values', fields);
       } else if (report.pendingRestart.length > 0) {
         log.warn('configuration reloaded; some settings take effect only at the next restart', fields);
@@ -229,6 +242,30 @@ export class ConfigReloadWatcher {
     } finally {
       await session?.close();
     }
+  }
+
+  /**
+   * After a reload in which the TLS Secret's certificate or key changed: undefined when the server
+   * presents the Secret's certificate (or the look cannot tell: no TLS listener answered, which is
+   * logged at debug), else why it does not.
+   */
+  private async renewalRefused(files: ConfigFiles, changed: readonly string[], session: PostgresSession): Promise<string | undefined> {
+    const certificateName = `${TLS_FILES_PREFIX}${TLS_SECRET_FILES.certificate}`;
+    const keyName = `${TLS_FILES_PREFIX}${TLS_SECRET_FILES.key}`;
+    const certificate = files.get(certificateName);
+    const key = files.get(keyName);
+    if (certificate === undefined || key === undefined || !(changed.includes(certificateName) || changed.includes(keyName))) return undefined;
+    const address = this.props.tlsAddress ?? { host: '127.0.0.1', port: Number((await session.rows<{ port: string }>("SELECT current_setting('port') AS port"))[0].port) };
+    let served: Buffer;
+    try {
+      served = await servedCertificateDer(address.host, address.port);
+    } catch (error) {
+      this.props.log.debug('cannot see which TLS certificate the server presents after the reload', { error: (error as Error).message });
+      return undefined;
+    }
+    const expected = firstCertificateDer(certificate);
+    if (expected && served.equals(expected)) return undefined;
+    return certificatePairProblem(certificate, key) ?? "the server could not load the Secret's certificate and key (its log says why)";
   }
 
   /** The TLS files' read failure, logged once until it changes or they read again. */

@@ -84,6 +84,15 @@ export interface ArchiveStorageProblem {
 export interface ArchiveStorageBindOptions {
   /** The archive's path inside the bucket: `{prefix}/kubedb/{namespace}/{name}/archive` (contract's `archivePath`). */
   readonly archivePath: string;
+  /**
+   * How credentials that are files elsewhere (GCS's JSON key) reach the container: `mounted`, a
+   * volume of the Secret's key; `variables`, the key itself in a variable (contract's
+   * STORAGE_CREDENTIAL_ENV), for a container that unsets its credentials before it runs
+   * anything else, as the postgres container's start.sh does before it starts PostgreSQL: a
+   * mounted file would stay readable by every superuser session (`pg_read_file`).
+   * @default 'mounted'
+   */
+  readonly credentials?: 'mounted' | 'variables';
 }
 
 /**
@@ -156,6 +165,17 @@ export class ArchiveStorage {
         return { env, volumes: [], volumeMounts: [] };
       }
       case 'gcs':
+        if (options.credentials === 'variables') {
+          return {
+            env: [
+              { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },
+              secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId),
+              secret(ARCHIVER_ENV.gcsCredentialsJson, STORAGE_SECRET_KEYS.gcsServiceAccountJsonKey),
+            ],
+            volumes: [],
+            volumeMounts: [],
+          };
+        }
         return {
           env: [
             { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },

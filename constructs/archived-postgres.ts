@@ -8,7 +8,7 @@
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct, IConstruct } from 'constructs';
-import { ARCHIVER_INSTALL_DIR, archivePath } from '../contract';
+import { ARCHIVER_INSTALL_DIR, STORAGE_CREDENTIAL_ENV_OF, archivePath } from '../contract';
 import { ArchiveStorage } from './archive-storage';
 import { ArchiverContainerFactory } from './archiver-container-factory';
 import { ARCHIVER_IMAGE_EXAMPLE, ArchiverImage } from './archiver-image';
@@ -377,6 +377,7 @@ export class ArchivedPostgres extends Construct {
       cloneFrom: props.standbys?.cloneFrom ?? CloneSource.PRIMARY,
       superuserNetworkLogin: props.superuserNetworkLogin ?? false,
       tls: props.tls !== undefined,
+      storageCredentialVariables: this.archiveStorage?.backend ? STORAGE_CREDENTIAL_ENV_OF[this.archiveStorage.backend] : undefined,
       // An invalid size is reported by validation; the files are rendered for the default meanwhile.
       walSizes: walSizesFor(parseQuantity(dataVolume.size) ?? parseQuantity(DEFAULT_DATA_VOLUME_SIZE)!),
       memory,

@@ -97,12 +97,15 @@ export class ArchiverContainerFactory {
   public readonly image: string;
   public readonly spoolDirectory: string;
   private readonly binding: ArchiveStorageBinding;
+  private readonly variablesBinding: ArchiveStorageBinding;
 
   constructor(props: ArchiverContainerFactoryProps) {
     this.image = props.image;
     this.spoolDirectory = props.spoolDirectory ?? ARCHIVER_SPOOL_DIR;
     // Props from plain JavaScript may lack the storage; the database's validation reports it.
-    this.binding = props.storage ? props.storage.bind({ archivePath: props.archivePath }) : { env: [], volumes: [], volumeMounts: [] };
+    const none: ArchiveStorageBinding = { env: [], volumes: [], volumeMounts: [] };
+    this.binding = props.storage ? props.storage.bind({ archivePath: props.archivePath }) : none;
+    this.variablesBinding = props.storage ? props.storage.bind({ archivePath: props.archivePath, credentials: 'variables' }) : none;
   }
 
   /**
@@ -113,10 +116,17 @@ export class ArchiverContainerFactory {
    * metrics instead and PostgreSQL keeps the WAL (README: The archiver sidecar).
    */
   public get env(): k8s.EnvVar[] {
-    return [
-      { name: ARCHIVER_ENV.spool, value: this.spoolDirectory },
-      ...this.binding.env.map((v) => (v.valueFrom?.secretKeyRef ? { ...v, valueFrom: { ...v.valueFrom, secretKeyRef: { ...v.valueFrom.secretKeyRef, optional: true } } } : { ...v })),
-    ];
+    return environment(this.spoolDirectory, this.binding);
+  }
+
+  /**
+   * `env` with every credential in a variable (contract's STORAGE_CREDENTIAL_ENV) and none in a
+   * mounted file, needing no `volumeMounts`: for a container that unsets its credentials before
+   * it runs anything else, as the postgres container's start.sh does before it starts
+   * PostgreSQL (a mounted GCS key would stay readable by every superuser session).
+   */
+  public get unsettableEnv(): k8s.EnvVar[] {
+    return environment(this.spoolDirectory, this.variablesBinding);
   }
 
   /** The volumes a pod with archiver containers must have (the storage's, e.g. the GCS key), optional as `env`'s references. */
@@ -175,4 +185,12 @@ export class ArchiverContainerFactory {
       volumeMounts: [{ name: options.volumeName, mountPath: installDir }],
     };
   }
+}
+
+/** The spool, then the binding's variables, their Secret references optional (see `env`). */
+function environment(spoolDirectory: string, binding: ArchiveStorageBinding): k8s.EnvVar[] {
+  return [
+    { name: ARCHIVER_ENV.spool, value: spoolDirectory },
+    ...binding.env.map((v) => (v.valueFrom?.secretKeyRef ? { ...v, valueFrom: { ...v.valueFrom, secretKeyRef: { ...v.valueFrom.secretKeyRef, optional: true } } } : { ...v })),
+  ];
 }

@@ -97,6 +97,12 @@ export interface PostgresConfigProps {
    * @default false
    */
   readonly tls?: boolean;
+  /**
+   * The storage credential variables start.sh unsets before it starts PostgreSQL: those of the
+   * archive's backend (contract's STORAGE_CREDENTIAL_ENV_OF).
+   * @default STORAGE_CREDENTIAL_ENV - all of them
+   */
+  readonly storageCredentialVariables?: readonly string[];
 }
 
 /** Quotes a value for postgresql.conf. */
@@ -157,7 +163,7 @@ export class PostgresConfig {
     return {
       'postgresql.conf': this.renderPostgresqlConf(this.settings),
       'pg_hba.conf': renderPgHbaConf(id, { superuserNetworkLogin: this.props.superuserNetworkLogin, tls: this.props.tls }),
-      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom, tls: this.props.tls }),
+      'start.sh': renderStartScript({ id, primaryHost, version, cloneFrom, tls: this.props.tls, storageCredentialVariables: this.props.storageCredentialVariables }),
       'probe.sh': renderProbeScript({ id, primaryHost, tls: this.props.tls }),
     };
   }

@@ -211,8 +211,9 @@ export class PostgresStatefulSet {
         // PostgreSQL runs the archiver (archive_command, restore_command) with this environment.
         // Its storage credentials serve start.sh's bootstrap and backup-fetch only: start.sh
         // unsets them (STORAGE_CREDENTIAL_ENV) before it starts PostgreSQL (README: Who holds
-        // the storage credentials).
-        ...archiver.env,
+        // the storage credentials), so all of them are variables here, GCS's key too: a mounted
+        // file could not be taken away from the server.
+        ...archiver.unsettableEnv,
         // The sidecar below is the background archiver; a call never starts one of its own
         // (it would be adopted by the postmaster, PID 1 here) and, without credentials, never
         // works alone: while the sidecar is down a call fails and PostgreSQL calls again.
@@ -237,7 +238,6 @@ export class PostgresStatefulSet {
         // Parallel queries share memory through /dev/shm; a runtime gives 64Mi by default.
         { name: 'shm', mountPath: '/dev/shm' },
         { name: 'archiver', mountPath: ARCHIVER_INSTALL_DIR, readOnly: true },
-        ...archiver.volumeMounts,
         ...credentials.postgresVolumeMounts,
         ...(tls ? [tls.mount] : []),
       ],

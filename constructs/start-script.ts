@@ -26,6 +26,12 @@ export interface StartScriptOptions {
    * @default false
    */
   readonly tls?: boolean;
+  /**
+   * The storage credential variables of the postgres container (contract's
+   * STORAGE_CREDENTIAL_ENV_OF its backend), which start.sh unsets before it starts PostgreSQL.
+   * @default STORAGE_CREDENTIAL_ENV - all of them
+   */
+  readonly storageCredentialVariables?: readonly string[];
 }
 
 /**
@@ -117,7 +123,7 @@ fi
 keep_storage_credentials=no
 forget_storage_credentials() {
   [ "$keep_storage_credentials" = yes ] && return
-  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}
+  unset ${(options.storageCredentialVariables ?? STORAGE_CREDENTIAL_ENV).join(' ')}
 }
 
 # The archiver sidecar starts with this container. Give it a few seconds, so that the first

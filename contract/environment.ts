@@ -23,6 +23,12 @@ export const ARCHIVER_ENV = {
   gcsProjectId: 'GOOGLE_PROJECT_ID',
   /** Path of the mounted service-account JSON key file. */
   gcsCredentialsFile: 'GOOGLE_APPLICATION_CREDENTIALS',
+  /**
+   * The service-account JSON key itself (the storage Secret's key of the same name), for a
+   * container that must forget its credentials before it runs anything else: a file cannot be
+   * unmounted, a variable can be unset (STORAGE_CREDENTIAL_ENV). Read before gcsCredentialsFile.
+   */
+  gcsCredentialsJson: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY',
   /** The GCS emulator's address (read by @google-cloud/storage itself; tests only). */
   gcsEmulatorHost: 'STORAGE_EMULATOR_HOST',
   /**
@@ -204,9 +210,17 @@ export const STORAGE_SECRET_KEYS = {
 /**
  * The environment variables that hold storage credentials (from the storage Secret): the pod's
  * PostgreSQL container unsets them before it starts PostgreSQL, so that no superuser session can
- * read them; only the archiver sidecar keeps them. (GCS's key is a file: GOOGLE_APPLICATION_CREDENTIALS.)
+ * read them; only the archiver sidecar keeps them. The PostgreSQL container has GCS's key as a
+ * variable for that reason, never as the mounted file (GOOGLE_APPLICATION_CREDENTIALS) the
+ * sidecar reads.
  */
-export const STORAGE_CREDENTIAL_ENV = [ARCHIVER_ENV.awsAccessKeyId, ARCHIVER_ENV.awsSecretAccessKey] as const;
+export const STORAGE_CREDENTIAL_ENV = [ARCHIVER_ENV.awsAccessKeyId, ARCHIVER_ENV.awsSecretAccessKey, ARCHIVER_ENV.gcsCredentialsJson] as const;
+
+/** STORAGE_CREDENTIAL_ENV by storage backend: the ones a container reaching that backend has. */
+export const STORAGE_CREDENTIAL_ENV_OF = {
+  s3: [ARCHIVER_ENV.awsAccessKeyId, ARCHIVER_ENV.awsSecretAccessKey],
+  gcs: [ARCHIVER_ENV.gcsCredentialsJson],
+} as const;
 
 /** The values of ARCHIVER_DAEMON. */
 export const DAEMON_MODES = ['on', 'external', 'off'] as const;

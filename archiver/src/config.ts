@@ -26,7 +26,7 @@ import {
 import { CompressionName, parseCompressionName } from './compression';
 import { DURATION_SYNTAX, durationMs } from '../../contract';
 import { ConfigError } from './errors';
-import type { StorageOptions } from './storage/storage';
+import type { GcsServiceAccountKey, StorageOptions } from './storage/storage';
 
 export type { BackupFrom, DaemonMode };
 
@@ -168,8 +168,9 @@ function storageOptions(env: Env, timeouts: { connectMs: number; requestMs: numb
       kind: 'gcs',
       bucket,
       prefix,
-      projectId: env[ARCHIVER_ENV.gcsProjectId] || undefined,
-      keyFilename: env[ARCHIVER_ENV.gcsCredentialsFile] || undefined,
+      ...gcsCredentials(env),
+      // After the key's project_id, which the client would read from a key file by itself.
+      ...(env[ARCHIVER_ENV.gcsProjectId] ? { projectId: env[ARCHIVER_ENV.gcsProjectId] } : {}),
       apiEndpoint: emulator,
       timeouts,
       maxAttempts,
@@ -355,5 +356,31 @@ export function describeConfig(config: ArchiverConfig): Record<string, unknown> 
   for (const secret of ['accessKeyId', 'secretAccessKey', 'sessionToken']) {
     if (secret in storage) storage[secret] = storage[secret] ? '(set)' : '(not set)';
   }
+  if (config.storage.kind === 'gcs' && config.storage.credentials) {
+    storage.credentials = `(the key of ${config.storage.credentials.client_email}, from ${ARCHIVER_ENV.gcsCredentialsJson})`;
+  }
   return { ...config, storage, spool: config.spool ?? null };
+}
+
+/**
+ * GCS's service-account key: the JSON itself from gcsCredentialsJson (a container that unsets it
+ * before it starts PostgreSQL), else the file gcsCredentialsFile names (the sidecar's mount), else
+ * neither (Application Default Credentials). The JSON is never quoted in an error: it holds the
+ * private key.
+ */
+function gcsCredentials(env: NodeJS.ProcessEnv): { credentials?: GcsServiceAccountKey; keyFilename?: string; projectId?: string } {
+  const json = env[ARCHIVER_ENV.gcsCredentialsJson];
+  if (!json) return { keyFilename: env[ARCHIVER_ENV.gcsCredentialsFile] || undefined };
+  const refuse = (why: string) => new ConfigError(ARCHIVER_ENV.gcsCredentialsJson, `${why} (value not shown): put the service account's JSON key, as the Cloud console downloads it, under the storage Secret's key ${ARCHIVER_ENV.gcsCredentialsJson}`);
+  let key: unknown;
+  try {
+    key = JSON.parse(json);
+  } catch {
+    throw refuse('is not JSON');
+  }
+  const { client_email: clientEmail, private_key: privateKey, project_id: projectId } = (key ?? {}) as Record<string, unknown>;
+  if (typeof clientEmail !== 'string' || clientEmail === '' || typeof privateKey !== 'string' || !privateKey.includes('PRIVATE KEY')) {
+    throw refuse('is not a service-account key: it needs client_email and private_key');
+  }
+  return { credentials: { client_email: clientEmail, private_key: privateKey }, ...(typeof projectId === 'string' && projectId !== '' ? { projectId } : {}) };
 }

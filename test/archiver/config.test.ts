@@ -42,6 +42,37 @@ describe('archiver configuration from the environment', () => {
     expect(readConfig({ ARCHIVER_REPOSITORY: '/var/lib/archive/' }).storage).toStrictEqual({ kind: 'local', root: '/var/lib/archive' });
   });
 
+  describe('GCS\'s key as a variable (the postgres container\'s: it unsets it before it starts PostgreSQL)', () => {
+    const privateKey = '-----BEGIN PRIVATE KEY-----\nMIIEv-not-a-real-key\n-----END PRIVATE KEY-----\n';
+    const key = JSON.stringify({ type: 'service_account', project_id: 'from-key', client_email: 'archiver@from-key.iam.gserviceaccount.com', private_key: privateKey });
+    const gcs = { ARCHIVER_REPOSITORY: 'gs://kubedb/a', GOOGLE_SERVICE_ACCOUNT_JSON_KEY: key };
+
+    it('reads the key itself before any key file, and its project unless GOOGLE_PROJECT_ID names one', () => {
+      const storage = readConfig({ ...gcs, GOOGLE_APPLICATION_CREDENTIALS: '/var/run/secrets/archiver/gcs/service-account.json' }).storage;
+      expect(storage).toMatchObject({ kind: 'gcs', credentials: { client_email: 'archiver@from-key.iam.gserviceaccount.com', private_key: privateKey }, projectId: 'from-key' });
+      expect(storage).not.toHaveProperty('keyFilename');
+      expect(readConfig({ ...gcs, GOOGLE_PROJECT_ID: 'p' }).storage).toMatchObject({ projectId: 'p' });
+    });
+
+    it('never shows the key: check prints whose key it is', () => {
+      const shown = JSON.stringify(describeConfig(readConfig(gcs)));
+      expect(shown).not.toContain('PRIVATE KEY');
+      expect(describeConfig(readConfig(gcs)).storage).toMatchObject({ credentials: '(the key of archiver@from-key.iam.gserviceaccount.com, from GOOGLE_SERVICE_ACCOUNT_JSON_KEY)' });
+    });
+
+    it.each([
+      ['not JSON', `${key.slice(0, 40)}`, 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY: is not JSON (value not shown)'],
+      ['JSON without a private key', JSON.stringify({ client_email: 'a@b' }), 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY: is not a service-account key: it needs client_email and private_key (value not shown)'],
+    ])('refuses %s, naming the variable and not quoting it', (_what, value, message) => {
+      expect(() => readConfig({ ...gcs, GOOGLE_SERVICE_ACCOUNT_JSON_KEY: value })).toThrow(message);
+      try {
+        readConfig({ ...gcs, GOOGLE_SERVICE_ACCOUNT_JSON_KEY: value });
+      } catch (error) {
+        expect((error as Error).message).not.toContain(value.slice(2, 20));
+      }
+    });
+  });
+
   it.each([
     [{}, 'ARCHIVER_REPOSITORY: is not set: give the archive location'],
     [{ ARCHIVER_REPOSITORY: 'ftp://host/x' }, 'ARCHIVER_REPOSITORY: "ftp://host/x" is not a supported location'],

@@ -74,7 +74,7 @@ describe('ArchiveStorage.bind', () => {
 });
 
 describe('ArchiveStorage in the pod', () => {
-  it('mounts the GCS service-account key as a file and references the project id', () => {
+  it('mounts the GCS service-account key as a file in the sidecar, and gives it to the postgres container as a variable start.sh unsets (a mounted file would stay readable by every superuser session)', () => {
     const { objects } = synthDatabase(seedProps({
       archiver: { storage: ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb', prefix: 'team-a/' }) },
     }));
@@ -84,16 +84,20 @@ describe('ArchiveStorage in the pod', () => {
     expect(env.ARCHIVER_REPOSITORY).toBe('gs://kubedb/team-a/kubedb/demo/wal-postgres/archive');
     // Optional in the pod: a missing Secret must not keep the kubelet from starting PostgreSQL (archiver-container-factory.ts).
     expect(env.GOOGLE_PROJECT_ID).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_PROJECT_ID', optional: true } });
-    expect(env.GOOGLE_APPLICATION_CREDENTIALS).toBe('/var/run/secrets/archiver/gcs/service-account.json');
+    expect(env.GOOGLE_SERVICE_ACCOUNT_JSON_KEY).toStrictEqual({ secretKeyRef: { name: 'gcs-secret', key: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY', optional: true } });
+    expect(env.GOOGLE_APPLICATION_CREDENTIALS).toBeUndefined();
     expect(env.AWS_ACCESS_KEY_ID).toBeUndefined();
+    expect(postgres.volumeMounts.map((m: any) => m.name)).not.toContain('gcs-key');
+    const startScript = find(objects, 'ConfigMap', 'wal-postgres-config').data!['start.sh'];
+    expect(startScript).toContain('  unset GOOGLE_SERVICE_ACCOUNT_JSON_KEY\n');
     expect(statefulSet.spec.template.spec.volumes).toContainEqual({
       name: 'gcs-key',
       secret: { secretName: 'gcs-secret', items: [{ key: 'GOOGLE_SERVICE_ACCOUNT_JSON_KEY', path: 'service-account.json' }], defaultMode: 0o440, optional: true },
     });
-    expect(postgres.volumeMounts).toContainEqual({ name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true });
-    // The sidecar does the uploads: it needs the key at the same path.
+    // The sidecar does the uploads: it has the key as a file, and keeps it.
     const sidecar = container(statefulSet, 'archiver');
     expect(sidecar.volumeMounts).toContainEqual({ name: 'gcs-key', mountPath: '/var/run/secrets/archiver/gcs', readOnly: true });
     expect(envOf(sidecar).GOOGLE_APPLICATION_CREDENTIALS).toBe('/var/run/secrets/archiver/gcs/service-account.json');
+    expect(envOf(sidecar).GOOGLE_SERVICE_ACCOUNT_JSON_KEY).toBeUndefined();
   });
 });

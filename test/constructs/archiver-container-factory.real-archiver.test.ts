@@ -16,7 +16,7 @@ import { openStorage } from '../../archiver/src/storage/open';
 import { ArchiveStorage } from '../../constructs';
 import { LAUNCHER, fakeDataDirectory, makeSegment, startSidecar, stopSidecar, waitForFile } from '../../testkit/archiver';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
-import { container, containerEnvironment, databaseChart, find, fromBuild, inInstallDir, podEnvironment, postgresContainer, seedProps, sidecarCommand, synth, synthDatabase } from './fixtures';
+import { container, containerEnvironment, databaseChart, find, fromBuild, inInstallDir, podEnvironment, seedProps, sidecarCommand, synth, synthDatabase } from './fixtures';
 
 describe('the YAML and the archiver agree', () => {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'yaml-contract-'));
@@ -138,18 +138,31 @@ describe('the YAML and the archiver agree', () => {
     expect(fromJob.spool).toBe(sidecar.spool);
   });
 
-  it('the archiver reads the pod\'s GCS environment: bucket, prefix, project and the mounted key file', () => {
+  it('the archiver reads the pod\'s GCS environment: bucket, prefix, project, and the key as the sidecar\'s mounted file or as the postgres container\'s variable (never shown)', () => {
     const statefulSet = find(synthDatabase(seedProps({
       archiver: { storage: ArchiveStorage.gcs({ storageSecretName: 'gcs-secret', bucket: 'kubedb' }) },
     })).objects, 'StatefulSet', 'wal-postgres');
-    const env = podEnvironment(statefulSet, { 'gcs-secret': { GOOGLE_PROJECT_ID: 'my-project' }, 'wal-postgres-auth': { password: 'x' } });
-    const mount = postgresContainer(statefulSet).volumeMounts.find((m: any) => m.name === 'gcs-key');
-    expect(env.GOOGLE_APPLICATION_CREDENTIALS.startsWith(`${mount.mountPath}/`)).toBe(true);
-    const result = spawnSync(LAUNCHER, ['check'], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
-    expect(result.stderr).toBe('');
-    expect(result.status).toBe(0);
-    expect(JSON.parse(result.stdout).config).toMatchObject({
-      storage: { kind: 'gcs', bucket: 'kubedb', prefix: 'kubedb/demo/wal-postgres/archive', projectId: 'my-project', keyFilename: env.GOOGLE_APPLICATION_CREDENTIALS },
+    const privateKey = '-----BEGIN PRIVATE KEY-----\nMIIE-made-up\n-----END PRIVATE KEY-----\n';
+    const secrets = {
+      'gcs-secret': { GOOGLE_PROJECT_ID: 'my-project', GOOGLE_SERVICE_ACCOUNT_JSON_KEY: JSON.stringify({ client_email: 'archiver@my-project.iam.gserviceaccount.com', private_key: privateKey }) },
+      'wal-postgres-auth': { password: 'x' },
+    };
+    const check = (env: Record<string, string>) => {
+      const result = spawnSync(LAUNCHER, ['check'], { env: { PATH: process.env.PATH!, ...env }, encoding: 'utf8' });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(result.stdout).not.toContain('PRIVATE KEY');
+      return JSON.parse(result.stdout).config;
+    };
+    const where = { kind: 'gcs', bucket: 'kubedb', prefix: 'kubedb/demo/wal-postgres/archive', projectId: 'my-project' };
+    const sidecarEnv = podEnvironment(statefulSet, secrets, 'archiver');
+    const mount = container(statefulSet, 'archiver').volumeMounts.find((m: any) => m.name === 'gcs-key');
+    expect(sidecarEnv.GOOGLE_APPLICATION_CREDENTIALS.startsWith(`${mount.mountPath}/`)).toBe(true);
+    expect(check(sidecarEnv)).toMatchObject({ storage: { ...where, keyFilename: sidecarEnv.GOOGLE_APPLICATION_CREDENTIALS }, spool: '/var/lib/postgresql/data/archiver-spool' });
+    const postgresEnv = podEnvironment(statefulSet, secrets);
+    expect(postgresEnv.GOOGLE_APPLICATION_CREDENTIALS).toBeUndefined();
+    expect(check(postgresEnv)).toMatchObject({
+      storage: { ...where, credentials: '(the key of archiver@my-project.iam.gserviceaccount.com, from GOOGLE_SERVICE_ACCOUNT_JSON_KEY)' },
       spool: '/var/lib/postgresql/data/archiver-spool',
     });
   });

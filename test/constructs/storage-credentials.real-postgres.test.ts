@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { STORAGE_CREDENTIAL_ENV } from '../../contract';
+import { STORAGE_CREDENTIAL_ENV, STORAGE_CREDENTIAL_ENV_OF } from '../../contract';
 import { ArchiveStorage } from '../../constructs';
 import { logLines } from '../../testkit/archiver';
 import { container, find, seedProps, synthDatabase } from './fixtures';
@@ -35,9 +35,10 @@ function storageSecretEnv(name: string): string[] {
 
 describe('the rendered pod gives the storage credentials to the archiver sidecar, and to start.sh only until it starts PostgreSQL', () => {
   it('the sidecar has the storage Secret\'s keys; the postgres container exactly the ones start.sh unsets', () => {
-    expect(storageSecretEnv('archiver')).toEqual([...STORAGE_CREDENTIAL_ENV].sort());
-    expect(storageSecretEnv('postgres')).toEqual([...STORAGE_CREDENTIAL_ENV].sort());
-    expect(startScript).toMatch(new RegExp(`forget_storage_credentials\\(\\) \\{\\n.*\\n  unset ${STORAGE_CREDENTIAL_ENV.join(' ')}\\n\\}`));
+    expect(storageSecretEnv('archiver')).toEqual([...STORAGE_CREDENTIAL_ENV_OF.s3].sort());
+    expect(storageSecretEnv('postgres')).toEqual([...STORAGE_CREDENTIAL_ENV_OF.s3].sort());
+    expect(startScript).toMatch(new RegExp(`forget_storage_credentials\\(\\) \\{\\n.*\\n  unset ${STORAGE_CREDENTIAL_ENV_OF.s3.join(' ')}\\n\\}`));
+    expect(STORAGE_CREDENTIAL_ENV).toEqual([...STORAGE_CREDENTIAL_ENV_OF.s3, ...STORAGE_CREDENTIAL_ENV_OF.gcs]);
     // Kept only by a server restored from another database's archive (its recovery reads that archive with calls of its own).
     expect(startScript.match(/keep_storage_credentials=yes/g)).toHaveLength(1);
     expect(startScript).toContain('if [ "$outcome" = restored ] && [ -n "${ARCHIVER_BOOTSTRAP_SOURCE:-}" ]; then keep_storage_credentials=yes; fi');

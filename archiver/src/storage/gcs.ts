@@ -52,7 +52,7 @@ export class GcsStorage implements Storage {
 
     const clientOptions = {
       projectId: options.projectId,
-      keyFilename: options.keyFilename,
+      ...(options.credentials ? { credentials: { ...options.credentials } } : { keyFilename: options.keyFilename }),
       apiEndpoint: options.apiEndpoint,
       // Retries are the wrapper's (resilient.ts): one attempt per call here.
       retryOptions: { autoRetry: false, maxRetries: 0 },

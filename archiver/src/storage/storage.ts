@@ -176,6 +176,12 @@ export interface S3StorageOptions {
   readonly partConcurrency?: number;
 }
 
+/** What the client needs of a service account's JSON key. */
+export interface GcsServiceAccountKey {
+  readonly client_email: string;
+  readonly private_key: string;
+}
+
 export interface GcsStorageOptions {
   readonly kind: 'gcs';
   readonly bucket: string;
@@ -187,6 +193,9 @@ export interface GcsStorageOptions {
   /** A service account key file.
    * @default - Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, metadata server) */
   readonly keyFilename?: string;
+  /** A service account key itself; used before `keyFilename`.
+   * @default - from `keyFilename` */
+  readonly credentials?: GcsServiceAccountKey;
   /** e.g. the emulator's `http://127.0.0.1:PORT`. @google-cloud/storage also honours
    * STORAGE_EMULATOR_HOST. A custom endpoint is used without authentication.
    * @default - https://storage.googleapis.com */

@@ -30,20 +30,28 @@ export class PodmanCluster {
   public static create(directory: string): PodmanCluster {
     PodmanCluster.removeRehearsalsOfDeadProcesses();
     const storage = ContainerStorage.own();
-    // A /24 of its own: the third octet from the pid, so that two rehearsals on one machine do not meet.
-    const octet = 100 + (process.pid % 150);
     const network = `rehearse-${process.pid}`;
     // `kube play` writes podman's default kube network machine-wide (CNI) the first time: gone again at removal.
     const defaultKubeNetwork = '/etc/cni/net.d/podman-default-kube-network.conflist';
-    const record: RunRecord = { storage: storage.dir!, network, subnet: `10.89.${octet}`, directory, defaultKubeNetwork: fs.existsSync(defaultKubeNetwork) ? undefined : defaultKubeNetwork };
-    // Recorded first: a rehearsal killed with SIGKILL (no handler runs) leaves running pods, a
-    // machine-wide network and a storage root; the next rehearsal removes them by this record.
+    const madeDefaultKubeNetwork = fs.existsSync(defaultKubeNetwork) ? undefined : defaultKubeNetwork;
     fs.mkdirSync(RUNS, { recursive: true });
-    fs.writeFileSync(path.join(RUNS, `${process.pid}.json.tmp`), JSON.stringify(record));
-    fs.renameSync(path.join(RUNS, `${process.pid}.json.tmp`), path.join(RUNS, `${process.pid}.json`));
-    const cluster = PodmanCluster.of(record);
-    cluster.check(storage.podman(['network', 'create', '--subnet', `${record.subnet}.0/24`, network]), `podman network create ${network}`);
-    return cluster;
+    // A /24 of its own, so that two rehearsals on one machine do not meet: podman refuses a subnet
+    // another network has ("already used"), which makes it the arbiter between rehearsals that
+    // start at once; the first octet tried comes from the pid, the next ones follow it.
+    for (let attempt = 0; attempt < SUBNET_OCTETS; attempt++) {
+      const record: RunRecord = { storage: storage.dir!, network, subnet: `10.89.${100 + ((process.pid + attempt) % SUBNET_OCTETS)}`, directory, defaultKubeNetwork: madeDefaultKubeNetwork };
+      // Recorded first: a rehearsal killed with SIGKILL (no handler runs) leaves running pods, a
+      // machine-wide network and a storage root; the next rehearsal removes them by this record.
+      fs.writeFileSync(path.join(RUNS, `${process.pid}.json.tmp`), JSON.stringify(record));
+      fs.renameSync(path.join(RUNS, `${process.pid}.json.tmp`), path.join(RUNS, `${process.pid}.json`));
+      const cluster = PodmanCluster.of(record);
+      const created = storage.podman(['network', 'create', '--subnet', `${record.subnet}.0/24`, network]);
+      if (created.status !== 0 && /already used/.test(created.stderr ?? '')) continue;
+      cluster.check(created, `podman network create ${network}`);
+      return cluster;
+    }
+    PodmanCluster.of({ storage: storage.dir!, network, subnet: '', directory, defaultKubeNetwork: madeDefaultKubeNetwork }).remove();
+    throw new Error(`podman network create ${network}: every subnet 10.89.100.0/24 to 10.89.${99 + SUBNET_OCTETS}.0/24 is used by another network (podman network ls): remove those of rehearsals that are gone`);
   }
 
   /**
@@ -200,6 +208,9 @@ export class PodmanCluster {
 
 /** Where each running rehearsal records what it made (by pid), for removal if it dies unhandled. */
 const RUNS = '/run/pg-wal-rehearse';
+
+/** The third octets a rehearsal's subnet may take: 10.89.100.0/24 to 10.89.249.0/24. */
+const SUBNET_OCTETS = 150;
 
 interface RunRecord {
   readonly storage: string;

@@ -69,6 +69,13 @@ export interface ArchiveAlertProps {
    * @default Duration.minutes(5)
    */
   readonly standbyNotStreamingFor?: Duration;
+  /**
+   * `ArchivedPostgresTlsCertificateExpiring`: the certificate a member's server presents expires
+   * within this time (cert-manager renews a 90-day certificate 30 days before it expires; the
+   * sidecar reloads the server when the Secret changes). Rendered with `tls`.
+   * @default Duration.days(7)
+   */
+  readonly tlsCertificateExpiresWithin?: Duration;
 }
 
 /** The thresholds, resolved, in seconds (and a count and a percentage). */
@@ -82,6 +89,7 @@ export interface AlertThresholds {
   readonly backupMaxAgeSeconds: number | undefined;
   readonly recoveryWindowSeconds: number | undefined;
   readonly standbyNotStreamingForSeconds: number;
+  readonly tlsCertificateExpiresWithinSeconds: number;
 }
 
 /** A Prometheus alerting rule, as rule files and PrometheusRule objects hold it. */
@@ -109,6 +117,8 @@ export const ALERTS = {
   backupTooOld: 'ArchivedPostgresBackupTooOld',
   recoveryWindowShort: 'ArchivedPostgresRecoveryWindowShort',
   standbyNotStreaming: 'ArchivedPostgresStandbyNotStreaming',
+  tlsCertificateNotLoaded: 'ArchivedPostgresTlsCertificateNotLoaded',
+  tlsCertificateExpiring: 'ArchivedPostgresTlsCertificateExpiring',
 } as const;
 
 /** The margin of the backup-age default over the schedule's interval (a backup takes time; a standby waits its turn). */
@@ -165,6 +175,7 @@ export function resolveAlertThresholds(props: ArchiveAlertProps | undefined, bac
     backupMaxAgeSeconds: seconds(props?.backupMaxAge) ?? (interval === undefined ? undefined : interval.toSeconds() + BACKUP_AGE_MARGIN.toSeconds()),
     recoveryWindowSeconds: seconds(props?.recoveryWindow) ?? seconds(backups.retentionWindow),
     standbyNotStreamingForSeconds: seconds(props?.standbyNotStreamingFor) ?? 5 * 60,
+    tlsCertificateExpiresWithinSeconds: seconds(props?.tlsCertificateExpiresWithin) ?? 7 * 86_400,
   };
 }
 
@@ -172,7 +183,7 @@ export function resolveAlertThresholds(props: ArchiveAlertProps | undefined, bac
 export function checkAlertProps(field: string, props: ArchiveAlertProps | undefined): string[] {
   if (props === undefined) return [];
   const errors: string[] = [];
-  const durations: (keyof ArchiveAlertProps)[] = ['archiveFailingFor', 'backlogAge', 'volumeFullWithin', 'backupMissingFor', 'backupMaxAge', 'recoveryWindow', 'standbyNotStreamingFor'];
+  const durations: (keyof ArchiveAlertProps)[] = ['archiveFailingFor', 'backlogAge', 'volumeFullWithin', 'backupMissingFor', 'backupMaxAge', 'recoveryWindow', 'standbyNotStreamingFor', 'tlsCertificateExpiresWithin'];
   for (const key of durations) {
     const value = props[key];
     if (value === undefined) continue;
@@ -212,6 +223,11 @@ export interface AlertRulesOptions {
   readonly name: string;
   readonly replicas: number;
   readonly thresholds: AlertThresholds;
+  /**
+   * Whether the database serves TLS from a Secret (`tls`): the certificate alerts are rendered.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 /** The label matchers of one database's series. */
@@ -359,6 +375,36 @@ export function archiveAlertRules(options: AlertRulesOptions): AlertRuleGroup {
           `Its probes restart a standby that cannot follow pod 0, and its start script rewinds or copies it again: kubectl describe pod -n ${namespace} {{ $labels.pod }} and kubectl logs -n ${namespace} {{ $labels.pod }} -c postgres say what happened.`,
       },
     });
+  }
+  if (options.tls) {
+    rules.push(
+      {
+        alert: ALERTS.tlsCertificateNotLoaded,
+        expr: `${m('tlsCertificateCurrent')} == 0`,
+        for: '5m',
+        labels: labels('warning'),
+        annotations: {
+          summary: `PostgreSQL ${db}: {{ $labels.pod }} serves an earlier TLS certificate than its Secret's`,
+          description:
+            `The server of {{ $labels.pod }} could not use the TLS Secret's new certificate and key at its last reload, and serves its earlier certificate until they can be used; when that one expires, clients refuse the database. ` +
+            `Why: kubectl logs -n ${namespace} {{ $labels.pod }} -c archiver (msg="configuration reloaded, but the server still presents its previous TLS certificate", why=) and -c postgres. ` +
+            'Usually the key is not the certificate\'s: fix the Secret (cert-manager: kubectl describe certificate); the sidecar reloads the server when it changes.',
+        },
+      },
+      {
+        alert: ALERTS.tlsCertificateExpiring,
+        expr: `${m('tlsCertificateExpiry')} - time() < ${t.tlsCertificateExpiresWithinSeconds}`,
+        for: '15m',
+        labels: labels('warning'),
+        annotations: {
+          summary: `PostgreSQL ${db}: the TLS certificate of {{ $labels.pod }} expires within ${human(t.tlsCertificateExpiresWithinSeconds)}`,
+          description:
+            `The certificate the server of {{ $labels.pod }} presents expires in {{ $value | humanizeDuration }}; then every client that verifies it, the standbys included, refuses the database. ` +
+            'It was not renewed in time: see the Certificate (kubectl describe certificate, when cert-manager issues it) and the TLS Secret. ' +
+            `A renewed Secret is loaded without a restart (the sidecar reloads the server); if it was renewed and this still fires, see ${ALERTS.tlsCertificateNotLoaded}.`,
+        },
+      },
+    );
   }
   return { name: `archived-postgres.${namespace}.${name}`, rules };
 }

@@ -439,6 +439,7 @@ export class ArchivedPostgres extends Construct {
       replicas: this.replicas,
       backupSchedule: typeof props.backups?.schedule === 'string' ? props.backups.schedule : undefined,
       retentionWindow: props.backups?.retention?.window instanceof Duration ? props.backups.retention.window : undefined,
+      tls: props.tls !== undefined,
       monitoring: props.monitoring,
     });
 

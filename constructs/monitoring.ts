@@ -65,6 +65,8 @@ export interface DatabaseMonitoringProps {
   readonly replicas: number;
   readonly backupSchedule?: string;
   readonly retentionWindow?: Duration;
+  /** Whether the database serves TLS from a Secret: the certificate alerts. @default false */
+  readonly tls?: boolean;
   readonly monitoring?: MonitoringProps;
 }
 
@@ -104,7 +106,7 @@ export class DatabaseMonitoring extends Construct {
 
     if (monitoring.alerts?.enabled !== false) {
       const thresholds = resolveAlertThresholds(monitoring.alerts, { schedule: props.backupSchedule, retentionWindow: props.retentionWindow });
-      const group = archiveAlertRules({ namespace: props.namespace, name: props.name, replicas: props.replicas, thresholds });
+      const group = archiveAlertRules({ namespace: props.namespace, name: props.name, replicas: props.replicas, thresholds, tls: props.tls });
       this.rules = new PrometheusRule(this, 'Rules', {
         metadata: metadata(props.name),
         spec: {

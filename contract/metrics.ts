@@ -95,6 +95,9 @@ export const ARCHIVER_METRICS = define({
   streamingStandbys: { name: 'archiver_postgres_streaming_standbys', type: 'gauge', on: 'primary', help: 'Standbys streaming from this primary (pg_stat_replication).' },
   // The configuration: the sidecar reloads the server when the kubelet updates the ConfigMap in place.
   configReloads: { name: 'archiver_config_reloads_total', type: 'counter', on: 'all', labels: ['outcome'], help: 'Reloads of the server\'s configuration by the sidecar after the mounted ConfigMap changed: outcome="applied", or "failed" (the server did not answer; tried again every 5 s).' },
+  // TLS (a database with `tls`): checked after each reload the mounted Secret's files took part in, the sidecar's first included.
+  tlsCertificateCurrent: { name: 'archiver_tls_certificate_current', type: 'gauge', on: 'all', help: '1 when the server presents the mounted TLS Secret\'s certificate, 0 when it still presents an earlier one because it could not use the Secret\'s files (the sidecar\'s log says why), as seen after the last reload they took part in; absent without TLS.' },
+  tlsCertificateExpiry: { name: 'archiver_tls_certificate_expiry_timestamp_seconds', type: 'gauge', on: 'all', help: 'When the certificate the server presents expires (its notAfter), as seen after the last reload the TLS Secret\'s files took part in; absent without TLS.' },
   pendingRestartSettings: { name: 'archiver_postgres_pending_restart_settings', type: 'gauge', on: 'all', help: 'Parameters whose value in the configuration files waits for a restart (pg_settings.pending_restart) at the sidecar\'s last reload; absent before its first.' },
   // Whether the sidecar can work at all: it stays up when it cannot (answering WAL calls with a
   // failure, so PostgreSQL keeps the WAL and retries), and says so here and in its log.

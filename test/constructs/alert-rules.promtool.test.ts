@@ -22,6 +22,7 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 // Small thresholds where the defaults are days, so that each test spans hours of minutes.
 const { objects } = synthDatabase(seedProps({
   replicas: 2,
+  tls: { secretName: 'wal-postgres-tls' },
   backups: { schedule: '0 2 * * *' },
   monitoring: { alerts: { backupMaxAge: Duration.hours(2), recoveryWindow: Duration.hours(3) } },
 }));
@@ -111,6 +112,18 @@ const CASES: AlertCase[] = [
     fires: { input: [series('roleLabelFailures', '0+6x40', 'wal-postgres-1')], at: '30m', labels: target('wal-postgres-1') },
     // Failures that stopped 20 minutes ago (an API server restart).
     quiet: { input: [series('roleLabelFailures', '0+6x10 60x40', 'wal-postgres-1')], at: '40m' },
+  },
+  {
+    alert: ALERTS.tlsCertificateNotLoaded,
+    fires: { input: [series('tlsCertificateCurrent', '0x20')], at: '10m', labels: target() },
+    quiet: { input: [series('tlsCertificateCurrent', '1x20')], at: '10m' },
+  },
+  {
+    alert: ALERTS.tlsCertificateExpiring,
+    // Eval at 1h (time() = 3600): the certificate expires 3 days later.
+    fires: { input: [series('tlsCertificateExpiry', `${3600 + 3 * 86_400}x90`)], at: '1h', labels: target(), value: { duration: '3d 0h 0m 0s' } },
+    // 40 days left: cert-manager renews a 90-day certificate 30 days before it expires.
+    quiet: { input: [series('tlsCertificateExpiry', `${40 * 86_400}x90`)], at: '1h' },
   },
   {
     alert: ALERTS.standbyNotStreaming,

@@ -97,7 +97,7 @@ describe('DatabaseMonitoring', () => {
 
 describe('the alerts', () => {
   it('each has a summary and a description that says what to do, a severity, and names only metrics the sidecar serves', () => {
-    const rules = rulesOf(synthDatabase(seedProps({ backups: { schedule: '0 2 * * *', retention: { window: Duration.days(14) } } })).objects);
+    const rules = rulesOf(synthDatabase(seedProps({ tls: { secretName: 'wal-postgres-tls' }, backups: { schedule: '0 2 * * *', retention: { window: Duration.days(14) } } })).objects);
     expect(rules.map((r) => r.alert)).toStrictEqual(Object.values(ALERTS));
     const served = new Set(servedSeriesNames());
     for (const rule of rules) {
@@ -151,9 +151,17 @@ describe('the alerts', () => {
     expect(rule(ALERTS.standbyNotStreaming).for).toBe('20m');
   });
 
-  it('leaves out the backup-age alert without a schedule, the recovery-window alert without a window, and the standby alert with one member', () => {
+  it('leaves out the backup-age alert without a schedule, the recovery-window alert without a window, the standby alert with one member, and the certificate alerts without tls', () => {
     const rules = rulesOf(synthDatabase(seedProps({ replicas: 1 })).objects);
     expect(rules.map((r) => r.alert)).toStrictEqual([ALERTS.archivingFailing, ALERTS.archiveBacklog, ALERTS.volumeFillingUp, ALERTS.archiverCannotWork, ALERTS.roleLabelFailing, ALERTS.backupMissing]);
+  });
+
+  it('the certificate alerts: the served certificate kept after a reload, and its expiry within tlsCertificateExpiresWithin (7 days by default)', () => {
+    const rules = (alerts?: { tlsCertificateExpiresWithin: Duration }) => rulesOf(synthDatabase(seedProps({ tls: { secretName: 'wal-postgres-tls' }, monitoring: { alerts } })).objects);
+    const rule = (list: ReturnType<typeof rules>, alert: string) => list.find((r) => r.alert === alert)!;
+    expect(rule(rules(), ALERTS.tlsCertificateNotLoaded).expr).toBe('archiver_tls_certificate_current{namespace="demo",database="wal-postgres"} == 0');
+    expect(rule(rules(), ALERTS.tlsCertificateExpiring).expr).toBe(`archiver_tls_certificate_expiry_timestamp_seconds{namespace="demo",database="wal-postgres"} - time() < ${7 * 86_400}`);
+    expect(rule(rules({ tlsCertificateExpiresWithin: Duration.days(20) }), ALERTS.tlsCertificateExpiring).expr).toMatch(/ < 1728000$/);
   });
 
   it('fails for thresholds that cannot work, naming each', () => {
@@ -200,7 +208,7 @@ describe('the Grafana dashboard', () => {
     const used = new Set(exprsOfDashboard(dashboard).flatMap(metricNames));
     for (const name of used) expect(served, name).toContain(name);
     // Every gauge the sidecar serves is on it, but those only the alerts (or nobody) need.
-    const notShown = new Set(['buildInfo', 'archiveCreated', 'walArchivedPosition', 'postgresInRecovery', 'lastArchiveFailure', 'pendingRestartSettings', 'configurationOk', 'storageReachable']);
+    const notShown = new Set(['buildInfo', 'archiveCreated', 'walArchivedPosition', 'postgresInRecovery', 'lastArchiveFailure', 'pendingRestartSettings', 'configurationOk', 'storageReachable', 'tlsCertificateCurrent', 'tlsCertificateExpiry']);
     for (const [key, metric] of Object.entries(ARCHIVER_METRICS)) {
       if (metric.type === 'gauge' && !notShown.has(key)) expect(used, metric.name).toContain(metric.name);
     }

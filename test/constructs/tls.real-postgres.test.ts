@@ -14,10 +14,12 @@
  *      reloaded: the server keeps its previous certificate, and the sidecar says so and why.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ARCHIVER_ENV, ARCHIVER_METRICS, METRICS_PATH } from '../../contract';
 import { ArchiveStorage } from '../../constructs';
 import { PG_BIN, postgresUser } from '../../testkit/postgres';
 import { seedProps, synthDatabase } from './fixtures';
@@ -62,6 +64,19 @@ function servedCertificate(pod: RenderedPod): string {
 /** The first PEM certificate of `text` ('' when it has none). */
 function firstCertificate(text: string): string {
   return /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/.exec(text)?.[0].replace(/\s+/g, '') ?? '';
+}
+
+/** A metric's value as the sidecar serves it (its metrics port), or undefined when it serves none. */
+async function metric(pod: RenderedPod, key: keyof typeof ARCHIVER_METRICS): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${pod.sidecarEnv[ARCHIVER_ENV.metricsPort]}${METRICS_PATH}`)).text();
+  const name = ARCHIVER_METRICS[key].name;
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+/** A PEM certificate's notAfter, in Unix seconds. */
+function expiry(pem: string): number {
+  return Math.round(Date.parse(new X509Certificate(pem).validTo) / 1000);
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
@@ -145,6 +160,9 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     await waitFor('the renewed certificate served', () => servedCertificate(pod) === firstCertificate(renewed['tls.crt']), 60_000, () => pod.archiverLog().slice(-3000));
     expect(pod.sql('select pg_postmaster_start_time()::text')).toBe(started);
     expect(tcpLogin(pod, 'require')).toStrictEqual({ ok: true, output: 't' });
+    // The metrics an alert watches: the Secret's certificate is served, and when it expires.
+    await expect.poll(() => metric(pod, 'tlsCertificateExpiry'), { timeout: 10_000 }).toBe(expiry(renewed['tls.crt']));
+    expect(await metric(pod, 'tlsCertificateCurrent')).toBe(1);
     // The sidecar said why it reloaded, naming the files, never their contents.
     const reloads = pod.archiverLog().split('\n').filter((line) => line.includes('configuration reloaded') && line.includes('tls/tls.crt'));
     expect(reloads.length).toBeGreaterThan(0);
@@ -168,8 +186,11 @@ describe('tls: every network connection to a database with a kubernetes.io/tls S
     expect(pod.archiverLog().slice(logged)).not.toMatch(/msg="configuration reloaded"/);
     expect(servedCertificate(pod)).toBe(before);
     expect(pod.archiverLog()).not.toContain(stray['tls.key'].split('\n')[1]);
+    expect(await metric(pod, 'tlsCertificateCurrent')).toBe(0);
     // AND once the Secret holds the certificate with its own key, that certificate is served
     pod.updateSecret(TLS_SECRET, good);
     await waitFor('the fixed certificate served', () => servedCertificate(pod) === firstCertificate(good['tls.crt']), 60_000, () => pod.archiverLog().slice(-3000));
+    await expect.poll(() => metric(pod, 'tlsCertificateCurrent'), { timeout: 10_000 }).toBe(1);
+    expect(await metric(pod, 'tlsCertificateExpiry')).toBe(expiry(good['tls.crt']));
   }, 120_000);
 });

@@ -34,7 +34,7 @@
  * server presents is compared with the Secret's (served-certificate.ts), and a renewal it did not
  * take is a warning that says why, not "configuration reloaded".
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KUBELET_DATA_LINK, KUBELET_HIDDEN_PREFIX, TLS_SECRET_FILES } from '../../../contract';
@@ -247,7 +247,8 @@ export class ConfigReloadWatcher {
   /**
    * After a reload in which the TLS Secret's certificate or key changed: undefined when the server
    * presents the Secret's certificate (or the look cannot tell: no TLS listener answered, which is
-   * logged at debug), else why it does not.
+   * logged at debug), else why it does not. Tells the metrics what it saw
+   * (archiver_tls_certificate_current, archiver_tls_certificate_expiry_timestamp_seconds).
    */
   private async renewalRefused(files: ConfigFiles, changed: readonly string[], session: PostgresSession): Promise<string | undefined> {
     const certificateName = `${TLS_FILES_PREFIX}${TLS_SECRET_FILES.certificate}`;
@@ -264,7 +265,9 @@ export class ConfigReloadWatcher {
       return undefined;
     }
     const expected = firstCertificateDer(certificate);
-    if (expected && served.equals(expected)) return undefined;
+    const current = expected !== undefined && served.equals(expected);
+    (this.props.metrics ?? NO_METRICS).tlsCertificateSeen({ current, expiresAt: Math.round(Date.parse(new X509Certificate(served).validTo) / 1000) });
+    if (current) return undefined;
     return certificatePairProblem(certificate, key) ?? "the server could not load the Secret's certificate and key (its log says why)";
   }
 

@@ -207,6 +207,11 @@ export class ArchiverMetrics {
           counters.configReloads.inc({ outcome: outcome.applied ? 'applied' : 'failed' });
           if (outcome.applied) this.gauges.pendingRestartSettings.set(outcome.pendingRestart);
         }),
+      tlsCertificateSeen: (seen) =>
+        safely(() => {
+          this.gauges.tlsCertificateCurrent.set(seen.current ? 1 : 0);
+          this.gauges.tlsCertificateExpiry.set(seen.expiresAt);
+        }),
     };
     // Label values known in advance: their series exist (at 0) before the first event.
     for (const ahead of ['true', 'false']) counters.walPushedFiles.inc({ ahead }, 0);

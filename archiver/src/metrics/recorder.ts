@@ -30,6 +30,8 @@ export interface MetricsRecorder {
   roleLabelFailed(): void;
   /** The sidecar reloaded the server's configuration (`pendingRestart`: parameters that wait for a restart), or failed to. */
   configReloaded(outcome: { readonly applied: true; readonly pendingRestart: number } | { readonly applied: false }): void;
+  /** After a reload the TLS Secret's files took part in: whether the server presents the Secret's certificate, and when the one it presents expires (Unix seconds). */
+  tlsCertificateSeen(seen: { readonly current: boolean; readonly expiresAt: number }): void;
 }
 
 export const NO_METRICS: MetricsRecorder = {
@@ -44,6 +46,7 @@ export const NO_METRICS: MetricsRecorder = {
   backupEnded: () => undefined,
   roleLabelFailed: () => undefined,
   configReloaded: () => undefined,
+  tlsCertificateSeen: () => undefined,
 };
 
 /** An error's name as a label value: a class name (`StorageError`), never a message. */

@@ -164,24 +164,16 @@ export class ArchiveStorage {
         env.push(secret(ARCHIVER_ENV.awsSecretAccessKey, STORAGE_SECRET_KEYS.awsSecretAccessKey));
         return { env, volumes: [], volumeMounts: [] };
       }
-      case 'gcs':
+      case 'gcs': {
+        const env: k8s.EnvVar[] = [
+          { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },
+          secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId),
+        ];
         if (options.credentials === 'variables') {
-          return {
-            env: [
-              { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },
-              secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId),
-              secret(ARCHIVER_ENV.gcsCredentialsJson, STORAGE_SECRET_KEYS.gcsServiceAccountJsonKey),
-            ],
-            volumes: [],
-            volumeMounts: [],
-          };
+          return { env: [...env, secret(ARCHIVER_ENV.gcsCredentialsJson, STORAGE_SECRET_KEYS.gcsServiceAccountJsonKey)], volumes: [], volumeMounts: [] };
         }
         return {
-          env: [
-            { name: ARCHIVER_ENV.repository, value: repositoryUrl('gcs', this.bucket, options.archivePath) },
-            secret(ARCHIVER_ENV.gcsProjectId, STORAGE_SECRET_KEYS.gcsProjectId),
-            { name: ARCHIVER_ENV.gcsCredentialsFile, value: `${GCS_KEY_DIR}/${GCS_KEY_FILE}` },
-          ],
+          env: [...env, { name: ARCHIVER_ENV.gcsCredentialsFile, value: `${GCS_KEY_DIR}/${GCS_KEY_FILE}` }],
           volumes: [
             {
               name: GCS_KEY_VOLUME,
@@ -195,6 +187,7 @@ export class ArchiveStorage {
           ],
           volumeMounts: [{ name: GCS_KEY_VOLUME, mountPath: GCS_KEY_DIR, readOnly: true }],
         };
+      }
       default:
         return { env: [], volumes: [], volumeMounts: [] };
     }

@@ -368,7 +368,7 @@ export function describeConfig(config: ArchiverConfig): Record<string, unknown> 
  * neither (Application Default Credentials). The JSON is never quoted in an error: it holds the
  * private key.
  */
-function gcsCredentials(env: NodeJS.ProcessEnv): { credentials?: GcsServiceAccountKey; keyFilename?: string; projectId?: string } {
+function gcsCredentials(env: Env): { credentials?: GcsServiceAccountKey; keyFilename?: string; projectId?: string } {
   const json = env[ARCHIVER_ENV.gcsCredentialsJson];
   if (!json) return { keyFilename: env[ARCHIVER_ENV.gcsCredentialsFile] || undefined };
   const refuse = (why: string) => new ConfigError(ARCHIVER_ENV.gcsCredentialsJson, `${why} (value not shown): put the service account's JSON key, as the Cloud console downloads it, under the storage Secret's key ${ARCHIVER_ENV.gcsCredentialsJson}`);

@@ -256,17 +256,19 @@ export class ConfigReloadWatcher {
     const certificate = files.get(certificateName);
     const key = files.get(keyName);
     if (certificate === undefined || key === undefined || !(changed.includes(certificateName) || changed.includes(keyName))) return undefined;
-    const address = this.props.tlsAddress ?? { host: '127.0.0.1', port: Number((await session.rows<{ port: string }>("SELECT current_setting('port') AS port"))[0].port) };
-    let served: Buffer;
+    // The reload is done: nothing here may count the look as failed (it would reload again).
+    let served: { der: Buffer; expiresAt: number };
     try {
-      served = await servedCertificateDer(address.host, address.port);
+      const address = this.props.tlsAddress ?? { host: '127.0.0.1', port: Number((await session.rows<{ port: string }>("SELECT current_setting('port') AS port"))[0].port) };
+      const der = await servedCertificateDer(address.host, address.port);
+      served = { der, expiresAt: Math.round(Date.parse(new X509Certificate(der).validTo) / 1000) };
     } catch (error) {
       this.props.log.debug('cannot see which TLS certificate the server presents after the reload', { error: (error as Error).message });
       return undefined;
     }
     const expected = firstCertificateDer(certificate);
-    const current = expected !== undefined && served.equals(expected);
-    (this.props.metrics ?? NO_METRICS).tlsCertificateSeen({ current, expiresAt: Math.round(Date.parse(new X509Certificate(served).validTo) / 1000) });
+    const current = expected !== undefined && served.der.equals(expected);
+    (this.props.metrics ?? NO_METRICS).tlsCertificateSeen({ current, expiresAt: served.expiresAt });
     if (current) return undefined;
     return certificatePairProblem(certificate, key) ?? "the server could not load the Secret's certificate and key (its log says why)";
   }

@@ -12,24 +12,40 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { LAUNCHER, eventually, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
-import { startBackend } from '../../../testkit/backends';
+import { TestBackend, startBackend } from '../../../testkit/backends';
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'backup-storage-down-'));
 fs.chmodSync(scratch, 0o755);
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-it('fails, lists nothing, and the next backup succeeds once the server is back', async () => {
+/** s3rver, and a primary archiving to it through the launcher with a table of ~40 MB; `tearDown` ends all of it. */
+async function archivingPrimary(): Promise<{ backend: TestBackend; base: string; env: Record<string, string>; primary: PostgresCluster; tearDown: () => Promise<void> }> {
   const backend = await startBackend('s3rver (S3-compatible)', scratch);
   const base = fs.mkdtempSync(path.join(scratch, 'case-'));
   giveToPostgres(base);
   const env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
   let primary: PostgresCluster | undefined;
+  const tearDown = async () => {
+    stopArchiver(env);
+    await primary?.remove();
+    await backend.stop();
+  };
   try {
     primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'` } });
     primary.start();
     primary.sql('create table t(id int, payload text)');
     primary.sql('insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 120000) g');
+    return { backend, base, env, primary, tearDown };
+  } catch (error) {
+    await tearDown();
+    throw error;
+  }
+}
+
+it('fails, lists nothing, and the next backup succeeds once the server is back', async () => {
+  const { backend, env, primary, tearDown } = await archivingPrimary();
+  try {
     const serverEnv = { PATH: process.env.PATH!, ...env, PGHOST: primary.baseDir, PGPORT: String(primary.port), ARCHIVER_TIMEOUT_SECONDS: '5', ARCHIVER_MAX_ATTEMPTS: '2' };
     const push = spawnArchiverAsPostgres(['backup-push', '--part-size-mib', '1', '--concurrency', '1'], serverEnv);
     let stderr = '';
@@ -50,9 +66,7 @@ it('fails, lists nothing, and the next backup succeeds once the server is back',
     expect(next.stderr).toMatch(/msg="backup complete"/);
     expect(next.status).toBe(0);
   } finally {
-    stopArchiver(env);
-    await primary?.remove();
-    await backend.stop();
+    await tearDown();
   }
 }, 300_000);
 
@@ -109,17 +123,9 @@ async function startCuttingProxy(upstream: string): Promise<{ endpoint: string; 
 }
 
 it('backup-fetch: a part cut off mid-download fails the restore with the storage\'s error, removes what it wrote, and the next restore succeeds', async () => {
-  const backend = await startBackend('s3rver (S3-compatible)', scratch);
-  const base = fs.mkdtempSync(path.join(scratch, 'case-'));
-  giveToPostgres(base);
-  const env = { ...backend.env, ARCHIVER_DAEMON_IDLE_SECONDS: '30', ARCHIVER_SPOOL: path.join(base, 'spool'), ARCHIVER_DAEMON_LOG: path.join(base, 'daemon.log') };
+  const { backend, base, env, primary, tearDown } = await archivingPrimary();
   const proxy = await startCuttingProxy(backend.env.ARCHIVER_S3_ENDPOINT);
-  let primary: PostgresCluster | undefined;
   try {
-    primary = await PostgresCluster.create({ env, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: `'${LAUNCHER} wal-push %p'` } });
-    primary.start();
-    primary.sql('create table t(id int, payload text)');
-    primary.sql('insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 120000) g');
     const pushed = runArchiverAsPostgres(['backup-push'], { PATH: process.env.PATH!, ...env, PGHOST: primary.baseDir, PGPORT: String(primary.port) });
     expect(pushed.status).toBe(0);
     const target = path.join(base, 'restored');
@@ -138,9 +144,7 @@ it('backup-fetch: a part cut off mid-download fails the restore with the storage
     expect(again.status).toBe(0);
     expect(fs.existsSync(path.join(target, 'PG_VERSION'))).toBe(true);
   } finally {
-    stopArchiver(env);
     await proxy.close();
-    await primary?.remove();
-    await backend.stop();
+    await tearDown();
   }
 }, 300_000);

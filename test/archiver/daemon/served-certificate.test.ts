@@ -9,7 +9,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigReloadWatcher } from '../../../archiver/src/daemon/config-reload';
 import { certificatePairProblem, firstCertificateDer, servedCertificateDer } from '../../../archiver/src/daemon/served-certificate';
+import { MetricsRecorder, NO_METRICS } from '../../../archiver/src/metrics/recorder';
+import { capturingLogger } from '../../../testkit/doubles';
 import { freePort } from '../../../testkit/ports';
 import { PostgresCluster, postgresUser } from '../../../testkit/postgres';
 import { testScratch } from '../../../testkit/scratch';
@@ -80,6 +83,32 @@ describe('the certificate a server presents (PostgreSQL 15)', () => {
     write('server.key', renewed.key);
     cluster.reload();
     await expect.poll(async () => (await servedCertificateDer('127.0.0.1', cluster.port)).equals(firstCertificateDer(renewed.crt)!), { timeout: 10_000 }).toBe(true);
+  });
+
+  it('after a reload of changed TLS files, the watcher warns with the reason when the server presents another certificate, and counts the reload applied (never reloading again) when it cannot look', async () => {
+    // The server presents `renewed` (the spec above); the watched Secret holds another pair.
+    const configDir = fs.mkdtempSync(path.join(scratch.dir, 'config-'));
+    fs.writeFileSync(path.join(configDir, 'postgresql.conf'), 'ssl = on\n');
+    const other = pair('other-secret');
+    const tlsDir = fs.mkdtempSync(path.join(scratch.dir, 'tls-'));
+    fs.writeFileSync(path.join(tlsDir, 'tls.crt'), other.crt);
+    fs.writeFileSync(path.join(tlsDir, 'tls.key'), served.key);
+    const connection = { host: cluster.baseDir, port: cluster.port };
+    const seen: { current: boolean; expiresAt: number }[] = [];
+    const metrics: MetricsRecorder = { ...NO_METRICS, tlsCertificateSeen: (s) => void seen.push(s) };
+    const { log, lines } = capturingLogger();
+    expect(await new ConfigReloadWatcher({ log, configDir, tlsDir, connection, metrics }).look()).toBeDefined();
+    expect(lines.find((line) => String(line.msg).startsWith('configuration reloaded, but the server still presents its previous TLS certificate'))).toMatchObject({ level: 'warn', why: "tls.key is not the key of tls.crt's certificate" });
+    expect(seen).toHaveLength(1);
+    expect(seen[0].current).toBe(false);
+    // No TLS listener where the watcher looks (a server down right after the reload, say): the reload stands.
+    const blind = capturingLogger();
+    const watcher = new ConfigReloadWatcher({ log: blind.log, configDir, tlsDir, connection, metrics, tlsAddress: { host: '127.0.0.1', port: await freePort() } });
+    expect(await watcher.look()).toBeDefined();
+    expect(await watcher.look()).toBeUndefined();
+    expect(blind.lines.find((line) => line.msg === 'cannot see which TLS certificate the server presents after the reload')).toMatchObject({ level: 'debug' });
+    expect(blind.lines.filter((line) => String(line.msg).startsWith('configuration reloaded'))).toHaveLength(1);
+    expect(seen).toHaveLength(1);
   });
 
   it('is refused with a clear error by a server without TLS, a closed port, and a listener that never answers', async () => {

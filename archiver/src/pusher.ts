@@ -191,6 +191,12 @@ export class Pusher {
             if (!(await this.spool.markPushed(file))) {
               this.marked.delete(name);
               this.onDisowned();
+            } else if (entry.requested) {
+              // PostgreSQL asked for this file while the marker was being written, and is answered
+              // by this very result: a marker left behind would answer a later call for another
+              // file at this path (a recycled segment) from the spool, unchecked.
+              this.marked.delete(name);
+              await this.spool.takePushed(file);
             }
           }
           this.log.info(result.status === 'stored' ? 'pushed' : 'already archived', {

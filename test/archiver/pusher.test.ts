@@ -32,8 +32,26 @@ afterEach(async () => {
   await Promise.allSettled(archives.splice(0).map((archive) => archive.close()));
 });
 
-/** A data directory with ready segments 1..count, a claimed spool, and a pusher whose storage goes through `before`. */
-async function setUp(count: number, before?: (op: StorageOperation, key: string) => void | Promise<void>) {
+/**
+ * A spool whose markers are written only after `beforeMark` returns: a seam to hold the push
+ * ahead between the storage's confirmation and its marker.
+ */
+class HeldSpool extends Spool {
+  constructor(dir: string, owner: string, private readonly beforeMark: (file: string) => void | Promise<void>) {
+    super(dir, owner);
+  }
+
+  override async markPushed(file: string): Promise<boolean> {
+    await this.beforeMark(file);
+    return super.markPushed(file);
+  }
+}
+
+/**
+ * A data directory with ready segments 1..count, a claimed spool, and a pusher whose storage goes
+ * through `before` (and whose markers wait for `beforeMark`).
+ */
+async function setUp(count: number, before?: (op: StorageOperation, key: string) => void | Promise<void>, beforeMark?: (file: string) => void | Promise<void>) {
   const base = fs.mkdtempSync(path.join(scratch, 'case-'));
   const repo = path.join(base, 'repo');
   const pg = fakeDataDirectory(base);
@@ -43,7 +61,8 @@ async function setUp(count: number, before?: (op: StorageOperation, key: string)
   const archive = new Archive({ storage, compression: 'zstd', log });
   archives.push(archive);
   const repository = `file://${repo}`;
-  const spool = new Spool(path.join(base, 'spool'), spoolOwner(repository, undefined));
+  const spoolDir = path.join(base, 'spool');
+  const spool = beforeMark ? new HeldSpool(spoolDir, spoolOwner(repository, undefined), beforeMark) : new Spool(spoolDir, spoolOwner(repository, undefined));
   await spool.claim();
   const pusher = new Pusher(archive, spool, 4, log);
   const marker = (n: number) => path.join(spool.pushedDir, name(n));
@@ -131,5 +150,21 @@ describe('Pusher', () => {
     expect(fs.existsSync(marker(1))).toBe(true);
     expect(await spool.takePushed(elsewhere)).toBe(false);
     expect(await spool.takePushed(files[0])).toBe(true);
+  });
+
+  it('leaves no marker for a file PostgreSQL asked for while its push ahead was writing one: a later file at that path is compared, not answered from the spool', async () => {
+    const gate = new Gate();
+    const { pg, files, pusher, marker, launcherPush } = await setUp(1, undefined, () => gate.wait());
+    void pusher.pushAhead(pg.walDir);
+    await gate.reached; // stored; its marker about to be written
+    const asked = pusher.push(files[0]);
+    gate.open();
+    expect(await asked).toMatchObject({ name: name(1), status: 'stored' });
+    await pusher.drain();
+    expect(fs.existsSync(marker(1))).toBe(false);
+    // The segment is recycled: other contents at the same path, ready again.
+    fs.writeFileSync(files[0], makeSegment(SYSID, 7, SEGMENT_SIZE));
+    expect(launcherPush(files[0]).status).toBe(EXIT_CODES.usage); // no marker: handed to Node
+    await expect(pusher.push(files[0])).rejects.toBeInstanceOf(ArchiveConflictError);
   });
 });

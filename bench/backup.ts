@@ -22,7 +22,9 @@
  *    - pgBackRest: `backup --type=full --process-max=2 --start-fast`, compress-type lz4 and zst;
  *      restore: `restore --process-max=2` into an empty directory.
  *    - pg_basebackup -Ft and -Fp, -X none, fast checkpoint: the single-stream reference (backup
- *      only; it writes no compressed output here).
+ *      only; it writes no compressed output here). The -Fp row's restore is the restore floor:
+ *      its plain output copied into the empty directory and synced (`cp -a` + `sync -f`), the
+ *      data files written durably with nothing to fetch, decompress or verify.
  *    Every backup is timed from the command's start to its exit: both tools wait for the WAL of
  *    the backup to reach their archive. Each restore is checked to have written at least the
  *    database's size. Beside the wall clock, the CPU seconds of each command (GNU time: user +
@@ -394,7 +396,7 @@ function backupTools(ctx: Context): BackupTool[] {
   for (const format of ['t', 'p'] as const) {
     tools.push({
       id: `pg_basebackup-F${format}`,
-      tool: `pg_basebackup -F${format} -X none (single stream, uncompressed)`,
+      tool: format === 'p' ? `pg_basebackup -Fp -X none (single stream, uncompressed); restore: ${RESTORE_FLOOR}` : `pg_basebackup -Ft -X none (single stream, uncompressed)`,
       storage: 'local',
       role: 'pg_basebackup',
       backup: async () => {
@@ -403,10 +405,24 @@ function backupTools(ctx: Context): BackupTool[] {
         if (time.out.status !== 0) throw new Error(`pg_basebackup exit ${time.out.status}: ${tail(time.out)}`);
         return { time, name: dir, storedBytes: () => bytesUnder(dir), remove: () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }) };
       },
+      // The restore floor: the data files written durably with nothing to fetch, decompress or
+      // verify (the source is in the page cache after pg_basebackup wrote it). No restore can
+      // write the same bytes durably faster on this disk.
+      restore:
+        format === 'p'
+          ? async (backupDir, dir) => {
+              const time = await timed('sh', ['-c', 'cp -a "$1"/. "$2"/ && sync -f "$2"', 'sh', backupDir, dir], {});
+              if (time.out.status !== 0) throw new Error(`the durable copy exited ${time.out.status}: ${tail(time.out)}`);
+              return time;
+            }
+          : undefined,
     });
   }
   return tools;
 }
+
+/** What the restore floor's row runs (pg_basebackup -Fp's output copied into the empty directory). */
+const RESTORE_FLOOR = 'cp -a + sync -f (the floor: a durable copy)';
 
 /** The label of the newest backup `pgbackrest ... info --output=json` lists. */
 async function latestPgbackrestBackup(infoArgs: readonly string[]): Promise<string> {
@@ -576,6 +592,16 @@ function backupInformation(rows: readonly BackupRow[]): string[] {
   const reference = rows.filter((r) => r.role === 'pg_basebackup' && r.backupMBps !== undefined).reduce<BackupRow | undefined>((best, r) => (!best || r.backupMBps! > best.backupMBps! ? r : best), undefined);
   for (const ours of rows.filter((r) => r.role === 'ours' && r.backupMBps !== undefined)) {
     if (reference) lines.push(`- information, backup, ${ours.storage}: ours ${fixed(ours.backupMBps, 0)} MB/s vs ${reference.tool} ${fixed(reference.backupMBps, 0)} MB/s = ${times(ours.backupMBps! / reference.backupMBps!)}`);
+    const floor = rows.find((r) => r.role === 'pg_basebackup' && r.restoreMBps !== undefined);
+    const fasterRestore = fasterPgbackrest(rows, ours.storage, 'restoreMBps');
+    if (floor && fasterRestore && ours.restoreMBps !== undefined) {
+      const asked = 1.5 * fasterRestore.restoreMBps!;
+      lines.push(
+        `- information, restore floor, ${ours.storage}: a durable copy of the plain data files (${RESTORE_FLOOR.split(' (')[0]}) ran at ${fixed(floor.restoreMBps, 0)} MB/s; ` +
+          `ours ${fixed(ours.restoreMBps, 0)} MB/s = ${times(ours.restoreMBps / floor.restoreMBps!)} of it, pgBackRest ${fixed(fasterRestore.restoreMBps, 0)} MB/s = ${times(fasterRestore.restoreMBps! / floor.restoreMBps!)}; ` +
+          `the target's 1.5× of pgBackRest is ${fixed(asked, 0)} MB/s = ${times(asked / floor.restoreMBps!)} of the floor`,
+      );
+    }
     const smaller = rows.filter((r) => r.role === 'pgbackrest' && r.storage === ours.storage && r.sizeRatio !== undefined);
     if (smaller.length) lines.push(`- information, size, ${ours.storage}: ours stores ${fixed(ours.sizeRatio, 3)} of the database; ${smaller.map((r) => `${r.tool} ${fixed(r.sizeRatio, 3)}`).join(', ')}`);
   }

@@ -37,6 +37,9 @@
  *    pgBackRest `restore --type=time --target=T --target-action=promote` (archive-get asynchronous,
  *    2 processes), each followed by `pg_ctl start` until the promoted server accepts connections
  *    (hot_standby=off). Every run must stop before the same transaction and hold the same rows.
+ *    Beside them, the floor (PITR_FLOOR): a plain backup taken with the others, copied durably
+ *    into place, and recovered with `cp` from the same WAL kept uncompressed (the source's
+ *    archive script copies it during the setup) — no tool's work, only the copy and the replay.
  *
  * Rates are only comparable within one run: the machine is shared and noisy.
  */
@@ -103,10 +106,13 @@ export interface BackupRow {
   readonly note?: string;
 }
 
+/** `floor`: no tool, the least any recovery to the target costs here (see PITR_FLOOR). */
+export type PitrRole = 'ours' | 'pgbackrest' | 'floor';
+
 export interface PitrRow {
   readonly tool: string;
   readonly storage: StorageKind;
-  readonly role: 'ours' | 'pgbackrest';
+  readonly role: PitrRole;
   readonly error?: string;
   readonly runs?: number;
   /** Medians of the successful runs: the restore command, start to promoted, and both. */
@@ -215,6 +221,8 @@ interface Context {
   readonly pgbrPosixRepo: string;
   /** The server's connection, as the sidecar sees it. */
   readonly pgEnv: Record<string, string>;
+  /** The script the source's archive_command runs (read at every call: a line added takes effect at the next segment). */
+  readonly archiveScript: string;
   /** Stops the sidecars and removes the cluster (also run by the scratch directory's clean-up). */
   readonly tearDown: () => void;
 }
@@ -305,6 +313,7 @@ async function setUp(scratch: Scratch, archiver: PreparedArchiver, s3: S3Server 
     pgbrUnavailable: pgbr.ok ? undefined : pgbr.reason,
     pgbrPosixRepo,
     pgEnv,
+    archiveScript: script,
     tearDown,
   };
 }
@@ -620,13 +629,15 @@ interface PitrSetup {
   /** pgBackRest's backup per storage, and its compress-type. */
   readonly pgbr: Partial<Record<StorageKind, { label: string; compress: string }>>;
   readonly ours: Partial<Record<StorageKind, string>>;
+  /** The floor's plain backup (pg_basebackup -Fp) and its WAL, uncompressed, in a directory. */
+  readonly floor: { readonly backupDir: string; readonly walDir: string };
 }
 
 interface PitrTool {
   readonly id: string;
   readonly tool: string;
   readonly storage: StorageKind;
-  readonly role: 'ours' | 'pgbackrest';
+  readonly role: PitrRole;
   readonly note?: string;
 }
 
@@ -653,6 +664,15 @@ function generateWal(cluster: PostgresCluster, segments: number): void {
  * every archive holds it all.
  */
 async function setUpPitr(ctx: Context, backups: readonly BackupRow[], segments: number): Promise<PitrSetup> {
+  // The floor's WAL: every segment completed from now on is also copied, uncompressed, into a
+  // plain directory (the script is read at each call; the line goes again after the setup).
+  const walDir = ctx.scratch.mkdir('pitr-floor-wal');
+  const script = fs.readFileSync(ctx.archiveScript, 'utf8');
+  replaceFile(ctx.archiveScript, script.replace('set -e\n', `set -e\ncp "$1" "${walDir}/\${1##*/}"\n`));
+  progress('PITR setup: the floor\'s plain backup (pg_basebackup -Fp -X none)');
+  const backupDir = path.join(ctx.scratch.mkdir('pitr-floor-backup'), 'backup');
+  const plain = await asPostgres(path.join(PG_BIN, 'pg_basebackup'), ['-D', backupDir, '-Fp', '-X', 'none', '-c', 'fast'], ctx.pgEnv);
+  if (plain.status !== 0) throw new Error(`PITR setup: pg_basebackup failed: ${tail(plain)}`);
   const ours: Partial<Record<StorageKind, string>> = {};
   const pgbr: Partial<Record<StorageKind, { label: string; compress: string }>> = {};
   for (const storage of ctx.storages) {
@@ -681,9 +701,25 @@ async function setUpPitr(ctx: Context, backups: readonly BackupRow[], segments: 
   source.sql("insert into pitr select g, 'after', 'the target' from generate_series(1,1000) g");
   source.sql('select pg_switch_wal()');
   await source.waitForArchiving(1_800_000, async () => ctx.s3Watch?.revive());
+  replaceFile(ctx.archiveScript, script);
   progress(`  target ${targetTime}: ${rows} rows`);
-  return { targetTime, rows, segments, ours, pgbr };
+  return { targetTime, rows, segments, ours, pgbr, floor: { backupDir, walDir } };
 }
+
+/** Replaces a file another process may be reading (written beside it, then renamed over it). */
+function replaceFile(file: string, text: string): void {
+  const temporary = `${file}.tmp`;
+  fs.writeFileSync(temporary, text, { mode: fs.statSync(file).mode });
+  fs.renameSync(temporary, file);
+}
+
+/**
+ * The PITR floor: what any recovery to the same target costs on this machine, with no tool's own
+ * work in it — the plain backup copied durably into place (the restore floor of part 1), and
+ * PostgreSQL replaying the same WAL read by `cp` from a directory of uncompressed segments
+ * (restore_command's floor in bench/restore.ts).
+ */
+const PITR_FLOOR = 'floor: cp -a + sync -f of a plain backup; restore_command cp from uncompressed WAL';
 
 /** "recovery stopping before commit of transaction 1234, time ...": where recovery ended. */
 function stoppedAt(log: string): string | undefined {
@@ -702,7 +738,21 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
     let restore: () => Promise<Timed>;
     let postmasterEnv: Record<string, string> = {};
     const alive = tool.storage === 's3' ? () => ctx.s3Watch?.dead() : undefined;
-    if (tool.role === 'ours') {
+    if (tool.role === 'floor') {
+      fs.mkdirSync(dataDir, { mode: 0o700 });
+      execFileSync('chown', ['postgres:postgres', dataDir]);
+      restore = async () => {
+        const time = await timed('sh', ['-c', 'cp -a "$1"/. "$2"/ && sync -f "$2"', 'sh', setup.floor.backupDir, dataDir], {});
+        // What backup-fetch --recovery writes, untimed: a file of four lines.
+        fs.appendFileSync(
+          path.join(dataDir, 'postgresql.auto.conf'),
+          `restore_command = 'cp ${setup.floor.walDir}/%f "%p"'\nrecovery_target_time = '${setup.targetTime}'\nrecovery_target_action = 'promote'\n`,
+        );
+        fs.writeFileSync(path.join(dataDir, 'recovery.signal'), '');
+        execFileSync('chown', ['postgres:postgres', path.join(dataDir, 'postgresql.auto.conf'), path.join(dataDir, 'recovery.signal')]);
+        return time;
+      };
+    } else if (tool.role === 'ours') {
       // As in the pod: the sidecar runs before the restore starts.
       oursEnv = archiverEnv({
         repository: tool.storage === 'local' ? `file://${ctx.oursLocalRepo}` : `s3://${BUCKET}/${OURS_S3_PREFIX}`,
@@ -759,6 +809,7 @@ async function runPitr(ctx: Context, setup: PitrSetup, repeats: number): Promise
     const pgbr = setup.pgbr[storage];
     if (pgbr) tools.push({ id: `pgbr-${storage}`, tool: `pgBackRest restore --type=time (process-max 2, ${pgbr.compress} backup), archive-get async 2 processes`, storage, role: 'pgbackrest' });
   }
+  tools.push({ id: 'floor', tool: PITR_FLOOR, storage: 'local', role: 'floor' });
   const runs = new Map<string, PitrRun[]>();
   const errors = new Map<string, string[]>();
   for (let round = 0; round < repeats; round++) {
@@ -803,7 +854,7 @@ async function runPitr(ctx: Context, setup: PitrSetup, repeats: number): Promise
 
 function pitrTable(rows: readonly PitrRow[], setup: PitrSetup, repeats: number): string {
   const body = rows.map((r) => {
-    const storage = r.storage === 'local' ? 'local (file:// / posix)' : 's3rver (TLS)';
+    const storage = r.role === 'floor' ? 'local directory' : r.storage === 'local' ? 'local (file:// / posix)' : 's3rver (TLS)';
     if (r.error !== undefined) return [r.tool, storage, '—', '—', '—', '—', [r.note, r.error].filter(Boolean).join('; ')];
     return [r.tool, storage, fixed(r.fetchSeconds, 2), fixed(r.fetchCpuSeconds, 2), fixed(r.replaySeconds, 2), `${fixed(r.totalSeconds, 2)}${repeats > 1 && r.totalRange ? ` (${fixed(r.totalRange[0], 2)}–${fixed(r.totalRange[1], 2)})` : ''}`, r.note ?? ''];
   });
@@ -825,6 +876,23 @@ function pitrTargets(rows: readonly PitrRow[], storages: readonly StorageKind[])
       met: ratio === undefined ? undefined : ratio <= 0.7,
       detail: ratio === undefined ? `not measured (ours ${fixed(ours, 2)} s, pgBackRest ${fixed(pgbr, 2)} s)` : `ours ${fixed(ours, 2)} s vs pgBackRest ${fixed(pgbr, 2)} s = ${times(ratio)}`,
     };
+  });
+}
+
+/** Ours, pgBackRest and the 0.7× target set against the floor of the same run. */
+function pitrInformation(rows: readonly PitrRow[], storages: readonly StorageKind[]): string[] {
+  const floor = rows.find((r) => r.role === 'floor' && r.totalSeconds !== undefined);
+  if (!floor) return [];
+  return storages.flatMap((storage) => {
+    const ours = rows.find((r) => r.role === 'ours' && r.storage === storage)?.totalSeconds;
+    const pgbr = rows.find((r) => r.role === 'pgbackrest' && r.storage === storage)?.totalSeconds;
+    if (ours === undefined || pgbr === undefined) return [];
+    const asked = 0.7 * pgbr;
+    return [
+      `- information, PITR floor, ${storage}: the floor took ${fixed(floor.totalSeconds, 2)} s (copy ${fixed(floor.fetchSeconds, 2)} s + replay ${fixed(floor.replaySeconds, 2)} s); ` +
+        `ours ${fixed(ours, 2)} s = ${times(ours / floor.totalSeconds!)} of it, pgBackRest ${fixed(pgbr, 2)} s = ${times(pgbr / floor.totalSeconds!)}; ` +
+        `the target's 0.7× of pgBackRest is ${fixed(asked, 2)} s = ${times(asked / floor.totalSeconds!)} of the floor`,
+    ];
   });
 }
 
@@ -1001,7 +1069,7 @@ export async function runBackupBenchmark(options: BackupBenchmarkOptions = {}): 
       write(pitrTable(pitr, setup, repeats));
       const pitrTargetList = pitrTargets(pitr, ctx.storages);
       targets.push(...pitrTargetList);
-      write(`\n${pitrTargetList.map((t) => targetLine(t.description, t.met, t.detail)).join('\n')}`);
+      write(`\n${[...pitrTargetList.map((t) => targetLine(t.description, t.met, t.detail)), ...pitrInformation(pitr, ctx.storages)].join('\n')}`);
     }
     if (ctx.s3Watch?.restarts) write(`\nNote: s3rver died ${ctx.s3Watch.restarts} time(s) during this run; it was restarted and the runs it broke were repeated.`);
   } finally {

@@ -26,10 +26,10 @@ import { readConfig } from '../archiver/src/config';
 import { PostgresCluster, postgresUser } from '../testkit/postgres';
 import { killMentioning, Scratch } from '../testkit/processes';
 import { S3Server, startS3Server } from '../testkit/s3-server';
-import { archiverEnv, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, S3_CHECKSUMS_NOTE, startSidecar, stopArchiverDaemon } from './lib/archiver';
+import { archiverEnv, daemonCpuSeconds, daemonLog, PreparedArchiver, prepareArchiver, readableCertificate, S3_CHECKSUMS_NOTE, startSidecar, stopArchiverDaemon } from './lib/archiver';
 import { S3Watch, writePgbackrestConfig } from './lib/reference-tools';
 import { fixed, median, MiB, SEGMENT_BYTES, table, Target, targetLine } from './lib/report';
-import { ensureTool, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
+import { ensureTool, processCpuSeconds, progress, shAsPostgres, timeAsPostgres } from './lib/tools';
 
 export interface RestoreBenchmarkOptions {
   /** WAL segments after the base backup.
@@ -120,7 +120,17 @@ interface Archives {
   readonly cpDir: string;
   readonly sources: readonly Source[];
   readonly notes: string[];
+  readonly s3: S3Server | undefined;
   readonly s3Watch: S3Watch | undefined;
+}
+
+/**
+ * CPU seconds spent during one recovery besides PostgreSQL's: our sidecar's and s3rver's (on this
+ * 2-core machine both compete with the replay's single process; a real S3 would cost nothing here).
+ */
+interface HelperCpu {
+  readonly sidecar?: number;
+  readonly s3rver?: number;
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -218,7 +228,7 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
         });
       }
     }
-    return { backup, segments: archived, cpDir, sources, notes, s3Watch };
+    return { backup, segments: archived, cpDir, sources, notes, s3, s3Watch };
   } finally {
     for (const env of pushEnvs) stopArchiverDaemon(archiver, env);
   }
@@ -234,7 +244,18 @@ function redoEnd(log: string): string | undefined {
   return /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
 }
 
-async function recover(archives: Archives, source: Source | 'floor'): Promise<{ seconds: number; redoEnd: string | undefined; log: string } | { error: string }> {
+/** s3rver's CPU seconds so far, with its pid (a restart starts another count). */
+function s3rverCpu(archives: Archives): { pid: number; seconds: number } | undefined {
+  try {
+    const pid = archives.s3!.pid;
+    const seconds = processCpuSeconds(pid);
+    return seconds === undefined ? undefined : { pid, seconds };
+  } catch {
+    return undefined;
+  }
+}
+
+async function recover(archives: Archives, source: Source | 'floor'): Promise<{ seconds: number; redoEnd: string | undefined; log: string; cpu: HelperCpu } | { error: string }> {
   const floor = source === 'floor';
   const env = floor ? {} : source.env();
   // The postmaster's environment: with a sidecar, the calls use it and never start their own.
@@ -262,12 +283,21 @@ async function recover(archives: Archives, source: Source | 'floor'): Promise<{ 
     // Let the copies settle (page cache, writeback) before the clock starts.
     shAsPostgres('sync');
     await sleep(500);
+    const ours = !floor && source.ours !== undefined;
+    const sidecarBefore = ours ? daemonCpuSeconds(env) : undefined;
+    const s3rverBefore = ours && source.ours?.storage === 's3' ? s3rverCpu(archives) : undefined;
     const start = process.hrtime.bigint();
     cluster.start(false);
     await cluster.waitForRecoveryEnd(900_000);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const sidecarAfter = ours ? daemonCpuSeconds(env) : undefined;
+    const s3rverAfter = s3rverBefore ? s3rverCpu(archives) : undefined;
+    const cpu: HelperCpu = {
+      sidecar: sidecarBefore !== undefined && sidecarAfter !== undefined ? sidecarAfter - sidecarBefore : undefined,
+      s3rver: s3rverBefore && s3rverAfter && s3rverAfter.pid === s3rverBefore.pid ? s3rverAfter.seconds - s3rverBefore.seconds : undefined,
+    };
     const log = cluster.log();
-    return { seconds, redoEnd: redoEnd(log), log };
+    return { seconds, redoEnd: redoEnd(log), log, cpu };
   } catch (error) {
     return { error: `${(error as Error).message.split('\n').slice(0, 1).join(' ')} / ${cluster.log().trim().split('\n').slice(-3).join(' / ')}`.slice(0, 600) };
   } finally {
@@ -290,6 +320,7 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
   const times = new Map<Source | 'floor', number[]>();
   const errors = new Map<Source | 'floor', string>();
   const ends = new Map<Source | 'floor', Set<string>>();
+  const cpus = new Map<Source | 'floor', HelperCpu[]>();
   for (let round = 0; round < repeats; round++) {
     for (const source of rowsOf) {
       if (errors.has(source)) continue;
@@ -302,6 +333,7 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
         continue;
       }
       times.set(source, [...(times.get(source) ?? []), result.seconds]);
+      cpus.set(source, [...(cpus.get(source) ?? []), result.cpu]);
       ends.set(source, (ends.get(source) ?? new Set()).add(result.redoEnd ?? '(none)'));
       progress(`  ${result.seconds.toFixed(2)} s, ${(n / result.seconds).toFixed(1)} seg/s, redo done at ${result.redoEnd}`);
     }
@@ -341,12 +373,23 @@ async function runRecoveries(archives: Archives, repeats: number): Promise<Recov
       msPerCallOverFloor: source === 'floor' ? undefined : ((seconds - floorSeconds) / n) * 1000,
       note: [
         source === 'floor' ? `redo done at ${floorEnd}` : source.note,
+        helperCpuNote(cpus.get(source) ?? [], n),
         incomplete ? `INCOMPLETE: redo done at ${endsHere.join(', ')}, the floor at ${floorEnd}` : '',
         error ? `a run failed: ${error}` : '',
       ].filter(Boolean).join('; '),
     });
   }
   return rows;
+}
+
+/** "sidecar 31 ms, s3rver 18 ms of CPU per segment (medians)", or nothing when unmeasured. */
+function helperCpuNote(samples: readonly HelperCpu[], segments: number): string {
+  const perSegment = (key: keyof HelperCpu) => {
+    const known = samples.map((s) => s[key]).filter((v): v is number => v !== undefined);
+    return known.length ? `${key} ${((median(known) * 1000) / segments).toFixed(0)} ms` : undefined;
+  };
+  const parts = [perSegment('sidecar'), perSegment('s3rver')].filter(Boolean);
+  return parts.length ? `${parts.join(', ')} of CPU per segment (medians)` : '';
 }
 
 /** restore_command alone: serial calls for every segment, into pg_wal/RECOVERYXLOG as PostgreSQL does. */

@@ -25,6 +25,7 @@ import { CompressionName } from './compression';
 import { checksum } from './envelope';
 import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, ObjectExistsError, ObjectNotFoundError, WalNotFoundError } from './errors';
 import { Logger } from './logger';
+import { writeFileAtomically } from './write-file-atomically';
 import type { TimelineSurvey } from './recovery';
 import { OperationOptions, Storage } from './storage/storage';
 import { DEFAULT_WAL_SEGMENT_SIZE, SegmentHeader, readControlFileIdentifier, requireWalFileName, segmentHeaderOf, walFileKind } from './wal-names';
@@ -191,21 +192,36 @@ export class Archive {
 
   /** Restores `name` from the archive, verified, as a Buffer. */
   async fetchData(name: string, options: OperationOptions = {}): Promise<{ data: Buffer; storedBytes: number }> {
-    let object: Buffer;
+    const object = await this.getWalObject(name, options);
+    const storedBytes = object.length;
+    // The object is not used again: the worker pool may take its memory instead of a copy.
+    return { data: await this.decode(object, `${walKey(name)} at ${this.location}`, true), storedBytes };
+  }
+
+  /**
+   * Restores `name` to `destination`, written under a temporary name and renamed when complete
+   * (not fsync'd: PostgreSQL's recovery and the spool's boot id cover a crash, see spool.ts). With
+   * worker threads, the worker that decodes also writes: the 16 MiB never cross to the main
+   * thread, whose collector would otherwise run for each of them.
+   */
+  async fetch(name: string, destination: string, options: OperationOptions = {}): Promise<FetchResult> {
+    const object = await this.getWalObject(name, options);
+    const storedBytes = object.length;
+    const what = `${walKey(name)} at ${this.location}`;
+    if (this.pool) return { name, bytes: await this.pool.decodeToFile(object, what, destination, true), storedBytes };
+    const data = await decodeObject(object, what, this.codecs);
+    await writeFileAtomically(destination, data, false);
+    return { name, bytes: data.length, storedBytes };
+  }
+
+  /** The archived object of WAL file `name`; WalNotFoundError when there is none. */
+  private async getWalObject(name: string, options: OperationOptions): Promise<Buffer> {
     try {
-      object = await this.storage.get(walKey(name), options);
+      return await this.storage.get(walKey(name), options);
     } catch (error) {
       if (error instanceof ObjectNotFoundError) throw new WalNotFoundError(name, this.location);
       throw error;
     }
-    return { data: await this.decode(object, `${walKey(name)} at ${this.location}`), storedBytes: object.length };
-  }
-
-  /** Restores `name` to `destination`, written under a temporary name and renamed when complete. */
-  async fetch(name: string, destination: string, options: OperationOptions = {}): Promise<FetchResult> {
-    const { data, storedBytes } = await this.fetchData(name, options);
-    await writeFileAtomically(destination, data, false);
-    return { name, bytes: data.length, storedBytes };
   }
 
   /**
@@ -229,9 +245,9 @@ export class Archive {
     return { listed, later: undefined };
   }
 
-  /** Decodes an archived object and verifies the original's size and checksum. */
-  decode(object: Buffer, what: string): Promise<Buffer> {
-    return this.pool ? this.pool.decode(object, what) : decodeObject(object, what, this.codecs);
+  /** Decodes an archived object and verifies the original's size and checksum. `consume`: the caller is done with `object` (WorkerPool.decode). */
+  decode(object: Buffer, what: string, consume = false): Promise<Buffer> {
+    return this.pool ? this.pool.decode(object, what, consume) : decodeObject(object, what, this.codecs);
   }
 
   /** The archive's identity, or undefined for an archive nobody has pushed to yet. */
@@ -294,21 +310,3 @@ export class Archive {
   }
 }
 
-/** Writes `data` to `file` through a temporary file in the same directory and a rename. */
-export async function writeFileAtomically(file: string, data: Buffer, durable: boolean): Promise<void> {
-  const temporary = `${file}.archiver-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
-  const handle = await fs.open(temporary, 'w', 0o600);
-  try {
-    try {
-      await handle.writeFile(data);
-      if (durable) await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, file);
-  } catch (error) {
-    // Nothing half-written stays behind: not the temporary file, whatever failed.
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
-}

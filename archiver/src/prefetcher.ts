@@ -10,7 +10,7 @@
  * is asked for again when PostgreSQL asks for it.
  */
 import * as fs from 'node:fs';
-import { Archive, writeFileAtomically } from './archive';
+import { Archive } from './archive';
 import { WalNotFoundError } from './errors';
 import { Limiter } from './limiter';
 import { Logger } from './logger';
@@ -104,15 +104,18 @@ export class Prefetcher {
 
   private async download(name: string): Promise<boolean> {
     try {
-      const { data } = await this.archive.fetchData(name);
+      let bytes = 0;
       // Not fsync'd: the spool's .boot keeps a file of an earlier boot from being taken (spool.ts).
-      if (!(await this.spool.offerPrefetched(name, (file) => writeFileAtomically(file, data, false)))) {
+      const offered = await this.spool.offerPrefetched(name, async (file) => {
+        ({ bytes } = await this.archive.fetch(name, file));
+      });
+      if (!offered) {
         this.onDisowned();
         return false;
       }
       this.offered.add(name);
       this.metrics.walPrefetched();
-      this.log.debug('prefetched', { wal: name, bytes: data.length });
+      this.log.debug('prefetched', { wal: name, bytes });
       return true;
     } catch (error) {
       if (!(error instanceof WalNotFoundError)) this.log.warn('prefetch failed', { wal: name, error: (error as Error).message });

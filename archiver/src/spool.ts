@@ -18,7 +18,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ARCHIVER_ENV, SPOOL_LAYOUT, pushedMarker } from '../../contract';
-import { writeFileAtomically } from './archive';
+import { writeFileAtomically } from './write-file-atomically';
 import { ConfigError } from './errors';
 
 export class Spool {

@@ -13,10 +13,10 @@ import { reviveError } from './errors';
 
 export type WorkerRequest =
   | { readonly id: number; readonly op: 'encode'; readonly file: string; readonly compression: string; readonly level?: number }
-  | { readonly id: number; readonly op: 'decode'; readonly object: Uint8Array; readonly what: string };
+  | { readonly id: number; readonly op: 'decode'; readonly object: Uint8Array; readonly what: string; readonly destination?: string };
 
 export type WorkerResponse =
-  | { readonly id: number; readonly ok: true; readonly encoded?: Omit<EncodedFile, 'body'> & { body: Uint8Array }; readonly data?: Uint8Array }
+  | { readonly id: number; readonly ok: true; readonly encoded?: Omit<EncodedFile, 'body'> & { body: Uint8Array }; readonly data?: Uint8Array; readonly written?: number }
   | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string } };
 
 /** The worker script next to this module, when it has been bundled (archiver/dist/lib). */
@@ -55,12 +55,26 @@ export class WorkerPool {
     return { ...encoded, body: Buffer.from(encoded.body.buffer, encoded.body.byteOffset, encoded.body.byteLength) };
   }
 
-  async decode(object: Buffer, what: string): Promise<Buffer> {
-    // Copy into a buffer the worker may own: `object` may share its memory with others.
-    const copy = new Uint8Array(object.byteLength);
-    copy.set(object);
-    const response = await this.run({ id: 0, op: 'decode', object: copy, what }, [copy.buffer]);
+  /**
+   * Decodes `object` on a worker. With `consume`, an object that owns its memory is handed over
+   * without a copy, and is empty afterwards (its memory moved to the worker): for a caller done
+   * with it.
+   */
+  async decode(object: Buffer, what: string, consume = false): Promise<Buffer> {
+    const owned = transferable(object, consume);
+    const response = await this.run({ id: 0, op: 'decode', object: owned, what }, [owned.buffer as ArrayBuffer]);
     return Buffer.from(response.data!.buffer, response.data!.byteOffset, response.data!.byteLength);
+  }
+
+  /**
+   * Decodes `object` on a worker, which writes the result to `destination` itself (a temporary
+   * file renamed into place, not fsync'd: writeFileAtomically); resolves with the bytes written.
+   * `consume` as for decode().
+   */
+  async decodeToFile(object: Buffer, what: string, destination: string, consume = false): Promise<number> {
+    const owned = transferable(object, consume);
+    const response = await this.run({ id: 0, op: 'decode', object: owned, what, destination }, [owned.buffer as ArrayBuffer]);
+    return response.written!;
   }
 
   /** Starts every worker now (each loads the bundle and the codec: tens of milliseconds), not at the first task. */
@@ -119,4 +133,15 @@ export class WorkerPool {
     this.slots.push(slot);
     return slot;
   }
+}
+
+/**
+ * `object`'s bytes in memory the worker may own: its own memory when the caller is done with it
+ * (`consume`) and it owns all of its ArrayBuffer, else a copy (it may share its memory with others).
+ */
+function transferable(object: Buffer, consume: boolean): Uint8Array {
+  if (consume && object.byteOffset === 0 && object.byteLength === object.buffer.byteLength) return new Uint8Array(object.buffer, 0, object.byteLength);
+  const copy = new Uint8Array(object.byteLength);
+  copy.set(object);
+  return copy;
 }

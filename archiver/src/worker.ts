@@ -2,6 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
 import { Codecs, decodeObject, encodeWalFile } from './wal-object';
+import { writeFileAtomically } from './write-file-atomically';
 import type { WorkerRequest, WorkerResponse } from './worker-pool';
 
 const codecs = new Codecs();
@@ -27,6 +28,10 @@ parentPort!.on('message', async (request: WorkerRequest) => {
       const body = ownBuffer(encoded.body);
       transfer.push(body.buffer as ArrayBuffer);
       response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) } };
+    } else if (request.destination !== undefined) {
+      const data = await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs);
+      await writeFileAtomically(request.destination, data, false);
+      response = { id: request.id, ok: true, written: data.length };
     } else {
       const data = ownBuffer(await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs));
       transfer.push(data.buffer as ArrayBuffer);

@@ -13,7 +13,7 @@ import { ROOT, startSidecar as startSidecarProcess } from '../../testkit/archive
 import { giveToPostgres, postgresUser } from '../../testkit/postgres';
 import { processesMentioning, Scratch } from '../../testkit/processes';
 import type { S3Server } from '../../testkit/s3-server';
-import { POSTGRES_BASE_ENV, progress, timeAsPostgres } from './tools';
+import { POSTGRES_BASE_ENV, processCpuSeconds, progress, timeAsPostgres } from './tools';
 
 export interface PreparedArchiver {
   /** Absolute path of the launcher (bin/archiver) PostgreSQL runs. */
@@ -147,16 +147,11 @@ export function stopArchiverDaemon(archiver: PreparedArchiver, env: Record<strin
  * machines (hashing and compressing each segment), so this is what a backlog run's rate hangs on.
  */
 export function daemonCpuSeconds(env: Record<string, string>): number | undefined {
-  const ticks = 100; // USER_HZ: what /proc reports in on Linux
   let total: number | undefined;
   for (const { pid, cmdline } of processesMentioning(env.ARCHIVER_SPOOL)) {
     if (!/archiver\.cjs daemon/.test(cmdline)) continue;
-    try {
-      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      total = (total ?? 0) + (Number(fields[11]) + Number(fields[12])) / ticks;
-    } catch {
-      // exited meanwhile
-    }
+    const cpu = processCpuSeconds(pid); // undefined: exited meanwhile
+    if (cpu !== undefined) total = (total ?? 0) + cpu;
   }
   return total;
 }

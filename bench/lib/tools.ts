@@ -181,3 +181,17 @@ export function storedSegments(dir: string, s3rver = false): { count: number; by
   });
   return { count, bytes };
 }
+
+/**
+ * CPU seconds (user + system, every thread; not its children) process `pid` has used so far;
+ * undefined once it is gone.
+ */
+export function processCpuSeconds(pid: number): number | undefined {
+  const ticks = 100; // USER_HZ: what /proc reports in on Linux
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticks;
+  } catch {
+    return undefined;
+  }
+}

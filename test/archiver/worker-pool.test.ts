@@ -56,4 +56,39 @@ describe('the codec pool', () => {
   it('fails a task whose file cannot be read, naming it', async () => {
     await expect(pool.encode(path.join(scratch, 'missing'))).rejects.toThrow(/ENOENT.*missing/);
   });
+
+  it('decodes to a file itself: the file whole, no temporary file left, and nothing written for a corrupted object', async () => {
+    const file = path.join(scratch, '00000001000000000000000A');
+    const data = makeSegment(5n, 10);
+    fs.writeFileSync(file, data);
+    const body = (await pool.encode(file)).body;
+    const restored = path.join(scratch, 'restored', 'RECOVERYXLOG');
+    fs.mkdirSync(path.dirname(restored));
+    expect(await pool.decodeToFile(Buffer.from(body), 'wal/00000001000000000000000A', restored)).toBe(data.length);
+    expect(fs.readFileSync(restored).equals(data)).toBe(true);
+    const damaged = Buffer.from(body);
+    damaged[damaged.length - 20] ^= 0xff;
+    const other = path.join(scratch, 'restored', 'OTHER');
+    await expect(pool.decodeToFile(damaged, 'wal/00000001000000000000000A', other)).rejects.toThrow(CorruptObjectError);
+    expect(fs.readdirSync(path.dirname(restored))).toEqual(['RECOVERYXLOG']);
+  });
+
+  it('takes the memory of an object the caller is done with (consume), and copies one that shares its memory or is not given up', async () => {
+    const file = path.join(scratch, '00000001000000000000000B');
+    const data = makeSegment(5n, 11, 1 << 20);
+    fs.writeFileSync(file, data);
+    const encoded = (await pool.encode(file)).body;
+    const own = Buffer.from(encoded); // a buffer of its own (larger than Node's pool)
+    expect(own.byteOffset === 0 && own.byteLength === own.buffer.byteLength).toBe(true);
+    expect((await pool.decode(own, 'wal/00000001000000000000000B', true)).equals(data)).toBe(true);
+    expect(own.buffer.byteLength).toBe(0); // moved to the worker: no copy was made
+    const kept = Buffer.from(encoded);
+    expect((await pool.decode(kept, 'wal/00000001000000000000000B')).equals(data)).toBe(true);
+    expect(kept.equals(encoded)).toBe(true);
+    // A view into a larger buffer is copied even with consume: the rest belongs to others.
+    const shared = Buffer.concat([Buffer.alloc(8), encoded]);
+    const view = shared.subarray(8);
+    expect((await pool.decode(view, 'wal/00000001000000000000000B', true)).equals(data)).toBe(true);
+    expect(view.equals(encoded)).toBe(true);
+  });
 });

@@ -20,6 +20,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { DEFAULT_AWS_REGION } from '../../../contract';
 import { ObjectExistsError, ObjectNotFoundError, StorageError, StorageOperation } from '../errors';
 import { Limiter } from '../limiter';
+import { readBody } from './read-body';
 import { RetryPolicy, attemptFailure } from './resilient';
 import {
   compareKeys,
@@ -138,8 +139,8 @@ export class S3Storage implements Storage {
     const objectKey = this.objectKey(key);
     return this.call('get', key, options.signal, async (abortSignal) => {
       const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: objectKey }), { abortSignal });
-      const bytes = await bodyOf(response).transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // Not transformToByteArray(): it copies every object twice (read-body.ts).
+      return readBody(bodyOf(response) as unknown as AsyncIterable<Uint8Array>, response.ContentLength);
     });
   }
 

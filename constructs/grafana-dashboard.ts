@@ -1,7 +1,7 @@
 /**
  * The Grafana dashboard of one database: how far its archive is behind (lag in bytes and time,
  * the WAL waiting, failures), its base backups and recovery window, its data volume and its
- * standbys, over time. Pure: monitoring.ts puts the JSON in a ConfigMap labelled for Grafana's
+ * standbys, over time; with TLS, the certificate the members present. Pure: monitoring.ts puts the JSON in a ConfigMap labelled for Grafana's
  * dashboard sidecar. Its expressions use only the metrics the `archiver` sidecar serves
  * (contract/metrics.ts); a test compares them.
  */
@@ -12,6 +12,12 @@ import { databaseSelector } from './alert-rules';
 export interface DashboardOptions {
   readonly namespace: string;
   readonly name: string;
+  /**
+   * The server presents a TLS certificate (ArchivedPostgres `tls`): a row shows whether every
+   * member serves the Secret's certificate, and when it expires.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 type Unit = 'bytes' | 's' | 'short' | 'percent' | 'dateTimeFromNow' | 'ops' | 'dtdurations';
@@ -150,6 +156,14 @@ export function archiveDashboard(options: DashboardOptions): Record<string, unkn
       { expr: m('standbyStreaming'), legend: '{{pod}} streaming' },
     ] },
   ]);
+
+  if (options.tls) {
+    row('TLS');
+    stats([
+      { title: 'Members presenting an earlier certificate', description: 'Members whose server still presents a certificate other than the TLS Secret\'s, because it could not use the Secret\'s files (the archiver sidecar\'s log says why). 0 is right.', unit: 'short', target: { expr: `count(${m('tlsCertificateCurrent')} == 0) or vector(0)`, legend: 'members' }, thresholds: [0.5, 1] },
+      { title: 'Certificate expires', description: 'The earliest expiry (notAfter) of the certificates the members present.', unit: 'dateTimeFromNow', target: { expr: `min(${m('tlsCertificateExpiry')}) * 1000`, legend: 'expires' } },
+    ]);
+  }
 
   return {
     uid: dashboardUid(options.namespace, options.name),

@@ -116,7 +116,7 @@ export class DatabaseMonitoring extends Construct {
     }
 
     if (monitoring.dashboard !== false) {
-      const dashboard = archiveDashboard({ namespace: props.namespace, name: props.name });
+      const dashboard = archiveDashboard({ namespace: props.namespace, name: props.name, tls: props.tls });
       const meta = metadata(`${props.name}-dashboard`);
       this.dashboard = new k8s.KubeConfigMap(this, 'Dashboard', {
         metadata: { ...meta, labels: { ...meta.labels, [GRAFANA_DASHBOARD_LABEL]: '1' } },

@@ -17,7 +17,11 @@ import { promisify } from 'node:util';
  * - AbortMultipartUpload (`DELETE ?uploadId=`) answers 405: aborted uploads leave their parts behind.
  * - Atomic puts: the half-received body of a PUT whose connection is cut stays as the object
  *   (real S3 stores nothing); the archiver's verification must catch it on fetch, and a push
- *   replaces it.
+ *   replaces it. s3rver writes a PUT's body straight into the object's file as it arrives
+ *   (lib/stores/filesystem.js putObject: fs.createWriteStream(objectPath)), so a PUT that
+ *   replaces the object while the cut one's last chunks are still being written shares the file
+ *   with them: the dead upload's bytes can land in the new object. Wait until the object stops
+ *   changing after a cut upload before reading what replaced it.
  * - Regions other than us-east-1 in ListObjectsV2 continuation tokens.
  * - (Not a gap but a trap: its continuation tokens use DES, hence --openssl-legacy-provider below.)
  */

@@ -126,8 +126,10 @@ describe.each([
     // S3 refuses an incomplete body and stores nothing; s3rver keeps what it had written of the
     // cut-off part as the object (up to the bytes forwarded, fewer when its store had not flushed
     // them yet: not something the archiver controls). Either way no fetch may take it.
-    // s3rver may still be writing what it got of the cut-off upload after its connection ended:
-    // the next push must meet what the server keeps, not a write still landing (seen under load).
+    // s3rver may still be writing what it got of the cut-off upload after its connection ended,
+    // into the object's own file (testkit/s3-server.ts: it writes a PUT's body in place), where a
+    // replacing PUT would share the file with it: the next push must meet what the server keeps,
+    // not a write still landing (seen under load).
     let left = await bucket.stat(`wal/${NAME}`);
     for (let still = 0, looks = 0; still < 4 && looks < 40; looks++) {
       await new Promise((resolve) => setTimeout(resolve, 250));

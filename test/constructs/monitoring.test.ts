@@ -208,6 +208,7 @@ describe('the Grafana dashboard', () => {
     const used = new Set(exprsOfDashboard(dashboard).flatMap(metricNames));
     for (const name of used) expect(served, name).toContain(name);
     // Every gauge the sidecar serves is on it, but those only the alerts (or nobody) need.
+    // (The certificate's gauges only with tls: the next spec.)
     const notShown = new Set(['buildInfo', 'archiveCreated', 'walArchivedPosition', 'postgresInRecovery', 'lastArchiveFailure', 'pendingRestartSettings', 'configurationOk', 'storageReachable', 'tlsCertificateCurrent', 'tlsCertificateExpiry']);
     for (const [key, metric] of Object.entries(ARCHIVER_METRICS)) {
       if (metric.type === 'gauge' && !notShown.has(key)) expect(used, metric.name).toContain(metric.name);
@@ -223,6 +224,21 @@ describe('the Grafana dashboard', () => {
       }
       expect(panel.gridPos.x + panel.gridPos.w).toBeLessThanOrEqual(24);
     }
+  });
+
+  it('shows, with tls only, how many members present an earlier certificate than the Secret\'s, and when the certificates expire', () => {
+    const withTls = dashboardOf(synthDatabase(seedProps({ tls: { secretName: 'wal-postgres-tls' } })).objects);
+    const without = dashboardOf(synthDatabase(seedProps()).objects);
+    expect(without.panels.map((p: any) => p.title)).not.toContain('TLS');
+    const row = withTls.panels.findIndex((p: any) => p.type === 'row' && p.title === 'TLS');
+    expect(row).toBeGreaterThan(0);
+    const [stale, expiry] = withTls.panels.slice(row + 1, row + 3);
+    expect(stale.targets[0].expr).toBe('count(archiver_tls_certificate_current{namespace="demo",database="wal-postgres"} == 0) or vector(0)');
+    expect(stale.fieldConfig.defaults.thresholds.steps.map((s: any) => s.color)).toStrictEqual(['green', 'orange', 'red']);
+    expect(expiry.targets[0].expr).toBe('min(archiver_tls_certificate_expiry_timestamp_seconds{namespace="demo",database="wal-postgres"}) * 1000');
+    expect(expiry.fieldConfig.defaults.unit).toBe('dateTimeFromNow');
+    // The panels before the row are the same as without tls: nothing else moves.
+    expect(withTls.panels.slice(0, row)).toStrictEqual(without.panels);
   });
 
   it('the contract\'s metrics follow Prometheus\'s naming: prefix, base units, _total counters', () => {

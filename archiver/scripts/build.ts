@@ -27,6 +27,7 @@ import { build, Plugin } from 'esbuild';
 import {
   ANSWERS,
   ARCHIVER_COMMANDS,
+  DAEMON_NODE_FLAGS,
   ARCHIVER_ENV,
   DATA_DIRECTORY_MARKER,
   EXIT_CODES,
@@ -105,6 +106,8 @@ export const LAUNCHER_CONSTANTS: Readonly<Record<string, string | number>> = {
   SPOOL_PORT: SPOOL_LAYOUT.port,
   CMD_WAL_PUSH: ARCHIVER_COMMANDS.walPush,
   CMD_WAL_FETCH: ARCHIVER_COMMANDS.walFetch,
+  CMD_DAEMON: ARCHIVER_COMMANDS.daemon,
+  DAEMON_NODE_FLAGS: DAEMON_NODE_FLAGS.join(' '),
   OP_PUSH: REQUEST_OPS.push,
   OP_FETCH: REQUEST_OPS.fetch,
   ANSWER_WAIT: ANSWERS.wait,
@@ -130,8 +133,9 @@ export function fillLauncher(template: string, name: string, constants: Readonly
     if (!(key in constants)) throw new Error(`${name}: @@${key}@@ has no value in LAUNCHER_CONSTANTS (archiver/scripts/build.ts)`);
     used.add(key);
     const value = String(constants[key]);
-    // Values are spliced into shell code unquoted: only names and numbers may be.
-    if (!/^[A-Za-z0-9_./-]+$/.test(value)) throw new Error(`${name}: the value of @@${key}@@ (${JSON.stringify(value)}) is not safe unquoted in a shell script`);
+    // Values are spliced into shell code unquoted: only names, numbers and --flag=value may be
+    // ('=' after the command word is an argument, not an assignment).
+    if (!/^[A-Za-z0-9_./-]+(=[A-Za-z0-9_./-]+)?$/.test(value)) throw new Error(`${name}: the value of @@${key}@@ (${JSON.stringify(value)}) is not safe unquoted in a shell script`);
     return value;
   });
   if (filled.includes('@@')) throw new Error(`${name}: a malformed @@placeholder@@ is left`);

@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT_CODES, pushedMarker, spoolOwner } from '../../contract';
+import { DAEMON_NODE_FLAGS, EXIT_CODES, pushedMarker, spoolOwner } from '../../contract';
 import {
   LAUNCHER,
   daemonProcesses,
@@ -177,6 +177,17 @@ describe('background archivers started by calls (ARCHIVER_DAEMON=on)', () => {
     expect(stopped.status).toBe(0);
     expect(stopped.stdout).toMatch(/^stopped the background archiver \(pid \d+\) of the spool /);
     expect(daemonProcesses(env.ARCHIVER_SPOOL)).toStrictEqual([]);
+  });
+
+  it('run with the daemon\'s V8 settings (contract DAEMON_NODE_FLAGS), as the sidecar started by `archiver daemon` does', async () => {
+    const argvOf = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(runArchiver(['wal-push', relative(pg.addReady(name(1), makeSegment(SYSID, 1, SIZE)))], env, pg.dataDir).status).toBe(0);
+    const [started] = daemonProcesses(env.ARCHIVER_SPOOL);
+    expect(argvOf(started).slice(1, 1 + DAEMON_NODE_FLAGS.length)).toStrictEqual([...DAEMON_NODE_FLAGS]);
+    expect(runArchiver(['stop'], env).status).toBe(0);
+    const sidecar = await startSidecar([LAUNCHER, 'daemon'], env, { logFile: path.join(base, 'sidecar.log'), cwd: base });
+    children.push(sidecar);
+    expect(argvOf(sidecar.pid!).slice(1, 1 + DAEMON_NODE_FLAGS.length)).toStrictEqual([...DAEMON_NODE_FLAGS]);
   });
 
   it('stop when the PostgreSQL server they were started for stops', async () => {

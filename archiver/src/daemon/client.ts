@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { ARCHIVER_COMMANDS, DAEMON_NODE_FLAGS } from '../../../contract';
 import { ArchiverConfig } from '../config';
 import { DaemonLostError, DaemonUnavailableError, reviveError } from '../errors';
 import { Spool } from '../spool';
@@ -137,7 +138,7 @@ export async function requestDaemon(config: ArchiverConfig & { spool: string }, 
  */
 function startDaemon(config: ArchiverConfig): void {
   const stderr = config.daemonLog ? fs.openSync(config.daemonLog, 'a') : 'inherit';
-  const child = spawn(process.execPath, [process.argv[1], 'daemon'], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, process.argv[1], ARCHIVER_COMMANDS.daemon], {
     detached: true,
     stdio: ['ignore', 'ignore', stderr],
     cwd: process.cwd(),

@@ -44,6 +44,19 @@ export function archiverLauncher(installDir: string = ARCHIVER_INSTALL_DIR): str
   return `${installDir}/${ARCHIVER_TREE.launcher}`;
 }
 
+/**
+ * The V8 setting the background archiver's Node runs with (every way it starts: the pod's
+ * sidecar, archiverDaemonCommand; the launcher's `daemon` command; a call starting one). Its own
+ * heap is small (~11 MB), but every segment it pushes or restores passes through it as a buffer
+ * of megabytes; with V8's default starting limit
+ * the collector ran a full mark-compact about once per segment, and the buffers it freed were
+ * allocated afresh (page faults and zeroing) for the next. Starting the old generation at 64 MB
+ * made them rare: on one archive pushing to s3rver, 41–51 full collections per 48 segments fell
+ * to 1–8 and the CPU per segment from 72–85 to 42–52 ms, peak RSS 263–273 → 277–290 MB (a probe,
+ * 2026-12-01). It is where the collector starts, not a cap: the heap grows and shrinks as before.
+ */
+export const DAEMON_NODE_FLAGS = ['--initial-old-space-size=64'] as const;
+
 /** Node and the CLI bundle of the image's own copy: how the image's containers run a command. */
 function imageCommand(...args: string[]): string[] {
   return [`${ARCHIVER_IMAGE_HOME}/${ARCHIVER_TREE.node}`, `${ARCHIVER_IMAGE_HOME}/${ARCHIVER_TREE.bundle}`, ...args];
@@ -56,7 +69,8 @@ export function archiverInstallCommand(installDir: string = ARCHIVER_INSTALL_DIR
 
 /** The `archiver` sidecar's command: the background archiver, in the foreground, from the image. */
 export function archiverDaemonCommand(): string[] {
-  return imageCommand(ARCHIVER_COMMANDS.daemon);
+  // Node itself, as imageCommand, with the background archiver's V8 settings (DAEMON_NODE_FLAGS).
+  return [`${ARCHIVER_IMAGE_HOME}/${ARCHIVER_TREE.node}`, ...DAEMON_NODE_FLAGS, `${ARCHIVER_IMAGE_HOME}/${ARCHIVER_TREE.bundle}`, ARCHIVER_COMMANDS.daemon];
 }
 
 /** Any other archiver command run from the image (a Job's, say), e.g. `archiverImageCommand('check', '--storage')`. */
@@ -76,15 +90,3 @@ export function renderArchiveCommand(installDir: string = ARCHIVER_INSTALL_DIR):
 export function renderRestoreCommand(installDir: string = ARCHIVER_INSTALL_DIR): string {
   return `${archiverLauncher(installDir)} ${ARCHIVER_COMMANDS.walFetch} %f %p`;
 }
-
-/**
- * The V8 setting the background archiver's Node runs with (both ways it starts: the launcher's
- * `daemon` command, and a call starting one). Its own heap is small (~11 MB), but every segment it
- * pushes or restores passes through it as a buffer of megabytes; with V8's default starting limit
- * the collector ran a full mark-compact about once per segment, and the buffers it freed were
- * allocated afresh (page faults and zeroing) for the next. Starting the old generation at 64 MB
- * made them rare: on one archive pushing to s3rver, 41–51 full collections per 48 segments fell
- * to 1–8 and the CPU per segment from 72–85 to 42–52 ms, peak RSS 263–273 → 277–290 MB (a probe,
- * 2026-12-01). It is where the collector starts, not a cap: the heap grows and shrinks as before.
- */
-export const DAEMON_NODE_FLAGS = ['--initial-old-space-size=64'] as const;

@@ -139,8 +139,7 @@ export function fromBuild(file: string): string {
 
 /** The `archiver` sidecar's rendered command, run from the build. */
 export function sidecarCommand(statefulSet: KubeObject): string[] {
-  const [node, bundle, ...args] = container(statefulSet, 'archiver').command;
-  return [fromBuild(node), fromBuild(bundle), ...args];
+  return (container(statefulSet, 'archiver').command as string[]).map((arg) => (arg.startsWith(`${ARCHIVER_IMAGE_HOME}/`) ? fromBuild(arg) : arg));
 }
 
 /** Replaces `from` in `text`, failing when it is not there (the rendering changed: update the test). */

@@ -6,6 +6,7 @@
 import { Duration } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
 import { CLAIM_TEMPLATE_SIZE, checkDataVolume, dataVolumeClaimName } from '../../constructs';
+import { DAEMON_NODE_FLAGS } from '../../contract';
 import { collectValidationErrors } from '../../scripts/synthesize';
 import { container, databaseChart, envOf, find, postgresContainer, seedProps, synth, synthDatabase, TEST_ARCHIVER_IMAGE } from './fixtures';
 
@@ -62,7 +63,7 @@ describe('PostgresStatefulSet, given the seed example', () => {
     expect(containers.map((c: any) => c.name)).toStrictEqual(['postgres', 'archiver']);
     const sidecar = containers[1];
     expect(sidecar.image).toBe(TEST_ARCHIVER_IMAGE);
-    expect(sidecar.command).toStrictEqual(['/archiver/bin/node', '/archiver/lib/archiver.cjs', 'daemon']);
+    expect(sidecar.command).toStrictEqual(['/archiver/bin/node', ...DAEMON_NODE_FLAGS, '/archiver/lib/archiver.cjs', 'daemon']);
     const { ARCHIVER_DAEMON_IDLE_SECONDS, POD_NAME: sidecarPodName, PGHOST, PGUSER, ARCHIVER_BACKUP_AT_READY, ARCHIVER_BACKUP_FROM, ARCHIVER_METRICS_PORT, PGDATA: sidecarPgdata, ARCHIVER_ROLE_LABEL, ARCHIVER_CONFIG_DIR, ...sidecarEnv } = envOf(sidecar);
     const { ARCHIVER_DAEMON, ARCHIVER_BOOTSTRAP, POD_NAME, PGDATA, POSTGRES_USER, POSTGRES_PASSWORD_FILE, ...archiverEnv } = envOf(postgres);
     const { ARCHIVER_SUPERUSER_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSWORD_FILE, ARCHIVER_REPLICATION_PASSFILE, ...sidecarArchiverEnv } = sidecarEnv;

@@ -107,6 +107,7 @@ export const LAUNCHER_CONSTANTS: Readonly<Record<string, string | number>> = {
   CMD_WAL_PUSH: ARCHIVER_COMMANDS.walPush,
   CMD_WAL_FETCH: ARCHIVER_COMMANDS.walFetch,
   CMD_DAEMON: ARCHIVER_COMMANDS.daemon,
+  // One flag today; a second would be spliced with a space, which the safety check below refuses.
   DAEMON_NODE_FLAGS: DAEMON_NODE_FLAGS.join(' '),
   OP_PUSH: REQUEST_OPS.push,
   OP_FETCH: REQUEST_OPS.fetch,

@@ -28,14 +28,16 @@ parentPort!.on('message', async (request: WorkerRequest) => {
       const body = ownBuffer(encoded.body);
       transfer.push(body.buffer as ArrayBuffer);
       response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) } };
-    } else if (request.destination !== undefined) {
-      const data = await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs);
-      await writeFileAtomically(request.destination, data, false);
-      response = { id: request.id, ok: true, written: data.length };
     } else {
-      const data = ownBuffer(await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs));
-      transfer.push(data.buffer as ArrayBuffer);
-      response = { id: request.id, ok: true, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+      const decoded = await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs);
+      if (request.destination !== undefined) {
+        await writeFileAtomically(request.destination, decoded, false);
+        response = { id: request.id, ok: true, written: decoded.length };
+      } else {
+        const data = ownBuffer(decoded);
+        transfer.push(data.buffer as ArrayBuffer);
+        response = { id: request.id, ok: true, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+      }
     }
   } catch (error) {
     const e = error as Error;

@@ -23,6 +23,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readConfig } from '../archiver/src/config';
+import { SPOOL_LAYOUT, spoolOwner } from '../contract';
 import { PostgresCluster, postgresUser } from '../testkit/postgres';
 import { killMentioning, Scratch } from '../testkit/processes';
 import { S3Server, startS3Server } from '../testkit/s3-server';
@@ -102,10 +103,14 @@ interface Source {
   readonly note?: string;
   /** Unavailable tool: the reason. */
   readonly unavailable?: string;
+  /** Every segment copied into pg_wal before the start, as for the floor. */
+  readonly prefill?: boolean;
   /** restore_command for a cluster whose data directory is `dataDir`. */
   readonly restoreCommand: (dataDir: string, port: number, socketDir: string) => string;
   /** Environment of the postmaster (and so of restore_command). */
   readonly env: () => Record<string, string>;
+  /** After `start`, before PostgreSQL starts: fills the spool (the hit-path row). */
+  readonly prepare?: (env: Record<string, string>) => void;
   /** Before PostgreSQL starts (our sidecar); returns the postmaster's environment. */
   readonly start?: (env: Record<string, string>) => Promise<Record<string, string>>;
   /** After each use (stop daemons). */
@@ -200,6 +205,11 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
     source.stop();
     const archived = fs.readdirSync(cpDir).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startSegment).sort();
     const sources: Source[] = [
+      // What archive recovery itself costs over the floor's crash recovery, with a restore_command
+      // that costs only its call: PostgreSQL forks for it before every segment, finds nothing,
+      // reads the segment from pg_wal, and at the end switches to a new timeline. No
+      // restore_command that fetches anything can be faster than this row.
+      { label: 'false, every segment already in pg_wal (archive recovery, a call that fetches nothing)', prefill: true, restoreCommand: () => 'false', env: () => ({}) },
       { label: 'cp DIR/%f %p', restoreCommand: () => `cp ${cpDir}/%f %p`, env: () => ({}) },
       {
         label: 'pgBackRest archive-get async, 2 processes, posix lz4',
@@ -228,10 +238,33 @@ async function buildArchives(scratch: Scratch, archiver: PreparedArchiver, s3: S
         });
       }
     }
+    // Our launcher's call when the prefetch is ahead of every call (dash, then mv from the spool),
+    // with the sidecar running but idle: how close our restore_command can come to the `false`
+    // row when fetching costs the replay nothing. Information beside the default rows.
+    sources.push({
+      label: 'our archiver, local, every segment already in the spool (the launcher\'s hit path alone)',
+      restoreCommand: () => archiver.restoreCommand,
+      env: () => archiverEnv({ repository: oursRepo('local'), stateDir: scratch.mkdir(`restore-ours-hits-${Date.now()}`) }),
+      start: (env) => startSidecar(archiver, env),
+      prepare: (env) => fillSpool(env, archived, cpDir),
+      after: (env) => stopArchiverDaemon(archiver, env),
+    });
     return { backup, segments: archived, cpDir, sources, notes, s3, s3Watch };
   } finally {
     for (const env of pushEnvs) stopArchiverDaemon(archiver, env);
   }
+}
+
+/** Every segment of `names`, plain from `cpDir`, as the prefetcher leaves it in the spool of `env`. */
+function fillSpool(env: Record<string, string>, names: readonly string[], cpDir: string): void {
+  const spool = env.ARCHIVER_SPOOL;
+  const { uid, gid } = postgresUser();
+  const give = (file: string) => fs.chownSync(file, uid, gid);
+  fs.mkdirSync(path.join(spool, SPOOL_LAYOUT.prefetch), { recursive: true });
+  fs.writeFileSync(path.join(spool, SPOOL_LAYOUT.owner), `${spoolOwner(env.ARCHIVER_REPOSITORY, env.ARCHIVER_S3_ENDPOINT)}\n`);
+  fs.writeFileSync(path.join(spool, SPOOL_LAYOUT.boot), `${fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}\n`);
+  for (const name of names) fs.copyFileSync(path.join(cpDir, name), path.join(spool, SPOOL_LAYOUT.prefetch, name));
+  for (const file of [spool, path.join(spool, SPOOL_LAYOUT.prefetch), path.join(spool, SPOOL_LAYOUT.owner), path.join(spool, SPOOL_LAYOUT.boot), ...names.map((n) => path.join(spool, SPOOL_LAYOUT.prefetch, n))]) give(file);
 }
 
 /** Runs `attempt`; when it reads from s3rver, repeated once should the server die during it (S3Watch). */
@@ -260,6 +293,7 @@ async function recover(archives: Archives, source: Source | 'floor'): Promise<{ 
   const env = floor ? {} : source.env();
   // The postmaster's environment: with a sidecar, the calls use it and never start their own.
   const pgEnv = !floor && source.start ? await source.start(env) : env;
+  if (!floor) source.prepare?.(env);
   const cluster = await PostgresCluster.create({
     fromDataDirectory: archives.backup,
     env: pgEnv,
@@ -267,14 +301,16 @@ async function recover(archives: Archives, source: Source | 'floor'): Promise<{ 
   });
   try {
     const { uid, gid } = postgresUser();
-    if (floor) {
-      // PostgreSQL's own replay: every segment already in pg_wal, crash recovery from the backup's checkpoint.
+    if (floor || source.prefill) {
+      // PostgreSQL's own replay: every segment already in pg_wal, crash recovery from the backup's
+      // checkpoint (the floor), or archive recovery reading them there (prefill).
       for (const name of archives.segments) {
         const target = path.join(cluster.dataDir, 'pg_wal', name);
         fs.copyFileSync(path.join(archives.cpDir, name), target);
         fs.chownSync(target, uid, gid);
       }
-    } else {
+    }
+    if (!floor) {
       cluster.configure({ restore_command: `'${source.restoreCommand(cluster.dataDir, cluster.port, cluster.baseDir)}'` });
       const signal = path.join(cluster.dataDir, 'recovery.signal');
       fs.writeFileSync(signal, '');
@@ -423,7 +459,7 @@ async function fetchLoop(archives: Archives, source: Source): Promise<FetchRow> 
 
 async function runFetchLoops(archives: Archives): Promise<FetchRow[]> {
   const rows: FetchRow[] = [];
-  const picks = archives.sources.filter((s) => !s.ours || s.ours.prefetch === 0 || s.ours.prefetch === DEFAULT_PREFETCH);
+  const picks = archives.sources.filter((s) => !s.prefill && !s.prepare && (!s.ours || s.ours.prefetch === 0 || s.ours.prefetch === DEFAULT_PREFETCH));
   for (const source of picks) {
     if (source.unavailable) {
       rows.push({ restoreCommand: source.label, error: source.unavailable });

@@ -100,7 +100,7 @@ export async function decodeObject(object: Buffer, what: string, codecs: Codecs)
   }
   let data: Buffer;
   try {
-    data = await codecs.get(header.compression).decompress(body);
+    data = await codecs.get(header.compression).decompress(body, expected.size);
   } catch (error) {
     throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
   }

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EXIT_CODES } from '../../contract';
+import { DAEMON_NODE_FLAGS, EXIT_CODES } from '../../contract';
 import { buildArchiver } from '../../archiver/scripts/build';
 import { ROOT, startSidecar as startSidecarProcess } from '../../testkit/archiver';
 import { giveToPostgres, postgresUser } from '../../testkit/postgres';
@@ -107,7 +107,8 @@ export async function startSidecar(archiver: PreparedArchiver, env: Record<strin
   // Owned by postgres: a background archiver a call starts later appends to the same log.
   fs.appendFileSync(env.ARCHIVER_DAEMON_LOG, '');
   giveToPostgres(env.ARCHIVER_DAEMON_LOG);
-  await startSidecarProcess([path.join(bin, 'node'), path.join(bin, '../lib/archiver.cjs'), 'daemon'], { ...POSTGRES_BASE_ENV, ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }, {
+  // As archiverDaemonCommand() has the pod run it: Node with the background archiver's V8 settings.
+  await startSidecarProcess([path.join(bin, 'node'), ...DAEMON_NODE_FLAGS, path.join(bin, '../lib/archiver.cjs'), 'daemon'], { ...POSTGRES_BASE_ENV, ...env, ARCHIVER_DAEMON_IDLE_SECONDS: '0' }, {
     logFile: env.ARCHIVER_DAEMON_LOG,
     cwd: path.dirname(env.ARCHIVER_SPOOL),
     ...postgresUser(),

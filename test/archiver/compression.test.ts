@@ -50,6 +50,8 @@ describe.each(COMPRESSION_NAMES)('%s codec', (name) => {
     const data = samples[sample];
     const compressed = await codec.compress(data);
     expect((await codec.decompress(compressed)).equals(data)).toBe(true);
+    // Told the size recorded with the object, as a WAL fetch tells it.
+    expect((await codec.decompress(compressed, data.length)).equals(data)).toBe(true);
   });
 
   it(`round-trips a 16 MiB WAL segment (${SEGMENT_SOURCE})`, async () => {
@@ -111,6 +113,7 @@ describe.each(COMPRESSION_NAMES)('%s codec', (name) => {
     it.each(cases)('fails for %s', async (_label, corrupt) => {
       const bad = corrupt(await codec.compress(segment));
       await expectDecompressionError(codec.decompress(bad), name);
+      await expectDecompressionError(codec.decompress(bad, segment.length), name);
       await expectDecompressionError(throughStream(codec.decompressStream(), bad, 65_536), name);
     });
 
@@ -178,6 +181,39 @@ describe('frames', () => {
     await pipeline(Readable.from([compressed.subarray(0, 1000), compressed.subarray(1000)]), codec.decompressStream(), sink);
     expect(Buffer.concat(chunks).equals(segment)).toBe(true);
     expect(chunks.map((chunk) => chunk.length)).toStrictEqual(Array(SEGMENT_SIZE / DECOMPRESS_STREAM_CHUNK).fill(DECOMPRESS_STREAM_CHUNK));
+  });
+
+  describe('zstd told the recorded size (a WAL object: frames written chunk by chunk carry no content size)', () => {
+    const chunked = (data: Buffer) => {
+      const compressor = loadCodec('zstd').chunkCompressor!(data.length);
+      for (let at = 0; at < data.length; at += 65_536) compressor.push(data.subarray(at, at + 65_536), at + 65_536 >= data.length);
+      return Buffer.from(compressor.output());
+    };
+
+    it('decodes a chunked frame into one buffer of exactly that size, no copy of a larger one', async () => {
+      const restored = await loadCodec('zstd').decompress(chunked(segment), segment.length);
+      expect(restored.equals(segment)).toBe(true);
+      expect(restored.buffer.byteLength).toBe(segment.length);
+    });
+
+    it('decodes every one of concatenated frames', async () => {
+      const joined = Buffer.concat([chunked(segment.subarray(0, 1_000_000)), chunked(samples.random)]);
+      const expected = Buffer.concat([segment.subarray(0, 1_000_000), samples.random]);
+      expect((await loadCodec('zstd').decompress(joined, expected.length)).equals(expected)).toBe(true);
+    });
+
+    it('fails when the frame holds more than the recorded size, and returns short output for the caller to refuse', async () => {
+      const codec = loadCodec('zstd');
+      await expectDecompressionError(codec.decompress(chunked(segment), segment.length - 1), 'zstd');
+      expect(await codec.decompress(chunked(segment.subarray(0, 4096)), segment.length)).toHaveLength(4096);
+      // A failure leaves nothing behind for the next call.
+      expect((await codec.decompress(chunked(segment), segment.length)).equals(segment)).toBe(true);
+    });
+
+    it('fails for a chunked frame cut short', async () => {
+      const frame = chunked(segment);
+      await expectDecompressionError(loadCodec('zstd').decompress(frame.subarray(0, frame.length >> 1), segment.length), 'zstd');
+    });
   });
 
   it('zstd with workers writes the same format', async () => {

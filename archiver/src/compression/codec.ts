@@ -61,7 +61,13 @@ export interface Codec {
   /** The level in use, or `undefined` for codecs without levels. */
   readonly level: number | undefined;
   compress(data: Buffer): Promise<Buffer>;
-  decompress(data: Buffer): Promise<Buffer>;
+  /**
+   * `expectedSize`: the size recorded with the object (its envelope's). A codec may decompress
+   * straight into one buffer of that size (zstd does: frames written chunk by chunk carry no
+   * content size, and without one zstd-napi grows a list of buffers and copies them together);
+   * output of any other size still comes back, or fails, for the caller's check to report.
+   */
+  decompress(data: Buffer, expectedSize?: number): Promise<Buffer>;
   compressStream(): Transform;
   decompressStream(): Transform;
   /**

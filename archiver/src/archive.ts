@@ -119,15 +119,20 @@ export class Archive {
     // of compressing it again for nothing.
     if (await this.exists(name)) return this.compareExisting(name, file);
     const encoded = await this.encode(file);
-    await this.checkIdentity(encoded.segmentHeader, file);
+    const storedBytes = encoded.body.length;
     try {
+      await this.checkIdentity(encoded.segmentHeader, file);
       await this.storage.put(walKey(name), encoded.body, { ifAbsent: true });
     } catch (error) {
       if (error instanceof ObjectExistsError) return this.compareExisting(name, file);
       throw error;
+    } finally {
+      // The put has settled (the storage wrapper waits for each attempt to end): nothing reads
+      // the body any more, and its memory goes back to the workers for the next segment.
+      this.pool?.recycle(encoded.body);
     }
     this.listings.get(listingGroup(name))?.names.add(name);
-    return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
+    return { name, status: 'stored', bytes: encoded.size, storedBytes };
   }
 
   /**
@@ -159,9 +164,14 @@ export class Archive {
   /** Overwrites the damaged object under `name` with the local file, whose identity was checked. */
   private async replaceDamaged(name: string, file: string, damage: CorruptObjectError): Promise<PushResult> {
     const encoded = await this.encode(file);
-    await this.storage.put(walKey(name), encoded.body);
+    const storedBytes = encoded.body.length;
+    try {
+      await this.storage.put(walKey(name), encoded.body);
+    } finally {
+      this.pool?.recycle(encoded.body);
+    }
     this.log.warn('replaced a damaged object with the local file', { wal: name, location: this.location, damage: damage.message });
-    return { name, status: 'stored', bytes: encoded.size, storedBytes: encoded.body.length };
+    return { name, status: 'stored', bytes: encoded.size, storedBytes };
   }
 
   /**

@@ -40,20 +40,27 @@ export class Codecs {
 /** Chunks small enough to stay in the CPU cache between the checksum and the compressor. */
 const CHUNK_SIZE = 128 * 1024;
 
-export async function encodeWalFile(file: string, codec: Codec): Promise<EncodedFile> {
-  if (codec.chunkCompressor) return encodeInChunks(file, codec);
+/** Memory for an object's body: `size` bytes, contents undefined. */
+export type Allocate = (size: number) => Buffer;
+
+/**
+ * Reads, hashes and compresses the WAL file at `file` into an archived object, whose body is
+ * taken from `allocate` (a worker hands in reused memory: spare-buffers.ts).
+ */
+export async function encodeWalFile(file: string, codec: Codec, allocate: Allocate = Buffer.allocUnsafe): Promise<EncodedFile> {
+  if (codec.chunkCompressor) return encodeInChunks(file, codec, allocate);
   const data = await fs.readFile(file);
   const segmentHeader = segmentHeaderOf(path.basename(file), data);
   const digest = checksum(data);
   const compressed = await codec.compress(data);
-  const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
+  const body = allocate(HEADER_SIZE + compressed.length);
   encodeHeader({ compression: codec.name, size: data.length, checksum: digest }).copy(body, 0);
   compressed.copy(body, HEADER_SIZE);
   return { size: data.length, checksum: digest, segmentHeader, body };
 }
 
 /** encodeWalFile for codecs with a chunk compressor: one pass over the file, in cache-sized chunks. */
-function encodeInChunks(file: string, codec: Codec): EncodedFile {
+function encodeInChunks(file: string, codec: Codec, allocate: Allocate): EncodedFile {
   const fd = fsSync.openSync(file, 'r');
   try {
     const size = fsSync.fstatSync(fd).size;
@@ -74,7 +81,7 @@ function encodeInChunks(file: string, codec: Codec): EncodedFile {
     }
     const segmentHeader = first ? segmentHeaderOf(path.basename(file), first) : undefined;
     const compressed = compressor.output();
-    const body = Buffer.allocUnsafe(HEADER_SIZE + compressed.length);
+    const body = allocate(HEADER_SIZE + compressed.length);
     const digest = formatChecksum(crc);
     encodeHeader({ compression: codec.name, size: total, checksum: digest }).copy(body, 0);
     compressed.copy(body, HEADER_SIZE);

@@ -13,7 +13,9 @@ import { reviveError } from './errors';
 
 export type WorkerRequest =
   | { readonly id: number; readonly op: 'encode'; readonly file: string; readonly compression: string; readonly level?: number }
-  | { readonly id: number; readonly op: 'decode'; readonly object: Uint8Array; readonly what: string; readonly destination?: string };
+  | { readonly id: number; readonly op: 'decode'; readonly object: Uint8Array; readonly what: string; readonly destination?: string }
+  /** Memory of an encoded object, given back once stored (spare-buffers.ts); not answered. */
+  | { readonly id: number; readonly op: 'recycle'; readonly memory: ArrayBuffer };
 
 export type WorkerResponse =
   | { readonly id: number; readonly ok: true; readonly encoded?: Omit<EncodedFile, 'body'> & { body: Uint8Array }; readonly data?: Uint8Array; readonly written?: number }
@@ -41,6 +43,9 @@ export class WorkerPool {
   private readonly queue: { request: WorkerRequest; transfer: ArrayBuffer[] }[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  /** The memory of the bodies encode() handed out: only that is ever given back to a worker. */
+  private readonly handedOut = new WeakSet<ArrayBuffer>();
+  private nextRecycler = 0;
 
   constructor(
     private readonly script: string,
@@ -52,7 +57,21 @@ export class WorkerPool {
   async encode(file: string): Promise<EncodedFile> {
     const response = await this.run({ id: 0, op: 'encode', file, compression: this.compression, level: this.level }, []);
     const encoded = response.encoded!;
+    this.handedOut.add(encoded.body.buffer as ArrayBuffer);
     return { ...encoded, body: Buffer.from(encoded.body.buffer, encoded.body.byteOffset, encoded.body.byteLength) };
+  }
+
+  /**
+   * Gives the memory of `body`, a body encode() returned, back to a worker for a later encode
+   * (spare-buffers.ts says why). For a caller done with it: `body` is empty afterwards, and any
+   * view of its memory too (the transfer detaches it). Anything else is left alone.
+   */
+  recycle(body: Buffer): void {
+    const memory = body.buffer as ArrayBuffer;
+    if (!this.handedOut.has(memory) || this.slots.length === 0) return;
+    this.handedOut.delete(memory);
+    const slot = this.slots[this.nextRecycler++ % this.slots.length];
+    slot.worker.postMessage({ id: 0, op: 'recycle', memory } satisfies WorkerRequest, [memory]);
   }
 
   /**

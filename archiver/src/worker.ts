@@ -1,11 +1,25 @@
 /** A worker thread of the pool (worker-pool.ts): encodes WAL files and decodes archived objects for the main thread. */
 import { parentPort } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
+import { SpareBuffers } from './spare-buffers';
 import { Codecs, decodeObject, encodeWalFile } from './wal-object';
 import { writeFileAtomically } from './write-file-atomically';
 import type { WorkerRequest, WorkerResponse } from './worker-pool';
 
 const codecs = new Codecs();
+
+/**
+ * Encoded objects' memory, given back by the main thread once stored (spare-buffers.ts). A few
+ * per worker cover a backlog (the pool's other objects are in flight); an idle archiver lets
+ * them go rather than hold megabytes for nothing.
+ */
+const spares = new SpareBuffers(3, 1 << 20);
+const SPARES_IDLE_MS = 30_000;
+let sparesTimer: NodeJS.Timeout | undefined;
+function sparesUsed(): void {
+  if (sparesTimer) sparesTimer.refresh();
+  else sparesTimer = setTimeout(() => spares.clear(), SPARES_IDLE_MS).unref();
+}
 
 /**
  * `buffer` backed by an ArrayBuffer of its own, which can be transferred instead of copied. Small
@@ -20,14 +34,20 @@ function ownBuffer(buffer: Buffer): Buffer {
 }
 
 parentPort!.on('message', async (request: WorkerRequest) => {
+  if (request.op === 'recycle') {
+    spares.give(request.memory);
+    sparesUsed();
+    return; // nobody waits for an answer
+  }
   let response: WorkerResponse;
   const transfer: ArrayBuffer[] = [];
   try {
     if (request.op === 'encode') {
-      const encoded = await encodeWalFile(request.file, codecs.get(request.compression as CompressionName, request.level));
-      const body = ownBuffer(encoded.body);
-      transfer.push(body.buffer as ArrayBuffer);
-      response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) } };
+      // The body at offset 0 of memory of its own: it moves to the main thread without a copy.
+      const encoded = await encodeWalFile(request.file, codecs.get(request.compression as CompressionName, request.level), (size) => spares.take(size));
+      sparesUsed();
+      transfer.push(encoded.body.buffer as ArrayBuffer);
+      response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(encoded.body.buffer, 0, encoded.body.byteLength) } };
     } else {
       const decoded = await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs);
       if (request.destination !== undefined) {

@@ -8,14 +8,15 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Archive } from '../../archiver/src/archive';
 import { Codecs, encodeWalFile } from '../../archiver/src/wal-object';
 import { COMPRESSION_NAMES, CompressionName } from '../../archiver/src/compression';
 import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UnsupportedObjectError, WalNotFoundError } from '../../archiver/src/errors';
 import { openStorage } from '../../archiver/src/storage/open';
 import { Storage, StorageOptions } from '../../archiver/src/storage/storage';
-import { fakeDataDirectory, makeSegment } from '../../testkit/archiver';
+import { WorkerPool } from '../../archiver/src/worker-pool';
+import { ROOT, fakeDataDirectory, makeSegment } from '../../testkit/archiver';
 import { capturingLogger, startTinyS3Server } from '../../testkit/doubles';
 import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
@@ -103,6 +104,31 @@ describe('Archive (local backend)', () => {
     expect(failure).toBeInstanceOf(ForeignArchiveError);
     expect((failure as Error).message).toContain(`belongs to another database cluster (system identifier ${SYSID}); this cluster is ${OTHER_SYSID}`);
     expect(fs.existsSync(objectPath(NAME_2))).toBe(false);
+  });
+
+  it('with a worker pool, gives each encoded object\'s memory back to the pool once its put has settled, stored or refused', async () => {
+    const base = fs.mkdtempSync(path.join(scratch, `case-${++cases}-`));
+    const repo = path.join(base, 'repo');
+    const pool = new WorkerPool(path.join(ROOT, 'archiver/dist/lib/worker.cjs'), 2, 'zstd', undefined);
+    const archive = new Archive({ storage: await openStorage({ kind: 'local', root: repo }), compression: 'zstd', log: capturingLogger().log, pool });
+    archives.push(archive);
+    const recycled = vi.spyOn(pool, 'recycle');
+    const pg = fakeDataDirectory(base);
+    const segments = [1, 2, 3].map((i) => makeSegment(SYSID, i, SEGMENT_SIZE));
+    for (const [i, segment] of segments.entries()) {
+      expect(await archive.push(pg.addReady(`00000001000000000000000${i + 1}`, segment))).toMatchObject({ status: 'stored', bytes: SEGMENT_SIZE });
+    }
+    expect(recycled).toHaveBeenCalledTimes(3);
+    // Each body went to a worker (its memory detached here): nothing of it is left to read.
+    for (const [body] of recycled.mock.calls) expect(body.length).toBe(0);
+    for (const [i, segment] of segments.entries()) {
+      const destination = path.join(base, `restored-${i}`);
+      await archive.fetch(`00000001000000000000000${i + 1}`, destination);
+      expect(fs.readFileSync(destination).equals(segment)).toBe(true);
+    }
+    // Refused (a segment of another cluster): the memory goes back all the same.
+    await expect(archive.push(pg.addReady('000000010000000000000004', makeSegment(OTHER_SYSID, 4, SEGMENT_SIZE)))).rejects.toThrow(ForeignArchiveError);
+    expect(recycled).toHaveBeenCalledTimes(4);
   });
 
   describe('files without a segment header take the system identifier from pg_control', () => {

@@ -91,4 +91,41 @@ describe('the codec pool', () => {
     expect((await pool.decode(view, 'wal/00000001000000000000000B', true)).equals(data)).toBe(true);
     expect(view.equals(encoded)).toBe(true);
   });
+
+  it('takes back the memory of a body it encoded once the caller is done with it (recycle), and encodes the next files exactly as before', async () => {
+    const files = [12, 13, 14, 15].map((segment) => {
+      const file = path.join(scratch, `0000000100000000000000${segment.toString(16).toUpperCase().padStart(2, '0')}`);
+      fs.writeFileSync(file, makeSegment(5n, segment, 2 << 20));
+      return file;
+    });
+    const inline = new Codecs().get('zstd');
+    // Several rounds, so that later encodes land in memory earlier bodies gave back.
+    for (let round = 0; round < 3; round++) {
+      for (const file of files) {
+        const body = (await pool.encode(file)).body;
+        expect(body.equals((await encodeWalFile(file, inline)).body)).toBe(true);
+        expect((await decodeObject(body, file, new Codecs())).equals(fs.readFileSync(file))).toBe(true);
+        const memory = body.buffer;
+        pool.recycle(body);
+        // Moved to a worker: neither the body nor any view of its memory can read or write it now.
+        expect(body.length).toBe(0);
+        expect(memory.byteLength).toBe(0);
+        pool.recycle(body); // a second time: nothing to give
+      }
+    }
+  });
+
+  it('leaves alone what it did not hand out: a Buffer of Node\'s shared pool, a copy of a body', async () => {
+    const small = Buffer.from('a history file\n');
+    expect(small.buffer.byteLength).toBeGreaterThan(small.length); // a slice of Node's pool
+    pool.recycle(small);
+    expect(small.toString()).toBe('a history file\n');
+    expect(Buffer.from('still usable').toString()).toBe('still usable');
+    const file = path.join(scratch, '000000010000000000000010');
+    fs.writeFileSync(file, makeSegment(5n, 16, 1 << 20));
+    const copy = Buffer.from((await pool.encode(file)).body);
+    const length = copy.length;
+    pool.recycle(copy);
+    expect(copy.length).toBe(length);
+  });
 });

@@ -94,9 +94,10 @@ function encodeInChunks(file: string, codec: Codec, allocate: Allocate): Encoded
 /**
  * Decodes an archived object and verifies the original's size and checksum; `what` names it in
  * errors. This check is the only protection for codecs without a checksum of their own (none,
- * brotli): never skip it.
+ * brotli): never skip it. `allocate`, where the codec lets it choose, gives the decompressed
+ * bytes their memory (Codec.decompress).
  */
-export async function decodeObject(object: Buffer, what: string, codecs: Codecs): Promise<Buffer> {
+export async function decodeObject(object: Buffer, what: string, codecs: Codecs, allocate?: Allocate): Promise<Buffer> {
   const header = decodeHeader(object, what);
   if (header.unchecked) throw new UnsupportedObjectError(`${what} carries no checksum of its own (a base backup's part, framed for its manifest's checksums): it is not a WAL object`);
   let body = object.subarray(HEADER_SIZE);
@@ -107,7 +108,7 @@ export async function decodeObject(object: Buffer, what: string, codecs: Codecs)
   }
   let data: Buffer;
   try {
-    data = await codecs.get(header.compression).decompress(body, expected.size);
+    data = await codecs.get(header.compression).decompress(body, expected.size, allocate);
   } catch (error) {
     throw new CorruptObjectError(`${what} cannot be decompressed (${header.compression}): ${(error as Error).message}`);
   }

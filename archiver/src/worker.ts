@@ -1,7 +1,7 @@
 /** A worker thread of the pool (worker-pool.ts): encodes WAL files and decodes archived objects for the main thread. */
 import { parentPort } from 'node:worker_threads';
 import { CompressionName } from './compression/codec';
-import { SpareBuffers } from './spare-buffers';
+import { ScratchBuffer, SpareBuffers } from './spare-buffers';
 import { Codecs, decodeObject, encodeWalFile } from './wal-object';
 import { writeFileAtomically } from './write-file-atomically';
 import type { WorkerRequest, WorkerResponse } from './worker-pool';
@@ -14,11 +14,17 @@ const codecs = new Codecs();
  * them go rather than hold megabytes for nothing.
  */
 const spares = new SpareBuffers(3, 1 << 20);
+/** A restored segment's memory, from its decompression until it is written out (decode to a file). */
+const scratch = new ScratchBuffer();
 const SPARES_IDLE_MS = 30_000;
 let sparesTimer: NodeJS.Timeout | undefined;
 function sparesUsed(): void {
   if (sparesTimer) sparesTimer.refresh();
-  else sparesTimer = setTimeout(() => spares.clear(), SPARES_IDLE_MS).unref();
+  else
+    sparesTimer = setTimeout(() => {
+      spares.clear();
+      scratch.clear();
+    }, SPARES_IDLE_MS).unref();
 }
 
 /**
@@ -49,11 +55,19 @@ parentPort!.on('message', async (request: WorkerRequest) => {
       transfer.push(encoded.body.buffer as ArrayBuffer);
       response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(encoded.body.buffer, 0, encoded.body.byteLength) } };
     } else {
-      const decoded = await decodeObject(Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength), request.what, codecs);
-      if (request.destination !== undefined) {
-        await writeFileAtomically(request.destination, decoded, false);
-        response = { id: request.id, ok: true, written: decoded.length };
+      const object = Buffer.from(request.object.buffer, request.object.byteOffset, request.object.byteLength);
+      const destination = request.destination;
+      if (destination !== undefined) {
+        // Written out before the next task: the restored bytes may live in reused memory.
+        const written = await scratch.lend(async (allocate) => {
+          const decoded = await decodeObject(object, request.what, codecs, allocate);
+          await writeFileAtomically(destination, decoded, false);
+          return decoded.length;
+        });
+        sparesUsed();
+        response = { id: request.id, ok: true, written };
       } else {
+        const decoded = await decodeObject(object, request.what, codecs);
         const data = ownBuffer(decoded);
         transfer.push(data.buffer as ArrayBuffer);
         response = { id: request.id, ok: true, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };

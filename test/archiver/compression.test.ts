@@ -151,6 +151,26 @@ describe('frames', () => {
     await expect(codec.decompress(damaged)).rejects.toThrow();
   });
 
+  it('zstd decompresses into the memory the caller hands in when the size is known, and into its own when it is not', async () => {
+    const codec = loadCodec('zstd');
+    const compressed = await codec.compress(segment);
+    const memory = Buffer.alloc(segment.length + 100);
+    const asked: number[] = [];
+    const restored = await codec.decompress(compressed, segment.length, (size) => {
+      asked.push(size);
+      return memory.subarray(0, size);
+    });
+    expect(asked).toEqual([segment.length]);
+    expect(restored.buffer).toBe(memory.buffer);
+    expect(restored.equals(segment)).toBe(true);
+    expect(memory.subarray(0, segment.length).equals(segment)).toBe(true);
+    // Without a recorded size there is no size to allocate: the codec's own memory.
+    const unsized = await codec.decompress(compressed, undefined, () => {
+      throw new Error('not asked without a size');
+    });
+    expect(unsized.equals(segment)).toBe(true);
+  });
+
   it('lz4 output is an LZ4 frame (not a raw block) with a content checksum', async () => {
     const frame = await loadCodec('lz4').compress(samples.random);
     expect(frame.readUInt32LE(0)).toBe(0x184d2204);

@@ -1,6 +1,6 @@
 /** The memory a worker reuses for encoded objects once the main thread gives it back. */
 import { describe, expect, it } from 'vitest';
-import { SpareBuffers } from '../../archiver/src/spare-buffers';
+import { ScratchBuffer, SpareBuffers } from '../../archiver/src/spare-buffers';
 
 const MiB = 1 << 20;
 
@@ -48,5 +48,50 @@ describe('SpareBuffers', () => {
     expect(spares.size).toBe(2);
     spares.clear();
     expect(spares.size).toBe(0);
+  });
+});
+
+describe('ScratchBuffer', () => {
+  it('lends the same memory to one loan after another, grown to the largest size asked', async () => {
+    const scratch = new ScratchBuffer();
+    const first = await scratch.lend(async (allocate) => allocate(MiB));
+    const second = await scratch.lend(async (allocate) => allocate(MiB / 2));
+    expect(second.buffer).toBe(first.buffer);
+    expect(second.length).toBe(MiB / 2);
+    const larger = await scratch.lend(async (allocate) => allocate(2 * MiB));
+    expect(larger.length).toBe(2 * MiB);
+    expect(scratch.size).toBe(2 * MiB);
+    expect((await scratch.lend(async (allocate) => allocate(MiB))).buffer).toBe(larger.buffer);
+  });
+
+  it('gives memory of their own to a loan taken while another is out, and to a second allocation within one loan', async () => {
+    const scratch = new ScratchBuffer();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let outer: Buffer | undefined;
+    const first = scratch.lend(async (allocate) => {
+      outer = allocate(MiB);
+      outer.fill(1);
+      await held;
+      return outer;
+    });
+    const inner = await scratch.lend(async (allocate) => allocate(MiB).fill(2));
+    expect(inner.buffer).not.toBe(outer!.buffer);
+    release();
+    expect((await first).every((byte) => byte === 1)).toBe(true);
+    const [a, b] = await scratch.lend(async (allocate) => [allocate(16), allocate(16)]);
+    expect(a.buffer).not.toBe(b.buffer);
+  });
+
+  it('lets its memory go on clear, but not while lent', async () => {
+    const scratch = new ScratchBuffer();
+    await scratch.lend(async (allocate) => allocate(MiB));
+    scratch.clear();
+    expect(scratch.size).toBe(0);
+    await scratch.lend(async (allocate) => {
+      allocate(MiB);
+      scratch.clear();
+      expect(scratch.size).toBe(MiB);
+    });
   });
 });

@@ -73,6 +73,38 @@ describe('the codec pool', () => {
     expect(fs.readdirSync(path.dirname(restored))).toEqual(['RECOVERYXLOG']);
   });
 
+  it('decodes segment after segment to files, at once and in turn, each file exactly its own segment (the workers reuse the memory restored bytes pass through)', async () => {
+    const single = new WorkerPool(WORKER, 1, 'zstd', undefined);
+    try {
+      const segments = [17, 18, 19, 20].map((segment, i) => {
+        const name = `0000000100000000000000${segment.toString(16).toUpperCase()}`;
+        // Sizes differ, so that a shorter segment after a longer one would show stale bytes.
+        const data = makeSegment(5n, segment, (4 - i) << 20);
+        const file = path.join(scratch, name);
+        fs.writeFileSync(file, data);
+        return { name, data, file };
+      });
+      const bodies = await Promise.all(segments.map((s) => single.encode(s.file)));
+      const out = path.join(scratch, 'in-turn');
+      fs.mkdirSync(out);
+      for (let round = 0; round < 2; round++) {
+        for (const [i, s] of segments.entries()) {
+          const destination = path.join(out, `${s.name}.${round}`);
+          expect(await single.decodeToFile(Buffer.from(bodies[i].body), s.name, destination)).toBe(s.data.length);
+          expect(fs.readFileSync(destination).equals(s.data)).toBe(true);
+        }
+      }
+      // All at once on one worker, then on two.
+      for (const target of [single, pool]) {
+        const destinations = segments.map((s) => path.join(out, `${s.name}.together-${target === pool ? 2 : 1}`));
+        await Promise.all(segments.map((s, i) => target.decodeToFile(Buffer.from(bodies[i].body), s.name, destinations[i])));
+        segments.forEach((s, i) => expect(fs.readFileSync(destinations[i]).equals(s.data)).toBe(true));
+      }
+    } finally {
+      await single.close();
+    }
+  });
+
   it('takes the memory of an object the caller is done with (consume), and copies one that shares its memory or is not given up', async () => {
     const file = path.join(scratch, '00000001000000000000000B');
     const data = makeSegment(5n, 11, 1 << 20);

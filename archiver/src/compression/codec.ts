@@ -66,8 +66,10 @@ export interface Codec {
    * straight into one buffer of that size (zstd does: frames written chunk by chunk carry no
    * content size, and without one zstd-napi grows a list of buffers and copies them together);
    * output of any other size still comes back, or fails, for the caller's check to report.
+   * `allocate`: where such a buffer comes from (a worker that writes the result out at once hands
+   * in memory it reuses: spare-buffers.ts); by default, new memory.
    */
-  decompress(data: Buffer, expectedSize?: number): Promise<Buffer>;
+  decompress(data: Buffer, expectedSize?: number, allocate?: (size: number) => Buffer): Promise<Buffer>;
   compressStream(): Transform;
   decompressStream(): Transform;
   /**

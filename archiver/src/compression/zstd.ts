@@ -54,10 +54,10 @@ export class ZstdCodec implements Codec {
     return this.compressor.compress(data);
   }
 
-  public async decompress(data: Buffer, expectedSize?: number): Promise<Buffer> {
+  public async decompress(data: Buffer, expectedSize?: number, allocate: (size: number) => Buffer = Buffer.allocUnsafe): Promise<Buffer> {
     rejectEmpty('zstd', data);
     try {
-      if (expectedSize !== undefined && Number.isSafeInteger(expectedSize) && expectedSize > 0) return this.decompressInto(data, expectedSize);
+      if (expectedSize !== undefined && Number.isSafeInteger(expectedSize) && expectedSize > 0) return this.decompressInto(data, expectedSize, allocate);
       this.decompressor ??= new this.zstd.Decompressor();
       return this.decompressor.decompress(data);
     } catch (error) {
@@ -75,12 +75,12 @@ export class ZstdCodec implements Codec {
    * here, of the restore path's ~35-55 ms of CPU per segment (probe, 2026-12-01). Output that
    * would run past `size` fails; output that ends short returns short, for the caller's check.
    */
-  private decompressInto(data: Buffer, size: number): Buffer {
+  private decompressInto(data: Buffer, size: number, allocate: (size: number) => Buffer): Buffer {
     const binding = loadZstdBinding();
     this.decompressContext ??= new binding.DCtx();
     const context = this.decompressContext;
     context.reset(binding.ResetDirective.sessionOnly);
-    const out = Buffer.allocUnsafe(size);
+    const out = allocate(size);
     let written = 0;
     let read = 0;
     for (;;) {

@@ -86,6 +86,10 @@ describe('pod 0 with the credentials in the sidecar only (rendered start.sh and 
 
   it('2. with the sidecar down, archive_command fails non-zero and the segment waits in pg_wal; once the sidecar is back it is archived, PostgreSQL untouched', async () => {
     const pod = need();
+    // The at-ready base backup first: its start switches WAL segments, and a segment it made
+    // ready just as the sidecar stops would be the one PostgreSQL retries (in order) instead of
+    // the segment this spec switches to (a CI run met exactly that race).
+    await pod.waitForBackup(() => true);
     const postmaster = pod.sql('select pg_postmaster_start_time()');
     const failedBefore = Number(pod.sql('select failed_count from pg_stat_archiver'));
     await pod.stopSidecar();

@@ -1,3 +1,5 @@
+import type { Allocate } from './compression/codec';
+
 /**
  * Memory for archived objects that a worker thread hands to the main thread and gets back once
  * the object is stored (worker-pool.ts's `recycle`).
@@ -66,7 +68,7 @@ export class ScratchBuffer {
    * Runs `use` with an allocator that lends this buffer (grown to the size asked) once; whatever
    * `use` keeps of it after it settles may be overwritten by the next loan.
    */
-  async lend<T>(use: (allocate: (size: number) => Buffer) => Promise<T>): Promise<T> {
+  async lend<T>(use: (allocate: Allocate) => Promise<T>): Promise<T> {
     if (this.lent) return use(Buffer.allocUnsafe);
     this.lent = true;
     let given = false;

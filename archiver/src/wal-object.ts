@@ -8,7 +8,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32 } from './crc32';
-import { Codec, CompressionName, loadCodec } from './compression';
+import { Allocate, Codec, CompressionName, loadCodec } from './compression';
 import { HEADER_SIZE, TRAILER_SIZE, checksum, decodeHeader, decodeTrailer, encodeHeader, formatChecksum } from './envelope';
 import { CorruptObjectError, UnsupportedObjectError } from './errors';
 import { SegmentHeader, segmentHeaderOf } from './wal-names';
@@ -39,9 +39,6 @@ export class Codecs {
 
 /** Chunks small enough to stay in the CPU cache between the checksum and the compressor. */
 const CHUNK_SIZE = 128 * 1024;
-
-/** Memory for an object's body: `size` bytes, contents undefined. */
-export type Allocate = (size: number) => Buffer;
 
 /**
  * Reads, hashes and compresses the WAL file at `file` into an archived object, whose body is

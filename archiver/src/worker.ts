@@ -16,15 +16,16 @@ const codecs = new Codecs();
 const spares = new SpareBuffers(3, 1 << 20);
 /** A restored segment's memory, from its decompression until it is written out (decode to a file). */
 const scratch = new ScratchBuffer();
-const SPARES_IDLE_MS = 30_000;
-let sparesTimer: NodeJS.Timeout | undefined;
-function sparesUsed(): void {
-  if (sparesTimer) sparesTimer.refresh();
+const IDLE_MEMORY_MS = 30_000;
+let idleTimer: NodeJS.Timeout | undefined;
+/** Called after each use of the reused memory: 30 s after the last, both let theirs go. */
+function releaseMemoryWhenIdle(): void {
+  if (idleTimer) idleTimer.refresh();
   else
-    sparesTimer = setTimeout(() => {
+    idleTimer = setTimeout(() => {
       spares.clear();
       scratch.clear();
-    }, SPARES_IDLE_MS).unref();
+    }, IDLE_MEMORY_MS).unref();
 }
 
 /**
@@ -42,7 +43,7 @@ function ownBuffer(buffer: Buffer): Buffer {
 parentPort!.on('message', async (request: WorkerRequest) => {
   if (request.op === 'recycle') {
     spares.give(request.memory);
-    sparesUsed();
+    releaseMemoryWhenIdle();
     return; // nobody waits for an answer
   }
   let response: WorkerResponse;
@@ -51,7 +52,7 @@ parentPort!.on('message', async (request: WorkerRequest) => {
     if (request.op === 'encode') {
       // The body at offset 0 of memory of its own: it moves to the main thread without a copy.
       const encoded = await encodeWalFile(request.file, codecs.get(request.compression as CompressionName, request.level), (size) => spares.take(size));
-      sparesUsed();
+      releaseMemoryWhenIdle();
       transfer.push(encoded.body.buffer as ArrayBuffer);
       response = { id: request.id, ok: true, encoded: { ...encoded, body: new Uint8Array(encoded.body.buffer, 0, encoded.body.byteLength) } };
     } else {
@@ -64,7 +65,7 @@ parentPort!.on('message', async (request: WorkerRequest) => {
           await writeFileAtomically(destination, decoded, false);
           return decoded.length;
         });
-        sparesUsed();
+        releaseMemoryWhenIdle();
         response = { id: request.id, ok: true, written };
       } else {
         const decoded = await decodeObject(object, request.what, codecs);

@@ -8,16 +8,17 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Archive } from '../../archiver/src/archive';
 import { Codecs, encodeWalFile } from '../../archiver/src/wal-object';
 import { COMPRESSION_NAMES, CompressionName } from '../../archiver/src/compression';
-import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, UnsupportedObjectError, WalNotFoundError } from '../../archiver/src/errors';
+import { ArchiveConflictError, CorruptObjectError, ForeignArchiveError, StorageError, UnsupportedObjectError, WalNotFoundError } from '../../archiver/src/errors';
 import { openStorage } from '../../archiver/src/storage/open';
 import { Storage, StorageOptions } from '../../archiver/src/storage/storage';
 import { WorkerPool } from '../../archiver/src/worker-pool';
 import { ROOT, fakeDataDirectory, makeSegment } from '../../testkit/archiver';
-import { capturingLogger, startTinyS3Server } from '../../testkit/doubles';
+import { bytesQueuedAt, capturingLogger, startTinyS3Server } from '../../testkit/doubles';
 import { GcsEmulator, startGcsEmulator } from '../../testkit/gcs-emulator';
 import { S3Server, startS3Server } from '../../testkit/s3-server';
 
@@ -281,6 +282,71 @@ describe('Archive on every backend: the archiver\'s own byte comparison refuses 
       expect(JSON.parse((await storage.get('archive.json')).toString('utf8'))).toMatchObject({ systemIdentifier: SYSID.toString() });
     });
   });
+});
+
+describe('Archive with a worker pool when the S3 server hangs, then dies, mid-upload (s3rver)', () => {
+  let s3: S3Server | undefined;
+  beforeAll(async () => {
+    s3 = await startS3Server({ buckets: ['archive'] });
+  });
+  afterAll(async () => {
+    await s3?.stop();
+  });
+
+  it('fails the push with a StorageError, gives the body\'s memory back without an error anywhere, and a push after the restart stores the segment whole', async () => {
+    const server = s3!;
+    const storage = await openStorage({
+      kind: 's3',
+      bucket: 'archive',
+      prefix: 'killed-mid-upload',
+      endpoint: server.endpoint,
+      accessKeyId: server.accessKeyId,
+      secretAccessKey: server.secretAccessKey,
+      timeouts: { connectMs: 500, requestMs: 1_000 },
+      maxAttempts: 2,
+    });
+    const pool = new WorkerPool(path.join(ROOT, 'archiver/dist/lib/worker.cjs'), 2, 'zstd', undefined);
+    const archive = new Archive({ storage, compression: 'zstd', log: capturingLogger().log, pool });
+    archives.push(archive);
+    const recycled = vi.spyOn(pool, 'recycle');
+    const strays: unknown[] = [];
+    const onStray = (error: unknown) => strays.push(error);
+    process.on('unhandledRejection', onStray);
+    process.on('uncaughtException', onStray);
+    try {
+      const pg = fakeDataDirectory(fs.mkdtempSync(path.join(scratch, 'killed-mid-upload-')));
+      await archive.push(pg.addReady(NAME, makeSegment(SYSID, 1, SEGMENT_SIZE))); // archive.json, and a warm connection
+      // Half random: ~8 MiB stored, more than the socket buffers take while the server is stopped.
+      const segment = makeSegment(SYSID, 2, 16 << 20);
+      const file = pg.addReady(NAME_2, segment);
+      // Known absent from a listing (as the pusher does for a backlog): no HEAD before the PUT,
+      // so the bytes that reach the stopped server are the upload's.
+      await archive.preloadExistence([NAME_2]);
+      server.pause();
+      const push = archive.push(file).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const deadline = Date.now() + 10_000;
+      while (bytesQueuedAt(server.port) === 0 && Date.now() < deadline) await sleep(20);
+      expect(bytesQueuedAt(server.port)).toBeGreaterThan(0); // the upload is under way
+      await server.crash();
+      expect(await push).toBeInstanceOf(StorageError);
+      expect(recycled).toHaveBeenCalledTimes(2);
+      expect(recycled.mock.calls[1][0].length).toBe(0); // the failed upload's memory went to a worker
+
+      await server.restart();
+      expect(await archive.push(file)).toMatchObject({ status: 'stored', bytes: segment.length });
+      const restored = path.join(pg.dataDir, 'restored');
+      await archive.fetch(NAME_2, restored);
+      expect(fs.readFileSync(restored).equals(segment)).toBe(true);
+      await sleep(200); // time for a late failure of the abandoned upload to surface
+      expect(strays).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onStray);
+      process.off('uncaughtException', onStray);
+    }
+  }, 60_000);
 });
 
 describe('Archive on an S3 server that enforces If-None-Match (a test double: s3rver ignores it)', () => {

@@ -7,12 +7,15 @@ import { WorkerPool } from '../../archiver/src/worker-pool';
 import { Codecs, decodeObject, encodeWalFile } from '../../archiver/src/wal-object';
 import { CorruptObjectError } from '../../archiver/src/errors';
 import { ROOT, makeSegment } from '../../testkit/archiver';
+import { SmallDisk } from '../../testkit/small-disk';
 
 const WORKER = path.join(ROOT, 'archiver/dist/lib/worker.cjs');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'worker-pool-'));
 const pool = new WorkerPool(WORKER, 2, 'zstd', undefined);
+const smallDisk = new SmallDisk(path.join(scratch, 'small-disk'));
 afterAll(async () => {
   await pool.close();
+  smallDisk.unmount();
   fs.rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -101,6 +104,28 @@ describe('the codec pool', () => {
         segments.forEach((s, i) => expect(fs.readFileSync(destinations[i]).equals(s.data)).toBe(true));
       }
     } finally {
+      await single.close();
+    }
+  });
+
+  it('decoding to a full disk fails with ENOSPC and leaves no temporary file; the same worker then restores the next segment whole', async () => {
+    const single = new WorkerPool(WORKER, 1, 'zstd', undefined);
+    try {
+      const name = '000000010000000000000015';
+      const data = makeSegment(5n, 21, 16 << 20);
+      const file = path.join(scratch, name);
+      fs.writeFileSync(file, data);
+      const body = (await single.encode(file)).body;
+      smallDisk.mount(4);
+      await expect(single.decodeToFile(Buffer.from(body), name, path.join(smallDisk.path, 'RECOVERYXLOG'))).rejects.toThrow(/ENOSPC/);
+      expect(fs.readdirSync(smallDisk.path)).toEqual([]);
+      const disk = fs.statfsSync(smallDisk.path);
+      expect(disk.bfree).toBe(disk.blocks);
+      const restored = path.join(scratch, 'after-full-disk');
+      expect(await single.decodeToFile(Buffer.from(body), name, restored)).toBe(data.length);
+      expect(fs.readFileSync(restored).equals(data)).toBe(true);
+    } finally {
+      smallDisk.unmount();
       await single.close();
     }
   });

@@ -49,6 +49,9 @@ export interface CodecOptions {
   readonly workers?: number;
 }
 
+/** Memory for `size` bytes, contents undefined (Buffer.allocUnsafe, or memory reused: spare-buffers.ts). */
+export type Allocate = (size: number) => Buffer;
+
 /**
  * One compression format. `compress`/`decompress` work on whole buffers (a WAL segment);
  * the streams (base backups) keep memory bounded.
@@ -69,7 +72,7 @@ export interface Codec {
    * `allocate`: where such a buffer comes from (a worker that writes the result out at once hands
    * in memory it reuses: spare-buffers.ts); by default, new memory.
    */
-  decompress(data: Buffer, expectedSize?: number, allocate?: (size: number) => Buffer): Promise<Buffer>;
+  decompress(data: Buffer, expectedSize?: number, allocate?: Allocate): Promise<Buffer>;
   compressStream(): Transform;
   decompressStream(): Transform;
   /**

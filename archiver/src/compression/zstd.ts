@@ -14,7 +14,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type * as ZstdNapi from 'zstd-napi';
 import type * as ZstdBinding from 'zstd-napi/binding';
-import type { ChunkCompressor, Codec, CodecOptions, CompressionName } from './codec';
+import type { Allocate, ChunkCompressor, Codec, CodecOptions, CompressionName } from './codec';
 import { CompressionConfigError, DecompressionError } from '../errors';
 import { guardDecompressStream, rejectEmpty, rejectOptions, resolveLevel } from './codec';
 
@@ -54,7 +54,7 @@ export class ZstdCodec implements Codec {
     return this.compressor.compress(data);
   }
 
-  public async decompress(data: Buffer, expectedSize?: number, allocate: (size: number) => Buffer = Buffer.allocUnsafe): Promise<Buffer> {
+  public async decompress(data: Buffer, expectedSize?: number, allocate: Allocate = Buffer.allocUnsafe): Promise<Buffer> {
     rejectEmpty('zstd', data);
     try {
       if (expectedSize !== undefined && Number.isSafeInteger(expectedSize) && expectedSize > 0) return this.decompressInto(data, expectedSize, allocate);
@@ -75,7 +75,7 @@ export class ZstdCodec implements Codec {
    * here, of the restore path's ~35-55 ms of CPU per segment (probe, 2026-12-01). Output that
    * would run past `size` fails; output that ends short returns short, for the caller's check.
    */
-  private decompressInto(data: Buffer, size: number, allocate: (size: number) => Buffer): Buffer {
+  private decompressInto(data: Buffer, size: number, allocate: Allocate): Buffer {
     const binding = loadZstdBinding();
     this.decompressContext ??= new binding.DCtx();
     const context = this.decompressContext;

@@ -726,6 +726,20 @@ function stoppedAt(log: string): string | undefined {
   return /recovery stopping before commit of transaction (\d+)/.exec(log)?.[1];
 }
 
+/**
+ * Where the server's own time went, from its log: the redo (PostgreSQL 15 logs "redo done at ...
+ * elapsed: N s") and the end-of-recovery checkpoint that recovery_target_action = 'promote'
+ * waits for before it accepts connections ("checkpoint starting: end-of-recovery immediate wait", then
+ * "checkpoint complete: wrote N buffers ... total=N s").
+ */
+function recoveryPhases(log: string): string | undefined {
+  const redo = /redo done at .*elapsed: ([\d.]+) s/.exec(log)?.[1];
+  const afterStart = log.slice(Math.max(0, log.indexOf('checkpoint starting: end-of-recovery')));
+  const checkpoint = log.includes('checkpoint starting: end-of-recovery') ? /checkpoint complete: wrote (\d+) buffers[^\n]*?total=([\d.]+) s/.exec(afterStart) : null;
+  if (!redo && !checkpoint) return undefined;
+  return `server: redo ${redo ?? '?'} s, end-of-recovery checkpoint ${checkpoint ? `${checkpoint[2]} s (${checkpoint[1]} buffers)` : 'none logged'}`;
+}
+
 const PITR_SETTINGS = { hot_standby: 'off', archive_mode: 'off', archive_command: "''", shared_buffers: '256MB', max_wal_size: '64GB' };
 
 async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round: number): Promise<PitrRun> {
@@ -790,6 +804,8 @@ async function measurePitr(ctx: Context, setup: PitrSetup, tool: PitrTool, round
     const rows = Number(cluster.sql('select count(*) from pitr'));
     if (rows !== setup.rows) throw new Error(`the promoted server holds ${rows} rows, not the ${setup.rows} of the target`);
     if (cluster.sql('select pg_is_in_recovery()') !== 'f') throw new Error('the server is still in recovery');
+    const phases = recoveryPhases(log);
+    if (phases) progress(`  ${phases}`);
     return { fetchSeconds, fetchCpuSeconds: restored.cpuSeconds, replaySeconds, stoppedAt: stopped };
   } finally {
     await cluster?.remove();

@@ -42,7 +42,7 @@
  */
 import { Transform, TransformCallback } from 'node:stream';
 import { crc32 } from './crc32';
-import { Codec, CompressionName } from './compression';
+import { Allocate, Codec, CompressionName } from './compression';
 import { CorruptObjectError, UnsupportedObjectError } from './errors';
 
 export const HEADER_SIZE = 56;
@@ -173,10 +173,11 @@ export function encodeStream(codec: Codec, options: EncodeStreamOptions = {}): T
  * Unframes and verifies a stream: an archived object in (framed stream or whole object), the
  * original bytes out. Fails with CorruptObjectError (damage: truncation, a frame that does not
  * decompress, a size or CRC-32 that does not match) or UnsupportedObjectError before the end;
- * the consumer must not trust any byte until the stream has ended without an error.
+ * the consumer must not trust any byte until the stream has ended without an error. `allocate`:
+ * the memory of the output chunks, where the codec lets it choose (Codec.decompressStream).
  */
-export function decodeStream(what: string, codecFor: (name: CompressionName) => Codec): Transform {
-  return new StreamDecoder(what, codecFor);
+export function decodeStream(what: string, codecFor: (name: CompressionName) => Codec, allocate?: Allocate): Transform {
+  return new StreamDecoder(what, codecFor, allocate);
 }
 
 class StreamEncoder extends Transform {
@@ -231,6 +232,7 @@ class StreamDecoder extends Transform {
   constructor(
     private readonly what: string,
     private readonly codecFor: (name: CompressionName) => Codec,
+    private readonly allocate: Allocate | undefined,
   ) {
     super();
   }
@@ -280,7 +282,7 @@ class StreamDecoder extends Transform {
   }
 
   private startDecompressor(header: EnvelopeHeader): void {
-    const decompressor = this.codecFor(header.compression).decompressStream();
+    const decompressor = this.codecFor(header.compression).decompressStream(this.allocate);
     this.decompressor = decompressor;
     const checked = !header.unchecked;
     decompressor.on('data', (data: Buffer) => {

@@ -203,6 +203,42 @@ describe('frames', () => {
     expect(chunks.map((chunk) => chunk.length)).toStrictEqual(Array(SEGMENT_SIZE / DECOMPRESS_STREAM_CHUNK).fill(DECOMPRESS_STREAM_CHUNK));
   });
 
+  it('zstd fills chunks taken from the allocator it is given: a consumer that gives each one back once read gets the same memory again', async () => {
+    const codec = loadCodec('zstd');
+    // Two inputs back to back, the second cut short, so that the stream also ends on a partial chunk.
+    const data = Buffer.concat([segment, segment.subarray(0, 300_001)]);
+    const compressed = await codec.compress(data);
+    const free: Buffer[] = [];
+    const handedOut = new Set<ArrayBuffer>();
+    let allocations = 0;
+    const allocate = (size: number) => {
+      expect(size).toBe(DECOMPRESS_STREAM_CHUNK);
+      const reused = free.pop();
+      if (reused) return reused;
+      allocations++;
+      const fresh = Buffer.alloc(size);
+      handedOut.add(fresh.buffer as ArrayBuffer);
+      return fresh;
+    };
+    const digest = createHash('sha256');
+    let length = 0;
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        expect(handedOut.has(chunk.buffer as ArrayBuffer)).toBe(true);
+        digest.update(chunk);
+        length += chunk.length;
+        free.push(Buffer.from(chunk.buffer, 0, DECOMPRESS_STREAM_CHUNK)); // read: given back
+        callback();
+      },
+    });
+    await pipeline(Readable.from([compressed.subarray(0, 4096), compressed.subarray(4096)]), codec.decompressStream(allocate), sink);
+    expect(length).toBe(data.length);
+    expect(digest.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    // 17 chunks went through; only as many were allocated as were out at once (the stream holds
+    // the one it fills while the sink reads the last).
+    expect(allocations).toBeLessThanOrEqual(3);
+  });
+
   describe('zstd told the recorded size (a WAL object: frames written chunk by chunk carry no content size)', () => {
     const chunked = (data: Buffer) => {
       const compressor = loadCodec('zstd').chunkCompressor!(data.length);

@@ -74,7 +74,12 @@ export interface Codec {
    */
   decompress(data: Buffer, expectedSize?: number, allocate?: Allocate): Promise<Buffer>;
   compressStream(): Transform;
-  decompressStream(): Transform;
+  /**
+   * `allocate`: where the output chunks' memory comes from, for a codec that fills chunks of its
+   * own (zstd): a consumer that is done with each chunk once it has read it hands in memory it
+   * gives back and reuses (part-jobs.ts). By default, new memory; other codecs ignore it.
+   */
+  decompressStream(allocate?: Allocate): Transform;
   /**
    * A synchronous compressor fed chunk by chunk into a preallocated output, where the codec has
    * one (zstd). The archiver's worker threads read a WAL segment in small chunks that stay in

@@ -139,8 +139,8 @@ export class ZstdCodec implements Codec {
     return new this.zstd.CompressStream(this.parameters);
   }
 
-  public decompressStream(): Transform {
-    return guardDecompressStream('zstd', new ZstdDecompressStream(loadZstdBinding()));
+  public decompressStream(allocate: Allocate = Buffer.allocUnsafe): Transform {
+    return guardDecompressStream('zstd', new ZstdDecompressStream(loadZstdBinding(), allocate));
   }
 }
 
@@ -152,15 +152,21 @@ export class ZstdCodec implements Codec {
  */
 export const DECOMPRESS_STREAM_CHUNK = 1024 * 1024;
 
-/** zstd frames in, the original bytes out in chunks of DECOMPRESS_STREAM_CHUNK (the last shorter). */
+/**
+ * zstd frames in, the original bytes out in chunks of DECOMPRESS_STREAM_CHUNK (the last shorter),
+ * each in memory from `allocate`, taken only when there is output to put in it.
+ */
 class ZstdDecompressStream extends Transform {
   private readonly context: ZstdBinding.DCtx;
-  private out = Buffer.allocUnsafe(DECOMPRESS_STREAM_CHUNK);
+  private out: Buffer | undefined;
   private written = 0;
   /** Inside a frame: the input must not end here. */
   private inFrame = false;
 
-  constructor(binding: typeof ZstdBinding) {
+  constructor(
+    binding: typeof ZstdBinding,
+    private readonly allocate: Allocate,
+  ) {
     super();
     this.context = new binding.DCtx();
   }
@@ -169,13 +175,14 @@ class ZstdDecompressStream extends Transform {
     try {
       let input = chunk;
       for (;;) {
-        const [remaining, produced, consumed] = this.context.decompressStream(this.out.subarray(this.written), input);
+        const out = (this.out ??= this.allocate(DECOMPRESS_STREAM_CHUNK));
+        const [remaining, produced, consumed] = this.context.decompressStream(out.subarray(this.written), input);
         this.written += produced;
         input = input.subarray(consumed);
-        const full = this.written === this.out.length;
+        const full = this.written === out.length;
         if (full) {
-          this.push(this.out);
-          this.out = Buffer.allocUnsafe(DECOMPRESS_STREAM_CHUNK);
+          this.push(out);
+          this.out = undefined;
           this.written = 0;
         }
         // Input used up, and either the output had room (nothing is held back in the context) or
@@ -193,7 +200,7 @@ class ZstdDecompressStream extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.inFrame) return callback(new Error('Stream ended in middle of compressed data frame'));
-    if (this.written > 0) this.push(this.out.subarray(0, this.written));
+    if (this.out && this.written > 0) this.push(this.out.subarray(0, this.written));
     callback();
   }
 }

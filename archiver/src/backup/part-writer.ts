@@ -1,0 +1,229 @@
+/**
+ * The files of one restored part, written as its tar stream is read (tar-reader.ts), each
+ * checked against the manifest (name, size, CRC-32). A whole file is created, never overwritten;
+ * a range is written at its offset into its file, which the other ranges (other parts, other
+ * threads) share; a page delta is applied onto what an older backup of the chain wrote.
+ * Writes are synchronous (this runs on a worker thread of its own) and done before each chunk's
+ * push returns, so the chunk's memory can be reused at once; fsyncs run in libuv's pool while
+ * the next files are written.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { crc32 } from '../crc32';
+import { formatChecksum } from '../envelope';
+import { CorruptObjectError, RestoreWriteError } from '../errors';
+import type { ManifestDirectory } from './manifest';
+import { DeltaApplier } from './page-delta';
+import { PAX_DELTA, PAX_FILE_SIZE, PAX_OFFSET } from './part-stream';
+import type { ExpectedPiece } from './restore-plan';
+import type { TarEntry, TarVisitor } from './tar-reader';
+
+/** Files whose fsync may run at once, in libuv's pool, while the next files are written. */
+const SYNCS_IN_FLIGHT = 16;
+
+/** The file being written: where, what the manifest expects, what has come so far. */
+interface OpenFile {
+  readonly key: string;
+  readonly destination: string;
+  readonly piece: ExpectedPiece;
+  /** Undefined while a skipped piece's data passes. */
+  readonly fd: number | undefined;
+  readonly applier: DeltaApplier | undefined;
+  position: number;
+  crc: number;
+  size: number;
+}
+
+export interface PartWriterOptions {
+  /** The restore's target directory, holding every directory of the manifest already. */
+  readonly target: string;
+  /** What the part must hold, from the manifest. */
+  readonly pieces: readonly ExpectedPiece[];
+  readonly directories: readonly ManifestDirectory[];
+  /** fsync every file. */
+  readonly sync: boolean;
+  /** Names the part in errors. */
+  readonly what: string;
+  /** Bytes of file data written so far, as they are written. */
+  readonly onBytes: (bytes: number) => void;
+}
+
+export class PartWriter implements TarVisitor {
+  private readonly expected: Map<string, ExpectedPiece>;
+  private readonly directories: Set<string>;
+  private readonly seen = new Set<string>();
+  private readonly syncs = new BackgroundSyncs(SYNCS_IN_FLIGHT);
+  private file: OpenFile | undefined;
+
+  constructor(private readonly options: PartWriterOptions) {
+    this.expected = new Map(options.pieces.map((piece) => [pieceKey(piece.path, piece.offset), piece]));
+    this.directories = new Set(options.directories.map((directory) => directory.path));
+  }
+
+  entry(entry: TarEntry): void {
+    const what = this.options.what;
+    const name = entry.name.replace(/\/+$/, '');
+    const destination = safeJoin(this.options.target, name, what);
+    if (entry.type === 'directory') {
+      if (!this.directories.has(name)) throw new CorruptObjectError(`${what} holds a directory ${name} that its manifest does not list`);
+      // backup-fetch created every directory of the manifest, with its mode, before any part.
+      return;
+    }
+    const pax = entry.pax;
+    const offset = pax[PAX_OFFSET] === undefined ? undefined : Number(pax[PAX_OFFSET]);
+    const key = pieceKey(name, offset);
+    const piece = this.expected.get(key);
+    if (entry.type !== 'file' || !piece) throw new CorruptObjectError(`${what} holds ${entry.type} ${key} that its manifest does not list`);
+    if (this.seen.has(key)) throw new CorruptObjectError(`${what} holds ${key} twice`);
+    if (piece.offset !== undefined && Number(pax[PAX_FILE_SIZE]) !== piece.fileSize) throw new CorruptObjectError(`${what} holds ${key} as a range of a ${pax[PAX_FILE_SIZE]}-byte file; its manifest says ${piece.fileSize} bytes`);
+    if ((pax[PAX_DELTA] === '1') !== (piece.delta === true)) throw new CorruptObjectError(`${what} holds ${key} ${piece.delta ? 'whole, where its manifest lists a page delta' : 'as a page delta, where its manifest lists the file'}`);
+    this.seen.add(key);
+    if (piece.action === 'skip') {
+      // Another backup of the chain has what the restored file needs here.
+      this.file = { key, destination, piece, fd: undefined, applier: undefined, position: 0, crc: 0, size: 0 };
+      return;
+    }
+    // A range shares its file with the other ranges, and a delta is applied onto what an older
+    // backup of the chain wrote (or onto nothing): opened without O_EXCL. A whole file is new.
+    const exclusive = piece.action === 'write' && piece.offset === undefined;
+    const fd = writing(destination, () => fs.openSync(destination, exclusive ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode));
+    const applier = piece.action === 'apply' ? new DeltaApplier(fd, `the page delta of ${key} in ${what}`) : undefined;
+    this.file = { key, destination, piece, fd, applier, position: piece.offset ?? 0, crc: 0, size: 0 };
+  }
+
+  data(chunk: Buffer): void {
+    const file = this.file;
+    if (!file || file.fd === undefined) return; // a directory's data, or a skipped piece
+    file.crc = crc32(chunk, file.crc);
+    file.size += chunk.length;
+    this.options.onBytes(chunk.length);
+    if (file.applier) writing(file.destination, () => file.applier!.write(chunk));
+    else writing(file.destination, () => writeAll(file.fd!, chunk, file.position));
+    file.position += chunk.length;
+  }
+
+  entryEnd(): void {
+    const file = this.file;
+    if (!file) return;
+    this.file = undefined;
+    const { piece, fd } = file;
+    if (fd === undefined) return;
+    try {
+      if (file.size !== piece.size || formatChecksum(file.crc) !== piece.checksum) {
+        throw new CorruptObjectError(`${file.key} from ${this.options.what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${file.size} bytes, CRC-32 ${formatChecksum(file.crc)})`);
+      }
+      writing(file.destination, () => {
+        file.applier?.end();
+        // The mode despite the umask; a range's time is set once every range is written.
+        fs.fchmodSync(fd, piece.mode);
+        if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
+      });
+    } catch (error) {
+      fs.closeSync(fd);
+      throw error;
+    }
+    if (this.options.sync) this.syncs.add(fd, file.destination);
+    else fs.closeSync(fd);
+  }
+
+  /** Resolves once fewer fsyncs than the limit are in flight: the next chunk may come. */
+  room(): Promise<void> {
+    return this.syncs.room();
+  }
+
+  /** The part was read to its end: every fsync done, every piece of the manifest seen. */
+  async finish(): Promise<void> {
+    await this.syncs.done();
+    const missing = this.options.pieces.map((piece) => pieceKey(piece.path, piece.offset)).filter((key) => !this.seen.has(key));
+    if (missing.length > 0) throw new CorruptObjectError(`${this.options.what} lacks ${missing.length} file(s) its manifest lists: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+  }
+
+  /** The restore failed: the open file is closed, the fsyncs in flight are waited for. */
+  async abandon(): Promise<void> {
+    const fd = this.file?.fd;
+    this.file = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
+    await this.syncs.settle();
+  }
+}
+
+function pieceKey(name: string, offset: number | undefined): string {
+  return offset === undefined ? name : `${name}@${offset}`;
+}
+
+/** Runs a write to `file`; a system error (ENOSPC, EACCES...) becomes a RestoreWriteError naming the file. */
+function writing<T>(file: string, action: () => T): T {
+  try {
+    return action();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (typeof e.code === 'string' && e.syscall !== undefined) throw new RestoreWriteError(`cannot write ${file}: ${e.message}`);
+    throw error;
+  }
+}
+
+/** pwrite until every byte is written (a write may be short). */
+function writeAll(fd: number, chunk: Buffer, position: number): void {
+  let written = 0;
+  while (written < chunk.length) written += fs.writeSync(fd, chunk, written, chunk.length - written, position + written);
+}
+
+/**
+ * fsync-then-close of written files, in libuv's pool, at most `limit` at once: the disk writes
+ * back one file while the thread decompresses and writes the next. Past the limit a file is
+ * synced in place (the writer cannot wait: it runs inside a chunk's push). The first failure is
+ * kept and reported by done().
+ */
+class BackgroundSyncs {
+  private readonly pending = new Set<Promise<void>>();
+  private failure: RestoreWriteError | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  add(fd: number, file: string): void {
+    if (this.pending.size >= this.limit) {
+      try {
+        fs.fsyncSync(fd);
+      } catch (error) {
+        this.failure ??= new RestoreWriteError(`cannot fsync ${file}: ${(error as Error).message}`);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return;
+    }
+    const sync = new Promise<void>((resolve) => {
+      fs.fsync(fd, (syncError) => {
+        fs.close(fd, (closeError) => {
+          const error = syncError ?? closeError;
+          if (error && !this.failure) this.failure = new RestoreWriteError(`cannot fsync ${file}: ${error.message}`);
+          resolve();
+        });
+      });
+    });
+    this.pending.add(sync);
+    void sync.then(() => this.pending.delete(sync));
+  }
+
+  /** Waits until fewer than `limit` are in flight. */
+  async room(): Promise<void> {
+    while (this.pending.size >= this.limit) await Promise.race(this.pending);
+  }
+
+  /** Waits for every one in flight (their descriptors closed), whatever happened. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pending]);
+  }
+
+  async done(): Promise<void> {
+    await this.settle();
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** `target/name`, refusing names that would leave `target` (absolute, or with '..'). */
+function safeJoin(target: string, name: string, what: string): string {
+  if (name === '' || path.isAbsolute(name) || name.split('/').some((part) => part === '..' || part === '')) {
+    throw new CorruptObjectError(`${what} holds an entry named ${JSON.stringify(name)}, which would be written outside the target directory`);
+  }
+  return path.join(target, name);
+}

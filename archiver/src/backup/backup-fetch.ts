@@ -15,7 +15,7 @@ import { findBackup, listBackups } from './catalog';
 import type { BackupManifest } from './manifest';
 import { deltaChain } from './delta-chain';
 import { PartRunner } from './part-runner';
-import { planRestore } from './restore-plan';
+import { planRestore, restoreOrder } from './restore-plan';
 import { Progress } from './progress';
 import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
 import { RecoveryTarget, checkReachable, chooseBackup, describeTarget } from './recovery-target';
@@ -52,10 +52,10 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
     const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes), storage);
     try {
       // The chain's backups one after the other (a delta applies onto what its base wrote), the
-      // parts of each in parallel, the largest first: the threads then finish close together.
+      // parts of each in parallel, the costliest first (restoreOrder).
       for (const layer of plan.layers) {
         const prefix = backupPrefix(layer.backup.name);
-        const order = [...layer.parts.keys()].sort((a, b) => layer.backup.parts[b].size - layer.backup.parts[a].size || a - b);
+        const order = restoreOrder(layer);
         await runner.run(
           order.map((index) => ({
             op: 'fetch' as const,

@@ -134,3 +134,22 @@ function checkRanges(backup: BackupManifest, entry: Entry): void {
     throw new CorruptObjectError(`${what} lists ranges of ${file.path} that do not make the file (${stored} bytes, CRC-32 ${checksum}; the manifest's whole: ${expectedStored} bytes, CRC-32 ${file.checksum})`);
   }
 }
+
+/**
+ * What a file costs a restore beyond its bytes, in bytes of a large file's: its open, its fsync
+ * (an ext4 journal commit) and its close. On the development machine a thread wrote a 64 MiB range
+ * in ~250 ms and restored the catalog's small files at ~0.7 ms each: about 256 KiB (2026-12-02).
+ */
+export const FILE_COST_BYTES = 256 * 1024;
+
+/**
+ * The order in which a layer's parts are restored: the costliest first, so that the threads
+ * finish close together (the last part runs alone). A part's cost is its bytes plus a fixed cost
+ * per file: the part of the catalog's ~1,000 small files holds a quarter of a large part's bytes
+ * but took longer than one, and ordered by size alone it ran last, on one thread, while the other
+ * idled (~1 s of a 1.1 GB restore's ~2.8 s).
+ */
+export function restoreOrder(layer: RestoreLayer): number[] {
+  const cost = (index: number) => layer.backup.parts[index].size + layer.parts.get(index)!.length * FILE_COST_BYTES;
+  return [...layer.parts.keys()].sort((a, b) => cost(b) - cost(a) || a - b);
+}

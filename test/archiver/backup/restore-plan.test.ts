@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeManifest, BackupManifest, ManifestDelta, ManifestFile } from '../../../archiver/src/backup/manifest';
-import { planRestore } from '../../../archiver/src/backup/restore-plan';
+import { FILE_COST_BYTES, planRestore, restoreOrder } from '../../../archiver/src/backup/restore-plan';
 import { deltaChain, withBases } from '../../../archiver/src/backup/delta-chain';
 import { CorruptObjectError, BackupNotFoundError, UnsupportedObjectError } from '../../../archiver/src/errors';
 import { crc32 } from 'node:zlib';
@@ -28,6 +28,44 @@ describe('planning the restore of a full backup', () => {
     expect(plan.layers).toHaveLength(1);
     expect(actions(plan, 0)).toEqual(['0:PG_VERSION:write:final', '1:base/1/1:write:final']);
     expect(plan.bytes).toBe(200);
+  });
+});
+
+describe('the order of a restore\'s parts', () => {
+  const MiB = 1 << 20;
+  /** A full backup whose part i holds `files[i]` files of `bytes[i]` bytes in all. */
+  const layerOf = (spec: readonly { files: number; bytes: number }[]) => {
+    const files = spec.flatMap((part, index) => Array.from({ length: part.files }, (_, n) => file(`base/${index}/${n}`, index, Math.floor(part.bytes / part.files))));
+    const manifest = backup('A', files, undefined, undefined, spec.length);
+    const parts = manifest.parts.map((part, index) => ({ ...part, size: spec[index].bytes }));
+    return planRestore([{ ...manifest, parts }]).layers[0];
+  };
+
+  it('puts a part of many small files before a larger part of few: its fsyncs, not its bytes, make it long', () => {
+    // The catalog's part (1,000 files, 17 MB) and two 64 MiB ranges of a table.
+    const layer = layerOf([
+      { files: 1000, bytes: 17 * MiB },
+      { files: 1, bytes: 64 * MiB },
+      { files: 1, bytes: 64 * MiB },
+    ]);
+    expect(restoreOrder(layer)).toEqual([0, 1, 2]);
+  });
+
+  it('otherwise goes by bytes, the largest first, parts of equal cost in their own order', () => {
+    const layer = layerOf([
+      { files: 2, bytes: 10 * MiB },
+      { files: 1, bytes: 64 * MiB },
+      { files: 3, bytes: 10 * MiB },
+      { files: 1, bytes: 64 * MiB },
+    ]);
+    expect(restoreOrder(layer)).toEqual([1, 3, 2, 0]);
+  });
+
+  it('counts each file at FILE_COST_BYTES', () => {
+    // Part 0: 10 MiB in 11 files. Part 1: one file of 10 MiB and ten files' cost, give or take a byte.
+    const against = (extra: number) => restoreOrder(layerOf([{ files: 11, bytes: 10 * MiB }, { files: 1, bytes: 10 * MiB + 10 * FILE_COST_BYTES + extra }]));
+    expect(against(1)).toEqual([1, 0]);
+    expect(against(-1)).toEqual([0, 1]);
   });
 });
 

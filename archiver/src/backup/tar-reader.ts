@@ -19,7 +19,7 @@ export const TAR_BLOCK = 512;
 export interface TarEntry {
   /** The entry's path: pax `path`, else the ustar prefix and name. */
   readonly name: string;
-  /** 'file' ('0' or NUL), 'directory' ('5'), else the type flag itself. */
+  /** 'file' ('0' or NUL), 'directory' ('5'), 'symlink'... (TYPE_NAMES), else `type "X"`. */
   readonly type: string;
   /** Bytes of data: pax `size`, else the header's. */
   readonly size: number;
@@ -37,6 +37,18 @@ export interface TarVisitor {
   data(chunk: Buffer): void;
   entryEnd(): void;
 }
+
+/** tar-stream's names for the header types (part-stream.ts writes files and directories only). */
+const TYPE_NAMES: Readonly<Record<string, string>> = {
+  '0': 'file',
+  '\0': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'character-device',
+  '4': 'block-device',
+  '5': 'directory',
+  '6': 'fifo',
+};
 
 /** Longest pax extended header accepted: the archiver's are a few hundred bytes. */
 const MAX_PAX_SIZE = 1024 * 1024;
@@ -152,7 +164,7 @@ export class TarReader {
     const prefix = text(block, 345, 155);
     const name = pax.path ?? (prefix ? `${prefix}/${text(block, 0, 100)}` : text(block, 0, 100));
     const entrySize = pax.size === undefined ? size : this.paxNumber(pax.size, 'size');
-    const type = flag === '0' || flag === '\0' ? 'file' : flag === '5' ? 'directory' : flag;
+    const type = TYPE_NAMES[flag] ?? `type ${JSON.stringify(flag)}`;
     const entry: TarEntry = { name, type, size: entrySize, mode: this.number(block, 100, 8, 'mode'), mtime: pax.mtime === undefined ? this.number(block, 136, 12, 'mtime') : Math.floor(this.paxNumber(pax.mtime, 'mtime')), pax };
     this.visitor.entry(entry);
     this.entrySize = entrySize;

@@ -119,6 +119,15 @@ describe('TarReader', () => {
     }
   });
 
+  it('names the types part-stream.ts never writes, for the visitor to refuse', async () => {
+    const tar = Buffer.from(await packed(entries));
+    const header = tar.subarray(TAR_BLOCK, 2 * TAR_BLOCK); // PG_VERSION's, after the directory's
+    header.write('2', 156, 'latin1');
+    rewriteChecksum(header);
+    const kept = readAll(tar, 4096) as Keeper;
+    expect(kept.entries.map((read) => `${read.entry.type} ${read.entry.name}`).slice(0, 3)).toStrictEqual(['directory base', 'symlink PG_VERSION', 'file empty']);
+  });
+
   it('lets what the visitor throws pass as it is', async () => {
     const tar = await packed(entries);
     const refusal = new Error('the manifest does not list it');

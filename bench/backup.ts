@@ -734,8 +734,8 @@ function stoppedAt(log: string): string | undefined {
  */
 function recoveryPhases(log: string): string | undefined {
   const redo = /redo done at .*elapsed: ([\d.]+) s/.exec(log)?.[1];
-  const afterStart = log.slice(Math.max(0, log.indexOf('checkpoint starting: end-of-recovery')));
-  const checkpoint = log.includes('checkpoint starting: end-of-recovery') ? /checkpoint complete: wrote (\d+) buffers[^\n]*?total=([\d.]+) s/.exec(afterStart) : null;
+  const start = log.indexOf('checkpoint starting: end-of-recovery');
+  const checkpoint = start === -1 ? null : /checkpoint complete: wrote (\d+) buffers[^\n]*?total=([\d.]+) s/.exec(log.slice(start));
   if (!redo && !checkpoint) return undefined;
   return `server: redo ${redo ?? '?'} s, end-of-recovery checkpoint ${checkpoint ? `${checkpoint[2]} s (${checkpoint[1]} buffers)` : 'none logged'}`;
 }

@@ -56,8 +56,9 @@ const MAX_PAX_SIZE = 1024 * 1024;
 type State =
   | { readonly kind: 'header' }
   | { readonly kind: 'pax'; remaining: number; readonly bytes: Buffer[] }
-  | { readonly kind: 'data'; remaining: number }
-  | { readonly kind: 'padding'; remaining: number; readonly then: 'pax' | 'entry' }
+  /** `padding`: the zeros after the data, up to the next block, skipped once it is read. */
+  | { readonly kind: 'data'; remaining: number; readonly padding: number }
+  | { readonly kind: 'padding'; remaining: number }
   /** After the first zero block: only zeros may follow. */
   | { readonly kind: 'end' };
 
@@ -65,10 +66,8 @@ export class TarReader {
   private state: State = { kind: 'header' };
   private readonly header = Buffer.alloc(TAR_BLOCK);
   private headerFilled = 0;
+  /** The keywords of the extended headers read since the last entry: they apply to the next. */
   private pax: Record<string, string> = {};
-  private paxBytes: Buffer | undefined;
-  /** The data size of the entry being read. */
-  private entrySize = 0;
 
   constructor(
     private readonly visitor: TarVisitor,
@@ -100,7 +99,7 @@ export class TarReader {
           // A view, never a copy: the visitor writes it out before this returns.
           this.visitor.data(chunk.subarray(at, at + take));
           at += take;
-          if (state.remaining === 0) this.finishEntry();
+          if (state.remaining === 0) this.finishEntry(state.padding);
           break;
         }
         case 'pax': {
@@ -109,10 +108,9 @@ export class TarReader {
           state.remaining -= take;
           at += take;
           if (state.remaining === 0) {
-            this.paxBytes = Buffer.concat(state.bytes);
-            const rest = padding(this.paxBytes.length);
-            if (rest === 0) this.afterPadding('pax');
-            else this.state = { kind: 'padding', remaining: rest, then: 'pax' };
+            const bytes = Buffer.concat(state.bytes);
+            this.pax = { ...this.pax, ...this.parsePax(bytes) };
+            this.skipPadding(padding(bytes.length));
           }
           break;
         }
@@ -120,7 +118,7 @@ export class TarReader {
           const take = Math.min(available, state.remaining);
           state.remaining -= take;
           at += take;
-          if (state.remaining === 0) this.afterPadding(state.then);
+          if (state.remaining === 0) this.state = { kind: 'header' };
           break;
         }
         case 'end': {
@@ -167,22 +165,18 @@ export class TarReader {
     const type = TYPE_NAMES[flag] ?? `type ${JSON.stringify(flag)}`;
     const entry: TarEntry = { name, type, size: entrySize, mode: this.number(block, 100, 8, 'mode'), mtime: pax.mtime === undefined ? this.number(block, 136, 12, 'mtime') : Math.floor(this.paxNumber(pax.mtime, 'mtime')), pax };
     this.visitor.entry(entry);
-    this.entrySize = entrySize;
-    if (entrySize === 0) this.finishEntry();
-    else this.state = { kind: 'data', remaining: entrySize };
+    if (entrySize === 0) this.finishEntry(0);
+    else this.state = { kind: 'data', remaining: entrySize, padding: padding(entrySize) };
   }
 
-  /** The data of an entry is complete: the visitor hears it, then the padding is skipped. */
-  private finishEntry(): void {
+  /** The data of an entry is complete: the visitor hears it, then its padding is skipped. */
+  private finishEntry(rest: number): void {
     this.visitor.entryEnd();
-    const rest = padding(this.entrySize);
-    this.state = rest === 0 ? { kind: 'header' } : { kind: 'padding', remaining: rest, then: 'entry' };
+    this.skipPadding(rest);
   }
 
-  private afterPadding(then: 'pax' | 'entry'): void {
-    if (then === 'pax') this.pax = { ...this.pax, ...this.parsePax(this.paxBytes!) };
-    this.paxBytes = undefined;
-    this.state = { kind: 'header' };
+  private skipPadding(rest: number): void {
+    this.state = rest === 0 ? { kind: 'header' } : { kind: 'padding', remaining: rest };
   }
 
   /** pax records: "LENGTH keyword=value\n", LENGTH counting the whole record. */

@@ -120,10 +120,7 @@ describe('TarReader', () => {
   });
 
   it('names the types part-stream.ts never writes, for the visitor to refuse', async () => {
-    const tar = Buffer.from(await packed(entries));
-    const header = tar.subarray(TAR_BLOCK, 2 * TAR_BLOCK); // PG_VERSION's, after the directory's
-    header.write('2', 156, 'latin1');
-    rewriteChecksum(header);
+    const tar = rewriteSecondHeader(Buffer.from(await packed(entries)), 156, '2'); // type flag: symlink
     const kept = readAll(tar, 4096) as Keeper;
     expect(kept.entries.map((read) => `${read.entry.type} ${read.entry.name}`).slice(0, 3)).toStrictEqual(['directory base', 'symlink PG_VERSION', 'file empty']);
   });
@@ -174,23 +171,22 @@ describe('TarReader', () => {
 
     it('bytes after the end-of-archive marker', () => damagedBy((tar) => Buffer.concat([tar, Buffer.from('more')]), /bytes follow the end-of-archive marker/));
 
-    it('a header that is not ustar', () =>
-      damagedBy((tar) => {
-        const header = tar.subarray(TAR_BLOCK, 2 * TAR_BLOCK);
-        header.write('garbag', 257, 'latin1');
-        rewriteChecksum(header);
-        return tar;
-      }, /not ustar/));
+    it('a header that is not ustar', () => damagedBy((tar) => rewriteSecondHeader(tar, 257, 'garbag'), /not ustar/));
 
-    it('a size that is not a number', () =>
-      damagedBy((tar) => {
-        const header = tar.subarray(TAR_BLOCK, 2 * TAR_BLOCK);
-        header.write('99999999999', 124, 'latin1');
-        rewriteChecksum(header);
-        return tar;
-      }, /size is not an octal number/));
+    it('a size that is not a number', () => damagedBy((tar) => rewriteSecondHeader(tar, 124, '99999999999'), /size is not an octal number/));
   });
 });
+
+/**
+ * Writes `text` at `offset` of the second header (PG_VERSION's, after the directory's) and sets
+ * the header's checksum for its changed bytes, as a writer would: a header that passes the check.
+ */
+function rewriteSecondHeader(tar: Buffer, offset: number, text: string): Buffer {
+  const header = tar.subarray(TAR_BLOCK, 2 * TAR_BLOCK);
+  header.write(text, offset, 'latin1');
+  rewriteChecksum(header);
+  return tar;
+}
 
 /** Sets a header's checksum for its (changed) bytes, as a writer would. */
 function rewriteChecksum(header: Buffer): void {

@@ -73,6 +73,8 @@ export async function fetchPart(source: PartSource, job: FetchPartJob, codecFor:
   const writer = new PartWriter({ target: job.target, pieces: job.pieces, directories: job.directories, sync: job.sync, what, onBytes });
   const reader = new TarReader(writer, what);
   const spares = new SpareBuffers(SPARE_CHUNKS, DECOMPRESS_STREAM_CHUNK);
+  // Only chunks taken here go back: another codec's output (none's is the downloaded bytes
+  // themselves) is not this restore's memory to reuse.
   const ours = new WeakSet<ArrayBuffer>();
   const allocate = (size: number): Buffer => {
     const chunk = spares.take(size);

@@ -2,7 +2,9 @@
  * `archiver backup-fetch <name|LATEST> <directory>`: restores a base backup into an empty
  * directory — parts downloaded, decompressed and written in parallel, every file verified
  * against the manifest — and, with `recovery`, the settings that replay the archived WAL to the
- * target. A failed restore removes what it wrote: nothing half-restored is left to start.
+ * target. A failed restore removes what it wrote: nothing half-restored is left to start. One
+ * killed before its end, with no chance to clean up, leaves no global/pg_control (written last of
+ * all): PostgreSQL refuses to start on what it left.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -15,7 +17,8 @@ import { findBackup, listBackups } from './catalog';
 import type { BackupManifest } from './manifest';
 import { deltaChain } from './delta-chain';
 import { PartRunner } from './part-runner';
-import { planRestore, restoreOrder } from './restore-plan';
+import { PG_CONTROL } from './data-directory';
+import { RestoreLayer, controlFileParts, planRestore, restoreOrder } from './restore-plan';
 import { Progress } from './progress';
 import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
 import { RecoveryTarget, checkReachable, chooseBackup, describeTarget } from './recovery-target';
@@ -48,37 +51,42 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       await fs.chmod(path.join(target, directory.path), directory.mode);
     }
     const progress = new Progress({ what: `restore ${backup.name}`, totalBytes: plan.bytes, log: blog, terminal: options.terminal });
+    const sync = options.sync ?? true;
     // The parts are downloaded here, through this client, and handed to the threads (body-channel.ts).
     const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes), storage);
+    const restoreParts = (layer: RestoreLayer, indexes: readonly number[]) =>
+      runner.run(
+        indexes.map((index) => ({
+          op: 'fetch' as const,
+          fetch: { key: `${backupPrefix(layer.backup.name)}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync },
+        })),
+      );
     try {
+      // pg_control comes last of all (controlFileParts): a restore cut short leaves no directory
+      // that PostgreSQL would start.
+      const control = plan.layers.map(controlFileParts);
       // The chain's backups one after the other (a delta applies onto what its base wrote), the
       // parts of each in parallel, the costliest first (restoreOrder).
-      for (const layer of plan.layers) {
-        const prefix = backupPrefix(layer.backup.name);
-        const order = restoreOrder(layer);
-        await runner.run(
-          order.map((index) => ({
-            op: 'fetch' as const,
-            fetch: { key: `${prefix}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync: options.sync ?? true },
-          })),
-        );
+      for (const [k, layer] of plan.layers.entries()) await restoreParts(layer, restoreOrder(layer).filter((index) => !control[k].includes(index)));
+      // A file restored as ranges got its time only now that every range is written.
+      for (const file of plan.rangedFiles) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
+      const prefix = backupPrefix(backup.name);
+      await writeFile(target, 'backup_label', await storage.get(`${prefix}${BACKUP_LAYOUT.backupLabel}`));
+      if (backup.hasTablespaceMap) await writeFile(target, 'tablespace_map', await storage.get(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`));
+      await fs.mkdir(path.join(target, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
+      if (options.recovery) {
+        const settings = recoverySettings({ ...options.recovery, target: options.target, backupName: backup.name, writtenAt: new Date() });
+        await fs.appendFile(path.join(target, 'postgresql.auto.conf'), settings, { mode: 0o600 });
+        await writeFile(target, 'recovery.signal', Buffer.alloc(0));
       }
+      // Everything else durable, names included, before pg_control is written.
+      if (sync) await syncDirectories(target, backup);
+      for (const [k, layer] of plan.layers.entries()) if (control[k].length > 0) await restoreParts(layer, control[k]);
+      if (sync) await syncDirectory(path.join(target, path.dirname(PG_CONTROL)));
     } finally {
       await runner.close();
     }
-    // A file restored as ranges got its time only now that every range is written.
-    for (const file of plan.rangedFiles) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
     progress.finish();
-    const prefix = backupPrefix(backup.name);
-    await writeFile(target, 'backup_label', await storage.get(`${prefix}${BACKUP_LAYOUT.backupLabel}`));
-    if (backup.hasTablespaceMap) await writeFile(target, 'tablespace_map', await storage.get(`${prefix}${BACKUP_LAYOUT.tablespaceMap}`));
-    await fs.mkdir(path.join(target, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
-    if (options.recovery) {
-      const settings = recoverySettings({ ...options.recovery, target: options.target, backupName: backup.name, writtenAt: new Date() });
-      await fs.appendFile(path.join(target, 'postgresql.auto.conf'), settings, { mode: 0o600 });
-      await writeFile(target, 'recovery.signal', Buffer.alloc(0));
-    }
-    if (options.sync ?? true) await syncDirectories(target, backup);
     await fs.chmod(target, 0o700);
     blog.info('restore complete', { directory: target, bytes: backup.size, recovery: options.recovery ? 'configured' : 'not configured' });
     return backup;
@@ -138,12 +146,14 @@ async function writeFile(directory: string, name: string, data: Buffer): Promise
 /** fsyncs every directory, deepest first, so that every file's name is durable too. */
 async function syncDirectories(target: string, backup: BackupManifest): Promise<void> {
   const directories = [...backup.directories.map((d) => path.join(target, d.path)), target].sort((a, b) => b.length - a.length);
-  for (const directory of directories) {
-    const handle = await fs.open(directory, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+  for (const directory of directories) await syncDirectory(directory);
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await fs.open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -10,6 +10,7 @@
  * the parts of a layer run in parallel.
  */
 import { CorruptObjectError } from '../errors';
+import { PG_CONTROL } from './data-directory';
 import { BackupManifest, ManifestDelta, ManifestFile, combinedRanges } from './manifest';
 
 /** One tar entry a part holds: a whole file, a range of one, or a page delta of either. */
@@ -152,4 +153,17 @@ export const FILE_COST_BYTES = 256 * 1024;
 export function restoreOrder(layer: RestoreLayer): number[] {
   const cost = (index: number) => layer.backup.parts[index].size + layer.parts.get(index)!.length * FILE_COST_BYTES;
   return [...layer.parts.keys()].sort((a, b) => cost(b) - cost(a) || a - b);
+}
+
+/**
+ * The parts of `layer` that write global/pg_control (backup-push stores it alone, in its last
+ * part): a restore writes them after everything else, backup_label and the recovery settings
+ * included (pgBackRest's rule). Until then the directory has no pg_control, and PostgreSQL refuses
+ * to start on it. A restore cut short (killed) after its data files but before its backup_label
+ * would otherwise leave a directory that starts crash recovery from the checkpoint pg_control
+ * holds (the newest when it was copied, at the backup's end) instead of the backup's starting
+ * one, and opens with pages from different points in time.
+ */
+export function controlFileParts(layer: RestoreLayer): number[] {
+  return [...layer.parts].filter(([, pieces]) => pieces.some((piece) => piece.path === PG_CONTROL && piece.action !== 'skip')).map(([index]) => index);
 }

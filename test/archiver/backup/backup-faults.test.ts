@@ -1,16 +1,18 @@
 /**
  * Base backups when things go wrong, with real PostgreSQL 15 and a local archive: a backup taken
  * on a standby restores; a backup-push killed half-way is never listed and the next one succeeds;
- * a restore refuses a non-empty directory, a zone-less time and an unreachable target, and a
- * damaged part fails it without leaving anything behind.
+ * a restore refuses a non-empty directory, a zone-less time and an unreachable target, a
+ * damaged part fails it without leaving anything behind, and one killed after its data files
+ * leaves a directory that PostgreSQL refuses to start.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { LAUNCHER, eventually, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
 import { TestBackend, startBackend } from '../../../testkit/backends';
-import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
+import { PG_BIN, PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
 import { archivingEnv, testScratch } from '../../../testkit/scratch';
 
 const { dir: scratch, postgresDirectory } = testScratch('backup-faults-');
@@ -165,6 +167,60 @@ describe('backup-fetch refuses what it cannot do, and leaves nothing half-restor
       fs.writeFileSync(manifestFile, original);
     }
   });
+
+  it('killed after every data file but before its backup_label, leaves no pg_control: PostgreSQL refuses to start what it left', async () => {
+    // With a pg_control and no backup_label, PostgreSQL would run crash recovery from the
+    // checkpoint pg_control holds (taken at the backup's end) instead of the backup's start, and
+    // open with pages from different points in time. pg_control is written last of all.
+    const root = (backend.storage as { root: string }).root;
+    const name = backupNames()[0];
+    const label = path.join(root, 'basebackups', name, 'backup_label');
+    const original = fs.readFileSync(label);
+    // The backup_label object becomes a named pipe: reading it blocks until the test writes,
+    // which it never does. The restore stops there, after every part it wrote before.
+    fs.rmSync(label);
+    expect(spawnSync('mkfifo', ['-m', '0644', label]).status).toBe(0);
+    const directory = path.join(postgresDirectory(), 'data');
+    const fetch = spawnArchiverAsPostgres(['backup-fetch', name, directory, '--no-progress'], env);
+    const closed = new Promise((resolve) => fetch.once('close', resolve));
+    let writer: number | undefined;
+    try {
+      // Opening the pipe for writing without blocking succeeds only once a reader has it open.
+      const reading = () => {
+        try {
+          writer = fs.openSync(label, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(await eventually(reading, 60_000)).toBe(true);
+      fetch.kill('SIGKILL');
+      await closed;
+    } finally {
+      fetch.kill('SIGKILL');
+      if (writer !== undefined) fs.closeSync(writer);
+      fs.rmSync(label);
+      fs.writeFileSync(label, original);
+    }
+    // Every data file is there (the table's among them, whole); backup_label and pg_control are not.
+    const manifest = JSON.parse(fs.readFileSync(path.join(root, 'basebackups', name, 'manifest.json'), 'utf8')) as { files: { path: string; size: number }[] };
+    const tablePath = primary.sql("select pg_relation_filepath('t')");
+    const table = manifest.files.find((file) => file.path === tablePath)!;
+    expect(table.size).toBeGreaterThan(30 * 1024 * 1024);
+    expect(fs.statSync(path.join(directory, table.path)).size).toBe(table.size);
+    expect(fs.existsSync(path.join(directory, 'PG_VERSION'))).toBe(true);
+    expect(fs.existsSync(path.join(directory, 'backup_label'))).toBe(false);
+    expect(fs.existsSync(path.join(directory, 'global', 'pg_control'))).toBe(false);
+    // PostgreSQL itself refuses it, before it listens anywhere.
+    const started = spawnSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/postgres`, '-D', directory, '-c', "listen_addresses=", '-c', `unix_socket_directories=${path.dirname(directory)}`], { encoding: 'utf8', timeout: 30_000 });
+    expect(started.status).not.toBe(0);
+    expect(started.stderr).toMatch(/could not find the database system[\s\S]*could not open file "[^"]*\/global\/pg_control": No such file or directory/);
+    // The next restore into it is refused (not empty), touching nothing; into a new one it succeeds.
+    expect(archiver(['backup-fetch', name, directory], env).status).toBe(EXIT_CODES.usage);
+    const again = archiver(['backup-fetch', name, path.join(postgresDirectory(), 'data')], env);
+    expect(again.status).toBe(0);
+  }, 120_000);
 
   it('fails on a damaged part with CorruptObjectError and removes what it wrote', () => {
     const root = (backend.storage as { root: string }).root;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeManifest, BackupManifest, ManifestDelta, ManifestFile } from '../../../archiver/src/backup/manifest';
-import { FILE_COST_BYTES, planRestore, restoreOrder } from '../../../archiver/src/backup/restore-plan';
+import { FILE_COST_BYTES, controlFileParts, planRestore, restoreOrder } from '../../../archiver/src/backup/restore-plan';
 import { deltaChain, withBases } from '../../../archiver/src/backup/delta-chain';
 import { CorruptObjectError, BackupNotFoundError, UnsupportedObjectError } from '../../../archiver/src/errors';
 import { crc32 } from 'node:zlib';
@@ -66,6 +66,24 @@ describe('the order of a restore\'s parts', () => {
     const against = (extra: number) => restoreOrder(layerOf([{ files: 11, bytes: 10 * MiB }, { files: 1, bytes: 10 * MiB + 10 * FILE_COST_BYTES + extra }]));
     expect(against(1)).toEqual([1, 0]);
     expect(against(-1)).toEqual([0, 1]);
+  });
+});
+
+describe('the parts restored last of all', () => {
+  it('are the ones that write global/pg_control (backup-push stores it alone, in its last part)', () => {
+    const plan = planRestore([backup('A', [file('PG_VERSION', 0), file('base/1/1', 1), file('global/pg_control', 2)], undefined, undefined, 3)]);
+    expect(controlFileParts(plan.layers[0])).toEqual([2]);
+  });
+
+  it('in a delta chain, only in the backup restored: its pg_control is the one written', () => {
+    const a = backup('A', [file('PG_VERSION', 0), file('global/pg_control', 1)]);
+    const b = backup('B', [file('PG_VERSION', 0), file('global/pg_control', 1)], [], 'A');
+    const plan = planRestore([a, b]);
+    expect(plan.layers.map(controlFileParts)).toEqual([[], [1]]);
+  });
+
+  it('are none when a backup holds no pg_control', () => {
+    expect(controlFileParts(planRestore([backup('A', [file('PG_VERSION', 0), file('base/1/1', 1)])]).layers[0])).toEqual([]);
   });
 });
 

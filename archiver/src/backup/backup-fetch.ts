@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { BACKUP_LAYOUT, backupPrefix } from '../../../contract';
 import type { ArchiverConfig } from '../config';
 import { TargetNotEmptyError } from '../errors';
+import { fsyncDirectory } from '../fsync-directory';
 import { Logger } from '../logger';
 import type { Storage } from '../storage/storage';
 import { findBackup, listBackups } from './catalog';
@@ -82,7 +83,7 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       // Everything else durable, names included, before pg_control is written.
       if (sync) await syncDirectories(target, backup);
       for (const [k, layer] of plan.layers.entries()) if (control[k].length > 0) await restoreParts(layer, control[k]);
-      if (sync) await syncDirectory(path.join(target, path.dirname(PG_CONTROL)));
+      if (sync) await fsyncDirectory(path.join(target, path.dirname(PG_CONTROL)));
     } finally {
       await runner.close();
     }
@@ -146,14 +147,5 @@ async function writeFile(directory: string, name: string, data: Buffer): Promise
 /** fsyncs every directory, deepest first, so that every file's name is durable too. */
 async function syncDirectories(target: string, backup: BackupManifest): Promise<void> {
   const directories = [...backup.directories.map((d) => path.join(target, d.path)), target].sort((a, b) => b.length - a.length);
-  for (const directory of directories) await syncDirectory(directory);
-}
-
-async function syncDirectory(directory: string): Promise<void> {
-  const handle = await fs.open(directory, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  for (const directory of directories) await fsyncDirectory(directory);
 }

@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { ARCHIVE_LAYOUT, ARCHIVER_ENV, BootstrapMode, BootstrapOutcome } from '../../../contract';
 import type { ArchiverConfig } from '../config';
 import { BootstrapRefusedError, RecoveryTargetError } from '../errors';
+import { fsyncDirectory } from '../fsync-directory';
 import { Logger } from '../logger';
 import type { Storage } from '../storage/storage';
 import { backupFetch } from './backup-fetch';
@@ -156,12 +157,7 @@ export async function bootstrap(config: ArchiverConfig, log: Logger, options: Bo
     if (error.code !== 'ENOENT') throw error;
   });
   await fs.rename(staging, target);
-  const handle = await fs.open(path.dirname(target), 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await fsyncDirectory(path.dirname(target));
   blog.info('bootstrap: restored; the server recovers, promotes and archives from here on', { decision: decision.action });
   return 'restored';
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidKeyError, ObjectExistsError, ObjectNotFoundError, StorageError, StorageOperation } from '../errors';
+import { fsyncDirectory } from '../fsync-directory';
 import { compareKeys, forEachLimited, LocalStorageOptions, ObjectInfo, PutOptions, Storage, validateKey, validatePrefix } from './storage';
 
 /**
@@ -296,11 +297,3 @@ async function makeDirectory(directory: string): Promise<void> {
   }
 }
 
-async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await fsp.open(directory, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -222,6 +222,28 @@ describe('backup-fetch refuses what it cannot do, and leaves nothing half-restor
     expect(again.status).toBe(0);
   }, 120_000);
 
+  it('fails on a damaged pg_control part, restored last of all, and removes everything, backup_label and recovery settings included', () => {
+    const root = (backend.storage as { root: string }).root;
+    const name = backupNames()[0];
+    const manifest = JSON.parse(fs.readFileSync(path.join(root, 'basebackups', name, 'manifest.json'), 'utf8')) as { files: { path: string; part: number }[]; parts: { key: string }[] };
+    const control = manifest.parts[manifest.files.find((file) => file.path === 'global/pg_control')!.part];
+    const part = path.join(root, 'basebackups', name, control.key);
+    const original = fs.readFileSync(part);
+    const damaged = Buffer.from(original);
+    for (let i = Math.floor(damaged.length / 2); i < Math.floor(damaged.length / 2) + 64 && i < damaged.length; i++) damaged[i] ^= 0xa5;
+    fs.writeFileSync(part, damaged);
+    try {
+      const parent = postgresDirectory();
+      const result = archiver(['backup-fetch', name, path.join(parent, 'data'), '--recovery', '--restore-command', `${LAUNCHER} wal-fetch %f %p`], env);
+      expect(result.status).toBe(EXIT_CODES.error);
+      expect(result.stderr).toMatch(/error=CorruptObjectError/);
+      expect(result.stderr).toMatch(/msg="restore failed: what it wrote is removed"/);
+      expect(fs.readdirSync(parent)).toEqual([]);
+    } finally {
+      fs.writeFileSync(part, original);
+    }
+  });
+
   it('fails on a damaged part with CorruptObjectError and removes what it wrote', () => {
     const root = (backend.storage as { root: string }).root;
     const name = backupNames()[0];

@@ -2,13 +2,17 @@
  * The local backend's leftovers of puts cut short (a backup killed while it uploads a part): a
  * temp file no listing shows. A delete that leaves a directory without objects removes it with
  * them, up to the root; a directory that still holds an object keeps them (a put may be in flight
- * there).
+ * there). A put that runs out of space half-way leaves neither a temp file nor an object.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { StorageError } from '../../../archiver/src/errors';
 import { openStorage } from '../../../archiver/src/storage/open';
 import { testScratch } from '../../../testkit/scratch';
+import { SmallDisk } from '../../../testkit/small-disk';
 
 const { dir: scratch } = testScratch('local-leftovers-');
 let roots = 0;
@@ -45,6 +49,31 @@ describe('local storage: delete and the temp files of puts cut short', () => {
     await storage.delete(['a/b', 'a/missing']);
     expect(fs.readdirSync(path.join(root, 'a'))).toEqual(['c']);
     expect((await storage.list('')).map((object) => object.key)).toEqual(['a/c/d']);
+    await storage.close();
+  });
+});
+
+describe('local storage: a put onto a full disk', () => {
+  // Its own directory, unmounted before it is removed (the scratch directory's removal may run first).
+  const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'local-full-disk-'));
+  const smallDisk = new SmallDisk(path.join(mountPoint, 'disk'));
+  afterAll(() => {
+    smallDisk.unmount();
+    fs.rmSync(mountPoint, { recursive: true, force: true });
+  });
+
+  it('fails with ENOSPC after writing part of the object, leaves nothing under the key, and the next put that fits is stored whole', async () => {
+    smallDisk.mount(4);
+    const storage = await openStorage({ kind: 'local', root: smallDisk.path });
+    // 6 MiB: twelve of the 512 KiB writes a put makes; the disk fills after the eighth.
+    const put = storage.put('wal/000000010000000000000001', randomBytes(6 * 1024 * 1024), { ifAbsent: true });
+    await expect(put).rejects.toThrow(StorageError);
+    await expect(put).rejects.toThrow(/ENOSPC/);
+    expect(fs.readdirSync(path.join(smallDisk.path, 'wal'))).toEqual([]);
+    expect(await storage.list('')).toEqual([]);
+    const fits = randomBytes(3 * 1024 * 1024);
+    await storage.put('wal/000000010000000000000001', fits, { ifAbsent: true });
+    expect((await storage.get('wal/000000010000000000000001')).equals(fits)).toBe(true);
     await storage.close();
   });
 });

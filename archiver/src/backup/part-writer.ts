@@ -40,7 +40,10 @@ export interface PartWriterOptions {
   /** What the part must hold, from the manifest. */
   readonly pieces: readonly ExpectedPiece[];
   readonly directories: readonly ManifestDirectory[];
-  /** fsync every file. */
+  /**
+   * fsync every file, at its last write of the chain (a piece marked `final`): an earlier
+   * layer's write to it is synced by that fsync, which covers the whole file.
+   */
   readonly sync: boolean;
   /** Names the part in errors. */
   readonly what: string;
@@ -122,7 +125,10 @@ export class PartWriter implements TarVisitor {
       fs.closeSync(fd);
       throw error;
     }
-    if (this.options.sync) this.syncs.add(fd, file.destination);
+    // A file a later backup of the chain writes again is synced then, once: synced now, the pages
+    // the later delta changes would reach the disk twice (measured: a chain's restore 1.29x a
+    // full one's with an fsync per layer).
+    if (this.options.sync && piece.final) this.syncs.add(fd, file.destination);
     else fs.closeSync(fd);
   }
 

@@ -29,7 +29,10 @@ export interface ExpectedPiece {
   readonly delta?: boolean;
   /** write: lay the file (or range) down; apply: apply the blob onto it; skip: not needed. */
   readonly action: 'write' | 'apply' | 'skip';
-  /** The last write to this file: it gets its mode and time now (a range: once every range is written). */
+  /**
+   * The last write to this file in the chain: it gets its mode and time now (a range: once every
+   * range is written), and its fsync, which also syncs what earlier layers wrote to it.
+   */
   readonly final?: boolean;
 }
 

@@ -7,7 +7,7 @@
  * fsync is observed through a pass-through spy on node:fs (a test double named as such: the real
  * fsync runs), which records the path each synced descriptor names (/proc/self/fd).
  */
-import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';

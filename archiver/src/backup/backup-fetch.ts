@@ -68,7 +68,12 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       const control = plan.layers.map(controlFileParts);
       // The chain's backups one after the other (a delta applies onto what its base wrote), the
       // parts of each in parallel, the costliest first (restoreOrder).
-      for (const [k, layer] of plan.layers.entries()) await restoreParts(layer, restoreOrder(layer).filter((index) => !control[k].includes(index)));
+      for (const [k, layer] of plan.layers.entries()) {
+        const started = process.hrtime.bigint();
+        const parts = restoreOrder(layer).filter((index) => !control[k].includes(index));
+        await restoreParts(layer, parts);
+        if (chain.length > 1) blog.info('layer of the chain restored', { layer: layer.backup.name, parts: parts.length, bytes: layer.bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+      }
       // A file restored as ranges got its time only now that every range is written.
       for (const file of plan.rangedFiles) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
       const prefix = backupPrefix(backup.name);

@@ -46,13 +46,18 @@ function push(...args: string[]): Manifest {
   return manifestOf(JSON.parse(pushed.stdout).name);
 }
 
-/** Restores `name` with recovery to the end of that backup, starts it, and returns its rows. */
-async function restoreRows(name: string): Promise<string> {
+/**
+ * Restores `name` with recovery to the end of that backup, starts it, and returns its rows; the
+ * restore says it laid down `chain`'s backups one after the other, the full backup first.
+ */
+async function restoreRows(name: string, chain: readonly string[]): Promise<string> {
   const directory = path.join(postgresDirectory(), 'data');
   const restoreEnv = { ...backend.env, ARCHIVER_DAEMON: 'off' };
   const fetched = archiver(['backup-fetch', name, directory, '--target-immediate', '--recovery', '--restore-command', `${LAUNCHER} wal-fetch %f %p`, '--concurrency', '3', '--no-progress'], restoreEnv);
   expect(fetched.stderr).toMatch(/msg="restore complete"/);
   expect(fetched.status).toBe(0);
+  const layers = [...fetched.stderr.matchAll(/msg="layer of the chain restored" .*\blayer=(\S+)/g)].map((match) => match[1]);
+  expect(layers).toEqual(chain);
   const restored = await PostgresCluster.create({ env: restoreEnv, fromDataDirectory: directory, settings: { archive_mode: 'off' } });
   try {
     restored.start(false);
@@ -131,11 +136,11 @@ describe('a full backup, then deltas', () => {
 
   it('restoring the newest delta lays the chain down: exactly the rows at its end', async () => {
     expect(noted.rowsAtSecond).not.toBe(noted.rowsAtFirst);
-    expect(await restoreRows(noted.second!.name)).toBe(noted.rowsAtSecond);
+    expect(await restoreRows(noted.second!.name, [noted.full!.name, noted.first!.name, noted.second!.name])).toBe(noted.rowsAtSecond);
   });
 
   it('restoring the first delta gives the rows at its end: the dropped table gone, the new one there', async () => {
-    const rows = await restoreRows(noted.first!.name);
+    const rows = await restoreRows(noted.first!.name, [noted.full!.name, noted.first!.name]);
     expect(rows).toBe(noted.rowsAtFirst);
     expect(rows).toMatch(/^big=\d+:\w+ fresh=500:\w+$/);
   });

@@ -19,7 +19,7 @@ import type { BackupManifest } from './manifest';
 import { deltaChain } from './delta-chain';
 import { PartRunner } from './part-runner';
 import { PG_CONTROL } from './data-directory';
-import { RestoreLayer, controlFileParts, planRestore, restoreOrder } from './restore-plan';
+import { RestoreLayer, controlFileParts, planRestore, restoreSteps } from './restore-plan';
 import { Progress } from './progress';
 import { RecoverySettingsOptions, recoverySettings } from './recovery-settings';
 import { RecoveryTarget, checkReachable, chooseBackup, describeTarget } from './recovery-target';
@@ -55,25 +55,33 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
     const sync = options.sync ?? true;
     // The parts are downloaded here, through this client, and handed to the threads (body-channel.ts).
     const runner = new PartRunner(config.storage, options.concurrency ?? 2, (bytes) => progress.add(bytes), storage);
-    const restoreParts = (layer: RestoreLayer, indexes: readonly number[]) =>
-      runner.run(
-        indexes.map((index) => ({
-          op: 'fetch' as const,
-          fetch: { key: `${backupPrefix(layer.backup.name)}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync },
-        })),
-      );
+    const fetchJob = (layer: RestoreLayer, index: number) => ({
+      op: 'fetch' as const,
+      fetch: { key: `${backupPrefix(layer.backup.name)}${layer.backup.parts[index].key}`, target, pieces: layer.parts.get(index)!, directories: layer.backup.directories, sync },
+    });
+    const restoreParts = (layer: RestoreLayer, indexes: readonly number[]) => runner.run(indexes.map((index) => fetchJob(layer, index)));
     try {
       // pg_control comes last of all (controlFileParts): a restore cut short leaves no directory
       // that PostgreSQL would start.
       const control = plan.layers.map(controlFileParts);
-      // The chain's backups one after the other (a delta applies onto what its base wrote), the
-      // parts of each in parallel, the costliest first (restoreOrder).
-      for (const [k, layer] of plan.layers.entries()) {
-        const started = process.hrtime.bigint();
-        const parts = restoreOrder(layer).filter((index) => !control[k].includes(index));
-        await restoreParts(layer, parts);
-        if (chain.length > 1) blog.info('layer of the chain restored', { layer: layer.backup.name, parts: parts.length, bytes: layer.bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-      }
+      // Every layer's parts, the costliest first, a part of a later backup of the chain as soon as
+      // the parts it writes onto are written (restoreSteps: a delta applies onto what its base wrote).
+      const steps = restoreSteps(plan, (k) => control[k]);
+      const started = process.hrtime.bigint();
+      const left = plan.layers.map((_, k) => steps.filter((step) => step.layer === k).length);
+      await runner.run(
+        steps.map((step) => fetchJob(plan.layers[step.layer], step.part)),
+        {
+          after: steps.map((step) => step.after),
+          onDone: (index) => {
+            const k = steps[index].layer;
+            if (--left[k] === 0 && chain.length > 1) {
+              const layer = plan.layers[k];
+              blog.info('layer of the chain restored', { layer: layer.backup.name, parts: layer.parts.size - control[k].length, bytes: layer.bytes, elapsed_seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+            }
+          },
+        },
+      );
       // A file restored as ranges got its time only now that every range is written.
       for (const file of plan.rangedFiles) await fs.utimes(path.join(target, file.path), file.mtime, file.mtime);
       const prefix = backupPrefix(backup.name);

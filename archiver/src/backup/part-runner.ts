@@ -16,6 +16,7 @@ import { reviveError } from '../errors';
 import { openStorage } from '../storage/open';
 import type { Storage, StorageOptions } from '../storage/storage';
 import { sendBody } from './body-channel';
+import { RunOrder, runOrdered } from './run-ordered';
 import { FetchPartJob, PartSource, fetchPart, pushPart } from './part-jobs';
 import type { PartEntry, PartResult } from './part-stream';
 
@@ -75,27 +76,15 @@ export class PartRunner {
   ) {}
 
   /**
-   * Runs every job, the next free thread taking the next job in order (so put the largest first);
-   * rejects with the first failure once the jobs started have settled. Results are in job order.
+   * Runs every job, the next free thread taking the first job in order that may start (so put the
+   * largest first); rejects with the first failure once the jobs started have settled. Results are
+   * in job order. `after[i]` lists the jobs (each earlier in the list) that must be done before
+   * job i starts; `onDone(i)` is called as job i succeeds.
    */
-  async run<T extends PartJob>(jobs: readonly T[]): Promise<(T extends { op: 'push' } ? PushedPart : void)[]> {
-    const results: unknown[] = new Array(jobs.length);
-    let next = 0;
-    let failure: { error: unknown } | undefined;
+  async run<T extends PartJob>(jobs: readonly T[], order: RunOrder = {}): Promise<(T extends { op: 'push' } ? PushedPart : void)[]> {
     const wanted = Math.max(1, Math.min(this.concurrency, jobs.length));
     while (this.lanes.length < wanted) this.lanes.push(this.script ? new WorkerLane(this.script, this.storage, this.onBytes, this.downloads) : new InlineLane(this.storage, this.onBytes, this.downloads));
-    const drive = async (lane: Lane) => {
-      while (next < jobs.length && !failure) {
-        const index = next++;
-        try {
-          results[index] = await lane.run(jobs[index]);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-    };
-    await Promise.all(this.lanes.slice(0, wanted).map(drive));
-    if (failure) throw failure.error;
+    const results = await runOrdered(jobs.length, this.lanes.slice(0, wanted), (lane, index) => lane.run(jobs[index]), order);
     return results as (T extends { op: 'push' } ? PushedPart : void)[];
   }
 

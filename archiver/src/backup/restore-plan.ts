@@ -170,3 +170,47 @@ export function restoreOrder(layer: RestoreLayer): number[] {
 export function controlFileParts(layer: RestoreLayer): number[] {
   return [...layer.parts].filter(([, pieces]) => pieces.some((piece) => piece.path === PG_CONTROL && piece.action !== 'skip')).map(([index]) => index);
 }
+
+/** One part of one layer to restore, and the steps it must wait for. */
+export interface RestoreStep {
+  /** Index into the plan's layers. */
+  readonly layer: number;
+  /** Index into that layer's backup's parts. */
+  readonly part: number;
+  /** Indexes into the steps (all earlier in the list) that must be done before this one starts. */
+  readonly after: readonly number[];
+}
+
+/**
+ * Every layer's parts as one list of steps, layer after layer and each layer's in restoreOrder,
+ * less the parts `held(layer)` names (the pg_control parts, restored at the very end). A step
+ * waits only for the steps of earlier layers that write to a file it writes to: the chain's order
+ * is the order of the writes to each file, and nothing else needs an order. So a delta's part
+ * starts as soon as the parts of its base holding its files are written, on a thread the base's
+ * last parts leave idle, instead of after the whole base (section runs of the delta benchmark: the
+ * delta's layer took 0.8-0.95 s after a base layer of 1.2-1.5 s).
+ */
+export function restoreSteps(plan: RestorePlan, held: (layer: number) => readonly number[] = () => []): RestoreStep[] {
+  const steps: RestoreStep[] = [];
+  // For each file: the steps of the newest layer so far that write to it.
+  const writers = new Map<string, number[]>();
+  for (const [k, layer] of plan.layers.entries()) {
+    const touched = new Map<string, number[]>();
+    const excluded = held(k);
+    for (const part of restoreOrder(layer).filter((index) => !excluded.includes(index))) {
+      const after = new Set<number>();
+      const index = steps.length;
+      for (const piece of layer.parts.get(part)!) {
+        if (piece.action === 'skip') continue;
+        for (const step of writers.get(piece.path) ?? []) after.add(step);
+        const list = touched.get(piece.path) ?? [];
+        touched.set(piece.path, list);
+        if (!list.includes(index)) list.push(index);
+      }
+      steps.push({ layer: k, part, after: [...after].sort((a, b) => a - b) });
+    }
+    // The parts of one layer write different files or different ranges of one: no order among them.
+    for (const [file, list] of touched) writers.set(file, list);
+  }
+  return steps;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeManifest, BackupManifest, ManifestDelta, ManifestFile } from '../../../archiver/src/backup/manifest';
-import { FILE_COST_BYTES, controlFileParts, planRestore, restoreOrder } from '../../../archiver/src/backup/restore-plan';
+import { FILE_COST_BYTES, controlFileParts, planRestore, restoreOrder, restoreSteps } from '../../../archiver/src/backup/restore-plan';
 import { deltaChain, withBases } from '../../../archiver/src/backup/delta-chain';
 import { CorruptObjectError, BackupNotFoundError, UnsupportedObjectError } from '../../../archiver/src/errors';
 import { crc32 } from 'node:zlib';
@@ -114,6 +114,32 @@ describe('planning the restore of a delta chain', () => {
     expect(actions(plan, 0)).toContain('1:base/1/10:write');
     expect(actions(plan, 0)).toContain('1:base/1/11:write');
     expect(actions(plan, 1)).toContain('0:base/1/11:apply:final');
+  });
+
+  it('orders the parts of every layer as one list: a part waits only for the earlier parts that write its files', () => {
+    // C's part 0 and part 1 both apply onto base/1/10 or base/1/13, which B's part 1 wrote; B's part
+    // 1 applies onto base/1/10, which A's part 1 wrote.
+    expect(restoreSteps(planRestore([full, d1, d2]))).toEqual([
+      { layer: 0, part: 1, after: [] },
+      { layer: 1, part: 1, after: [0] },
+      { layer: 2, part: 0, after: [1] },
+      { layer: 2, part: 1, after: [1] },
+    ]);
+  });
+
+  it('lets a part of a delta whose files its base does not write start at once, and leaves out the parts held back', () => {
+    const base = backup('X', [file('f1', 0), file('f2', 1)]);
+    const next = backup('Y', [file('f3', 1)], [delta('f1', 0)], 'X');
+    const plan = planRestore([base, next]);
+    expect(restoreSteps(plan)).toEqual([
+      { layer: 0, part: 0, after: [] },
+      { layer: 1, part: 0, after: [0] },
+      { layer: 1, part: 1, after: [] },
+    ]);
+    expect(restoreSteps(plan, (layer) => (layer === 1 ? [1] : []))).toEqual([
+      { layer: 0, part: 0, after: [] },
+      { layer: 1, part: 0, after: [0] },
+    ]);
   });
 
   it('refuses a piece in a part the manifest does not list', () => {

@@ -99,7 +99,9 @@ describe.each(Object.keys(backends))('PostgreSQL archives to %s and a second Pos
       } finally {
         await storage.close();
       }
-      expect(primary.sql('select failed_count from pg_stat_archiver')).toBe('0');
+      // On failure, the lines that say why a call failed: PostgreSQL's and the background archiver's.
+      const why = () => [primary!.log(), fs.existsSync(primaryEnv.ARCHIVER_DAEMON_LOG) ? fs.readFileSync(primaryEnv.ARCHIVER_DAEMON_LOG, 'utf8') : ''].join('\n').split('\n').filter((line) => /archive command|level=(warn|error)|FATAL|ERROR/.test(line)).join('\n');
+      expect(primary.sql('select failed_count from pg_stat_archiver'), why()).toBe('0');
       primary.stop();
       stopArchiver(primaryEnv);
 

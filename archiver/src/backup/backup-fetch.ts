@@ -68,7 +68,8 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
       // the parts it writes onto are written (restoreSteps: a delta applies onto what its base wrote).
       const steps = restoreSteps(plan, (k) => control[k]);
       const started = process.hrtime.bigint();
-      const left = plan.layers.map((_, k) => steps.filter((step) => step.layer === k).length);
+      const partsOf = plan.layers.map((_, k) => steps.filter((step) => step.layer === k).length);
+      const left = [...partsOf];
       await runner.run(
         steps.map((step) => fetchJob(plan.layers[step.layer], step.part)),
         {
@@ -77,7 +78,7 @@ export async function backupFetch(config: ArchiverConfig, storage: Storage, log:
             const k = steps[index].layer;
             if (--left[k] === 0 && chain.length > 1) {
               const layer = plan.layers[k];
-              blog.info('layer of the chain restored', { layer: layer.backup.name, parts: layer.parts.size - control[k].length, bytes: layer.bytes, elapsed_seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+              blog.info('layer of the chain restored', { layer: layer.backup.name, parts: partsOf[k], bytes: layer.bytes, elapsed_seconds: Number(process.hrtime.bigint() - started) / 1e9 });
             }
           },
         },

@@ -5,14 +5,17 @@
  * threads) share; a page delta is applied onto what an older backup of the chain wrote.
  * Writes are synchronous (this runs on a worker thread of its own) and done before each chunk's
  * push returns, so the chunk's memory can be reused at once; fsyncs run in libuv's pool while
- * the next files are written.
+ * the next files are written. A restore that syncs writes whole files and ranges around the page
+ * cache (direct-write.ts): it waits for the disk anyway.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { crc32 } from '../crc32';
 import { formatChecksum } from '../envelope';
 import { CorruptObjectError, RestoreWriteError } from '../errors';
 import type { ManifestDirectory } from './manifest';
+import { DirectFileWriter, DirectWrites, writeAll } from './direct-write';
 import { DeltaApplier } from './page-delta';
 import { PAX_DELTA, PAX_FILE_SIZE, PAX_OFFSET } from './part-stream';
 import type { ExpectedPiece } from './restore-plan';
@@ -20,6 +23,8 @@ import type { TarEntry, TarVisitor } from './tar-reader';
 
 /** Files whose fsync may run at once, in libuv's pool, while the next files are written. */
 const SYNCS_IN_FLIGHT = 16;
+/** Direct writes (1 MiB each) in flight before the next chunk waits: the disk busy while the thread decompresses. */
+const DIRECT_WRITES_IN_FLIGHT = 2;
 
 /** The file being written: where, what the manifest expects, what has come so far. */
 interface OpenFile {
@@ -29,6 +34,8 @@ interface OpenFile {
   /** Undefined while a skipped piece's data passes. */
   readonly fd: number | undefined;
   readonly applier: DeltaApplier | undefined;
+  /** Set when the piece is written around the page cache. */
+  readonly direct: DirectFileWriter | undefined;
   position: number;
   crc: number;
   size: number;
@@ -56,6 +63,7 @@ export class PartWriter implements TarVisitor {
   private readonly directories: Set<string>;
   private readonly seen = new Set<string>();
   private readonly syncs = new BackgroundSyncs(SYNCS_IN_FLIGHT);
+  private readonly direct = new DirectWrites();
   private file: OpenFile | undefined;
 
   constructor(private readonly options: PartWriterOptions) {
@@ -83,15 +91,20 @@ export class PartWriter implements TarVisitor {
     this.seen.add(key);
     if (piece.action === 'skip') {
       // Another backup of the chain has what the restored file needs here.
-      this.file = { key, destination, piece, fd: undefined, applier: undefined, position: 0, crc: 0, size: 0 };
+      this.file = { key, destination, piece, fd: undefined, applier: undefined, direct: undefined, position: 0, crc: 0, size: 0 };
       return;
     }
     // A range shares its file with the other ranges, and a delta is applied onto what an older
     // backup of the chain wrote (or onto nothing): opened without O_EXCL. A whole file is new.
     const exclusive = piece.action === 'write' && piece.offset === undefined;
-    const fd = writing(destination, () => fs.openSync(destination, exclusive ? 'wx' : fs.constants.O_WRONLY | fs.constants.O_CREAT, piece.mode));
+    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | (exclusive ? fs.constants.O_EXCL : 0);
+    const position = piece.offset ?? 0;
+    // A page delta writes scattered pages: the ordinary way.
+    const directFd = this.options.sync && piece.action === 'write' && this.direct.writable(position) ? writing(destination, () => this.direct.open(destination, flags, piece.mode)) : undefined;
+    const fd = directFd ?? writing(destination, () => fs.openSync(destination, flags, piece.mode));
+    const direct = directFd === undefined ? undefined : new DirectFileWriter(directFd, destination, position, this.direct);
     const applier = piece.action === 'apply' ? new DeltaApplier(fd, `the page delta of ${key} in ${what}`) : undefined;
-    this.file = { key, destination, piece, fd, applier, position: piece.offset ?? 0, crc: 0, size: 0 };
+    this.file = { key, destination, piece, fd, applier, direct, position, crc: 0, size: 0 };
   }
 
   data(chunk: Buffer): void {
@@ -101,6 +114,7 @@ export class PartWriter implements TarVisitor {
     file.size += chunk.length;
     this.options.onBytes(chunk.length);
     if (file.applier) writing(file.destination, () => file.applier!.write(chunk));
+    else if (file.direct) writing(file.destination, () => file.direct!.write(chunk));
     else writing(file.destination, () => writeAll(file.fd!, chunk, file.position));
     file.position += chunk.length;
   }
@@ -109,17 +123,15 @@ export class PartWriter implements TarVisitor {
     const file = this.file;
     if (!file) return;
     this.file = undefined;
-    const { piece, fd } = file;
-    if (fd === undefined) return;
+    const { piece, direct } = file;
+    if (file.fd === undefined) return;
+    if (direct) return this.endDirect(file, direct);
+    const fd = file.fd;
     try {
-      if (file.size !== piece.size || formatChecksum(file.crc) !== piece.checksum) {
-        throw new CorruptObjectError(`${file.key} from ${this.options.what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${file.size} bytes, CRC-32 ${formatChecksum(file.crc)})`);
-      }
+      this.check(file);
       writing(file.destination, () => {
         file.applier?.end();
-        // The mode despite the umask; a range's time is set once every range is written.
-        fs.fchmodSync(fd, piece.mode);
-        if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
+        setModeAndTime(fd, piece);
       });
     } catch (error) {
       fs.closeSync(fd);
@@ -132,9 +144,46 @@ export class PartWriter implements TarVisitor {
     else fs.closeSync(fd);
   }
 
-  /** Resolves once fewer fsyncs than the limit are in flight: the next chunk may come. */
-  room(): Promise<void> {
-    return this.syncs.room();
+  /**
+   * A file written direct: its last bytes sent; once its writes are done (a write would set its
+   * time again) its mode and time, its fsync when it is the last write of the chain, and the close.
+   */
+  private endDirect(file: OpenFile, direct: DirectFileWriter): void {
+    const { piece, destination } = file;
+    let end: ReturnType<DirectFileWriter['end']>;
+    try {
+      end = writing(destination, () => direct.end());
+      this.check(file);
+    } catch (error) {
+      this.syncs.track(destination, direct.abandon());
+      throw error;
+    }
+    const sync = this.options.sync && piece.final === true;
+    const finish = async () => {
+      try {
+        await end.written;
+        setModeAndTime(end.fd, piece);
+        if (sync) await fsyncAsync(end.fd);
+      } finally {
+        fs.closeSync(end.fd);
+        if (end.otherFd !== undefined) fs.closeSync(end.otherFd);
+      }
+    };
+    this.syncs.track(destination, finish());
+  }
+
+  /** The piece as written against the manifest: its size and CRC-32. */
+  private check(file: OpenFile): void {
+    const { piece } = file;
+    if (file.size !== piece.size || formatChecksum(file.crc) !== piece.checksum) {
+      throw new CorruptObjectError(`${file.key} from ${this.options.what} does not match the backup's manifest (expected ${piece.size} bytes, CRC-32 ${piece.checksum}; got ${file.size} bytes, CRC-32 ${formatChecksum(file.crc)})`);
+    }
+  }
+
+  /** Resolves once fewer fsyncs than the limit, and few enough direct writes, are in flight: the next chunk may come. */
+  async room(): Promise<void> {
+    await this.direct.room(DIRECT_WRITES_IN_FLIGHT);
+    await this.syncs.room();
   }
 
   /** The part was read to its end: every fsync done, every piece of the manifest seen. */
@@ -146,11 +195,20 @@ export class PartWriter implements TarVisitor {
 
   /** The restore failed: the open file is closed, the fsyncs in flight are waited for. */
   async abandon(): Promise<void> {
-    const fd = this.file?.fd;
+    const file = this.file;
     this.file = undefined;
-    if (fd !== undefined) fs.closeSync(fd);
+    if (file?.direct) await file.direct.abandon();
+    else if (file?.fd !== undefined) fs.closeSync(file.fd);
     await this.syncs.settle();
   }
+}
+
+const fsyncAsync = promisify(fs.fsync);
+
+/** The mode despite the umask; a range's time is set once every range is written. */
+function setModeAndTime(fd: number, piece: ExpectedPiece): void {
+  fs.fchmodSync(fd, piece.mode);
+  if (piece.offset === undefined && (piece.final || piece.action === 'write')) fs.futimesSync(fd, piece.mtime, piece.mtime);
 }
 
 function pieceKey(name: string, offset: number | undefined): string {
@@ -168,12 +226,6 @@ function writing<T>(file: string, action: () => T): T {
   }
 }
 
-/** pwrite until every byte is written (a write may be short). */
-function writeAll(fd: number, chunk: Buffer, position: number): void {
-  let written = 0;
-  while (written < chunk.length) written += fs.writeSync(fd, chunk, written, chunk.length - written, position + written);
-}
-
 /**
  * fsync-then-close of written files, in libuv's pool, at most `limit` at once: the disk writes
  * back one file while the thread decompresses and writes the next. Past the limit a file is
@@ -182,7 +234,7 @@ function writeAll(fd: number, chunk: Buffer, position: number): void {
  */
 class BackgroundSyncs {
   private readonly pending = new Set<Promise<void>>();
-  private failure: RestoreWriteError | undefined;
+  private failure: Error | undefined;
 
   constructor(private readonly limit: number) {}
 
@@ -208,6 +260,16 @@ class BackgroundSyncs {
     });
     this.pending.add(sync);
     void sync.then(() => this.pending.delete(sync));
+  }
+
+  /** Work of its own on `file` (a direct write's end): waited for like a sync, its failure kept. */
+  track(file: string, work: Promise<void>): void {
+    const tracked = work.catch((error: NodeJS.ErrnoException) => {
+      if (this.failure) return;
+      this.failure = typeof error.code === 'string' && error.syscall !== undefined ? new RestoreWriteError(`cannot write ${file}: ${error.message}`) : error;
+    });
+    this.pending.add(tracked);
+    void tracked.then(() => this.pending.delete(tracked));
   }
 
   /** Waits until fewer than `limit` are in flight. */

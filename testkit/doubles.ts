@@ -490,3 +490,56 @@ export async function startHoldingProxy(upstreamPort: number, pattern: string): 
       }),
   };
 }
+
+export interface TripwireProxy {
+  /** `http://127.0.0.1:PORT`: give it to the client instead of the server's endpoint. */
+  readonly endpoint: string;
+  /** Resolves once a request containing the pattern has been passed on to the server whole. */
+  readonly tripped: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A test double between an HTTP client and a server (127.0.0.1 port 0 → 127.0.0.1
+ * `upstreamPort`) that passes every byte both ways and tells when the first request containing
+ * `pattern` (e.g. `GET /bucket/prefix/basebackups/NAME/parts/`) went by: a download known to be
+ * under way, for a test to break the server at that very point.
+ */
+export async function startTripwireProxy(upstreamPort: number, pattern: string): Promise<TripwireProxy> {
+  const needle = Buffer.from(pattern, 'latin1');
+  let onTripped!: () => void;
+  const tripped = new Promise<void>((resolve) => (onTripped = resolve));
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.createConnection({ host: '127.0.0.1', port: upstreamPort });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+    }
+    upstream.on('data', (data: Buffer) => client.write(data));
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    // The pattern may straddle two chunks: the last bytes of one are searched with the next.
+    let tail = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      const text = Buffer.concat([tail, chunk]);
+      if (text.includes(needle)) onTripped();
+      tail = text.subarray(Math.max(0, text.length - needle.length + 1));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    tripped,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

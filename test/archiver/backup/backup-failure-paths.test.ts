@@ -1,7 +1,8 @@
 /**
  * Base backups on the failure paths no other test takes, with real PostgreSQL 15, s3rver and real
  * parts: a backup whose WAL never reaches the archive (`--wal-timeout`), a restore into a disk
- * that fills up, and a restore whose storage goes away (killed, or frozen) half-way. Each fails
+ * that fills up, and a restore whose storage goes away (killed, or frozen) half-way, a delta
+ * chain's too (killed as the delta's parts download). Each fails
  * with its exit code and a message that says why, within its deadlines, and leaves nothing
  * behind; the next try succeeds once the cause is gone.
  */
@@ -13,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../contract';
 import { openStorage } from '../../../archiver/src/storage/open';
 import { LAUNCHER, eventually, lastLog, runArchiverAsPostgres, spawnArchiverAsPostgres, stopArchiver } from '../../../testkit/archiver';
+import { startTripwireProxy, within } from '../../../testkit/doubles';
 import { TestBackend, startBackend } from '../../../testkit/backends';
 import { SmallDisk } from '../../../testkit/small-disk';
 import { PostgresCluster, giveToPostgres } from '../../../testkit/postgres';
@@ -259,6 +261,51 @@ describe('backup-fetch', () => {
     expect(lastLog(fetch.stderr())).toMatchObject({ level: 'error', command: 'backup-fetch', error: 'StorageError', exit: '1' });
     expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ \(endpoint http:\/\/127\.0\.0\.1:\d+\) failed: .*(stalled: no progress for 5000 ms|no answer within 5000 ms|timed out after 5000 ms)/);
   }, 180_000);
+
+  it('of a delta chain fails within its deadlines when the storage is killed as the delta\'s parts download, leaves nothing; after a restart the chain restores with every row', async () => {
+    // The delta: half of big's rows rewritten with new random bytes, pages the delta holds whole.
+    const random = Array.from({ length: 8 }, () => 'gen_random_bytes(1024)').join(' || ');
+    primary.sql(`update big set b = ${random} where id % 2 = 0`);
+    const pushed = archiver(['backup-push', '--delta', '--json', '--no-progress', '--part-size-mib', '16'], serverEnv());
+    expect(pushed.stderr).toMatch(/msg="backup complete"/);
+    expect(pushed.status).toBe(0);
+    const delta = JSON.parse(pushed.stdout) as { name: string; base: string };
+    expect(delta.base).toBe(name);
+    const expectedChain = checksum(primary);
+    primary.sql('select pg_switch_wal()');
+    await primary.waitForArchiving();
+
+    // The restore goes through a proxy that says when the first of the delta's parts is asked for.
+    const proxy = await startTripwireProxy(backend.s3!.port, `basebackups/${delta.name}/parts/`);
+    const parent = postgresDirectory();
+    const fetch = start(['backup-fetch', delta.name, path.join(parent, 'data'), '--concurrency', '1', '--no-progress'], { ...fetchEnv(), ARCHIVER_S3_ENDPOINT: proxy.endpoint });
+    try {
+      await within(proxy.tripped, 120_000, "the restore asking for the delta's first part");
+      await backend.s3!.crash();
+      const crashed = Date.now();
+      try {
+        expect(await fetch.exit(90_000)).toBe(EXIT_CODES.error);
+        expect(Date.now() - crashed).toBeLessThan(20_000);
+        expect(fetch.stderr()).toMatch(/msg="restore failed: what it wrote is removed"/);
+        expect(fs.readdirSync(parent)).toEqual([]);
+      } finally {
+        await backend.s3!.restart();
+      }
+    } finally {
+      fetch.child.kill('SIGKILL');
+      await proxy.close();
+    }
+    expect(lastLog(fetch.stderr())).toMatchObject({ level: 'error', command: 'backup-fetch', error: 'StorageError', exit: '1' });
+    expect(lastLog(fetch.stderr()).msg).toMatch(/^storage getStream basebackups\/base_\w+\/parts\/\d{4}\.tar at s3:\/\/kubedb\/\S+ \(endpoint http:\/\/127\.0\.0\.1:\d+\) failed: /);
+
+    const restored = await restoreAndStart(delta.name);
+    try {
+      expect(checksum(restored)).toBe(expectedChain);
+      expect(checksum(restored)).not.toBe(expected);
+    } finally {
+      await restored.remove();
+    }
+  }, 300_000);
 
   /** backup-fetch --recovery into a new directory, and a cluster started on it, recovered. */
   async function restoreAndStart(backup: string): Promise<PostgresCluster> {

@@ -409,21 +409,10 @@ export async function startHoldingProxy(upstreamPort: number, pattern: string): 
   const holding = new Promise<{ contentLength: number; forwardedBodyBytes: number }>((resolve) => (onHolding = resolve));
   let onUpstreamClosed!: () => void;
   const heldUpstreamClosed = new Promise<void>((resolve) => (onUpstreamClosed = resolve));
-  const sockets = new Set<net.Socket>();
-
-  const server = net.createServer((client) => {
-    const upstream = net.createConnection({ host: '127.0.0.1', port: upstreamPort });
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => undefined);
-    }
-    upstream.on('data', (data: Buffer) => client.write(data));
+  const relay = await startRelay(upstreamPort, (client, upstream) => {
     upstream.on('close', () => {
-      client.destroy();
       if (heldClient === client) onUpstreamClosed();
     });
-    client.on('close', () => upstream.destroy());
 
     let pending = Buffer.alloc(0);
     let mode: 'scan' | 'body' | 'held' = 'scan';
@@ -474,27 +463,19 @@ export async function startHoldingProxy(upstreamPort: number, pattern: string): 
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
-  });
   return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    endpoint: relay.endpoint,
     holding,
     heldClientOpen: () => heldClient !== undefined && !heldClient.destroyed && heldClient.readable,
     heldUpstreamClosed,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
+    close: relay.close,
   };
 }
 
 export interface TripwireProxy {
   /** `http://127.0.0.1:PORT`: give it to the client instead of the server's endpoint. */
   readonly endpoint: string;
-  /** Resolves once a request containing the pattern has been passed on to the server whole. */
+  /** Resolves once the bytes of a request containing the pattern have been passed on to the server. */
   readonly tripped: Promise<void>;
   close(): Promise<void>;
 }
@@ -509,6 +490,26 @@ export async function startTripwireProxy(upstreamPort: number, pattern: string):
   const needle = Buffer.from(pattern, 'latin1');
   let onTripped!: () => void;
   const tripped = new Promise<void>((resolve) => (onTripped = resolve));
+  const relay = await startRelay(upstreamPort, (client, upstream) => {
+    // The pattern may straddle two chunks: the last bytes of one are searched with the next.
+    let tail = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      const text = Buffer.concat([tail, chunk]);
+      if (text.includes(needle)) onTripped();
+      tail = text.subarray(Math.max(0, text.length - needle.length + 1));
+    });
+  });
+  return { endpoint: relay.endpoint, tripped, close: relay.close };
+}
+
+/**
+ * The plumbing of the proxies above: a TCP server on 127.0.0.1 port 0 whose every connection gets
+ * one to 127.0.0.1 `upstreamPort`. The server's bytes go back to the client as they come; the
+ * client's are `connected`'s to pass on (its own 'data' handler). Either side closing closes the
+ * other, as a dead peer's kernel would; close() ends every connection and the server.
+ */
+async function startRelay(upstreamPort: number, connected: (client: net.Socket, upstream: net.Socket) => void): Promise<{ endpoint: string; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.createConnection({ host: '127.0.0.1', port: upstreamPort });
@@ -520,14 +521,7 @@ export async function startTripwireProxy(upstreamPort: number, pattern: string):
     upstream.on('data', (data: Buffer) => client.write(data));
     upstream.on('close', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    // The pattern may straddle two chunks: the last bytes of one are searched with the next.
-    let tail = Buffer.alloc(0);
-    client.on('data', (chunk: Buffer) => {
-      upstream.write(chunk);
-      const text = Buffer.concat([tail, chunk]);
-      if (text.includes(needle)) onTripped();
-      tail = text.subarray(Math.max(0, text.length - needle.length + 1));
-    });
+    connected(client, upstream);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -535,7 +529,6 @@ export async function startTripwireProxy(upstreamPort: number, pattern: string):
   });
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    tripped,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

@@ -219,18 +219,7 @@ describe('backup-fetch', () => {
     const fetch = start(['backup-fetch', name, directory, '--concurrency', '1', '--no-progress'], fetchEnv());
     // Under way: some of the data written, most of it not.
     expect(await eventually(() => bytesUnder(directory) > 32 * 1024 * 1024, 120_000)).toBe(true);
-    await backend.s3!.crash();
-    const crashed = Date.now();
-    try {
-      // Within the storage deadlines (5 s an attempt, 2 attempts), not for ever: a connection
-      // reset fails the part at once, a new request after 2 refused attempts.
-      expect(await fetch.exit(90_000)).toBe(EXIT_CODES.error);
-      expect(Date.now() - crashed).toBeLessThan(20_000);
-      expect(fetch.stderr()).toMatch(/msg="restore failed: what it wrote is removed"/);
-      expect(fs.readdirSync(parent)).toEqual([]);
-    } finally {
-      await backend.s3!.restart();
-    }
+    await crashAndExpectNothingLeft(fetch, parent);
     const restored = await restoreAndStart(name);
     try {
       expect(checksum(restored)).toBe(expected);
@@ -281,16 +270,7 @@ describe('backup-fetch', () => {
     const fetch = start(['backup-fetch', delta.name, path.join(parent, 'data'), '--concurrency', '1', '--no-progress'], { ...fetchEnv(), ARCHIVER_S3_ENDPOINT: proxy.endpoint });
     try {
       await within(proxy.tripped, 120_000, "the restore asking for the delta's first part");
-      await backend.s3!.crash();
-      const crashed = Date.now();
-      try {
-        expect(await fetch.exit(90_000)).toBe(EXIT_CODES.error);
-        expect(Date.now() - crashed).toBeLessThan(20_000);
-        expect(fetch.stderr()).toMatch(/msg="restore failed: what it wrote is removed"/);
-        expect(fs.readdirSync(parent)).toEqual([]);
-      } finally {
-        await backend.s3!.restart();
-      }
+      await crashAndExpectNothingLeft(fetch, parent);
     } finally {
       fetch.child.kill('SIGKILL');
       await proxy.close();
@@ -306,6 +286,24 @@ describe('backup-fetch', () => {
       await restored.remove();
     }
   }, 300_000);
+
+  /**
+   * Kills the storage under a restore under way and restarts it after: the restore fails within
+   * the storage deadlines (5 s an attempt, 2 attempts), not for ever (a connection reset fails the
+   * part at once, a new request after 2 refused attempts), and removes what it wrote under `parent`.
+   */
+  async function crashAndExpectNothingLeft(fetch: Running, parent: string): Promise<void> {
+    await backend.s3!.crash();
+    const crashed = Date.now();
+    try {
+      expect(await fetch.exit(90_000)).toBe(EXIT_CODES.error);
+      expect(Date.now() - crashed).toBeLessThan(20_000);
+      expect(fetch.stderr()).toMatch(/msg="restore failed: what it wrote is removed"/);
+      expect(fs.readdirSync(parent)).toEqual([]);
+    } finally {
+      await backend.s3!.restart();
+    }
+  }
 
   /** backup-fetch --recovery into a new directory, and a cluster started on it, recovered. */
   async function restoreAndStart(backup: string): Promise<PostgresCluster> {

@@ -192,3 +192,34 @@ describe('manifest formats', () => {
     expect(() => decodeManifest(encoded(3), 'm')).toThrow(new UnsupportedObjectError('m has manifest format 3; this archiver reads formats up to 2: upgrade the archiver'));
   });
 });
+
+describe('the order of the parts', () => {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  /** `rel` in two ranges, the second (shorter) one in the smallest part; other files in the parts between. */
+  function rangedBackup(name: string): BackupManifest {
+    const a = new Uint8Array(100).fill(1);
+    const b = new Uint8Array(60).fill(2);
+    const rel = { ...file('rel', 0, 160), checksum: hex(crc32(Buffer.concat([a, b]))), ranges: [{ part: 0, offset: 0, size: 100, checksum: hex(crc32(a)) }, { part: 3, offset: 100, size: 60, checksum: hex(crc32(b)) }] };
+    return backup(name, [rel, file('other', 1), file('small', 2)], undefined, undefined, 4);
+  }
+
+  it('restores the ranges of a file one after the other, at the place of its costliest range, not each at its own', () => {
+    // Parts' sizes 40, 30, 20, 10: by their own costs alone the file's last range (part 3) would come last.
+    expect(restoreOrder(planRestore([rangedBackup('A')]).layers[0])).toEqual([0, 3, 1, 2]);
+  });
+
+  it('puts a delta\'s part that waits right after the last part it waits for, before the base\'s parts it does not wait for', () => {
+    // X: big, f1 and f2 in parts of 30, 20 and 10 bytes; Y applies onto f2 in its part 0, onto big
+    // and f1 in its part 1 (the costlier: two files).
+    const full = backup('X', [file('big', 0), file('f1', 1), file('f2', 2)], undefined, undefined, 3);
+    const next = backup('Y', [], [delta('f2', 0), delta('big', 1), delta('f1', 1)], 'X', 2);
+    expect(restoreSteps(planRestore([full, next]))).toEqual([
+      { layer: 0, part: 0, after: [] },
+      { layer: 0, part: 1, after: [] },
+      // Right after the parts it waits for, ahead of X's part 2, which a thread would take first.
+      { layer: 1, part: 1, after: [0, 1] },
+      { layer: 0, part: 2, after: [] },
+      { layer: 1, part: 0, after: [3] },
+    ]);
+  });
+});

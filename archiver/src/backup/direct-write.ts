@@ -1,18 +1,22 @@
 /**
  * Restored files written around the page cache (O_DIRECT), for a restore that fsyncs what it
  * writes. Such a restore waits for every byte to reach the disk anyway; through the page cache each
- * byte is first copied into freshly allocated cache pages (zeroed first, init_on_alloc), then
- * written back by the fsync, and those pages are left holding a copy of the database nobody reads
- * before PostgreSQL starts. Measured on the project's 2-core VM (1 GiB, 1 MiB writes, then fsync):
- * buffered 0.8–5.7 s with up to 4.3 s of system CPU; direct 0.56–0.74 s with 0.15 s.
+ * byte is first copied into freshly allocated cache pages, then written back by the fsync, and
+ * those pages are left holding a copy of the database nobody reads before PostgreSQL starts
+ * (charged to the pod's memory cgroup). On the project's 2-core VM fresh pages are costly (memory
+ * is handed back to the host): 1 GiB in 1 MiB writes, then fsync, took 0.8–5.7 s buffered with up
+ * to 4.3 s of system CPU, 0.56–0.74 s direct with 0.15 s. A whole restore ran at the same speed
+ * either way on a quiet machine, with ~0.3 s more user CPU per GiB direct (the copy into the
+ * staging memory), and faster direct where fresh pages were costly (bench/RESULTS.md).
  *
  * Direct I/O wants the memory, the file offset and the length aligned to the device's block size.
  * Data goes through staging buffers in WebAssembly memory (page-aligned, which a Node Buffer is
  * not) and is written in whole aligned blocks, in libuv's pool, while the thread decompresses the
- * next ones (a direct write returns only once the device has the data); a file's last bytes short
+ * next ones (a direct write returns only once the device has taken the data; the fsync at the
+ * file's end still flushes the device's cache and the file's metadata); a file's last bytes short
  * of a block go through an ordinary descriptor. Where the file system refuses O_DIRECT (EINVAL at
- * open or at a write), the file is written the ordinary way, from where it stood, and later files
- * are not tried again.
+ * open or at a write), the file is written the ordinary way, from where it stood, and the part's
+ * later files are not tried again.
  */
 import * as fs from 'node:fs';
 

@@ -157,17 +157,13 @@ export const FILE_COST_BYTES = 256 * 1024;
  * every other large part (a chain's restore: the delta of pgbench_accounts waited 3 s for it).
  */
 export function restoreOrder(layer: RestoreLayer): number[] {
-  const cost = (index: number) => layer.backup.parts[index].size + layer.parts.get(index)!.length * FILE_COST_BYTES;
+  const cost = new Map([...layer.parts].map(([index, pieces]) => [index, layer.backup.parts[index].size + pieces.length * FILE_COST_BYTES]));
+  // A part holding a range holds that range alone (parts-plan.ts).
+  const rangedFile = new Map([...layer.parts].map(([index, pieces]) => [index, pieces.find((piece) => piece.offset !== undefined)?.path ?? '']));
   const fileCost = new Map<string, number>();
-  for (const [index, pieces] of layer.parts) {
-    for (const piece of pieces) if (piece.offset !== undefined) fileCost.set(piece.path, Math.max(fileCost.get(piece.path) ?? 0, cost(index)));
-  }
-  const rangedFile = (index: number) => layer.parts.get(index)!.find((piece) => piece.offset !== undefined)?.path;
-  const rank = (index: number) => {
-    const file = rangedFile(index);
-    return file === undefined ? cost(index) : fileCost.get(file)!;
-  };
-  return [...layer.parts.keys()].sort((a, b) => rank(b) - rank(a) || (rangedFile(a) ?? '').localeCompare(rangedFile(b) ?? '') || cost(b) - cost(a) || a - b);
+  for (const [index, file] of rangedFile) if (file !== '') fileCost.set(file, Math.max(fileCost.get(file) ?? 0, cost.get(index)!));
+  const rank = (index: number) => fileCost.get(rangedFile.get(index)!) ?? cost.get(index)!;
+  return [...layer.parts.keys()].sort((a, b) => rank(b) - rank(a) || rangedFile.get(a)!.localeCompare(rangedFile.get(b)!) || cost.get(b)! - cost.get(a)! || a - b);
 }
 
 /**

@@ -62,9 +62,11 @@ export function planRestore(chain: readonly BackupManifest[]): RestorePlan {
     for (const file of backup.deltas ?? []) map.set(file.path, { kind: 'delta', file });
     return map;
   });
-  // For each file of the backup restored: which layer writes it whole (-1: none), which apply.
+  // For each file of the backup restored: which layer writes it whole (-1: none), which apply,
+  // and which of those writes it last (its mode, time and fsync then).
   const source = new Map<string, number>();
   const applies = new Map<string, Set<number>>();
+  const finalLayer = new Map<string, number>();
   for (const path of entriesOf[last].keys()) {
     const layers = new Set<number>();
     let k = last;
@@ -76,10 +78,11 @@ export function planRestore(chain: readonly BackupManifest[]): RestorePlan {
         from = k;
         break;
       }
-      layers.add(k);
+      if (!unchangedDelta(entry.file, k > 0 ? entriesOf[k - 1].get(path) : undefined)) layers.add(k);
     }
     source.set(path, from);
     applies.set(path, layers);
+    finalLayer.set(path, Math.max(from, ...layers));
   }
   let total = 0;
   const layers = chain.map((backup, k): RestoreLayer => {
@@ -95,8 +98,10 @@ export function planRestore(chain: readonly BackupManifest[]): RestorePlan {
     for (const entry of entriesOf[k].values()) {
       const { file } = entry;
       const action = entry.kind === 'file' ? (source.get(file.path) === k ? 'write' : 'skip') : applies.get(file.path)?.has(k) ? 'apply' : 'skip';
-      const final = action !== 'skip' && k === last;
-      const common = { path: file.path, mode: file.mode, mtime: file.mtime, action, ...(final ? { final } : {}), ...(entry.kind === 'delta' ? { delta: true } : {}) } as const;
+      const final = action !== 'skip' && k === finalLayer.get(file.path);
+      // The last write to a file gives it the mode and time of the backup restored.
+      const { mode, mtime } = final ? entriesOf[last].get(file.path)!.file : file;
+      const common = { path: file.path, mode, mtime, action, ...(final ? { final } : {}), ...(entry.kind === 'delta' ? { delta: true } : {}) } as const;
       if (!file.ranges) {
         add(file.part, { ...common, size: entry.kind === 'delta' ? entry.file.blobSize : file.size, checksum: file.checksum });
         continue;
@@ -111,6 +116,17 @@ export function planRestore(chain: readonly BackupManifest[]): RestorePlan {
   });
   const rangedFiles = [...entriesOf[last].values()].filter(({ file }) => file.ranges).map(({ file }) => ({ path: file.path, mtime: file.mtime }));
   return { layers, rangedFiles, bytes: total };
+}
+
+/**
+ * A page delta that changes nothing: no page stored, and the file's size what the backup before
+ * it recorded. Applying it would only open the file, set the size it has and close it; the
+ * restore skips it, and the write before it becomes the file's last. In a delta of a database
+ * where little changed, most files are such deltas: the ~650 small files of a pgbench database's
+ * catalog, each opened, set, synced and closed once more per backup of the chain.
+ */
+function unchangedDelta(delta: ManifestDelta, before: Entry | undefined): boolean {
+  return delta.pages === 0 && before !== undefined && before.file.size === delta.size;
 }
 
 /**

@@ -24,8 +24,23 @@ interface Manifest {
   base?: string;
   size: number;
   storedSize: number;
-  files: { path: string; size: number }[];
-  deltas?: { path: string; size: number; pages: number; blobSize: number; ranges?: unknown[] }[];
+  files: { path: string; size: number; mode: number; mtime: number }[];
+  deltas?: { path: string; size: number; mode: number; mtime: number; pages: number; blobSize: number; ranges?: unknown[] }[];
+}
+
+/**
+ * Every file of `manifest` as restored in `directory`: its size, mode and time those the manifest
+ * lists (a file no later delta changed gets them from the write of an earlier backup of the chain).
+ */
+function expectFilesAsListed(directory: string, manifest: Manifest): void {
+  // postgresql.auto.conf: the recovery settings are added to it.
+  const listed = [...manifest.files, ...(manifest.deltas ?? [])].filter((entry) => entry.path !== 'postgresql.auto.conf');
+  const differing = listed.filter((entry) => {
+    const stat = fs.statSync(path.join(directory, entry.path));
+    return stat.size !== entry.size || (stat.mode & 0o7777) !== entry.mode || Math.floor(stat.mtimeMs / 1000) !== entry.mtime;
+  });
+  expect(listed.length).toBeGreaterThan(100);
+  expect(differing.map((entry) => entry.path)).toEqual([]);
 }
 
 let backend: TestBackend;
@@ -58,6 +73,7 @@ async function restoreRows(name: string, chain: readonly string[]): Promise<stri
   expect(fetched.status).toBe(0);
   const layers = [...fetched.stderr.matchAll(/msg="layer of the chain restored" .*\blayer=(\S+)/g)].map((match) => match[1]);
   expect(layers).toEqual(chain);
+  expectFilesAsListed(directory, manifestOf(name));
   const restored = await PostgresCluster.create({ env: restoreEnv, fromDataDirectory: directory, settings: { archive_mode: 'off' } });
   try {
     restored.start(false);
@@ -158,7 +174,8 @@ describe('a full backup, then deltas', () => {
     const file = backend.objectFile(`basebackups/${noted.first!.name}/manifest.json`)!;
     const original = fs.readFileSync(file);
     const edited = JSON.parse(original.toString('utf8'));
-    const victim = edited.deltas.find((d: { ranges?: unknown }) => !d.ranges);
+    // A delta that changes pages: one that changes nothing is skipped, never read (restore-plan.ts).
+    const victim = edited.deltas.find((d: { ranges?: unknown; pages: number }) => !d.ranges && d.pages > 0);
     victim.checksum = victim.checksum === '00000000' ? '00000001' : '00000000';
     fs.writeFileSync(file, JSON.stringify(edited));
     try {

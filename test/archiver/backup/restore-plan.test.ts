@@ -142,6 +142,46 @@ describe('planning the restore of a delta chain', () => {
     ]);
   });
 
+  describe('a delta that changes nothing (no page, the size the backup before it recorded)', () => {
+    const unchanged = (path: string, part: number, size: number, mtime = 3, mode = 0o600): ManifestDelta => ({ ...delta(path, part, size), pages: 0, blobSize: 24, mtime, mode });
+    const base = backup('A', [file('base/1/20', 0, 8192), file('base/1/21', 1, 8192)]);
+
+    it('is skipped, and the write before it is the file\'s last: synced there, with the mode and time of the backup restored', () => {
+      const next = backup('B', [], [unchanged('base/1/20', 0, 8192, 7, 0o640), delta('base/1/21', 1, 8192)], 'A');
+      const plan = planRestore([base, next]);
+      expect(actions(plan, 0)).toEqual(['0:base/1/20:write:final', '1:base/1/21:write']);
+      expect(actions(plan, 1)).toEqual(['1:base/1/21:apply:final']);
+      const written = plan.layers[0].parts.get(0)![0];
+      expect({ mode: written.mode, mtime: written.mtime }).toEqual({ mode: 0o640, mtime: 7 });
+      // Nothing else of B's part 0 is needed: it is not downloaded, and no step waits on A for it.
+      expect([...plan.layers[1].parts.keys()]).toEqual([1]);
+      expect(restoreSteps(plan)).toEqual([
+        { layer: 0, part: 0, after: [] },
+        { layer: 0, part: 1, after: [] },
+        { layer: 1, part: 1, after: [1] },
+      ]);
+    });
+
+    it('over a delta that changed pages: that delta is the last write', () => {
+      const middle = backup('B', [], [delta('base/1/20', 0, 8192), delta('base/1/21', 1, 8192)], 'A');
+      const last = backup('C', [], [unchanged('base/1/20', 0, 8192, 9), unchanged('base/1/21', 0, 8192, 9)], 'B');
+      const plan = planRestore([base, middle, last]);
+      expect(actions(plan, 1)).toEqual(['0:base/1/20:apply:final', '1:base/1/21:apply:final']);
+      expect(plan.layers[2].parts.size).toBe(0);
+      expect(plan.layers[1].parts.get(0)![0].mtime).toBe(9);
+    });
+
+    it('is applied when the file\'s size changed (it truncates or extends the file)', () => {
+      const next = backup('B', [], [unchanged('base/1/20', 0, 16384), unchanged('base/1/21', 1, 0)], 'A');
+      expect(actions(planRestore([base, next]), 1)).toEqual(['0:base/1/20:apply:final', '1:base/1/21:apply:final']);
+    });
+
+    it('is applied when no backup before it holds the file (it creates the file)', () => {
+      const next = backup('B', [], [unchanged('base/1/30', 0, 0)], 'A');
+      expect(actions(planRestore([base, next]), 1)).toEqual(['0:base/1/30:apply:final']);
+    });
+  });
+
   it('refuses a piece in a part the manifest does not list', () => {
     expect(() => planRestore([backup('A', [file('x', 5)])])).toThrow(new CorruptObjectError('the manifest of A puts x in part 5, which it does not list'));
   });

@@ -36,6 +36,7 @@ interface OpenFile {
   readonly applier: DeltaApplier | undefined;
   /** Set when the piece is written around the page cache. */
   readonly direct: DirectFileWriter | undefined;
+  /** Where the next bytes go when written the ordinary way (a delta's applier and a direct writer keep their own). */
   position: number;
   crc: number;
   size: number;
@@ -115,8 +116,10 @@ export class PartWriter implements TarVisitor {
     this.options.onBytes(chunk.length);
     if (file.applier) writing(file.destination, () => file.applier!.write(chunk));
     else if (file.direct) writing(file.destination, () => file.direct!.write(chunk));
-    else writing(file.destination, () => writeAll(file.fd!, chunk, file.position));
-    file.position += chunk.length;
+    else {
+      writing(file.destination, () => writeAll(file.fd!, chunk, file.position));
+      file.position += chunk.length;
+    }
   }
 
   entryEnd(): void {
